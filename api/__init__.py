@@ -1,0 +1,1 @@
+"""Portfolio OS B2B gateway (FastAPI): auth, quotas, composition, fallbacks, audit, metrics."""

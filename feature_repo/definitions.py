@@ -1,0 +1,113 @@
+"""Feast objects: the ``ticker`` entity, one feature view per feature family, one service per model.
+
+The objects are built by :func:`build_definitions` from the location of the materialised feature
+files, so tests and the demo point them at a temporary folder and the cluster at object storage,
+with no module-level state. ``feature_repo/repo.py`` exposes them to the ``feast`` CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.types import Float64, Int64, PrimitiveFeastType
+
+from feature_repo.schema import (
+    FEATURES_BY_VIEW,
+    FeatureSpec,
+)
+
+EVENT_TIMESTAMP: Final = "event_timestamp"
+CREATED_TIMESTAMP: Final = "created_timestamp"
+
+# A daily view older than this is stale: covers a long weekend plus public holidays, no more.
+DAILY_TTL: Final = timedelta(days=10)
+
+# Features the allocator (and the gateway's inverse-volatility fallback) read online.
+ALLOCATOR_FEATURES: Final[tuple[str, ...]] = (
+    "ret_21d",
+    "ret_63d",
+    "vol_21d",
+    "vol_63d",
+    "downside_vol_63d",
+    "beta_252d",
+)
+
+# Feature service name -> the views (all of their features) it serves.
+MODEL_SERVICES: Final[dict[str, tuple[str, ...]]] = {
+    "technical_model_v1": ("technical_features",),
+    "fundamental_model_v1": ("fundamental_features",),
+    "sentiment_signal_model_v1": ("sentiment_features",),
+}
+ALLOCATOR_SERVICE: Final = "allocator_v1"
+
+_FEAST_TYPES: Final[dict[str, PrimitiveFeastType]] = {"float64": Float64, "int64": Int64}
+
+
+@dataclass(frozen=True)
+class FeatureDefinitions:
+    """Every Feast object of the project, ready for ``FeatureStore.apply``."""
+
+    ticker: Entity
+    views: dict[str, FeatureView]
+    services: dict[str, FeatureService]
+
+    @property
+    def objects(self) -> list[Entity | FeatureView | FeatureService]:
+        return [self.ticker, *self.views.values(), *self.services.values()]
+
+
+def feature_file(data_uri: str, view: str) -> str:
+    """Where the materialised feature file of ``view`` lives under ``data_uri``."""
+    return f"{data_uri.rstrip('/')}/features/{view}.parquet"
+
+
+def build_definitions(data_uri: str) -> FeatureDefinitions:
+    """Build the entity, views and services over the feature files under ``data_uri``.
+
+    Args:
+        data_uri: an absolute local folder or an object-store URI (``s3://bucket/prefix``).
+    """
+    ticker = Entity(
+        name="ticker",
+        join_keys=["ticker"],
+        value_type=ValueType.STRING,
+        description="An equity by its exchange ticker (upper case, e.g. AAPL or BHP.AX).",
+    )
+    views = {name: _view(name, specs, ticker, data_uri) for name, specs in FEATURES_BY_VIEW.items()}
+    services = {
+        name: FeatureService(
+            name=name,
+            features=[views[v] for v in view_names],
+            description=f"Inputs of the {name.removesuffix('_v1').replace('_', ' ')}, in signature order.",
+        )
+        for name, view_names in MODEL_SERVICES.items()
+    }
+    services[ALLOCATOR_SERVICE] = FeatureService(
+        name=ALLOCATOR_SERVICE,
+        features=[views["technical_features"][list(ALLOCATOR_FEATURES)]],
+        description="Risk and momentum inputs of the allocator and the gateway's fallback weights.",
+    )
+    return FeatureDefinitions(ticker=ticker, views=views, services=services)
+
+
+def _view(name: str, specs: tuple[FeatureSpec, ...], ticker: Entity, data_uri: str) -> FeatureView:
+    source = FileSource(
+        name=f"{name}_source",
+        path=feature_file(data_uri, name),
+        timestamp_field=EVENT_TIMESTAMP,
+        created_timestamp_column=CREATED_TIMESTAMP,
+        description=f"Materialised output of the {name} transform.",
+    )
+    return FeatureView(
+        name=name,
+        entities=[ticker],
+        ttl=DAILY_TTL,
+        schema=[Field(name=s.name, dtype=_FEAST_TYPES[s.dtype], description=s.description) for s in specs],
+        source=source,
+        online=True,
+        description=f"Daily {name.split('_')[0]} features per ticker, stamped at the session date.",
+        tags={"family": name.split("_")[0]},
+    )

@@ -1,0 +1,57 @@
+"""Writing transform output as the Parquet files the Feast views read.
+
+Files are replaced atomically (write beside, then rename), so a reader or a crashed writer never
+sees half a file, and timestamps are stored as ``timestamp[us, UTC]`` because DuckDB's offline
+store cannot cast pandas' default nanosecond timestamps.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from feature_repo.definitions import CREATED_TIMESTAMP, EVENT_TIMESTAMP, feature_file
+from feature_repo.schema import FEATURES_BY_VIEW
+from feature_repo.tables import DATE, TICKER
+
+
+def to_feast_frame(features: pd.DataFrame, view: str, created_at: datetime | None = None) -> pd.DataFrame:
+    """Turn a transform's (ticker, date, features...) frame into a view's source rows.
+
+    Raises:
+        ValueError: the frame's feature columns are not exactly the view's, in order.
+    """
+    expected = [s.name for s in FEATURES_BY_VIEW[view]]
+    got = [c for c in features.columns if c not in (TICKER, DATE)]
+    if got != expected:
+        raise ValueError(f"columns of the {view} frame {got} differ from the schema {expected}")
+    created = created_at or datetime.now(UTC)
+    frame = features.rename(columns={DATE: EVENT_TIMESTAMP})
+    frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP]).dt.tz_localize("UTC").astype(
+        "datetime64[us, UTC]"
+    )
+    frame[CREATED_TIMESTAMP] = pd.Series(pd.Timestamp(created), index=frame.index).astype(
+        "datetime64[us, UTC]"
+    )
+    return frame[[TICKER, EVENT_TIMESTAMP, CREATED_TIMESTAMP, *expected]]
+
+
+def write_feature_file(data_dir: Path, view: str, features: pd.DataFrame) -> Path:
+    """Atomically replace the Parquet file behind ``view``; returns its path."""
+    target = Path(feature_file(str(data_dir), view))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(to_feast_frame(features, view), preserve_index=False)
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    pq.write_table(table, partial, compression="zstd")
+    partial.replace(target)
+    return target
+
+
+def read_feature_file(data_dir: Path, view: str) -> pd.DataFrame:
+    """Read a view's source rows back (for checks and parity tests)."""
+    return pd.read_parquet(feature_file(str(data_dir), view))

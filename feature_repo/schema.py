@@ -1,0 +1,108 @@
+"""Every feature's name, type and meaning, in serving order: the one source of truth.
+
+The transforms produce exactly these columns in exactly this order, the Feast feature views are
+built from these lists, and models record this order in their signatures. Adding a feature means
+adding it here first; a test fails if a transform and this list disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+DType = Literal["float64", "int64"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """One feature: its column name, dtype and a description shown in Feast and the docs."""
+
+    name: str
+    dtype: DType
+    description: str
+
+
+def _f(name: str, description: str) -> FeatureSpec:
+    return FeatureSpec(name, "float64", description)
+
+
+def _i(name: str, description: str) -> FeatureSpec:
+    return FeatureSpec(name, "int64", description)
+
+
+RETURN_WINDOWS: Final[tuple[int, ...]] = (1, 5, 21, 63, 126, 252)
+
+# Features ranked and z-scored across tickers on each date.
+TECHNICAL_CROSS_SECTIONAL: Final[tuple[str, ...]] = (
+    "ret_21d",
+    "ret_63d",
+    "ret_252d",
+    "vol_63d",
+    "resid_mom_126d",
+    "rsi_14",
+)
+
+_TECHNICAL_BASE: Final[tuple[FeatureSpec, ...]] = (
+    *(_f(f"ret_{w}d", f"Simple return of the adjusted close over the last {w} session(s).")
+      for w in RETURN_WINDOWS),
+    _f("vol_21d", "Annualised realised volatility of daily log returns over 21 sessions."),
+    _f("vol_63d", "Annualised realised volatility of daily log returns over 63 sessions."),
+    _f("downside_vol_63d", "Annualised downside deviation (negative log returns only) over 63 sessions."),
+    _f("rsi_14", "Wilder's relative strength index over 14 sessions, 0-100."),
+    _f("macd", "MACD line (EMA12 - EMA26 of the adjusted close) divided by the adjusted close."),
+    _f("macd_signal", "Nine-session EMA of the normalised MACD line."),
+    _f("macd_hist", "Normalised MACD line minus its signal line."),
+    _f("dist_sma_50", "Adjusted close over its 50-session simple moving average, minus one."),
+    _f("dist_sma_200", "Adjusted close over its 200-session simple moving average, minus one."),
+    _f("volume_zscore_21d", "Z-score of log(1 + volume) against its trailing 21 sessions; "
+       "missing where the source has no volume."),
+    _f("beta_252d", "Beta of daily log returns against the benchmark over 252 sessions (126 minimum)."),
+    _f("resid_mom_126d", "Sum of benchmark-residual daily log returns over 126 sessions, using the "
+       "previous session's beta (residual momentum)."),
+)
+
+TECHNICAL_FEATURES: Final[tuple[FeatureSpec, ...]] = (
+    *_TECHNICAL_BASE,
+    *(_f(f"{n}_csrank", f"Percentile rank (0-1] of {n} across tickers on the date.")
+      for n in TECHNICAL_CROSS_SECTIONAL),
+    *(_f(f"{n}_csz", f"Z-score of {n} across tickers on the date.") for n in TECHNICAL_CROSS_SECTIONAL),
+)
+
+FUNDAMENTAL_RATIOS: Final[tuple[FeatureSpec, ...]] = (
+    _f("earnings_yield", "Trailing-twelve-month net income over market capitalisation."),
+    _f("book_to_price", "Total equity over market capitalisation."),
+    _f("sales_to_price", "Trailing-twelve-month revenue over market capitalisation."),
+    _f("cash_flow_yield", "Trailing-twelve-month operating cash flow over market capitalisation."),
+    _f("roe", "Trailing-twelve-month net income over total equity (missing when equity <= 0)."),
+    _f("roa", "Trailing-twelve-month net income over total assets."),
+    _f("debt_to_equity", "Total debt over total equity (missing when equity <= 0)."),
+    _f("debt_to_assets", "Total debt over total assets."),
+)
+
+FUNDAMENTAL_FEATURES: Final[tuple[FeatureSpec, ...]] = (
+    *FUNDAMENTAL_RATIOS,
+    *(_f(f"{s.name}_csz", f"Z-score of {s.name} across tickers on the date.") for s in FUNDAMENTAL_RATIOS),
+    _i("days_since_report", "Calendar days since the newest report used became visible."),
+)
+
+SENTIMENT_FEATURES: Final[tuple[FeatureSpec, ...]] = (
+    _f("sent_score_1d", "Mean document score (P(pos) - P(neg)) of the session; missing on days "
+       "without documents."),
+    _i("sent_count_1d", "Number of documents attributed to the session."),
+    _i("sent_count_21d", "Number of documents over the last 21 sessions."),
+    _f("sent_mean_21d", "Mean document score over the last 21 sessions; missing without documents."),
+    _f("sent_decay_5d", "Exponentially decayed mean document score, half-life five sessions."),
+    _f("sent_surprise", "21-session mean score minus the ticker's trailing 252-session mean of daily "
+       "scores, over their standard deviation."),
+)
+
+FEATURES_BY_VIEW: Final[dict[str, tuple[FeatureSpec, ...]]] = {
+    "technical_features": TECHNICAL_FEATURES,
+    "fundamental_features": FUNDAMENTAL_FEATURES,
+    "sentiment_features": SENTIMENT_FEATURES,
+}
+
+
+def names(specs: tuple[FeatureSpec, ...]) -> list[str]:
+    """The column names of ``specs``, in order."""
+    return [s.name for s in specs]

@@ -1,0 +1,94 @@
+"""Column contracts of the raw tables that feature transforms read.
+
+Ingestion (``training.ingest``) writes frames in exactly these shapes and the
+transforms in ``feature_repo.transforms`` read them, so the contract lives here,
+in the package every other package may import.
+
+Conventions shared by every table:
+
+* ``ticker`` is an upper-case string (``"AAPL"``, ``"BHP.AX"``).
+* ``date`` is a session date (``datetime64[ns]`` at midnight, no timezone): the
+  bar of that session, known after its close.
+* ``synthetic`` is ``True`` on every row a generator made; real data is ``False``.
+* ``source`` names where a row came from (``"skfolio.sp500"``, ``"csv:/path"``,
+  ``"eodhd"``, ``"synthetic"``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+TICKER: Final = "ticker"
+DATE: Final = "date"
+SOURCE: Final = "source"
+SYNTHETIC: Final = "synthetic"
+
+# Daily bars. ``adj_close`` is split- and dividend-adjusted; returns are always
+# computed from it. ``open``/``high``/``low``/``volume`` may be missing (NaN)
+# for close-only sources such as the bundled skfolio prices.
+PRICE_COLUMNS: Final[tuple[str, ...]] = (
+    TICKER,
+    DATE,
+    "open",
+    "high",
+    "low",
+    "close",
+    "adj_close",
+    "volume",
+    SOURCE,
+    SYNTHETIC,
+)
+PRICE_KEY: Final[tuple[str, ...]] = (TICKER, DATE)
+
+# Benchmark index levels (one or more named benchmarks).
+BENCHMARK_COLUMNS: Final[tuple[str, ...]] = ("symbol", DATE, "close", SOURCE, SYNTHETIC)
+BENCHMARK_KEY: Final[tuple[str, ...]] = ("symbol", DATE)
+
+# Quarterly fundamentals. ``period_end`` is the fiscal quarter end; the row is
+# visible only from ``report_date`` (the filing/announcement date). Flow items
+# (revenue, net_income, operating_cash_flow) are for the quarter; stock items
+# (total_assets, total_equity, total_debt, shares_outstanding) are at period end.
+FUNDAMENTAL_VALUE_COLUMNS: Final[tuple[str, ...]] = (
+    "revenue",
+    "net_income",
+    "operating_cash_flow",
+    "total_assets",
+    "total_equity",
+    "total_debt",
+    "shares_outstanding",
+)
+FUNDAMENTAL_COLUMNS: Final[tuple[str, ...]] = (
+    TICKER,
+    "period_end",
+    "report_date",
+    *FUNDAMENTAL_VALUE_COLUMNS,
+    SOURCE,
+    SYNTHETIC,
+)
+FUNDAMENTAL_KEY: Final[tuple[str, ...]] = (TICKER, "period_end")
+
+# Announcements and news. ``doc_id`` is the sha256 of the normalised content,
+# so the same text from two feeds is stored once.
+DOCUMENT_COLUMNS: Final[tuple[str, ...]] = (
+    "doc_id",
+    TICKER,
+    "published_at",
+    SOURCE,
+    "title",
+    "body",
+    SYNTHETIC,
+)
+DOCUMENT_KEY: Final[tuple[str, ...]] = ("doc_id",)
+
+# Documents after a text model scored them. ``score`` is P(positive) -
+# P(negative), in [-1, 1]. ``published_at`` is a UTC timestamp.
+SCORED_DOCUMENT_COLUMNS: Final[tuple[str, ...]] = (
+    "doc_id",
+    TICKER,
+    "published_at",
+    "p_negative",
+    "p_neutral",
+    "p_positive",
+    "score",
+    "model_version",
+)

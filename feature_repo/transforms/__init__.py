@@ -1,0 +1,1 @@
+"""Pure, vectorised feature transforms: one definition used offline and online."""

@@ -1,0 +1,1 @@
+"""Portfolio OS monitoring: drift, alpha decay, alert rules and dashboards."""

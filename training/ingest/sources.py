@@ -1,0 +1,98 @@
+"""Turn a configured data source into frames for the offline store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import pandas as pd
+
+from feature_repo import tables as t
+from training.config import DataSource, EodhdSource, FilesSource, SkfolioSource, SyntheticSource
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """Every table a source produced; tables it has no data for are simply absent."""
+
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    description: str = ""
+
+
+def load_source(source: DataSource) -> LoadedData:
+    """Load everything ``source`` provides, in the store's column contracts."""
+    if isinstance(source, SkfolioSource):
+        return _skfolio(source)
+    if isinstance(source, FilesSource):
+        return _files(source)
+    if isinstance(source, EodhdSource):
+        return _eodhd(source)
+    return _synthetic(source)
+
+
+def prices_to_benchmark(prices: pd.DataFrame) -> pd.DataFrame:
+    """Benchmark rows from price rows of an index (its ticker becomes the symbol)."""
+    return pd.DataFrame(
+        {
+            "symbol": prices[t.TICKER].to_numpy(),
+            t.DATE: prices[t.DATE].to_numpy(),
+            "close": prices["adj_close"].to_numpy(),
+            t.SOURCE: prices[t.SOURCE].to_numpy(),
+            t.SYNTHETIC: prices[t.SYNTHETIC].to_numpy(),
+        }
+    )
+
+
+def _iso(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _skfolio(source: SkfolioSource) -> LoadedData:
+    from training.ingest.bundled import load_sp500
+
+    data = load_sp500(_iso(source.start), _iso(source.end))
+    return LoadedData(
+        {"prices": data.prices, "benchmark": data.benchmark},
+        "skfolio S&P 500 sample (real adjusted closes, bundled in the package)",
+    )
+
+
+def _files(source: FilesSource) -> LoadedData:
+    from training.ingest.files import load_fundamentals, load_prices
+
+    tables = {"prices": pd.concat([load_prices(p) for p in source.prices], ignore_index=True)}
+    if source.benchmark is not None:
+        tables["benchmark"] = prices_to_benchmark(load_prices(source.benchmark))
+    if source.fundamentals:
+        tables["fundamentals"] = pd.concat([load_fundamentals(p) for p in source.fundamentals], ignore_index=True)
+    return LoadedData(tables, f"{len(source.prices)} user price file(s)")
+
+
+def _eodhd(source: EodhdSource) -> LoadedData:
+    from training.ingest.eodhd import EodhdClient
+
+    start, end = source.start, source.end or date.today()
+    with EodhdClient() as client:
+        tables = {
+            "prices": client.eod_prices_many(source.tickers, start, end),
+            "benchmark": prices_to_benchmark(client.eod_prices(source.benchmark, start, end)),
+        }
+        if source.fundamentals:
+            tables["fundamentals"] = pd.concat([client.fundamentals(s) for s in source.tickers], ignore_index=True)
+        if source.news:
+            tables["documents"] = pd.concat([client.news(s, start, end) for s in source.tickers], ignore_index=True)
+    return LoadedData(tables, f"EODHD API, {len(source.tickers)} ticker(s)")
+
+
+def _synthetic(source: SyntheticSource) -> LoadedData:
+    from training.ingest.synthetic import generate_universe, scored_documents
+
+    universe = generate_universe(n_tickers=source.n_tickers, n_months=source.n_months, seed=source.seed)
+    tables = {
+        "prices": universe.prices,
+        "benchmark": universe.benchmark,
+        "fundamentals": universe.fundamentals,
+        "documents": universe.documents,
+        "scored_documents": scored_documents(universe.documents, seed=source.seed),
+    }
+    return LoadedData(tables, f"SYNTHETIC universe ({source.n_tickers} tickers, {source.n_months} months)")

@@ -1,0 +1,1 @@
+"""Pipeline stages: each a function ``run(ctx) -> summary`` that can run alone."""

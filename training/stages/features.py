@@ -1,0 +1,56 @@
+"""Stage ``features``: compute every feature family and write the Feast source files."""
+
+from __future__ import annotations
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from feature_repo.files import write_feature_file
+from feature_repo.schema import FEATURES_BY_VIEW
+from feature_repo.tables import DATE, TICKER
+from feature_repo.transforms.fundamental import fundamental_features
+from feature_repo.transforms.sentiment import sentiment_features
+from feature_repo.transforms.technical import technical_features
+from training.context import RunContext
+from training.errors import TrainingError
+from training.store import OfflineStore
+
+
+def empty_features(view: str) -> pd.DataFrame:
+    """A zero-row frame with a view's columns: the view exists but its source had no data."""
+    columns = {TICKER: pd.Series(dtype="object"), DATE: pd.Series(dtype="datetime64[ns]")}
+    columns |= {s.name: pd.Series(dtype=s.dtype) for s in FEATURES_BY_VIEW[view]}
+    return pd.DataFrame(columns)
+
+
+def run(ctx: RunContext) -> dict[str, object]:
+    """Compute technical, fundamental and sentiment features from the offline store."""
+    with OfflineStore(ctx.offline_store_path) as store:
+        prices = store.read("prices")
+        benchmark = store.read("benchmark")
+        fundamentals = store.read("fundamentals")
+        scored = store.read("scored_documents")
+    if prices.empty:
+        raise TrainingError("the offline store holds no prices: run the ingest stage first")
+    if benchmark["symbol"].nunique() > 1:
+        raise TrainingError(f"expected one benchmark, found {sorted(benchmark['symbol'].unique())}")
+    close = pd.Timedelta(ctx.config.features.session_close_utc + ":00")
+    jobs = {
+        "technical_features": lambda: technical_features(prices, benchmark.set_index(DATE)["close"]),
+        "fundamental_features": lambda: (
+            fundamental_features(prices, fundamentals) if not fundamentals.empty else None
+        ),
+        "sentiment_features": lambda: (
+            sentiment_features(prices, scored, session_close_utc=close) if not scored.empty else None
+        ),
+    }
+    summary: dict[str, object] = {}
+    for view, compute in tqdm(jobs.items(), desc="  views", disable=not ctx.progress, file=ctx.out, leave=False):
+        frame = compute()
+        note = ""
+        if frame is None:
+            frame, note = empty_features(view), " (no input data in the store: view left empty)"
+        path = write_feature_file(ctx.data_dir, view, frame)
+        print(f"  {view:<22} {len(frame):>9,} rows -> {path}{note}", file=ctx.out)
+        summary[view] = len(frame)
+    return summary

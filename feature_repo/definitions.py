@@ -94,6 +94,7 @@ def build_definitions(data_uri: str) -> FeatureDefinitions:
 
 
 def _view(name: str, specs: tuple[FeatureSpec, ...], ticker: Entity, data_uri: str) -> FeatureView:
+    family = name.split("_", maxsplit=1)[0]
     source = FileSource(
         name=f"{name}_source",
         path=feature_file(data_uri, name),
@@ -108,6 +109,6 @@ def _view(name: str, specs: tuple[FeatureSpec, ...], ticker: Entity, data_uri: s
         schema=[Field(name=s.name, dtype=_FEAST_TYPES[s.dtype], description=s.description) for s in specs],
         source=source,
         online=True,
-        description=f"Daily {name.split('_')[0]} features per ticker, stamped at the session date.",
-        tags={"family": name.split("_")[0]},
+        description=f"Daily {family} features per ticker, stamped at the session date.",
+        tags={"family": family},
     )

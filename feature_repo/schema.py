@@ -43,8 +43,10 @@ TECHNICAL_CROSS_SECTIONAL: Final[tuple[str, ...]] = (
 )
 
 _TECHNICAL_BASE: Final[tuple[FeatureSpec, ...]] = (
-    *(_f(f"ret_{w}d", f"Simple return of the adjusted close over the last {w} session(s).")
-      for w in RETURN_WINDOWS),
+    *(
+        _f(f"ret_{w}d", f"Simple return of the adjusted close over the last {w} session(s).")
+        for w in RETURN_WINDOWS
+    ),
     _f("vol_21d", "Annualised realised volatility of daily log returns over 21 sessions."),
     _f("vol_63d", "Annualised realised volatility of daily log returns over 63 sessions."),
     _f("downside_vol_63d", "Annualised downside deviation (negative log returns only) over 63 sessions."),
@@ -54,17 +56,25 @@ _TECHNICAL_BASE: Final[tuple[FeatureSpec, ...]] = (
     _f("macd_hist", "Normalised MACD line minus its signal line."),
     _f("dist_sma_50", "Adjusted close over its 50-session simple moving average, minus one."),
     _f("dist_sma_200", "Adjusted close over its 200-session simple moving average, minus one."),
-    _f("volume_zscore_21d", "Z-score of log(1 + volume) against its trailing 21 sessions; "
-       "missing where the source has no volume."),
+    _f(
+        "volume_zscore_21d",
+        "Z-score of log(1 + volume) against its trailing 21 sessions; "
+        "missing where the source has no volume.",
+    ),
     _f("beta_252d", "Beta of daily log returns against the benchmark over 252 sessions (126 minimum)."),
-    _f("resid_mom_126d", "Sum of benchmark-residual daily log returns over 126 sessions, using the "
-       "previous session's beta (residual momentum)."),
+    _f(
+        "resid_mom_126d",
+        "Sum of benchmark-residual daily log returns over 126 sessions, using the "
+        "previous session's beta (residual momentum).",
+    ),
 )
 
 TECHNICAL_FEATURES: Final[tuple[FeatureSpec, ...]] = (
     *_TECHNICAL_BASE,
-    *(_f(f"{n}_csrank", f"Percentile rank (0-1] of {n} across tickers on the date.")
-      for n in TECHNICAL_CROSS_SECTIONAL),
+    *(
+        _f(f"{n}_csrank", f"Percentile rank (0-1] of {n} across tickers on the date.")
+        for n in TECHNICAL_CROSS_SECTIONAL
+    ),
     *(_f(f"{n}_csz", f"Z-score of {n} across tickers on the date.") for n in TECHNICAL_CROSS_SECTIONAL),
 )
 
@@ -86,14 +96,19 @@ FUNDAMENTAL_FEATURES: Final[tuple[FeatureSpec, ...]] = (
 )
 
 SENTIMENT_FEATURES: Final[tuple[FeatureSpec, ...]] = (
-    _f("sent_score_1d", "Mean document score (P(pos) - P(neg)) of the session; missing on days "
-       "without documents."),
+    _f(
+        "sent_score_1d",
+        "Mean document score (P(pos) - P(neg)) of the session; missing on days without documents.",
+    ),
     _i("sent_count_1d", "Number of documents attributed to the session."),
     _i("sent_count_21d", "Number of documents over the last 21 sessions."),
     _f("sent_mean_21d", "Mean document score over the last 21 sessions; missing without documents."),
     _f("sent_decay_5d", "Exponentially decayed mean document score, half-life five sessions."),
-    _f("sent_surprise", "21-session mean score minus the ticker's trailing 252-session mean of daily "
-       "scores, over their standard deviation."),
+    _f(
+        "sent_surprise",
+        "21-session mean score minus the ticker's trailing 252-session mean of daily "
+        "scores, over their standard deviation.",
+    ),
 )
 
 FEATURES_BY_VIEW: Final[dict[str, tuple[FeatureSpec, ...]]] = {

@@ -83,7 +83,7 @@ class FeatureRepo:
 
     def apply(self) -> None:
         """Register (or update) the entity, views and services."""
-        self.store.apply(self.definitions.objects)
+        self.store.apply(list(self.definitions.objects))  # type: ignore[arg-type]  # Feast's list is invariant
 
     def materialize(self, start: datetime, end: datetime, views: list[str] | None = None) -> None:
         """Load the newest row per ticker with event time in [start, end] into the online store."""
@@ -96,9 +96,7 @@ class FeatureRepo:
     def online(self, service: str, tickers: list[str]) -> pd.DataFrame:
         """The service's online feature vector for each ticker, in the service's feature order."""
         fs = self.store.get_feature_service(service)
-        response = self.store.get_online_features(
-            features=fs, entity_rows=[{"ticker": t} for t in tickers]
-        )
+        response = self.store.get_online_features(features=fs, entity_rows=[{"ticker": t} for t in tickers])
         frame = response.to_df()
         return frame[["ticker", *service_feature_names(fs)]]
 

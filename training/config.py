@@ -29,8 +29,12 @@ class FilesSource(_Strict):
     """CSV/Parquet files the user brings."""
 
     kind: Literal["files"] = "files"
-    prices: list[Path] = Field(description="OHLCV files (ticker, date, open, high, low, close, volume[, adj_close]).")
-    benchmark: Path | None = Field(None, description="OHLCV file of the benchmark; its ticker becomes the symbol.")
+    prices: list[Path] = Field(
+        description="OHLCV files (ticker, date, open, high, low, close, volume[, adj_close])."
+    )
+    benchmark: Path | None = Field(
+        None, description="OHLCV file of the benchmark; its ticker becomes the symbol."
+    )
     fundamentals: list[Path] = Field(default_factory=list, description="Quarterly fundamentals files.")
 
 
@@ -62,7 +66,9 @@ DataSource = Annotated[
 
 class FeatureConfig(_Strict):
     session_close_utc: str = Field(
-        "21:00", pattern=r"^\d{2}:\d{2}$", description="Market close in UTC (HH:MM); documents after it count for the next session."
+        "21:00",
+        pattern=r"^\d{2}:\d{2}$",
+        description="Market close in UTC (HH:MM); documents after it count for the next session.",
     )
 
 
@@ -86,7 +92,5 @@ def load_config(path: Path) -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
         raise TrainingError(f"invalid run configuration {path}: {problems}") from e

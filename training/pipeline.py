@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 from training.context import RunContext
-from training.stages import features as features_stage
 from training.stages import feast_ops, health, ingest
+from training.stages import features as features_stage
 
 
 @dataclass

@@ -46,8 +46,18 @@ TABLES: Final[dict[str, TableSpec]] = {
     "prices": TableSpec(
         "prices",
         t.PRICE_COLUMNS,
-        {t.TICKER: _S, t.DATE: _D, "open": _F, "high": _F, "low": _F, "close": _F,
-         "adj_close": _F, "volume": _F, t.SOURCE: _S, t.SYNTHETIC: _B},
+        {
+            t.TICKER: _S,
+            t.DATE: _D,
+            "open": _F,
+            "high": _F,
+            "low": _F,
+            "close": _F,
+            "adj_close": _F,
+            "volume": _F,
+            t.SOURCE: _S,
+            t.SYNTHETIC: _B,
+        },
         t.PRICE_KEY,
     ),
     "benchmark": TableSpec(
@@ -66,15 +76,30 @@ TABLES: Final[dict[str, TableSpec]] = {
     "documents": TableSpec(
         "documents",
         t.DOCUMENT_COLUMNS,
-        {"doc_id": _S, t.TICKER: _S, "published_at": "TIMESTAMPTZ", t.SOURCE: _S,
-         "title": _S, "body": _S, t.SYNTHETIC: _B},
+        {
+            "doc_id": _S,
+            t.TICKER: _S,
+            "published_at": "TIMESTAMPTZ",
+            t.SOURCE: _S,
+            "title": _S,
+            "body": _S,
+            t.SYNTHETIC: _B,
+        },
         t.DOCUMENT_KEY,
     ),
     "scored_documents": TableSpec(
         "scored_documents",
         t.SCORED_DOCUMENT_COLUMNS,
-        {"doc_id": _S, t.TICKER: _S, "published_at": "TIMESTAMPTZ", "p_negative": _F,
-         "p_neutral": _F, "p_positive": _F, "score": _F, "model_version": _S},
+        {
+            "doc_id": _S,
+            t.TICKER: _S,
+            "published_at": "TIMESTAMPTZ",
+            "p_negative": _F,
+            "p_neutral": _F,
+            "p_positive": _F,
+            "score": _F,
+            "model_version": _S,
+        },
         ("doc_id", "model_version"),
     ),
 }
@@ -166,8 +191,15 @@ class OfflineStore:
             self._con.execute(
                 "INSERT INTO ingest_log (batch_id, table_name, rows, inserted, updated, unchanged, source) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [uuid.uuid4().hex, spec.name, counts.rows, counts.inserted, counts.updated,
-                 counts.unchanged, _sources(batch)],
+                [
+                    uuid.uuid4().hex,
+                    spec.name,
+                    counts.rows,
+                    counts.inserted,
+                    counts.updated,
+                    counts.unchanged,
+                    _sources(batch),
+                ],
             )
         return counts
 
@@ -221,8 +253,8 @@ class OfflineStore:
             on = " AND ".join(f'i."{c}" = s."{c}"' for c in spec.key)
             differs = " OR ".join(f'i."{c}" IS DISTINCT FROM s."{c}"' for c in spec.value_columns)
             row = self._con.execute(
-                f"SELECT count(*) FILTER (WHERE s.\"{spec.key[0]}\" IS NULL), "
-                f"count(*) FILTER (WHERE s.\"{spec.key[0]}\" IS NOT NULL AND ({differs})) "
+                f'SELECT count(*) FILTER (WHERE s."{spec.key[0]}" IS NULL), '
+                f'count(*) FILTER (WHERE s."{spec.key[0]}" IS NOT NULL AND ({differs})) '
                 f"FROM _incoming i LEFT JOIN {spec.name} s ON {on}"
             ).fetchall()[0]
         finally:
@@ -243,11 +275,15 @@ def _conform(spec: TableSpec, frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in spec.columns if c not in frame.columns]
     extra = [c for c in frame.columns if c not in spec.columns]
     if missing or extra:
-        raise StoreError(f"batch for '{spec.name}' does not match its contract: missing {missing}, extra {extra}")
+        raise StoreError(
+            f"batch for '{spec.name}' does not match its contract: missing {missing}, extra {extra}"
+        )
     batch = frame.loc[:, list(spec.columns)]
     null_keys = batch[list(spec.key)].isna().any(axis=1)
     if null_keys.any():
-        raise StoreError(f"batch for '{spec.name}' has {int(null_keys.sum())} row(s) with an empty key {spec.key}")
+        raise StoreError(
+            f"batch for '{spec.name}' has {int(null_keys.sum())} row(s) with an empty key {spec.key}"
+        )
     dup = batch.duplicated(subset=list(spec.key), keep=False)
     if dup.any():
         example = batch.loc[dup, list(spec.key)].head(3).to_dict("records")

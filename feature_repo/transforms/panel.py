@@ -19,16 +19,23 @@ def to_wide(long: pd.DataFrame, value: str, dates: pd.DatetimeIndex, tickers: pd
     return wide.reindex(index=dates, columns=tickers)
 
 
-def grid(long: pd.DataFrame) -> tuple[pd.DatetimeIndex, pd.Index]:
-    """The sorted session calendar (union of every ticker's dates) and the sorted tickers."""
-    dates = pd.DatetimeIndex(np.sort(long[DATE].unique()), name=DATE)
+def grid(long: pd.DataFrame, extra_sessions: pd.Index | None = None) -> tuple[pd.DatetimeIndex, pd.Index]:
+    """The sorted session calendar and the sorted tickers.
+
+    The calendar is the union of every ticker's dates and ``extra_sessions`` (the benchmark's
+    sessions) within the span of the prices, so a ticker's missing bar is a missing session of
+    the market, whatever else is in the universe.
+    """
+    dates = pd.DatetimeIndex(long[DATE].unique())
+    if extra_sessions is not None and len(dates):
+        extra = pd.DatetimeIndex(extra_sessions)
+        dates = dates.union(extra[(extra >= dates.min()) & (extra <= dates.max())])
+    dates = pd.DatetimeIndex(np.sort(dates.unique()), name=DATE)
     tickers = pd.Index(np.sort(long[TICKER].unique()), name=TICKER)
     return dates, tickers
 
 
-def to_long(
-    columns: dict[str, pd.DataFrame], present: pd.DataFrame, dtypes: dict[str, str]
-) -> pd.DataFrame:
+def to_long(columns: dict[str, pd.DataFrame], present: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
     """Stack wide frames back to (ticker, date) rows, keeping only the cells where ``present``.
 
     Rows come out sorted by ticker then date; columns in the order of ``columns``.

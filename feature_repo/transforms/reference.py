@@ -13,6 +13,7 @@ import pandas as pd
 
 from feature_repo.schema import RETURN_WINDOWS, TECHNICAL_CROSS_SECTIONAL, TECHNICAL_FEATURES
 from feature_repo.tables import DATE, TICKER
+from feature_repo.transforms.technical import log_returns
 
 TRADING_DAYS = 252
 
@@ -21,8 +22,11 @@ def technical_features_per_ticker(
     prices: pd.DataFrame, benchmark: pd.Series, *, max_gap_sessions: int = 5
 ) -> pd.DataFrame:
     """Same contract and values as :func:`feature_repo.transforms.technical.technical_features`."""
-    calendar = pd.DatetimeIndex(np.sort(prices[DATE].unique()))
-    market = np.log(benchmark.reindex(calendar).astype("float64")).diff()
+    own = pd.DatetimeIndex(prices[DATE].unique())
+    sessions = pd.DatetimeIndex(benchmark.dropna().index)
+    sessions = sessions[(sessions >= own.min()) & (sessions <= own.max())]
+    calendar = own.union(sessions).sort_values()
+    market = log_returns(benchmark.reindex(calendar).astype("float64"))
     parts = []
     for ticker, rows in prices.groupby(TICKER, sort=True):
         series = rows.set_index(DATE).sort_index()
@@ -47,7 +51,7 @@ def _one_ticker(
     close = series["adj_close"].reindex(own)
     present = close.notna()
     filled = close.ffill(limit=max_gap)
-    logret = np.log(filled).diff()
+    logret = log_returns(filled)
     out = pd.DataFrame(index=own)
     for w in RETURN_WINDOWS:
         out[f"ret_{w}d"] = filled / filled.shift(w) - 1.0

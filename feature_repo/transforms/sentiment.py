@@ -26,9 +26,7 @@ def assign_sessions(
     closes = pd.DataFrame({DATE: calendar, "close_at": (calendar + session_close_utc).tz_localize("UTC")})
     docs = documents.assign(published_at=pd.to_datetime(documents["published_at"], utc=True))
     docs = docs.sort_values("published_at", kind="stable")
-    joined = pd.merge_asof(
-        docs, closes, left_on="published_at", right_on="close_at", direction="forward"
-    )
+    joined = pd.merge_asof(docs, closes, left_on="published_at", right_on="close_at", direction="forward")
     return joined.dropna(subset=[DATE])
 
 

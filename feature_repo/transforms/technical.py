@@ -9,6 +9,8 @@ for at most ``max_gap_sessions``; nothing is ever filled across tickers or from 
 
 from __future__ import annotations
 
+from typing import TypeVar, cast
+
 import numpy as np
 import pandas as pd
 
@@ -48,15 +50,15 @@ def technical_features(
         One row per input bar, sorted by ticker and date: ``ticker``, ``date`` and the
         features of :data:`feature_repo.schema.TECHNICAL_FEATURES` in that order.
     """
-    dates, tickers = grid(prices)
+    dates, tickers = grid(prices, benchmark.dropna().index)
     close = to_wide(prices, "adj_close", dates, tickers)
     present = close.notna()
     filled = close.ffill(limit=max_gap_sessions)
     volume = to_wide(prices, "volume", dates, tickers)
     bench = benchmark.reindex(dates).astype("float64")
 
-    logret = np.log(filled).diff()
-    market = np.log(bench).diff()
+    logret = log_returns(filled)
+    market = log_returns(bench)
     out: dict[str, pd.DataFrame] = {}
     for w in RETURN_WINDOWS:
         out[f"ret_{w}d"] = filled / filled.shift(w) - 1.0
@@ -75,13 +77,22 @@ def technical_features(
     return to_long(ordered, present, {s.name: s.dtype for s in TECHNICAL_FEATURES})
 
 
+Panel = TypeVar("Panel", pd.DataFrame, pd.Series)
+
+
+def log_returns(levels: Panel) -> Panel:
+    """Daily log returns of a level frame or series (NaN where either level is missing)."""
+    # numpy ufuncs on pandas objects return pandas objects of the same shape and labels.
+    return cast(Panel, np.log(levels)).diff()
+
+
 def _volatility(logret: pd.DataFrame) -> dict[str, pd.DataFrame]:
     annualise = np.sqrt(TRADING_DAYS)
     downside_sq = logret.clip(upper=0.0) ** 2
     return {
         "vol_21d": logret.rolling(21, min_periods=17).std() * annualise,
         "vol_63d": logret.rolling(63, min_periods=50).std() * annualise,
-        "downside_vol_63d": np.sqrt(downside_sq.rolling(63, min_periods=50).mean()) * annualise,
+        "downside_vol_63d": downside_sq.rolling(63, min_periods=50).mean().pow(0.5) * annualise,
     }
 
 
@@ -105,7 +116,7 @@ def _macd(close: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def _volume_zscore(volume: pd.DataFrame, window: int) -> pd.DataFrame:
-    logvol = np.log1p(volume.where(volume >= 0))
+    logvol = cast(pd.DataFrame, np.log1p(volume.where(volume >= 0)))
     rolling = logvol.rolling(window, min_periods=15)
     return (logvol - rolling.mean()) / rolling.std().replace(0.0, np.nan)
 

@@ -28,7 +28,11 @@ class MarketData:
 
 def wide_to_price_rows(wide: pd.DataFrame, source: str) -> pd.DataFrame:
     """Convert a dates x tickers frame of adjusted closes to price-contract rows (close-only)."""
-    long = wide.rename_axis(index=t.DATE, columns=t.TICKER).stack().rename("adj_close").reset_index()
+    long = (
+        wide.rename_axis(index=t.DATE, columns=t.TICKER)
+        .reset_index()
+        .melt(id_vars=t.DATE, var_name=t.TICKER, value_name="adj_close")
+    )
     long = long[long["adj_close"].notna()]
     frame = pd.DataFrame(
         {

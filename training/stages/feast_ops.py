@@ -57,8 +57,11 @@ def online(ctx: RunContext) -> dict[str, object]:
     millis = (time.perf_counter() - started) * 1000
     preview = frame.set_index("ticker")[list(ONLINE_PREVIEW)].T
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 120):
-        print(f"  technical_model_v1 online ({frame.shape[1] - 1} features; {len(ONLINE_PREVIEW)} shown), "
-              f"{millis:.1f} ms:", file=ctx.out)
+        print(
+            f"  technical_model_v1 online ({frame.shape[1] - 1} features; {len(ONLINE_PREVIEW)} shown), "
+            f"{millis:.1f} ms:",
+            file=ctx.out,
+        )
         print("  " + preview.to_string().replace("\n", "\n  "), file=ctx.out)
     missing = frame.set_index("ticker").isna().all(axis=1)
     return {"tickers": len(tickers), "missing": int(missing.sum()), "ms": round(millis, 1)}

@@ -22,8 +22,14 @@ def run(ctx: RunContext) -> dict[str, object]:
             frame = loaded.tables.get(name)
             if frame is None or frame.empty:
                 continue
-            with tqdm(total=len(frame), desc=f"  {name}", unit="row", disable=not ctx.progress,
-                      file=ctx.out, leave=False) as bar:
+            with tqdm(
+                total=len(frame),
+                desc=f"  {name}",
+                unit="row",
+                disable=not ctx.progress,
+                file=ctx.out,
+                leave=False,
+            ) as bar:
                 result = store.upsert(name, frame, on_chunk=lambda done, _total: bar.update(done - bar.n))
             print(
                 f"  {name:<17} {result.rows:>9,} rows: {result.inserted:,} new, {result.updated:,} changed, "

@@ -32,12 +32,8 @@ def to_feast_frame(features: pd.DataFrame, view: str, created_at: datetime | Non
         raise ValueError(f"columns of the {view} frame {got} differ from the schema {expected}")
     created = created_at or datetime.now(UTC)
     frame = features.rename(columns={DATE: EVENT_TIMESTAMP})
-    frame[EVENT_TIMESTAMP] = (
-        pd.to_datetime(frame[EVENT_TIMESTAMP]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
-    )
-    frame[CREATED_TIMESTAMP] = pd.Series(pd.Timestamp(created), index=frame.index).astype(
-        "datetime64[us, UTC]"
-    )
+    frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP]).dt.tz_localize("UTC").astype("datetime64[us, UTC]")
+    frame[CREATED_TIMESTAMP] = pd.Series(pd.Timestamp(created), index=frame.index).astype("datetime64[us, UTC]")
     return frame[[TICKER, EVENT_TIMESTAMP, CREATED_TIMESTAMP, *expected]]
 
 

@@ -43,10 +43,7 @@ TECHNICAL_CROSS_SECTIONAL: Final[tuple[str, ...]] = (
 )
 
 _TECHNICAL_BASE: Final[tuple[FeatureSpec, ...]] = (
-    *(
-        _f(f"ret_{w}d", f"Simple return of the adjusted close over the last {w} session(s).")
-        for w in RETURN_WINDOWS
-    ),
+    *(_f(f"ret_{w}d", f"Simple return of the adjusted close over the last {w} session(s).") for w in RETURN_WINDOWS),
     _f("vol_21d", "Annualised realised volatility of daily log returns over 21 sessions."),
     _f("vol_63d", "Annualised realised volatility of daily log returns over 63 sessions."),
     _f("downside_vol_63d", "Annualised downside deviation (negative log returns only) over 63 sessions."),
@@ -58,8 +55,7 @@ _TECHNICAL_BASE: Final[tuple[FeatureSpec, ...]] = (
     _f("dist_sma_200", "Adjusted close over its 200-session simple moving average, minus one."),
     _f(
         "volume_zscore_21d",
-        "Z-score of log(1 + volume) against its trailing 21 sessions; "
-        "missing where the source has no volume.",
+        "Z-score of log(1 + volume) against its trailing 21 sessions; missing where the source has no volume.",
     ),
     _f("beta_252d", "Beta of daily log returns against the benchmark over 252 sessions (126 minimum)."),
     _f(

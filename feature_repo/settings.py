@@ -34,9 +34,7 @@ class FeatureStoreSettings(BaseSettings):
     @model_validator(mode="after")
     def _production_needs_endpoints(self) -> Self:
         if self.environment == "production" and not (self.redis_url and self.registry_url):
-            raise ValueError(
-                "production needs PORTFOLIO_OS_REDIS_URL and PORTFOLIO_OS_REGISTRY_URL in the environment"
-            )
+            raise ValueError("production needs PORTFOLIO_OS_REDIS_URL and PORTFOLIO_OS_REGISTRY_URL in the environment")
         return self
 
 

@@ -50,11 +50,11 @@ def redis_url_to_feast(url: str) -> str:
 
 def load_repo_config(settings: FeatureStoreSettings) -> RepoConfig:
     """Read the environment's YAML, fill its placeholders from ``settings`` and validate it."""
-    values = {"DATA_DIR": settings.data_dir.rstrip("/")}
+    values = {"PORTFOLIO_OS_DATA_DIR": settings.data_dir.rstrip("/")}
     if settings.redis_url:
-        values["FEAST_REDIS"] = redis_url_to_feast(settings.redis_url)
+        values["PORTFOLIO_OS_FEAST_REDIS"] = redis_url_to_feast(settings.redis_url)
     if settings.registry_url:
-        values["FEAST_REGISTRY_URL"] = settings.registry_url
+        values["PORTFOLIO_OS_REGISTRY_URL"] = settings.registry_url
     text = CONFIG_FILES[settings.environment].read_text()
     try:
         raw: dict[str, Any] = yaml.safe_load(string.Template(text).substitute(values))

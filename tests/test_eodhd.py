@@ -77,9 +77,7 @@ def test_eod_prices_parse_into_price_contract(fake: FakeEodhd, sleeps: list[floa
     }
 
 
-def test_eod_prices_many_concatenates_and_empty_range_keeps_contract(
-    fake: FakeEodhd, sleeps: list[float]
-) -> None:
+def test_eod_prices_many_concatenates_and_empty_range_keeps_contract(fake: FakeEodhd, sleeps: list[float]) -> None:
     fake.prices["AAPL.US"] = price_rows(3)
     fake.prices["BHP.AU"] = price_rows(2)
     with make_client(fake, sleeps) as client:
@@ -194,9 +192,7 @@ def test_news_deduplicates_by_normalised_content(fake: FakeEodhd, sleeps: list[f
     assert len(fake.requests) == 2
     assert docs["title"].tolist() == ["Headline 0", "Headline 1"]  # first appearance kept
     assert docs["doc_id"].is_unique
-    assert content_doc_id("Headline 0", "Body of article 0.") == content_doc_id(
-        " headline 0", "BODY OF  ARTICLE 0."
-    )
+    assert content_doc_id("Headline 0", "Body of article 0.") == content_doc_id(" headline 0", "BODY OF  ARTICLE 0.")
     assert content_doc_id("Headline 0", "Body") != content_doc_id("Headline 0", "Body!")
 
 
@@ -300,9 +296,7 @@ def test_read_timeout_on_every_attempt_raises(fake: FakeEodhd, sleeps: list[floa
 
 def test_connection_refused_is_retried_then_raises(sleeps: list[float]) -> None:
     port = free_port()  # bound and released: nothing listens there
-    client = EodhdClient(
-        TEST_TOKEN, base_url=f"http://127.0.0.1:{port}/api", max_retries=2, sleep=sleeps.append
-    )
+    client = EodhdClient(TEST_TOKEN, base_url=f"http://127.0.0.1:{port}/api", max_retries=2, sleep=sleeps.append)
     with client, pytest.raises(DataSourceError, match="ConnectError"):
         client.eod_prices("AAPL.US", "2024-01-01", "2024-01-31")
     assert len(sleeps) == 2

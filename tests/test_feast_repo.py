@@ -66,9 +66,7 @@ def documents_fixture(dates: pd.DatetimeIndex) -> pd.DataFrame:
 
 def compute_views(sp500, end: str) -> dict[str, pd.DataFrame]:
     prices = sp500.prices[
-        (sp500.prices["ticker"].isin(TICKERS))
-        & (sp500.prices["date"] >= "2019-01-01")
-        & (sp500.prices["date"] <= end)
+        (sp500.prices["ticker"].isin(TICKERS)) & (sp500.prices["date"] >= "2019-01-01") & (sp500.prices["date"] <= end)
     ]
     dates = pd.DatetimeIndex(prices["date"].unique())
     return {
@@ -78,9 +76,7 @@ def compute_views(sp500, end: str) -> dict[str, pd.DataFrame]:
     }
 
 
-def materialized_repo(
-    data_dir: Path, views: dict[str, pd.DataFrame], settings: FeatureStoreSettings
-) -> FeatureRepo:
+def materialized_repo(data_dir: Path, views: dict[str, pd.DataFrame], settings: FeatureStoreSettings) -> FeatureRepo:
     for view, frame in views.items():
         write_feature_file(data_dir, view, frame)
     repo = FeatureRepo.open(settings)
@@ -144,26 +140,15 @@ def test_historical_features_are_joined_point_in_time(local_repo) -> None:
         {
             "ticker": ["AAPL", "AAPL", "MSFT", "JPM"],
             # a Friday, the Saturday after it, a Monday, and a date before any feature exists
-            "event_timestamp": pd.to_datetime(
-                ["2021-06-04", "2021-06-05", "2021-06-07", "2018-01-02"], utc=True
-            ),
+            "event_timestamp": pd.to_datetime(["2021-06-04", "2021-06-05", "2021-06-07", "2018-01-02"], utc=True),
         }
     )
     frame = repo.historical("technical_model_v1", entity)
     frame = frame.set_index(["ticker", frame["event_timestamp"].dt.tz_convert(None)])
-    assert (
-        frame.loc[("AAPL", pd.Timestamp("2021-06-04")), "ret_21d"]
-        == tech.loc[("AAPL", "2021-06-04"), "ret_21d"]
-    )
+    assert frame.loc[("AAPL", pd.Timestamp("2021-06-04")), "ret_21d"] == tech.loc[("AAPL", "2021-06-04"), "ret_21d"]
     # The weekend sees Friday's features, never Monday's.
-    assert (
-        frame.loc[("AAPL", pd.Timestamp("2021-06-05")), "ret_21d"]
-        == tech.loc[("AAPL", "2021-06-04"), "ret_21d"]
-    )
-    assert (
-        frame.loc[("MSFT", pd.Timestamp("2021-06-07")), "rsi_14"]
-        == tech.loc[("MSFT", "2021-06-07"), "rsi_14"]
-    )
+    assert frame.loc[("AAPL", pd.Timestamp("2021-06-05")), "ret_21d"] == tech.loc[("AAPL", "2021-06-04"), "ret_21d"]
+    assert frame.loc[("MSFT", pd.Timestamp("2021-06-07")), "rsi_14"] == tech.loc[("MSFT", "2021-06-07"), "rsi_14"]
     assert pd.isna(frame.loc[("JPM", pd.Timestamp("2018-01-02")), "ret_21d"])
 
 
@@ -212,6 +197,4 @@ def test_production_configuration_against_real_redis_and_postgres(
     for service in SERVICES:
         online = reopened.online(service, TICKERS).set_index("ticker")
         expected = latest_rows(views, list(online.columns))
-        np.testing.assert_array_equal(
-            online.loc[TICKERS].to_numpy(dtype=float), expected.to_numpy(dtype=float)
-        )
+        np.testing.assert_array_equal(online.loc[TICKERS].to_numpy(dtype=float), expected.to_numpy(dtype=float))

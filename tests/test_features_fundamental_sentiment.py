@@ -151,9 +151,7 @@ def test_sentiment_aggregates() -> None:
 
 def test_sentiment_at_t_ignores_documents_after_t() -> None:
     rng = np.random.default_rng(5)
-    stamps = SESSIONS[rng.integers(0, len(SESSIONS), 400)] + pd.to_timedelta(
-        rng.integers(0, 86_400, 400), "s"
-    )
+    stamps = SESSIONS[rng.integers(0, len(SESSIONS), 400)] + pd.to_timedelta(rng.integers(0, 86_400, 400), "s")
     scored = pd.DataFrame(
         {
             "ticker": rng.choice(["AAA", "BBB", "CCC"], 400),

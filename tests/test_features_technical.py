@@ -26,11 +26,7 @@ def real(sp500):
 
 
 def assert_same_features(left: pd.DataFrame, right: pd.DataFrame, columns: list[str]) -> None:
-    assert (
-        left[["ticker", "date"]]
-        .reset_index(drop=True)
-        .equals(right[["ticker", "date"]].reset_index(drop=True))
-    )
+    assert left[["ticker", "date"]].reset_index(drop=True).equals(right[["ticker", "date"]].reset_index(drop=True))
     for col in columns:
         np.testing.assert_allclose(
             left[col].to_numpy(), right[col].to_numpy(), rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=col
@@ -96,17 +92,13 @@ def test_a_ticker_listed_late_starts_with_missing_features_not_borrowed_ones(rea
 
 def test_gaps_longer_than_the_bridge_break_the_return_chain() -> None:
     dates = pd.bdate_range("2024-01-01", periods=30)
-    prices = pd.DataFrame(
-        {"ticker": "AAA", "date": dates, "adj_close": np.linspace(10, 20, 30), "volume": np.nan}
-    )
+    prices = pd.DataFrame({"ticker": "AAA", "date": dates, "adj_close": np.linspace(10, 20, 30), "volume": np.nan})
     gapped = prices.drop(index=range(10, 20))  # ten missing sessions
     other = prices.assign(ticker="BBB")  # keeps the calendar complete
     out = technical_features(pd.concat([gapped, other]), pd.Series(100.0, index=dates))
     aaa = out[out["ticker"] == "AAA"].set_index("date")
     assert np.isnan(aaa.loc[dates[20], "ret_1d"])  # 11 sessions back: beyond the 5-session bridge
-    assert aaa.loc[dates[21], "ret_1d"] == pytest.approx(
-        prices["adj_close"][21] / prices["adj_close"][20] - 1
-    )
+    assert aaa.loc[dates[21], "ret_1d"] == pytest.approx(prices["adj_close"][21] / prices["adj_close"][20] - 1)
 
 
 def test_rsi_is_100_without_losses_and_0_without_gains() -> None:
@@ -129,9 +121,7 @@ def test_cross_sectional_ranks_and_zscores_use_only_the_same_date(real) -> None:
 
 def test_beta_of_the_benchmark_against_itself_is_one(sp500) -> None:
     bench = benchmark_series(sp500.benchmark)
-    as_stock = pd.DataFrame(
-        {"ticker": "IDX", "date": bench.index, "adj_close": bench.to_numpy(), "volume": np.nan}
-    )
+    as_stock = pd.DataFrame({"ticker": "IDX", "date": bench.index, "adj_close": bench.to_numpy(), "volume": np.nan})
     out = technical_features(as_stock, bench)
     assert out["beta_252d"].dropna().to_numpy() == pytest.approx(1.0)
     assert out["resid_mom_126d"].dropna().abs().max() < 1e-9

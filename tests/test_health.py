@@ -170,10 +170,7 @@ def test_outlier_returns_and_their_limit() -> None:
     strict = run_health_checks(prices, HealthThresholds(max_outlier_rows=0))
     assert strict.check("outlier_returns").failed
     assert strict.failed
-    assert (
-        run_health_checks(prices, HealthThresholds(outlier_abs_return=0.5)).check("outlier_returns").affected
-        == 0
-    )
+    assert run_health_checks(prices, HealthThresholds(outlier_abs_return=0.5)).check("outlier_returns").affected == 0
 
 
 def test_unadjusted_split_is_flagged_once_and_not_as_outlier() -> None:
@@ -304,9 +301,7 @@ def test_real_skfolio_sp500_prices() -> None:
     # Ships inside the skfolio package (the training extra): no download.
     datasets = pytest.importorskip("skfolio.datasets")
     wide = datasets.load_sp500_dataset()
-    prices = (
-        wide.rename_axis("date").reset_index().melt(id_vars="date", var_name="ticker", value_name="close")
-    )
+    prices = wide.rename_axis("date").reset_index().melt(id_vars="date", var_name="ticker", value_name="close")
     prices["adj_close"] = prices["close"]
     prices[["open", "high", "low", "volume"]] = np.nan
     prices["source"], prices["synthetic"] = "skfolio.sp500", False

@@ -171,9 +171,7 @@ def test_header_only_file_is_rejected(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "p.csv", PRICE_HEADER, [])
     with pytest.raises(IngestError) as excinfo:
         load_prices(path)
-    assert [(p.row, p.column, p.message) for p in problems_of(excinfo)] == [
-        (None, None, "file has no data rows")
-    ]
+    assert [(p.row, p.column, p.message) for p in problems_of(excinfo)] == [(None, None, "file has no data rows")]
 
 
 def test_zero_byte_file_is_rejected(tmp_path: Path) -> None:
@@ -201,9 +199,7 @@ def test_column_given_twice_is_rejected(tmp_path: Path) -> None:
 
 def test_row_with_too_many_fields_names_its_line(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "p.csv", PRICE_HEADER, three_bars())
-    path.write_text(
-        path.read_text(encoding="utf-8") + "AAPL,2024-01-05,1,1,1,1,1,1,EXTRA\n", encoding="utf-8"
-    )
+    path.write_text(path.read_text(encoding="utf-8") + "AAPL,2024-01-05,1,1,1,1,1,1,EXTRA\n", encoding="utf-8")
     with pytest.raises(IngestError) as excinfo:
         load_prices(path)
     assert located(problems_of(excinfo)) == {(5, None)}

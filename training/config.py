@@ -29,12 +29,8 @@ class FilesSource(_Strict):
     """CSV/Parquet files the user brings."""
 
     kind: Literal["files"] = "files"
-    prices: list[Path] = Field(
-        description="OHLCV files (ticker, date, open, high, low, close, volume[, adj_close])."
-    )
-    benchmark: Path | None = Field(
-        None, description="OHLCV file of the benchmark; its ticker becomes the symbol."
-    )
+    prices: list[Path] = Field(description="OHLCV files (ticker, date, open, high, low, close, volume[, adj_close]).")
+    benchmark: Path | None = Field(None, description="OHLCV file of the benchmark; its ticker becomes the symbol.")
     fundamentals: list[Path] = Field(default_factory=list, description="Quarterly fundamentals files.")
 
 
@@ -59,9 +55,7 @@ class SyntheticSource(_Strict):
     seed: int = 0
 
 
-DataSource = Annotated[
-    SkfolioSource | FilesSource | EodhdSource | SyntheticSource, Field(discriminator="kind")
-]
+DataSource = Annotated[SkfolioSource | FilesSource | EodhdSource | SyntheticSource, Field(discriminator="kind")]
 
 
 class FeatureConfig(_Strict):

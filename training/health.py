@@ -130,9 +130,7 @@ class HealthThresholds(BaseModel):
         "readouts): 50 tolerates a few a year across a large universe.",
     )
     max_split_suspects: int = Field(default=0, ge=0, description="Fail on more likely unadjusted splits.")
-    max_duplicate_keys: int = Field(
-        default=0, ge=0, description="Fail on more duplicated (ticker, date) keys."
-    )
+    max_duplicate_keys: int = Field(default=0, ge=0, description="Fail on more duplicated (ticker, date) keys.")
     max_examples: int = Field(default=5, ge=0, description="Examples kept per check for the report.")
 
     @field_validator("split_ratios")
@@ -309,9 +307,7 @@ def run_health_checks(prices: pd.DataFrame, thresholds: HealthThresholds | None 
         _splits_result(bars, splits, t),
         duplicates,
     ]
-    return HealthReport(
-        checks=checks, n_rows=len(prices), n_tickers=len(bars.tickers), n_sessions=len(bars.calendar)
-    )
+    return HealthReport(checks=checks, n_rows=len(prices), n_tickers=len(bars.tickers), n_sessions=len(bars.calendar))
 
 
 def _index(prices: pd.DataFrame, t: HealthThresholds) -> tuple[_Bars, CheckResult]:
@@ -369,9 +365,7 @@ def _duplicates(
     run_ends = np.flatnonzero(~same_as_next)
     counts = run_ends[np.searchsorted(run_ends, first)] - first + 1
     worst = np.argsort(-counts, kind="stable")[: t.max_examples]
-    examples = [
-        f"{tickers[code[first[i]]]} {_day(days[day[first[i]]])} appears {counts[i]} times" for i in worst
-    ]
+    examples = [f"{tickers[code[first[i]]]} {_day(days[day[first[i]]])} appears {counts[i]} times" for i in worst]
     n_keys = int(len(code) - same_as_next.sum())
     return _result("duplicate_rows", len(first), t.max_duplicate_keys, examples, total=n_keys, unit="keys")
 
@@ -385,8 +379,7 @@ def _missing_sessions(bars: _Bars, t: HealthThresholds) -> CheckResult:
     names = bars.tickers[bars.code[bars.starts]]
     worst = flagged[np.argsort(-share[flagged], kind="stable")][: t.max_examples]
     examples = [
-        f"{names[i]}: {expected[i] - present[i]} of {expected[i]} sessions missing ({share[i]:.1%})"
-        for i in worst
+        f"{names[i]}: {expected[i] - present[i]} of {expected[i]} sessions missing ({share[i]:.1%})" for i in worst
     ]
     return _result(
         "missing_sessions",
@@ -406,8 +399,7 @@ def _stale_tickers(bars: _Bars, t: HealthThresholds) -> CheckResult:
     worst = flagged[np.argsort(-behind[flagged], kind="stable")][: t.max_examples]
     latest = _day(bars.calendar[-1]) if len(bars.calendar) else ""
     examples = [
-        f"{names[i]}: last bar {_day(bars.calendar[bars.session[bars.ends[i]]])}, "
-        f"{behind[i]} sessions before {latest}"
+        f"{names[i]}: last bar {_day(bars.calendar[bars.session[bars.ends[i]]])}, {behind[i]} sessions before {latest}"
         for i in worst
     ]
     return _result(
@@ -499,8 +491,7 @@ def _outliers(bars: _Bars, splits: IntArray, t: HealthThresholds) -> CheckResult
     rows = np.flatnonzero(flagged)
     worst = rows[np.argsort(-np.abs(ret[rows]), kind="stable")][: t.max_examples]
     examples = [
-        f"{bars.tickers[bars.code[i]]} {_day(bars.calendar[bars.session[i]])} return={ret[i]:+.1%}"
-        for i in worst
+        f"{bars.tickers[bars.code[i]]} {_day(bars.calendar[bars.session[i]])} return={ret[i]:+.1%}" for i in worst
     ]
     return _result("outlier_returns", len(rows), t.max_outlier_rows, examples, total=len(bars.adj))
 

@@ -275,15 +275,11 @@ def _conform(spec: TableSpec, frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in spec.columns if c not in frame.columns]
     extra = [c for c in frame.columns if c not in spec.columns]
     if missing or extra:
-        raise StoreError(
-            f"batch for '{spec.name}' does not match its contract: missing {missing}, extra {extra}"
-        )
+        raise StoreError(f"batch for '{spec.name}' does not match its contract: missing {missing}, extra {extra}")
     batch = frame.loc[:, list(spec.columns)]
     null_keys = batch[list(spec.key)].isna().any(axis=1)
     if null_keys.any():
-        raise StoreError(
-            f"batch for '{spec.name}' has {int(null_keys.sum())} row(s) with an empty key {spec.key}"
-        )
+        raise StoreError(f"batch for '{spec.name}' has {int(null_keys.sum())} row(s) with an empty key {spec.key}")
     dup = batch.duplicated(subset=list(spec.key), keep=False)
     if dup.any():
         example = batch.loc[dup, list(spec.key)].head(3).to_dict("records")
@@ -306,7 +302,7 @@ def _normalise_types(spec: TableSpec, frame: pd.DataFrame) -> pd.DataFrame:
         if sql_type == "DATE":
             frame[col] = pd.to_datetime(frame[col]).astype("datetime64[ns]")
         elif sql_type == "TIMESTAMPTZ":
-            frame[col] = pd.to_datetime(frame[col], utc=True)
+            frame[col] = pd.to_datetime(frame[col], utc=True).astype("datetime64[ns, UTC]")
         elif sql_type == "DOUBLE":
             frame[col] = frame[col].astype("float64")
         elif sql_type == "BOOLEAN":

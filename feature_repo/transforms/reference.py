@@ -44,9 +44,7 @@ def technical_features_per_ticker(
     return frame[[TICKER, DATE, *(s.name for s in TECHNICAL_FEATURES)]]
 
 
-def _one_ticker(
-    series: pd.DataFrame, calendar: pd.DatetimeIndex, market: pd.Series, max_gap: int
-) -> pd.DataFrame:
+def _one_ticker(series: pd.DataFrame, calendar: pd.DatetimeIndex, market: pd.Series, max_gap: int) -> pd.DataFrame:
     own = calendar[(calendar >= series.index.min()) & (calendar <= series.index.max())]
     close = series["adj_close"].reindex(own)
     present = close.notna()

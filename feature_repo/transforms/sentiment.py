@@ -23,8 +23,11 @@ def assign_sessions(
     documents: pd.DataFrame, calendar: pd.DatetimeIndex, session_close_utc: pd.Timedelta
 ) -> pd.DataFrame:
     """Attach to each document the session it can first inform; drop those after the calendar."""
-    closes = pd.DataFrame({DATE: calendar, "close_at": (calendar + session_close_utc).tz_localize("UTC")})
-    docs = documents.assign(published_at=pd.to_datetime(documents["published_at"], utc=True))
+    # Both sides in nanoseconds: merge_asof refuses keys of different resolutions.
+    close_at = (calendar + session_close_utc).tz_localize("UTC").astype("datetime64[ns, UTC]")
+    closes = pd.DataFrame({DATE: calendar, "close_at": close_at})
+    published = pd.to_datetime(documents["published_at"], utc=True).astype("datetime64[ns, UTC]")
+    docs = documents.assign(published_at=published)
     docs = docs.sort_values("published_at", kind="stable")
     joined = pd.merge_asof(docs, closes, left_on="published_at", right_on="close_at", direction="forward")
     return joined.dropna(subset=[DATE])

@@ -80,9 +80,7 @@ _FUNDAMENTAL_DTYPES: Final = _dtypes(
     {"period_end": "datetime64[ns]", "report_date": "datetime64[ns]", "synthetic": "bool"}
     | dict.fromkeys(FUNDAMENTAL_VALUE_COLUMNS, "float64"),
 )
-_DOCUMENT_DTYPES: Final = _dtypes(
-    DOCUMENT_COLUMNS, {"published_at": "datetime64[ns, UTC]", "synthetic": "bool"}
-)
+_DOCUMENT_DTYPES: Final = _dtypes(DOCUMENT_COLUMNS, {"published_at": "datetime64[ns, UTC]", "synthetic": "bool"})
 _SNIPPET_CHARS: Final = 200
 
 
@@ -166,9 +164,7 @@ class EodhdClient:
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
         if not key.strip():
-            raise DataSourceError(
-                f"EODHD API key missing: set the {API_KEY_ENV} environment variable or pass api_key="
-            )
+            raise DataSourceError(f"EODHD API key missing: set the {API_KEY_ENV} environment variable or pass api_key=")
         if max_retries < 0 or backoff < 0 or max_backoff < 0 or max_retry_after < 0:
             raise ValueError("max_retries, backoff, max_backoff and max_retry_after must be >= 0")
         if timeout <= 0 or connect_timeout <= 0:
@@ -508,9 +504,7 @@ def _day(value: object) -> date:
 
 def _frame(columns: Mapping[str, list[Any]], dtypes: Mapping[str, str]) -> pd.DataFrame:
     """A frame with exactly the contract's columns, in order, with fixed dtypes."""
-    return pd.DataFrame(
-        {name: pd.Series(columns.get(name, []), dtype=dtype) for name, dtype in dtypes.items()}
-    )
+    return pd.DataFrame({name: pd.Series(columns.get(name, []), dtype=dtype) for name, dtype in dtypes.items()})
 
 
 def _raise_if_any(problems: list[InputProblem]) -> None:
@@ -524,9 +518,7 @@ def _raise_if_any(problems: list[InputProblem]) -> None:
 def _parse_prices(payload: object, ticker: str, where: str) -> pd.DataFrame:
     """Rows of the ``/eod`` answer as a ``PRICE_COLUMNS`` frame."""
     if not isinstance(payload, list):
-        raise EodhdFormatError(
-            [InputProblem(where, None, None, f"expected a JSON list, got {_show(payload)}")]
-        )
+        raise EodhdFormatError([InputProblem(where, None, None, f"expected a JSON list, got {_show(payload)}")])
     problems: list[InputProblem] = []
     columns: dict[str, list[Any]] = {name: [] for name in ("date", *_PRICE_FIELDS)}
     seen: set[date] = set()
@@ -549,9 +541,7 @@ def _parse_prices(payload: object, ticker: str, where: str) -> pd.DataFrame:
     return frame.sort_values("date", kind="stable", ignore_index=True)
 
 
-def _price_record(
-    record: object, row: int, where: str, problems: list[InputProblem]
-) -> dict[str, Any] | None:
+def _price_record(record: object, row: int, where: str, problems: list[InputProblem]) -> dict[str, Any] | None:
     """One bar, or ``None`` after recording why it cannot be read."""
     if not isinstance(record, dict):
         problems.append(InputProblem(where, row, None, f"expected a JSON object, got {_show(record)}"))
@@ -700,8 +690,7 @@ def _document_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for row in rows:
         unique.setdefault(row["doc_id"], row)
     columns: dict[str, list[Any]] = {
-        name: [row[name] for row in unique.values()]
-        for name in ("doc_id", "ticker", "published_at", "title", "body")
+        name: [row[name] for row in unique.values()] for name in ("doc_id", "ticker", "published_at", "title", "body")
     }
     n = len(unique)
     columns |= {"source": [SOURCE] * n, "synthetic": [False] * n}

@@ -116,8 +116,7 @@ class _Problems:
             return
         texts = [message] * len(positions) if isinstance(message, str) else message(positions)
         self.found.extend(
-            InputProblem(self.file, int(self.rows[p]), column, text)
-            for p, text in zip(positions, texts, strict=True)
+            InputProblem(self.file, int(self.rows[p]), column, text) for p, text in zip(positions, texts, strict=True)
         )
 
     def raise_if_any(self) -> None:
@@ -215,8 +214,7 @@ def load_fundamentals(path: Path, *, source: str | None = None) -> pd.DataFrame:
         report_date < period_end,
         "report_date",
         lambda pos: [
-            f"report date {_day(report_date.iloc[p])} is before period end {_day(period_end.iloc[p])}"
-            for p in pos
+            f"report date {_day(report_date.iloc[p])} is before period end {_day(period_end.iloc[p])}" for p in pos
         ],
     )
     shares = out["shares_outstanding"]
@@ -390,9 +388,7 @@ def _dates(cells: pd.Series, column: str, problems: _Problems) -> pd.Series:
         absent = _absent(text).to_numpy()
         day = text.str.extract(_ISO_DATE, expand=False).where(text.str.fullmatch(_ISO_DATE) & ~absent)
         missing[retry] = absent
-        parsed[retry] = pd.to_datetime(day, format=_DAY_FORMAT, errors="coerce").to_numpy(
-            dtype="datetime64[ns]"
-        )
+        parsed[retry] = pd.to_datetime(day, format=_DAY_FORMAT, errors="coerce").to_numpy(dtype="datetime64[ns]")
     problems.add(missing, column, "date is missing")
     problems.add(
         ~missing & np.isnat(parsed),
@@ -424,9 +420,7 @@ def _numbers(cells: pd.Series, column: str, problems: _Problems) -> tuple[pd.Ser
         missing[unparsed] = _absent(_text(cells[unparsed])).to_numpy()
     infinite = pd.Series(np.isinf(values.to_numpy()), index=values.index)
     # Messages quote the cell as written; formatting only reported cells keeps this cheap.
-    problems.add(
-        unparsed & ~missing, column, lambda pos: [f"{_cell(cells, p)!r} is not a number" for p in pos]
-    )
+    problems.add(unparsed & ~missing, column, lambda pos: [f"{_cell(cells, p)!r} is not a number" for p in pos])
     problems.add(infinite, column, lambda pos: [f"{_cell(cells, p)!r} is not a finite number" for p in pos])
     # Unreadable cells are reported above; NaN keeps them out of the range checks.
     return values.where(~infinite), pd.Series(missing, index=cells.index)
@@ -457,8 +451,7 @@ def _check_bar(out: Mapping[str, pd.Series], empty: Mapping[str, pd.Series], pro
         inverted,
         "high",
         lambda pos: [
-            f"high {h:g} is below low {lo:g}"
-            for h, lo in zip(high.to_numpy()[pos], low.to_numpy()[pos], strict=True)
+            f"high {h:g} is below low {lo:g}" for h, lo in zip(high.to_numpy()[pos], low.to_numpy()[pos], strict=True)
         ],
     )
     slack = _BRACKET_TOLERANCE * high.abs()
@@ -489,15 +482,14 @@ def _check_duplicates(out: Mapping[str, pd.Series], key: Sequence[str], problems
     first = groups.transform("min")
     # The first row of a group points at the second; every later row at the first.
     is_first = (clash["row"] == first).to_numpy()
-    other = pd.Series(
-        np.where(is_first, groups.shift(-1).to_numpy(), first.to_numpy()), index=clash.index
-    ).reindex(keys.index)
+    other = pd.Series(np.where(is_first, groups.shift(-1).to_numpy(), first.to_numpy()), index=clash.index).reindex(
+        keys.index
+    )
     label = " and ".join(key)
 
     def messages(positions: np.ndarray) -> list[str]:
         return [
-            f"duplicate {label} ({keys.iloc[p, 0]}, {_day(keys.iloc[p, 1])}): "
-            f"also on row {int(other.iloc[p])}"
+            f"duplicate {label} ({keys.iloc[p, 0]}, {_day(keys.iloc[p, 1])}): also on row {int(other.iloc[p])}"
             for p in positions
         ]
 

@@ -64,9 +64,7 @@ def _files(source: FilesSource) -> LoadedData:
     if source.benchmark is not None:
         tables["benchmark"] = prices_to_benchmark(load_prices(source.benchmark))
     if source.fundamentals:
-        tables["fundamentals"] = pd.concat(
-            [load_fundamentals(p) for p in source.fundamentals], ignore_index=True
-        )
+        tables["fundamentals"] = pd.concat([load_fundamentals(p) for p in source.fundamentals], ignore_index=True)
     return LoadedData(tables, f"{len(source.prices)} user price file(s)")
 
 
@@ -80,13 +78,9 @@ def _eodhd(source: EodhdSource) -> LoadedData:
             "benchmark": prices_to_benchmark(client.eod_prices(source.benchmark, start, end)),
         }
         if source.fundamentals:
-            tables["fundamentals"] = pd.concat(
-                [client.fundamentals(s) for s in source.tickers], ignore_index=True
-            )
+            tables["fundamentals"] = pd.concat([client.fundamentals(s) for s in source.tickers], ignore_index=True)
         if source.news:
-            tables["documents"] = pd.concat(
-                [client.news(s, start, end) for s in source.tickers], ignore_index=True
-            )
+            tables["documents"] = pd.concat([client.news(s, start, end) for s in source.tickers], ignore_index=True)
     return LoadedData(tables, f"EODHD API, {len(source.tickers)} ticker(s)")
 
 

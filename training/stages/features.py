@@ -37,17 +37,13 @@ def run(ctx: RunContext) -> dict[str, object]:
     close = pd.Timedelta(ctx.config.features.session_close_utc + ":00")
     jobs = {
         "technical_features": lambda: technical_features(prices, benchmark.set_index(DATE)["close"]),
-        "fundamental_features": lambda: (
-            fundamental_features(prices, fundamentals) if not fundamentals.empty else None
-        ),
+        "fundamental_features": lambda: fundamental_features(prices, fundamentals) if not fundamentals.empty else None,
         "sentiment_features": lambda: (
             sentiment_features(prices, scored, session_close_utc=close) if not scored.empty else None
         ),
     }
     summary: dict[str, object] = {}
-    for view, compute in tqdm(
-        jobs.items(), desc="  views", disable=not ctx.progress, file=ctx.out, leave=False
-    ):
+    for view, compute in tqdm(jobs.items(), desc="  views", disable=not ctx.progress, file=ctx.out, leave=False):
         frame = compute()
         note = ""
         if frame is None:

@@ -88,7 +88,7 @@ FUNDAMENTAL_RATIOS: Final[tuple[FeatureSpec, ...]] = (
 FUNDAMENTAL_FEATURES: Final[tuple[FeatureSpec, ...]] = (
     *FUNDAMENTAL_RATIOS,
     *(_f(f"{s.name}_csz", f"Z-score of {s.name} across tickers on the date.") for s in FUNDAMENTAL_RATIOS),
-    _i("days_since_report", "Calendar days since the newest report used became visible."),
+    _i("days_since_report", "Calendar days since the newest report used was filed; -1 when no report is visible."),
 )
 
 SENTIMENT_FEATURES: Final[tuple[FeatureSpec, ...]] = (

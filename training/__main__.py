@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from feature_repo.settings import FeatureStoreSettings
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the stages, map failures to exit codes with a one-line reason."""
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    # ibis (inside Feast's DuckDB offline store) calls a DuckDB API its own release deprecates.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\..*")
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         stages = list(STAGES)
@@ -95,5 +98,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _exit(code: int) -> None:
+    """Exit without interpreter finalisation once all work is closed and flushed.
+
+    Feast's DuckDB offline store (through ibis) keeps DuckDB objects alive in module globals; at
+    normal interpreter teardown duckdb 2.0's nanobind bindings then print dozens of harmless
+    "nanobind: leaked ..." lines over the summary. Every store this CLI opens is closed by the
+    time ``main`` returns, so skipping finalisation loses nothing.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def cli() -> None:
+    """Console-script entry point (``portfolio-os``)."""
+    _exit(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -20,6 +20,11 @@ class RunContext:
     progress: bool = True
 
     @property
+    def progress_disabled(self) -> bool | None:
+        """tqdm's ``disable``: None shows bars only on a terminal, True hides them."""
+        return None if self.progress else True
+
+    @property
     def data_dir(self) -> Path:
         return Path(self.settings.data_dir)
 

@@ -5,6 +5,10 @@ safe by construction: each value at session t uses only rows at or before t (rol
 exponential averages and shifts look backwards; cross-sectional statistics use the same date
 only). A short gap in one ticker's bars is bridged by carrying *that ticker's* last price forward
 for at most ``max_gap_sessions``; nothing is ever filled across tickers or from the future.
+
+"Sessions" are those of the market calendar: the union of the benchmark's sessions and every
+ticker's bars, so a ticker's 21-session return spans the same 21 sessions whatever else is in
+the universe.
 """
 
 from __future__ import annotations

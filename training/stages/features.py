@@ -43,7 +43,7 @@ def run(ctx: RunContext) -> dict[str, object]:
         ),
     }
     summary: dict[str, object] = {}
-    for view, compute in tqdm(jobs.items(), desc="  views", disable=not ctx.progress, file=ctx.out, leave=False):
+    for view, compute in tqdm(jobs.items(), desc="  views", disable=ctx.progress_disabled, file=ctx.out, leave=False):
         frame = compute()
         note = ""
         if frame is None:

@@ -26,7 +26,7 @@ def run(ctx: RunContext) -> dict[str, object]:
                 total=len(frame),
                 desc=f"  {name}",
                 unit="row",
-                disable=not ctx.progress,
+                disable=ctx.progress_disabled,
                 file=ctx.out,
                 leave=False,
             ) as bar:

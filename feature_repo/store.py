@@ -121,3 +121,18 @@ def full_window(event_times: pd.Series) -> tuple[datetime, datetime]:
 def _utc(ts: pd.Timestamp) -> datetime:
     value: datetime = ts.to_pydatetime()
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def release_offline_engine() -> None:
+    """Close the in-process DuckDB connection Feast's offline store opened through ibis.
+
+    ibis keeps it as its global default backend; left open until interpreter teardown, duckdb's
+    bindings print dozens of "nanobind: leaked ..." lines. Call this when a process is done with
+    offline reads (the CLI and the test session do); the next read opens a fresh connection.
+    """
+    import ibis
+
+    backend = ibis.options.default_backend
+    if backend is not None:
+        backend.disconnect()
+        ibis.options.default_backend = None

@@ -21,6 +21,15 @@ for _key, _value in {
     os.environ.setdefault(_key, _value)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _release_offline_engine() -> Iterator[None]:
+    """Close Feast's in-process DuckDB connection at the end of the run (see release_offline_engine)."""
+    yield
+    from feature_repo.store import release_offline_engine
+
+    release_offline_engine()
+
+
 @pytest.fixture(scope="session")
 def sp500():
     """The bundled real S&P 500 sample (prices and benchmark in the store contracts)."""

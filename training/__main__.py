@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 from feature_repo.settings import FeatureStoreSettings
+from feature_repo.store import release_offline_engine
 from training.config import PipelineConfig, load_config
 from training.context import RunContext
 from training.errors import HealthCheckFailed, TrainingError
@@ -95,25 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     except (TrainingError, ValueError) as e:
         print(f"\nerror: {e}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        release_offline_engine()
     return 0
-
-
-def _exit(code: int) -> None:
-    """Exit without interpreter finalisation once all work is closed and flushed.
-
-    Feast's DuckDB offline store (through ibis) keeps DuckDB objects alive in module globals; at
-    normal interpreter teardown duckdb 2.0's nanobind bindings then print dozens of harmless
-    "nanobind: leaked ..." lines over the summary. Every store this CLI opens is closed by the
-    time ``main`` returns, so skipping finalisation loses nothing.
-    """
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
 
 
 def cli() -> None:
     """Console-script entry point (``portfolio-os``)."""
-    _exit(main())
+    sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -117,3 +117,29 @@ FEATURES_BY_VIEW: Final[dict[str, tuple[FeatureSpec, ...]]] = {
 def names(specs: tuple[FeatureSpec, ...]) -> list[str]:
     """The column names of ``specs``, in order."""
     return [s.name for s in specs]
+
+
+# Realised outcomes: the labels of training and the "truth" of monitoring's rolling IC. They look
+# forward by design, so they are never features and never sit in FEATURES_BY_VIEW: each row is
+# keyed by (ticker, date) and carries ``known_at``, the session the outcome becomes known, before
+# which nothing may use it. The horizon is part of every name, so two horizons never collide.
+OUTCOME_HORIZON: Final[int] = 21
+
+
+def outcome_fields(horizon: int = OUTCOME_HORIZON, *, with_benchmark: bool = True) -> tuple[FeatureSpec, ...]:
+    """The outcome columns for a horizon of ``horizon`` sessions, in output order.
+
+    ``fwd_bench_ret_{h}d`` comes last so the other columns keep their places without a benchmark.
+    """
+    h = horizon
+    fields = (
+        _f(f"fwd_ret_{h}d", f"Simple return of the adjusted close from the session to {h} session(s) later."),
+        _f(f"fwd_excess_{h}d", f"fwd_ret_{h}d minus its median across the tickers that have one on the date."),
+        _i(f"label_{h}d", f"1 when fwd_excess_{h}d > 0, else 0."),
+    )
+    if not with_benchmark:
+        return fields
+    return (*fields, _f(f"fwd_bench_ret_{h}d", f"Simple return of the benchmark over the same {h} session(s)."))
+
+
+OUTCOME_FIELDS: Final[tuple[FeatureSpec, ...]] = outcome_fields()

@@ -12,18 +12,20 @@ from feature_repo import tables as t
 from training.errors import TrainingError
 from training.ingest.synthetic import (
     BENCHMARK_SYMBOL,
-    MISSING_SPAN_SESSIONS,
-    OUTLIER_FACTOR,
-    SPLIT_FACTOR,
-    STALE_SESSIONS,
     SyntheticDataError,
     SyntheticUniverse,
     document_id,
     generate_universe,
-    inject_defects,
     scored_documents,
     session_dates,
     ticker_codes,
+)
+from training.ingest.synthetic_defects import (
+    MISSING_SPAN_SESSIONS,
+    OUTLIER_FACTOR,
+    SPLIT_FACTOR,
+    STALE_SESSIONS,
+    inject_defects,
 )
 
 FLOAT = "float64"

@@ -64,4 +64,6 @@ def online(ctx: RunContext) -> dict[str, object]:
         )
         print("  " + preview.to_string().replace("\n", "\n  "), file=ctx.out)
     missing = frame.set_index("ticker").isna().all(axis=1)
+    for ticker in missing[missing].index:
+        print(f"  {ticker}: no online features (unknown ticker, or not materialised yet)", file=ctx.out)
     return {"tickers": len(tickers), "missing": int(missing.sum()), "ms": round(millis, 1)}

@@ -8,6 +8,7 @@ the ``RepoConfig`` in-process, so the same files serve the ``feast`` CLI and the
 from __future__ import annotations
 
 import string
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -130,8 +131,9 @@ def release_offline_engine() -> None:
     bindings print dozens of "nanobind: leaked ..." lines. Call this when a process is done with
     offline reads (the CLI and the test session do); the next read opens a fresh connection.
     """
-    import ibis
-
+    ibis = sys.modules.get("ibis")
+    if ibis is None:  # nothing opened it; importing ibis here would cost seconds for nothing
+        return
     backend = ibis.options.default_backend
     if backend is not None:
         backend.disconnect()

@@ -15,33 +15,20 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueT
 from feast.types import Float64, Int64, PrimitiveFeastType
 
 from feature_repo.schema import (
+    ALLOCATOR_FEATURES,
+    ALLOCATOR_SERVICE,
     FEATURES_BY_VIEW,
+    MODEL_SERVICES,
     FeatureSpec,
 )
+
+__all__ = ["ALLOCATOR_FEATURES", "ALLOCATOR_SERVICE", "MODEL_SERVICES", "FeatureDefinitions", "build_definitions"]
 
 EVENT_TIMESTAMP: Final = "event_timestamp"
 CREATED_TIMESTAMP: Final = "created_timestamp"
 
 # A daily view older than this is stale: covers a long weekend plus public holidays, no more.
 DAILY_TTL: Final = timedelta(days=10)
-
-# Features the allocator (and the gateway's inverse-volatility fallback) read online.
-ALLOCATOR_FEATURES: Final[tuple[str, ...]] = (
-    "ret_21d",
-    "ret_63d",
-    "vol_21d",
-    "vol_63d",
-    "downside_vol_63d",
-    "beta_252d",
-)
-
-# Feature service name -> the views (all of their features) it serves.
-MODEL_SERVICES: Final[dict[str, tuple[str, ...]]] = {
-    "technical_model_v1": ("technical_features",),
-    "fundamental_model_v1": ("fundamental_features",),
-    "sentiment_signal_model_v1": ("sentiment_features",),
-}
-ALLOCATOR_SERVICE: Final = "allocator_v1"
 
 _FEAST_TYPES: Final[dict[str, PrimitiveFeastType]] = {"float64": Float64, "int64": Int64}
 

@@ -114,6 +114,25 @@ FEATURES_BY_VIEW: Final[dict[str, tuple[FeatureSpec, ...]]] = {
 }
 
 
+# Features the allocator (and the gateway's inverse-volatility fallback) read online.
+ALLOCATOR_FEATURES: Final[tuple[str, ...]] = (
+    "ret_21d",
+    "ret_63d",
+    "vol_21d",
+    "vol_63d",
+    "downside_vol_63d",
+    "beta_252d",
+)
+
+# Feature service name -> the views (all of their features) it serves.
+MODEL_SERVICES: Final[dict[str, tuple[str, ...]]] = {
+    "technical_model_v1": ("technical_features",),
+    "fundamental_model_v1": ("fundamental_features",),
+    "sentiment_signal_model_v1": ("sentiment_features",),
+}
+ALLOCATOR_SERVICE: Final = "allocator_v1"
+
+
 def names(specs: tuple[FeatureSpec, ...]) -> list[str]:
     """The column names of ``specs``, in order."""
     return [s.name for s in specs]

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from training.errors import TrainingError
 from training.health import HealthThresholds
+from training.run_config import SignalRunConfig
 
 
 class _Strict(BaseModel):
@@ -75,6 +76,7 @@ class PipelineConfig(_Strict):
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     materialize: Literal["full", "incremental"] = "incremental"
     online_tickers: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "JPM"], min_length=1)
+    signals: SignalRunConfig | None = Field(None, description="Signal models to train; None skips training.")
 
 
 def load_config(path: Path) -> PipelineConfig:

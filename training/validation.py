@@ -158,7 +158,7 @@ def walk_forward_folds(dates: DateLike, label_end: DateLike, config: WalkForward
     """
     sessions, date_pos, end_pos = _positions(dates, label_end)
     span = int((end_pos - date_pos).max())
-    first_test, test_len = _layout(len(sessions), span, config)
+    first_test, test_len = fold_layout(len(sessions), span, config)
     folds = []
     for k in range(config.n_folds):
         test_first = first_test + k * test_len
@@ -265,7 +265,7 @@ def _keep(date_pos: IntArray, end_pos: IntArray, test_first: int, test_last: int
     return np.asarray(~(reaches_in & too_close_after))
 
 
-def _layout(n_sessions: int, span: int, config: WalkForwardConfig) -> tuple[int, int]:
+def fold_layout(n_sessions: int, span: int, config: WalkForwardConfig) -> tuple[int, int]:
     """First test session position and test window length, or a TrainingError naming the shortfall."""
     # The first fold keeps sessions [0, first_test - embargo - span), so this many precede its test window.
     lead = config.min_train_sessions + span + config.embargo_sessions

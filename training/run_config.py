@@ -1,0 +1,253 @@
+"""The ``signals:`` section of a run configuration: what the signal models train on and how.
+
+One block declares the universe, benchmark and label horizon once, the fixed train/valid/test date
+segments and the walk-forward folds (from :mod:`training.validation`), which feature service each
+model reads, the trading costs, the tuning budget and the registry's promotion rule. Everything that
+can be checked from the file alone is checked at load time; what needs the data (enough sessions,
+tickers that exist) is checked by :func:`check_history` and :func:`check_universe` before training.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections import Counter
+from collections.abc import Collection
+from pathlib import Path
+from typing import Literal, Self
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from feature_repo.schema import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE, FEATURES_BY_VIEW, MODEL_SERVICES, names
+from training.errors import TrainingError
+from training.validation import Segments, WalkForwardConfig, fold_layout
+
+_ALIAS_PATTERN = r"^[A-Za-z0-9_-]{1,255}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def service_features(service: str) -> tuple[str, ...]:
+    """The features a feature service serves, in serving order.
+
+    Raises:
+        TrainingError: when ``service`` is not a service of :mod:`feature_repo.schema`.
+    """
+    if service == ALLOCATOR_SERVICE:
+        return ALLOCATOR_FEATURES
+    if service not in MODEL_SERVICES:
+        valid = ", ".join([*MODEL_SERVICES, ALLOCATOR_SERVICE])
+        raise TrainingError(f"unknown feature service '{service}'; valid services: {valid}")
+    return tuple(f for view in MODEL_SERVICES[service] for f in names(FEATURES_BY_VIEW[view]))
+
+
+class ModelSpec(_Strict):
+    """One signal model: the feature service it reads and, optionally, a subset of its features."""
+
+    feature_service: str = Field(description="A Feast feature service, e.g. technical_model_v1.")
+    features: tuple[str, ...] | None = Field(
+        None, min_length=1, description="Subset of the service's features to train on; None means all of them."
+    )
+    enabled: bool = Field(True, description="False keeps the entry documented but skips training it.")
+
+    @field_validator("feature_service")
+    @classmethod
+    def _known_service(cls, value: str) -> str:
+        try:
+            service_features(value)
+        except TrainingError as e:
+            raise ValueError(str(e)) from e
+        return value
+
+    @model_validator(mode="after")
+    def _known_features(self) -> Self:
+        if self.features is None:
+            return self
+        served = service_features(self.feature_service)
+        for feature in self.features:
+            if feature not in served:
+                close = difflib.get_close_matches(feature, served, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else f"; it serves {', '.join(served)}"
+                raise ValueError(f"unknown feature '{feature}': not served by '{self.feature_service}'{hint}")
+        repeated = [f for f, n in Counter(self.features).items() if n > 1]
+        if repeated:
+            raise ValueError(f"feature(s) listed twice: {', '.join(repeated)}")
+        return self
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The features this model trains on, in the order given (or the service's order)."""
+        return self.features if self.features is not None else service_features(self.feature_service)
+
+
+class CostConfig(_Strict):
+    """Trading costs charged on every unit of turnover by the backtest, in basis points."""
+
+    bps_per_side: float = Field(10.0, ge=0, description="Commission and spread per side traded.")
+    slippage_bps: float = Field(0.0, ge=0, description="Extra market impact per side traded.")
+
+    @property
+    def per_side_fraction(self) -> float:
+        """The total cost of trading one unit of value once, as a fraction (10 bps -> 0.001)."""
+        return (self.bps_per_side + self.slippage_bps) / 10_000
+
+
+class TuningConfig(_Strict):
+    """The hyper-parameter search budget (Ray Tune with an ASHA scheduler)."""
+
+    num_samples: int = Field(8, ge=1, description="Trials per model.")
+    max_concurrent_trials: int = Field(2, ge=1, description="Trials running at once.")
+    seed: int = Field(0, ge=0, description="Seed of the search algorithm and of every trial.")
+    grace_period: int = Field(1, ge=1, description="ASHA: iterations a trial runs before it can be stopped.")
+    max_t: int = Field(10, ge=1, description="ASHA: the most iterations a trial runs.")
+    smoke_test: bool = Field(False, description="A tiny search (one trial, one fold) to prove the wiring.")
+
+    @model_validator(mode="after")
+    def _grace_within_max_t(self) -> Self:
+        if self.grace_period > self.max_t:
+            raise ValueError(f"grace_period ({self.grace_period}) exceeds max_t ({self.max_t})")
+        return self
+
+
+class RegistryConfig(_Strict):
+    """Where runs are tracked and how a challenger becomes the champion."""
+
+    tracking_uri: str | None = Field(
+        None, min_length=1, description="MLflow tracking URI; None means a local SQLite file under the data folder."
+    )
+    promotion_margin: float = Field(
+        0.0, ge=0, description="How much higher the challenger's rank IC must be to replace the champion."
+    )
+    champion_alias: str = Field("champion", pattern=_ALIAS_PATTERN)
+    challenger_alias: str = Field("challenger", pattern=_ALIAS_PATTERN)
+
+    @field_validator("champion_alias", "challenger_alias")
+    @classmethod
+    def _alias_mlflow_accepts(cls, value: str) -> str:
+        # MLflow reserves "latest" and version-like aliases ("v3") for its own references.
+        if value.lower() == "latest" or re.fullmatch(r"[vV]\d+", value):
+            raise ValueError(f"'{value}' is reserved by MLflow; pick another alias")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_aliases(self) -> Self:
+        if self.champion_alias == self.challenger_alias:
+            raise ValueError(f"champion_alias and challenger_alias are both '{self.champion_alias}'")
+        return self
+
+    def resolve_tracking_uri(self, data_dir: Path) -> str:
+        """The tracking URI to use: the configured one, or ``sqlite:///<data_dir>/mlflow.db``."""
+        if self.tracking_uri is not None:
+            return self.tracking_uri
+        return f"sqlite:///{(data_dir / 'mlflow.db').resolve()}"
+
+
+class SignalRunConfig(_Strict):
+    """The ``signals:`` section of a run: universe, labels, segments, models, costs, tuning, registry."""
+
+    universe: tuple[str, ...] | Literal["all"] = Field(
+        "all", description="Tickers to train on, or 'all' for every ticker of the data."
+    )
+    benchmark: str = Field("SP500", min_length=1, description="Benchmark symbol of the data source.")
+    horizon: int = Field(21, ge=1, le=252, description="Label horizon in sessions.")
+    segments: Segments
+    walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
+    models: dict[str, ModelSpec] = Field(min_length=1, description="Model name -> its specification.")
+    costs: CostConfig = Field(default_factory=CostConfig)
+    tuning: TuningConfig = Field(default_factory=TuningConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+
+    @field_validator("universe")
+    @classmethod
+    def _tickers_listed_once(cls, value: tuple[str, ...] | Literal["all"]) -> tuple[str, ...] | Literal["all"]:
+        if value == "all":
+            return value
+        if not value:
+            raise ValueError("universe is empty: list tickers or write 'all'")
+        blank = [t for t in value if not t.strip()]
+        if blank:
+            raise ValueError("universe holds an empty ticker")
+        repeated = [t for t, n in Counter(value).items() if n > 1]
+        if repeated:
+            raise ValueError(f"ticker(s) listed twice in universe: {', '.join(repeated)}")
+        return value
+
+    @model_validator(mode="after")
+    def _some_model_enabled(self) -> Self:
+        if not any(spec.enabled for spec in self.models.values()):
+            raise ValueError(f"every model is disabled ({', '.join(self.models)}): enable at least one")
+        return self
+
+    @property
+    def enabled_models(self) -> dict[str, ModelSpec]:
+        """The models to train, in the order the file lists them."""
+        return {name: spec for name, spec in self.models.items() if spec.enabled}
+
+
+def check_universe(config: SignalRunConfig, tickers: Collection[str], benchmarks: Collection[str]) -> None:
+    """Refuse a universe or benchmark the data does not hold.
+
+    Args:
+        config: the signals section.
+        tickers: the tickers present in the data.
+        benchmarks: the benchmark symbols present in the data.
+
+    Raises:
+        TrainingError: naming the missing tickers or benchmark.
+    """
+    if config.universe != "all":
+        missing = [t for t in config.universe if t not in tickers]
+        if missing:
+            raise TrainingError(f"universe tickers not in the data: {', '.join(missing)}")
+    if config.benchmark not in benchmarks:
+        have = ", ".join(sorted(benchmarks)) or "none"
+        raise TrainingError(f"benchmark '{config.benchmark}' is not in the data (it holds: {have})")
+
+
+def check_history(config: SignalRunConfig, sessions: pd.DatetimeIndex) -> None:
+    """Refuse segments the data's sessions cannot fill, before any training starts.
+
+    Each segment must lie within the sessions and hold more than ``horizon + embargo_sessions`` of
+    them (fewer would leave no row after purging against the next segment), and the walk-forward
+    tuning folds, laid out inside the train segment, must fit there.
+
+    Args:
+        config: the signals section.
+        sessions: the universe's session calendar (any order; duplicates ignored).
+
+    Raises:
+        TrainingError: "universe has N sessions between first and last; the segments need ...".
+    """
+    days = pd.DatetimeIndex(sessions).normalize().unique().sort_values()
+    if days.tz is not None:
+        days = days.tz_localize(None)
+    seg = config.segments
+    if len(days) == 0:
+        raise TrainingError(f"universe has 0 sessions; the segments need {seg.train[0]}..{seg.test[1]}")
+    first, last = days[0].date(), days[-1].date()
+    have = f"universe has {len(days)} sessions between {first} and {last}"
+    if seg.train[0] < first or seg.test[1] > last:
+        raise TrainingError(f"{have}; the segments need {seg.train[0]}..{seg.test[1]}")
+    embargo = config.walk_forward.embargo_sessions
+    floor = config.horizon + embargo
+    counts = {
+        name: int(((days >= pd.Timestamp(start)) & (days <= pd.Timestamp(end))).sum())
+        for name, (start, end) in (("train", seg.train), ("valid", seg.valid), ("test", seg.test))
+    }
+    for name, count in counts.items():
+        if count <= floor:
+            start, end = getattr(seg, name)
+            raise TrainingError(
+                f"{have}; the segments need more than horizon {config.horizon} + embargo_sessions {embargo} "
+                f"= {floor} sessions in segment '{name}' ({start}..{end}), which holds {count}"
+            )
+    try:
+        # The same arithmetic walk_forward_folds applies, so a config passing here lays out its folds.
+        fold_layout(counts["train"], config.horizon, config.walk_forward)
+    except TrainingError as e:
+        raise TrainingError(
+            f"{have}; walk_forward inside segment 'train' ({seg.train[0]}..{seg.train[1]}) needs more: {e}"
+        ) from e

@@ -28,15 +28,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
-TELEMETRY_OFF: Final = {
-    "FEAST_USAGE": "False",
-    "DO_NOT_TRACK": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "HF_HUB_OFFLINE": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
-for _key, _value in TELEMETRY_OFF.items():
-    os.environ.setdefault(_key, _value)
+from training.environment import quiet_third_parties
+
+quiet_third_parties()
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]
 RESULTS_DIR: Final = REPO_ROOT / "bench" / "results"

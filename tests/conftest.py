@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,15 +9,9 @@ import pandas as pd
 import pytest
 
 from tests.servers import env_url, postgres_server, redis_server
+from training.environment import quiet_third_parties
 
-for _key, _value in {
-    "FEAST_USAGE": "False",
-    "DO_NOT_TRACK": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "HF_HUB_OFFLINE": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}.items():
-    os.environ.setdefault(_key, _value)
+quiet_third_parties()
 
 
 @pytest.fixture(scope="session", autouse=True)

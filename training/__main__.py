@@ -9,7 +9,6 @@ portfolio-os materialize --mode incremental
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -18,21 +17,13 @@ from feature_repo.settings import FeatureStoreSettings
 from feature_repo.store import release_offline_engine
 from training.config import PipelineConfig, load_config
 from training.context import RunContext
+from training.environment import quiet_third_parties
 from training.errors import HealthCheckFailed, TrainingError
 from training.pipeline import STAGE_HELP, STAGES, run_pipeline
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
 EXIT_ERROR = 2
 EXIT_HEALTH = 3
-
-# Quiet third-party chatter the user did not ask for; set before the libraries are imported.
-_QUIET_ENV = {
-    "FEAST_USAGE": "False",
-    "DO_NOT_TRACK": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "HF_HUB_OFFLINE": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,8 +68,7 @@ def _context(args: argparse.Namespace) -> RunContext:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the stages, map failures to exit codes with a one-line reason."""
-    for key, value in _QUIET_ENV.items():
-        os.environ.setdefault(key, value)
+    quiet_third_parties()
     # ibis (inside Feast's DuckDB offline store) calls a DuckDB API its own release deprecates.
     warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\..*")
     args = build_parser().parse_args(argv)

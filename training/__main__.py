@@ -29,7 +29,7 @@ EXIT_HEALTH = 3
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="portfolio-os",
-        description="Portfolio OS main job: ingest -> health -> features -> apply -> materialize -> online.",
+        description="Portfolio OS main job: ingest -> health -> features -> apply -> materialize -> online -> train.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Stages:\n" + "\n".join(f"  {n:<12} {h}" for n, h in STAGE_HELP.items()),
     )

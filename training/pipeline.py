@@ -1,8 +1,8 @@
 """The main job: one pipeline of named stages, each runnable alone.
 
-    ingest -> health -> features -> apply -> materialize -> online
+    ingest -> health -> features -> apply -> materialize -> online -> train
 
-Later issues add stages (train, register, serve) to the same list. Each stage reads what it needs
+Later issues add stages (sentiment, allocation, serve) to the same list. Each stage reads what it needs
 from the offline store or the Feast repo under the data folder, so ``portfolio-os features`` can
 run after an ``ingest`` made earlier, in another process.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 from training.context import RunContext
-from training.stages import feast_ops, health, ingest
+from training.stages import feast_ops, health, ingest, train
 from training.stages import features as features_stage
 
 
@@ -37,6 +37,7 @@ STAGES: Final[dict[str, StageFn]] = {
     "apply": feast_ops.apply,
     "materialize": feast_ops.materialize,
     "online": feast_ops.online,
+    "train": train.run,
 }
 
 STAGE_HELP: Final[dict[str, str]] = {
@@ -46,6 +47,7 @@ STAGE_HELP: Final[dict[str, str]] = {
     "apply": "register the entity, feature views and feature services in the Feast registry",
     "materialize": "load the newest features into the online store (full or incremental)",
     "online": "print an online feature read for the configured tickers",
+    "train": "tune (Ray), fit and evaluate the signal models and the ensemble; register and gate in MLflow",
 }
 
 

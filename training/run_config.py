@@ -112,6 +112,17 @@ class TuningConfig(_Strict):
         return self
 
 
+class EvaluationConfig(_Strict):
+    """How models and baselines are compared on the test segment."""
+
+    top_k: int = Field(5, ge=1, description="Names held by the top-k long-only book.")
+    rebalance_every: int = Field(21, ge=1, description="Sessions between rebalances of the top-k book.")
+    execution_lag: int = Field(1, ge=1, description="Sessions from a signal (at a close) to its trade.")
+    ensemble_ic_window: int = Field(
+        252, ge=5, description="Known dates of trailing rank IC behind the ensemble's weights."
+    )
+
+
 class RegistryConfig(_Strict):
     """Where runs are tracked and how a challenger becomes the champion."""
 
@@ -157,6 +168,7 @@ class SignalRunConfig(_Strict):
     walk_forward: WalkForwardConfig = Field(default_factory=WalkForwardConfig)
     models: dict[str, ModelSpec] = Field(min_length=1, description="Model name -> its specification.")
     costs: CostConfig = Field(default_factory=CostConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
 

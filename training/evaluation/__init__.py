@@ -1,0 +1,38 @@
+"""Evaluation of signal models: signal quality, baselines, and a top-k backtest net of costs.
+
+* :mod:`~training.evaluation.metrics`: AUC, per-date IC and rank IC with Newey–West t-statistics,
+  quintile spread, hit rate.
+* :mod:`~training.evaluation.baselines`: point-in-time momentum and reversal scores.
+* :mod:`~training.evaluation.topk`: long-only top-k and equal-weight backtests with an execution
+  lag, drifting weights and per-side costs.
+* :mod:`~training.evaluation.report`: one comparison table and its column definitions.
+"""
+
+from __future__ import annotations
+
+from training.evaluation.baselines import momentum_12_1, short_term_reversal
+from training.evaluation.metrics import (
+    SignalMetrics,
+    naive_tstat,
+    newey_west_tstat,
+    per_date_statistics,
+    signal_metrics,
+)
+from training.evaluation.report import DEFINITIONS, evaluation_table, format_table
+from training.evaluation.topk import BacktestResult, equal_weight_backtest, topk_backtest
+
+__all__ = [
+    "DEFINITIONS",
+    "BacktestResult",
+    "SignalMetrics",
+    "equal_weight_backtest",
+    "evaluation_table",
+    "format_table",
+    "momentum_12_1",
+    "naive_tstat",
+    "newey_west_tstat",
+    "per_date_statistics",
+    "short_term_reversal",
+    "signal_metrics",
+    "topk_backtest",
+]

@@ -1,0 +1,111 @@
+"""One comparison table of signal models and baselines: signal quality beside top-k backtest results."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Final
+
+import pandas as pd
+
+from training.evaluation.metrics import SignalMetrics
+from training.evaluation.topk import BacktestResult
+
+SIGNAL_COLUMNS: Final = (
+    "auc",
+    "ic_mean",
+    "ic_t_nw",
+    "rank_ic_mean",
+    "rank_ic_t_nw",
+    "ic_ir_ann",
+    "quintile_spread",
+)
+BACKTEST_COLUMNS: Final = ("ann_return", "ann_vol", "sharpe", "max_drawdown", "avg_turnover")
+COLUMNS: Final = SIGNAL_COLUMNS + BACKTEST_COLUMNS
+
+DEFINITIONS: Final = """\
+auc             pooled ROC AUC of score vs label (target > 0); 0.5 = no skill.
+ic_mean         mean over dates of the per-date (cross-sectional) Pearson correlation of score and
+                h-session forward excess return; dates with >= 5 tickers.
+ic_t_nw         t-stat of ic_mean with a Newey-West standard error, h-1 lags, Bartlett weights:
+                overlapping h-session targets make a naive t-stat too large.
+rank_ic_mean    as ic_mean with the Spearman (rank) correlation; rank_ic_t_nw likewise.
+ic_ir_ann       ic_mean / std(IC) * sqrt(252 / h): information ratio of the IC, annualised.
+quintile_spread mean per-date difference of the mean target of the top and bottom score quintiles
+                (an h-session excess return).
+ann_return      top-k book, net of costs, compound: prod(1 + r) ** (252 / n) - 1.
+ann_vol         std of daily net returns * sqrt(252).
+sharpe          mean daily net return * 252 / ann_vol; risk-free rate 0.
+max_drawdown    worst fall of compounded net equity from its running peak (negative).
+avg_turnover    mean one-way turnover per rebalance, sum |w_target - w_drifted| (a full switch is
+                2.0, the first buy from cash 1.0); each unit costs cost_per_side.
+Timing          a signal at t's close is traded at the close of t + execution_lag (>= 1) and
+                earns from the next session; weights drift between rebalances.
+"""
+
+# How each column is shown: percentages for returns, fixed decimals elsewhere.
+_PERCENT: Final = frozenset({"quintile_spread", "ann_return", "ann_vol", "max_drawdown"})
+_DECIMALS: Final = {"auc": 3, "ic_mean": 4, "rank_ic_mean": 4}
+
+
+def evaluation_table(rows: Mapping[str, tuple[SignalMetrics | None, BacktestResult]]) -> pd.DataFrame:
+    """One row per model or baseline, in the mapping's order, with the columns of :data:`COLUMNS`.
+
+    Args:
+        rows: name -> (signal metrics, or None for a baseline without a score such as equal
+            weight; top-k backtest result).
+
+    Returns:
+        Float frame indexed by name; signal columns are NaN where the metrics are None.
+    """
+    records = []
+    for signal, backtest in rows.values():
+        record = dict.fromkeys(SIGNAL_COLUMNS, math.nan)
+        if signal is not None:
+            values = signal.to_dict()
+            record = {column: float(values[column]) for column in SIGNAL_COLUMNS}
+        summary = backtest.metrics()
+        record.update({column: float(summary[column]) for column in BACKTEST_COLUMNS})
+        records.append(record)
+    table = pd.DataFrame(records, index=pd.Index(list(rows), name="model"), columns=list(COLUMNS))
+    return table.astype("float64")
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """A fixed-width text rendering of :func:`evaluation_table` for a terminal.
+
+    Returns, volatility, drawdown and the quintile spread are shown as percentages; AUC with three
+    decimals, ICs with four, everything else with two; NaN as ``-``.
+    """
+    headers = [str(column) for column in table.columns]
+    formatters = [_formatter(header) for header in headers]
+    body = [
+        [str(name), *(render(value) for render, value in zip(formatters, row, strict=True))]
+        for name, row in zip(table.index, table.itertuples(index=False), strict=True)
+    ]
+    grid = [[str(table.index.name or "model"), *headers], *body]
+    widths = [max(len(line[i]) for line in grid) for i in range(len(grid[0]))]
+    rule = ["-" * width for width in widths]
+    lines = [_join(line, widths) for line in (grid[0], rule, *body)]
+    return "\n".join(lines)
+
+
+def _join(cells: list[str], widths: list[int]) -> str:
+    """One table line: the name left-aligned, numbers right-aligned."""
+    first, *rest = cells
+    return "  ".join([first.ljust(widths[0]), *(c.rjust(w) for c, w in zip(rest, widths[1:], strict=True))])
+
+
+def _formatter(column: str) -> Callable[[object], str]:
+    """The cell formatter of one column."""
+    decimals = _DECIMALS.get(column, 2)
+
+    def render(value: object) -> str:
+        number = float(value) if isinstance(value, int | float) else math.nan
+        if math.isnan(number):
+            return "-"
+        if column in _PERCENT:
+            return f"{number * 100:.2f}%"
+        return f"{number:.{decimals}f}"
+
+    return render

@@ -1,0 +1,268 @@
+"""Signal models end to end: point-in-time frames, Ray Tune search, final fit, test evaluation.
+
+Per model: its Feast feature service's frame over the three segments; walk-forward folds inside
+the train segment for the search; a final fit on the train segment with early stopping on the
+valid segment; scores on valid (out of sample, used for the ensemble's trailing weights) and on
+test (used once, for the evaluation and the promotion gate). Registration is
+:mod:`training.stages.train`'s job; this module never talks to MLflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from feature_repo.store import FeatureRepo
+from feature_repo.tables import DATE, TICKER
+from feature_repo.transforms.outcomes import forward_outcomes
+from training.datasets import TrainingFrame, build_training_frame
+from training.errors import TrainingError
+from training.evaluation.baselines import momentum_12_1, short_term_reversal
+from training.evaluation.metrics import SignalMetrics, signal_metrics
+from training.evaluation.topk import BacktestResult, equal_weight_backtest, topk_backtest
+from training.models.ensemble import blend_point_in_time, trailing_weights
+from training.models.signal import SignalModel
+from training.run_config import ModelSpec, SignalRunConfig, check_history, check_universe
+from training.store import OfflineStore
+from training.tuning import TuningData, TuningResult, run_search
+from training.validation import SegmentMasks, segment_masks, walk_forward_folds
+
+KEYS = [DATE, TICKER]
+
+
+@dataclass(frozen=True, eq=False)
+class SignalInputs:
+    """The data every model of a run shares."""
+
+    config: SignalRunConfig
+    repo: FeatureRepo
+    outcomes: pd.DataFrame
+    close: pd.DataFrame
+
+    @property
+    def test_window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
+        """The test segment cut at the last labelled date: every row of the table covers the same days."""
+        first, last = (pd.Timestamp(d) for d in self.config.segments.test)
+        return first, min(last, pd.Timestamp(self.outcomes[DATE].max()))
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedModel:
+    """One trained signal model with its out-of-sample scores and test evaluation."""
+
+    name: str
+    spec: ModelSpec
+    frame: TrainingFrame
+    masks: SegmentMasks
+    tuning: TuningResult
+    model: SignalModel
+    scores: pd.DataFrame  # date, ticker, score, segment ("valid" | "test")
+    metrics: SignalMetrics
+    backtest: BacktestResult
+
+
+def load_inputs(config: SignalRunConfig, offline_store: Path, repo: FeatureRepo) -> SignalInputs:
+    """Prices, outcomes and the close panel of the configured universe, checked against the config.
+
+    Raises:
+        TrainingError: unknown tickers or benchmark, or too little history for the segments.
+    """
+    with OfflineStore(offline_store, read_only=True) as store:
+        prices = store.read("prices")
+        benchmark = store.read("benchmark")
+    if prices.empty:
+        raise TrainingError("the offline store holds no prices: run the ingest stage first")
+    check_universe(config, set(prices[TICKER]), set(benchmark["symbol"]))
+    if config.universe != "all":
+        prices = prices[prices[TICKER].isin(config.universe)]
+    check_history(config, pd.DatetimeIndex(prices[DATE]))
+    bench = benchmark[benchmark["symbol"] == config.benchmark].set_index(DATE)["close"]
+    outcomes = forward_outcomes(prices, bench, horizon=config.horizon)
+    close = prices.pivot(index=DATE, columns=TICKER, values="adj_close").sort_index()
+    close.index = pd.DatetimeIndex(close.index)
+    return SignalInputs(config, repo, outcomes, close)
+
+
+def train_model(name: str, spec: ModelSpec, inputs: SignalInputs, storage: Path, progress: bool) -> TrainedModel:
+    """Tune, fit and evaluate one model (see the module docstring)."""
+    cfg = inputs.config
+    frame = _frame(inputs, spec)
+    masks = segment_masks(
+        frame.dates, frame.label_end, cfg.segments, embargo_sessions=cfg.walk_forward.embargo_sessions
+    )
+    train = _rows(frame, masks.train)
+    folds = walk_forward_folds(train.dates, train.label_end, cfg.walk_forward)
+    data = TuningData(train.X, train.y, train.target, train.dates, folds)
+    tuning = run_search(data, cfg.tuning, name=name, storage_dir=storage, progress=progress)
+    valid = _rows(frame, masks.valid)
+    # The searched round count is the one the folds chose; early stopping on the valid log-loss
+    # would pick the base rate (one tree) because the signal is weak. Valid stays out of sample.
+    model = SignalModel(tuning.best_params).fit(train.X, train.y)
+    scores = pd.concat([_scored(model, valid, "valid"), _scored(model, _rows(frame, masks.test), "test")])
+    test = scores[scores["segment"] == "test"]
+    return TrainedModel(
+        name=name,
+        spec=spec,
+        frame=frame,
+        masks=masks,
+        tuning=tuning,
+        model=model,
+        scores=scores,
+        metrics=evaluate_scores(test, inputs),
+        backtest=backtest_scores(test, inputs),
+    )
+
+
+def evaluate_scores(scores: pd.DataFrame, inputs: SignalInputs) -> SignalMetrics:
+    """Signal metrics of long ``date, ticker, score`` rows against the realised outcomes."""
+    h = inputs.config.horizon
+    outcomes = inputs.outcomes[[*KEYS, f"fwd_excess_{h}d", f"label_{h}d"]].rename(
+        columns={f"fwd_excess_{h}d": "target", f"label_{h}d": "label"}
+    )
+    joined = scores[[*KEYS, "score"]].merge(outcomes, on=KEYS, how="inner")
+    return signal_metrics(joined, h)
+
+
+def backtest_scores(scores: pd.DataFrame, inputs: SignalInputs) -> BacktestResult:
+    """The top-k long-only book of the scores over the test segment, net of costs."""
+    cfg = inputs.config
+    return topk_backtest(
+        scores[[*KEYS, "score"]],
+        inputs.close,
+        k=cfg.evaluation.top_k,
+        rebalance_every=cfg.evaluation.rebalance_every,
+        cost_per_side=cfg.costs.per_side_fraction,
+        start=inputs.test_window[0],
+        end=inputs.test_window[1],
+        execution_lag=cfg.evaluation.execution_lag,
+    )
+
+
+def baselines(inputs: SignalInputs) -> dict[str, tuple[SignalMetrics | None, BacktestResult]]:
+    """12-1 momentum, short-term reversal and equal weight over the test segment."""
+    cfg = inputs.config
+    first, last = inputs.test_window
+    rows: dict[str, tuple[SignalMetrics | None, BacktestResult]] = {}
+    for name, scorer in (("momentum_12_1", momentum_12_1), ("reversal_1m", short_term_reversal)):
+        scores = scorer(inputs.close)
+        scores = scores[(scores[DATE] >= first) & (scores[DATE] <= last)]
+        rows[name] = (evaluate_scores(scores, inputs), backtest_scores(scores, inputs))
+    rows["equal_weight"] = (
+        None,
+        equal_weight_backtest(
+            inputs.close,
+            rebalance_every=cfg.evaluation.rebalance_every,
+            cost_per_side=cfg.costs.per_side_fraction,
+            start=first,
+            end=last,
+            execution_lag=cfg.evaluation.execution_lag,
+        ),
+    )
+    return rows
+
+
+@dataclass(frozen=True, eq=False)
+class EnsembleResult:
+    """The ensemble's point-in-time test scores, its weights through time and its final weights."""
+
+    scores: pd.DataFrame
+    components: pd.DataFrame  # test rows: date, ticker and one score column per component
+    weights_by_date: pd.DataFrame
+    final_weights: dict[str, float]
+    metrics: SignalMetrics
+    backtest: BacktestResult
+
+
+def ensemble(models: list[TrainedModel], inputs: SignalInputs) -> EnsembleResult:
+    """Blend the components with weights from their trailing rank IC (valid + test scores)."""
+    h = inputs.config.horizon
+    wide = _component_scores(models)
+    joined = wide.merge(inputs.outcomes[[*KEYS, "known_at", f"fwd_excess_{h}d"]], on=KEYS, how="inner")
+    names = [m.name for m in models]
+    weights = trailing_weights(
+        joined[names],
+        joined[f"fwd_excess_{h}d"],
+        joined[DATE],
+        joined["known_at"],
+        window=inputs.config.evaluation.ensemble_ic_window,
+    )
+    blended = blend_point_in_time(joined[names], joined[DATE], weights)
+    scores = pd.concat([joined[[*KEYS, "segment"]], blended], axis=1)
+    test = scores[scores["segment"] == "test"]
+    last = weights.iloc[-1]
+    return EnsembleResult(
+        scores=test,
+        components=joined.loc[joined["segment"] == "test", [*KEYS, *names]],
+        weights_by_date=weights,
+        final_weights={n: float(last[n]) for n in names},
+        metrics=evaluate_scores(test, inputs),
+        backtest=backtest_scores(test, inputs),
+    )
+
+
+def _component_scores(models: list[TrainedModel]) -> pd.DataFrame:
+    wide: pd.DataFrame | None = None
+    for m in models:
+        part = m.scores.rename(columns={"score": m.name})
+        wide = part if wide is None else wide.merge(part, on=[*KEYS, "segment"], how="outer")
+    if wide is None:
+        raise TrainingError("the ensemble needs at least one trained model")
+    return wide.sort_values(KEYS, ignore_index=True)
+
+
+def _frame(inputs: SignalInputs, spec: ModelSpec) -> TrainingFrame:
+    cfg = inputs.config
+    frame = build_training_frame(
+        inputs.repo,
+        spec.feature_service,
+        inputs.outcomes,
+        start=cfg.segments.train[0],
+        end=cfg.segments.test[1],
+        horizon=cfg.horizon,
+    )
+    if spec.features is not None:
+        X = frame.X[list(spec.features)]
+        frame = TrainingFrame(
+            X, frame.y, frame.target, frame.dates, frame.label_end, frame.tickers, list(X.columns),
+            frame.service, frame.snapshot_hash, frame.horizon, frame.dropped,
+        )  # fmt: skip
+    return frame
+
+
+@dataclass(frozen=True, eq=False)
+class _Rows:
+    X: pd.DataFrame
+    y: pd.Series
+    target: pd.Series
+    dates: pd.Series
+    label_end: pd.Series
+    tickers: pd.Series
+
+
+def _rows(frame: TrainingFrame, mask: npt.NDArray[np.bool_]) -> _Rows:
+    def pick(s: pd.Series) -> pd.Series:
+        return s[mask].reset_index(drop=True)
+
+    return _Rows(
+        frame.X[mask].reset_index(drop=True),
+        pick(frame.y),
+        pick(frame.target),
+        pick(frame.dates),
+        pick(frame.label_end),
+        pick(frame.tickers),
+    )
+
+
+def _scored(model: SignalModel, rows: _Rows, segment: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            DATE: rows.dates.to_numpy(),
+            TICKER: rows.tickers.to_numpy(),
+            "score": model.predict_proba(rows.X),
+            "segment": segment,
+        }
+    )

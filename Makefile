@@ -57,6 +57,7 @@ bench: $(STAMP) ## Run the benchmarks (JSON to stdout and bench/results/)
 	$(PY) -m bench.features
 	$(PY) -m bench.materialize
 	$(PY) -m bench.online
+	$(PY) -m bench.signals
 
 lock: ## Re-resolve the stack from pyproject.toml into requirements/constraints.txt
 	rm -rf .venv-lock && $(PYTHON_SYS) -m venv .venv-lock

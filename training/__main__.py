@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, default=None, help="data folder (default: $PORTFOLIO_OS_DATA_DIR or ./data)"
     )
     common.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
+    common.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="train stage: a CI-sized search (one trial on one fold) to prove the wiring, not to find a model",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("demo", parents=[common], help="run every stage in order")
     run = sub.add_parser("run", parents=[common], help="run the named stages in order")
@@ -61,6 +66,9 @@ def _context(args: argparse.Namespace) -> RunContext:
     config: PipelineConfig = load_config(args.config)
     if getattr(args, "mode", None):
         config = config.model_copy(update={"materialize": args.mode})
+    if args.smoke_test and config.signals is not None:
+        tuning = config.signals.tuning.model_copy(update={"smoke_test": True})
+        config = config.model_copy(update={"signals": config.signals.model_copy(update={"tuning": tuning})})
     overrides = {"data_dir": str(args.data_dir.resolve())} if args.data_dir else {}
     settings = FeatureStoreSettings(**overrides)  # type: ignore[arg-type]
     return RunContext(config=config, settings=settings, out=sys.stdout, progress=not args.no_progress)

@@ -1,0 +1,116 @@
+"""The train stage end to end on the bundled real prices: Ray Tune, MLflow registry, gate, audit, card.
+
+CI-sized: a 2008-2019 slice of the bundled sample, two walk-forward folds and the smoke-test
+search (one trial on one fold) with a real local Ray and MLflow on SQLite. The figures printed here
+are not quality figures (the budget is too small to mean anything); the real-data evaluation is
+what ``make demo`` prints.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from feature_repo.schema import FEATURES_BY_VIEW, names
+from tests.test_pipeline_cli import cli, write_config
+from training.audit import AuditLog
+
+CONFIG = """
+name: ci-signals
+data: {kind: skfolio, start: 2008-01-01}
+online_tickers: [AAPL, MSFT]
+signals:
+  universe: all
+  benchmark: SP500
+  horizon: 21
+  segments:
+    train: [2009-01-01, 2015-12-31]
+    valid: [2016-01-01, 2017-06-30]
+    test: [2017-07-01, 2019-12-31]
+  walk_forward: {n_folds: 2, min_train_sessions: 504, test_sessions: 252, embargo_sessions: 5}
+  models:
+    technical: {feature_service: technical_model_v1}
+  evaluation: {top_k: 5, rebalance_every: 21}
+  tuning: {num_samples: 1, max_concurrent_trials: 1, seed: 0, smoke_test: true}
+  registry: {tracking_uri: null, promotion_margin: 0.0}
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    root = tmp_path_factory.mktemp("signals")
+    config = write_config(root / "run.yaml", CONFIG)
+    result = cli("demo", "--config", str(config), data_dir=root / "data", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return root / "data", config, result.stdout
+
+
+def _client(data_dir: Path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{data_dir / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
+
+
+@pytest.mark.slow
+def test_demo_trains_registers_and_prints_the_evaluation_table(trained) -> None:
+    data_dir, _, stdout = trained
+    for row in ("technical", "ensemble", "momentum_12_1", "reversal_1m", "equal_weight"):
+        assert f"\n  {row} " in stdout, row
+    assert "technical v1: champion (no champion yet" in stdout
+    assert "ensemble v1: champion" in stdout
+    client, _ = _client(data_dir)
+    version = client.get_model_version_by_alias("technical", "champion")
+    assert client.get_model_version_by_alias("technical", "challenger").version == version.version
+    assert version.tags["feature_service"] == "technical_model_v1"
+    assert version.tags["horizon"] == "21" and len(version.tags["snapshot_hash"]) == 64
+    assert version.tags["code_version"] != ""
+    # The card says plainly whether the first champion beat the baselines, whichever way it went.
+    assert "beat every baseline" in version.description or "did NOT beat the baselines" in version.description
+    assert "survivorship" in version.description
+
+
+@pytest.mark.slow
+def test_registered_signature_is_the_feature_service_order(trained) -> None:
+    import mlflow
+
+    data_dir, _, _ = trained
+    _, uri = _client(data_dir)
+    mlflow.set_tracking_uri(uri)
+    info = mlflow.models.get_model_info("models:/technical@champion")
+    assert info.signature.inputs.input_names() == names(FEATURES_BY_VIEW["technical_features"])
+    run = mlflow.get_run(info.run_id)
+    assert "test_rank_ic_mean" in run.data.metrics and "cv_rank_ic_mean" in run.data.metrics
+    assert {"num_leaves", "learning_rate", "n_estimators"} <= set(run.data.params)
+
+
+@pytest.mark.slow
+def test_a_retrain_that_is_no_better_stays_challenger(trained) -> None:
+    data_dir, config, _ = trained
+    again = cli("train", "--config", str(config), data_dir=data_dir, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    # Same data, same seed: the same model, the same score, so a margin of 0 is not beaten.
+    assert "technical v2: challenger only (does not beat champion v1" in again.stdout
+    client, _ = _client(data_dir)
+    assert str(client.get_model_version_by_alias("technical", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("technical", "challenger").version) == "2"
+    audit = AuditLog(data_dir / "registry_audit.jsonl")
+    assert audit.verify() >= 6
+    events = [(r["event"], r["model"], r["version"]) for r in audit.records()]
+    assert ("promoted", "technical", "1") in events and ("kept_champion", "technical", "2") in events
+
+
+@pytest.mark.slow
+def test_unreachable_registry_fails_before_training_and_registers_nothing(trained, tmp_path: Path) -> None:
+    data_dir, config, _ = trained
+    dead = tmp_path / "dead.yaml"
+    dead.write_text(config.read_text().replace("tracking_uri: null", "tracking_uri: http://127.0.0.1:9"))
+    started = time.perf_counter()
+    result = cli("train", "--config", str(dead), data_dir=data_dir, timeout=300)
+    assert result.returncode == 2
+    assert "MLflow registry at http://127.0.0.1:9 is unreachable" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "tuning" not in result.stdout  # it failed before any search started
+    assert time.perf_counter() - started < 120

@@ -1,0 +1,230 @@
+"""``python -m serving.launcher`` (``make serve``): the embedded stack as local processes on 127.0.0.1.
+
+One KServe model server per registered champion, then the gateway wired to them; it waits until
+each reports ready, prints the URLs and a sample ``curl``, sends a few real requests, and stops
+every process it started on Ctrl-C or SIGTERM (each child runs in its own process group, so the
+servers' workers go too: no orphans). ``--once`` stops right after the sample requests (the tail
+of ``make demo``). Processes are started by command line, never imported: the launcher depends on
+the entry points of ``docs/serving-contract.md``, not on the gateway's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import httpx
+
+MODELS: Final = ("technical", "fundamental", "sentiment_signal", "ensemble")
+READY_TIMEOUT_S: Final = 120.0
+STOP_GRACE_S: Final = 10.0
+SAMPLE_TICKERS: Final = "AAPL,MSFT,JPM"
+
+
+@dataclass
+class Service:
+    """One child process and how to tell it is ready."""
+
+    name: str
+    command: list[str]
+    port: int
+    ready_path: str
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def champions(tracking_uri: str) -> list[str]:
+    """The served models that have a champion in the registry, in :data:`MODELS` order."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    found = []
+    for name in MODELS:
+        with suppress(MlflowException):
+            client.get_model_version_by_alias(name, "champion")
+            found.append(name)
+    return found
+
+
+def plan(models: list[str], ports: list[int], env: dict[str, str]) -> list[Service]:
+    """A model server per model on ``ports[i]``, then the gateway on ``ports[-1]``."""
+    servers = [
+        Service(m, [sys.executable, "-m", f"serving.{m}", "--http_port", str(p)], p, f"/v2/models/{m}/ready", env)
+        for m, p in zip(models, ports, strict=False)
+    ]
+    urls = {s.name: s.url for s in servers}
+    gateway_env = env | {"PORTFOLIO_OS_MODEL_URLS": json.dumps(urls)}
+    gateway = Service(
+        "gateway", [sys.executable, "-m", "api", "--port", str(ports[-1])], ports[-1], "/readyz", gateway_env
+    )
+    return [*servers, gateway]
+
+
+@contextmanager
+def running(services: list[Service], logs: Path) -> Iterator[list[Service]]:
+    """Start every service (logs under ``logs``), wait for readiness, stop them all on exit."""
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        for service in services:
+            with (logs / f"{service.name}.log").open("wb") as log:
+                service.process = subprocess.Popen(
+                    service.command,
+                    env=os.environ | service.env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        for service in services:
+            wait_ready(service, logs)
+        yield services
+    finally:
+        stop(services)
+
+
+def wait_ready(service: Service, logs: Path) -> None:
+    """Poll the readiness path; fail with the tail of the log if the process dies or times out."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    if service.process is None:
+        raise RuntimeError(f"{service.name} was never started")
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            tail = (logs / f"{service.name}.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{service.name} exited with {service.process.returncode}:\n{tail}")
+        with suppress(httpx.HTTPError):
+            if httpx.get(service.url + service.ready_path, timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.25)
+    raise RuntimeError(f"{service.name} not ready on {service.url} after {READY_TIMEOUT_S:.0f} s (see {logs})")
+
+
+def stop(services: list[Service]) -> None:
+    """SIGTERM every process group, then SIGKILL whatever is left after the grace period."""
+    alive = [s.process for s in reversed(services) if s.process is not None and s.process.poll() is None]
+    for process in alive:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for process in alive:
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for process in alive:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def demo_key(env: dict[str, str]) -> str:
+    """A local demo tenant's API key, created through the gateway's own CLI."""
+    result = subprocess.run(
+        [sys.executable, "-m", "api.keys", "create", "--demo"],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return str(json.loads(result.stdout.strip().splitlines()[-1])["api_key"])
+
+
+def sample_requests(gateway: str, key: str) -> None:
+    """A few real requests, printed the way a client sees them."""
+    headers = {"Authorization": f"Bearer {key}"}
+    calls = [
+        ("GET", f"/v1/signals?tickers={SAMPLE_TICKERS}", None),
+        ("GET", "/v1/explanations/AAPL", None),
+        ("POST", "/v1/allocations", {"universe": SAMPLE_TICKERS.split(","), "capital": 1_000_000}),
+        ("GET", "/v1/models", None),
+    ]
+    with httpx.Client(base_url=gateway, headers=headers, timeout=10.0) as client:
+        for method, path, body in calls:
+            response = client.request(method, path, json=body)
+            text = json.dumps(response.json(), indent=2)
+            lines = text.splitlines()
+            shown = "\n".join(lines[:40]) + (f"\n  ... ({len(lines) - 40} more lines)" if len(lines) > 40 else "")
+            print(f"\n{method} {path} -> {response.status_code}\n{shown}", flush=True)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports that were free on 127.0.0.1 a moment ago."""
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, start the stack, show it working, keep it up until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m serving.launcher", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("PORTFOLIO_OS_DATA_DIR", "data")))
+    parser.add_argument("--base-port", type=int, default=8081, help="first model server port (default 8081)")
+    parser.add_argument("--gateway-port", type=int, default=8000, help="gateway port (default 8000)")
+    parser.add_argument("--once", action="store_true", help="stop after the sample requests")
+    parser.add_argument("--free-ports", action="store_true", help="pick free ports instead of the defaults")
+    args = parser.parse_args(argv)
+    data_dir = args.data_dir.resolve()
+    env = {"PORTFOLIO_OS_DATA_DIR": str(data_dir)}
+    tracking = os.environ.get("PORTFOLIO_OS_TRACKING_URI", f"sqlite:///{data_dir / 'mlflow.db'}")
+    models = champions(tracking)
+    if not models:
+        print(f"no champion in {tracking}: run `make demo` (the train stage) first", file=sys.stderr)
+        return 2
+    skipped = [m for m in MODELS if m not in models]
+    if skipped:
+        print(f"not started (no champion registered): {', '.join(skipped)}")
+    # SIGTERM ends the process the way Ctrl-C does, so the finally-block stops every child.
+    signal.signal(signal.SIGTERM, _interrupt)
+    if args.free_ports:
+        ports = free_ports(len(models) + 1)
+    else:
+        ports = [args.base_port + i for i in range(len(models))] + [args.gateway_port]
+    services = plan(models, ports, env)
+    try:
+        with running(services, data_dir / "logs"):
+            for s in services:
+                print(f"  {s.name:<18} {s.url}  (log: {data_dir / 'logs' / s.name}.log)")
+            key = demo_key(env)
+            gateway = services[-1].url
+            print(f"\n  curl -H 'Authorization: Bearer {key}' '{gateway}/v1/signals?tickers={SAMPLE_TICKERS}'")
+            print(f"  API docs: {gateway}/docs   metrics: {gateway}/metrics")
+            sample_requests(gateway, key)
+            if not args.once:
+                print("\nServing; Ctrl-C stops every process.", flush=True)
+                while all(s.process is not None and s.process.poll() is None for s in services):
+                    time.sleep(1.0)
+                print("a process exited; stopping the stack", file=sys.stderr)
+                return 1
+    except KeyboardInterrupt:
+        print("\nstopping...", file=sys.stderr)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

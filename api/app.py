@@ -1,0 +1,81 @@
+"""``create_app()``: the gateway's FastAPI application factory (no work at import time)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from api.db import init_db
+from api.handlers import install_error_handlers
+from api.middleware import GatewayMiddleware
+from api.routes import allocations, explanations, health, models, sentiment, signals
+from api.services import Services, build_services
+from api.settings import GatewaySettings, get_settings
+
+log = logging.getLogger(__name__)
+USAGE_FLUSH_S: Final = 10.0
+
+
+async def _flush_usage_forever(services: Services) -> None:
+    while True:
+        await asyncio.sleep(USAGE_FLUSH_S)
+        await run_in_threadpool(services.usage.flush)
+
+
+def _lifespan(services: Services):  # type: ignore[no-untyped-def]  # FastAPI's lifespan type is a union
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            await run_in_threadpool(init_db, services.engine)
+        except SQLAlchemyError:
+            # Start anyway: /readyz reports the DB and keyed routes answer 503 until it is back.
+            log.exception("could not initialise the gateway database")
+        services.client()
+        flusher = asyncio.create_task(_flush_usage_forever(services))
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await run_in_threadpool(services.usage.flush)
+            await services.aclose()
+            services.engine.dispose()
+
+    return lifespan
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    """Build the gateway app for ``settings`` (default: from the environment)."""
+    settings = settings or get_settings()
+    services = build_services(settings)
+    app = FastAPI(
+        title="Portfolio OS gateway",
+        version="0.1.0",
+        description="B2B API for ranked equity signals, allocations and explanations.",
+        lifespan=_lifespan(services),
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (signals, allocations, explanations, sentiment, models, health):
+        app.include_router(module.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    # Added last, so it wraps everything (CORS included) and sees every response.
+    app.add_middleware(GatewayMiddleware, services=services)
+    return app

@@ -1,0 +1,123 @@
+"""A typed Python client for B2B consumers of the gateway.
+
+Retries 429 and 503 (and connection errors) with exponential backoff and full jitter, honouring
+``Retry-After`` when the gateway sends it; every call has a timeout. Non-retryable errors raise
+:class:`GatewayClientError` carrying the gateway's error body.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import Any, Final, Self, TypeVar
+
+import httpx
+from pydantic import BaseModel
+
+from api.schemas import (
+    AllocationPublic,
+    AllocationRequest,
+    ExplanationPublic,
+    ModelsPublic,
+    SentimentPublic,
+    SentimentRequest,
+    SignalsPublic,
+)
+
+RETRYABLE: Final = frozenset({429, 502, 503, 504})
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class GatewayClientError(Exception):
+    """A non-2xx answer (after retries): status, error code, message and request id."""
+
+    def __init__(self, status: int, code: str, message: str, request_id: str | None) -> None:
+        super().__init__(f"{status} {code}: {message} (request {request_id})")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+class PortfolioOSClient:
+    """Synchronous client. Use as a context manager or call :meth:`close`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 5.0,
+        max_retries: int = 3,
+        backoff_s: float = 0.2,
+        max_backoff_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=timeout_s,
+            transport=transport,
+        )
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._sleep = sleep
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def signals(self, tickers: list[str]) -> SignalsPublic:
+        return self._call(SignalsPublic, "GET", "/v1/signals", params={"tickers": ",".join(tickers)})
+
+    def allocations(self, request: AllocationRequest) -> AllocationPublic:
+        return self._call(AllocationPublic, "POST", "/v1/allocations", json=request.model_dump(mode="json"))
+
+    def explanation(self, ticker: str, top: int = 5) -> ExplanationPublic:
+        return self._call(ExplanationPublic, "GET", f"/v1/explanations/{ticker}", params={"top": top})
+
+    def sentiment(self, texts: list[str]) -> SentimentPublic:
+        body = SentimentRequest(texts=texts).model_dump(mode="json")
+        return self._call(SentimentPublic, "POST", "/v1/sentiment", json=body)
+
+    def models(self) -> ModelsPublic:
+        return self._call(ModelsPublic, "GET", "/v1/models")
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        retry_after = response.headers.get("Retry-After") if response is not None else None
+        if retry_after and retry_after.isdigit():
+            return min(float(retry_after), self.max_backoff_s)
+        return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**attempt))  # jitter
+
+    def _call(self, model: type[Model], method: str, path: str, **kwargs: Any) -> Model:
+        attempt = 0
+        while True:
+            response: httpx.Response | None = None
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except (httpx.ConnectError, httpx.TimeoutException, httpx.RemoteProtocolError):
+                if attempt >= self.max_retries:
+                    raise
+            else:
+                if response.status_code < 400:
+                    return model.model_validate(response.json())
+                if response.status_code not in RETRYABLE or attempt >= self.max_retries:
+                    raise _error(response)
+            self._sleep(self._delay(attempt, response))
+            attempt += 1
+
+
+def _error(response: httpx.Response) -> GatewayClientError:
+    try:
+        error = response.json()["error"]
+        return GatewayClientError(response.status_code, error["code"], error["message"], error.get("request_id"))
+    except (ValueError, KeyError, TypeError):
+        return GatewayClientError(response.status_code, "http_error", response.text[:200], None)

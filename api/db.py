@@ -1,0 +1,126 @@
+"""The gateway database (SQLAlchemy Core): tenants, API keys, usage counters and the audit trail.
+
+SQLite by default, PostgreSQL in production. The audit table is append-only twice over: the code
+has no update or delete path for it, and a trigger in the database rejects UPDATE and DELETE.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    make_url,
+    text,
+)
+
+metadata = MetaData()
+
+tenants = Table(
+    "gateway_tenants",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+api_keys = Table(
+    "gateway_api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("tenant_id", Integer, ForeignKey("gateway_tenants.id"), nullable=False, index=True),
+    Column("prefix", String(48), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),
+    Column("rate_limit", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# Appended by periodic flushes of in-memory counters; usage is the SUM over rows.
+tenant_usage = Table(
+    "gateway_tenant_usage",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False, index=True),
+    Column("route", String(200), nullable=False),
+    Column("window_start", DateTime(timezone=True), nullable=False),
+    Column("window_end", DateTime(timezone=True), nullable=False),
+    Column("requests", Integer, nullable=False),
+)
+
+audit_log = Table(
+    "gateway_audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("tenant", String(100), nullable=False, index=True),
+    Column("route", String(200), nullable=False),
+    Column("request_id", String(64), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("feature_snapshot_hash", String(64), nullable=False),
+    Column("model_versions", JSON, nullable=False),
+    Column("answer", JSON, nullable=False),
+)
+
+_PG_APPEND_ONLY: Final = (
+    """
+    CREATE OR REPLACE FUNCTION gateway_audit_log_append_only() RETURNS trigger AS $$
+    BEGIN
+        RAISE EXCEPTION 'gateway_audit_log is append-only (% rejected)', TG_OP;
+    END;
+    $$ LANGUAGE plpgsql
+    """,
+    "DROP TRIGGER IF EXISTS gateway_audit_log_no_change ON gateway_audit_log",
+    """
+    CREATE TRIGGER gateway_audit_log_no_change BEFORE UPDATE OR DELETE ON gateway_audit_log
+    FOR EACH ROW EXECUTE FUNCTION gateway_audit_log_append_only()
+    """,
+)
+_SQLITE_APPEND_ONLY: Final = tuple(
+    f"""
+    CREATE TRIGGER IF NOT EXISTS gateway_audit_log_no_{op.lower()} BEFORE {op} ON gateway_audit_log
+    BEGIN SELECT RAISE(ABORT, 'gateway_audit_log is append-only'); END
+    """
+    for op in ("UPDATE", "DELETE")
+)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (no connection is made until first use)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # Writers wait for each other rather than failing at once under concurrent requests.
+        return create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def init_db(engine: Engine) -> None:
+    """Create missing tables and the append-only triggers (idempotent)."""
+    metadata.create_all(engine)
+    statements = _PG_APPEND_ONLY if engine.dialect.name == "postgresql" else _SQLITE_APPEND_ONLY
+    if engine.dialect.name not in ("postgresql", "sqlite"):
+        return
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+
+
+def ping(engine: Engine) -> None:
+    """Raise if the database cannot answer ``SELECT 1``."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

@@ -1,0 +1,74 @@
+"""FastAPI dependencies as ``Annotated`` aliases: services, the model client, and auth + scope + quota."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import PermissionDeniedError
+from api.inference import InferenceClient
+from api.services import Services
+from api.settings import GatewaySettings
+from api.tenants import Principal
+
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key in X-API-Key.")
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_app_settings(services: ServicesDep) -> GatewaySettings:
+    return services.settings
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(get_app_settings)]
+
+
+def get_inference(services: ServicesDep) -> InferenceClient:
+    return services.client()
+
+
+InferenceClientDep = Annotated[InferenceClient, Depends(get_inference)]
+
+
+def authenticated(
+    request: Request,
+    services: ServicesDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    header_key: Annotated[str | None, Security(_api_key)],
+) -> Principal:
+    """The caller behind the presented key (a sync dependency: FastAPI runs its DB read in a thread)."""
+    presented = bearer.credentials if bearer else header_key
+    principal = services.auth.authenticate(presented)
+    # Read by the middleware after the response: per-tenant usage counters.
+    request.state.principal = principal
+    return principal
+
+
+def require(scope: str) -> Callable[[ServicesDep, Principal], Principal]:
+    """A dependency that admits callers holding ``scope`` and within their quota."""
+
+    def dependency(services: ServicesDep, principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+        if scope not in principal.scopes:
+            raise PermissionDeniedError(f"this API key lacks the {scope} scope")
+        services.limiter.hit(principal)
+        return principal
+
+    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    return dependency
+
+
+SignalsReader = Annotated[Principal, Security(require("signals:read"))]
+AllocationsWriter = Annotated[Principal, Security(require("allocations:write"))]
+ExplanationsReader = Annotated[Principal, Security(require("explanations:read"))]
+SentimentReader = Annotated[Principal, Security(require("sentiment:read"))]
+ModelsReader = Annotated[Principal, Security(require("models:read"))]

@@ -1,0 +1,137 @@
+"""Async Open Inference Protocol v2 client: one shared httpx client, a timeout per call, a breaker per model."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from api.circuit import CircuitBreaker
+from api.errors import ModelCallError
+from api.metrics import GatewayMetrics
+
+
+@dataclass(frozen=True)
+class InferResult:
+    """The outputs of one v2 call, by name, and the version that produced them."""
+
+    model: str
+    version: str
+    outputs: dict[str, list[Any]]
+
+    def floats(self, name: str, n: int) -> list[float | None]:
+        """Output ``name`` as ``n`` floats (non-finite values become ``None``).
+
+        Raises:
+            ModelCallError: the output is missing or has the wrong length.
+        """
+        data = self.outputs.get(name)
+        if data is None or len(data) != n:
+            raise ModelCallError(self.model, "bad_response", f"output {name!r} missing or not of length {n}")
+        return [_finite(v) for v in data]
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def fp64_inputs(columns: Mapping[str, Sequence[float | None]]) -> list[dict[str, Any]]:
+    """v2 inputs, one FP64 ``[n]`` tensor per column; missing values stay JSON ``null``."""
+    return [{"name": k, "datatype": "FP64", "shape": [len(v)], "data": list(v)} for k, v in columns.items()]
+
+
+class InferenceClient:
+    """Calls the model servers of ``MODEL_URLS``.
+
+    Every failure (not deployed, circuit open, timeout, connection error, non-200, malformed
+    answer) raises :class:`ModelCallError`; callers decide how to degrade.
+    """
+
+    def __init__(
+        self,
+        urls: Mapping[str, str],
+        timeout_s: float,
+        breakers: Mapping[str, CircuitBreaker],
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.urls = dict(urls)
+        self.timeout_s = timeout_s
+        self.breakers = dict(breakers)
+        self.metrics = metrics
+        self.last_versions: dict[str, str] = {}
+        # Connections are reused across requests; limits keep a burst from exhausting sockets.
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+
+    def deployed(self, server: str) -> bool:
+        return server in self.urls
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def infer(
+        self, model: str, inputs: list[dict[str, Any]], *, server: str | None = None, timeout_s: float | None = None
+    ) -> InferResult:
+        """POST ``/v2/models/<model>/infer`` on the server of ``server`` (default: ``model``).
+
+        Raises:
+            ModelCallError: any failure, with a short reason code.
+        """
+        server = server or model
+        if server not in self.urls:
+            raise ModelCallError(model, "not_deployed")
+        breaker = self.breakers[server]
+        if not breaker.allow():
+            self.metrics.model_call_duration.labels(model=model, version="", outcome="circuit_open").observe(0.0)
+            raise ModelCallError(model, "circuit_open")
+        start = time.perf_counter()
+        version, outcome = self.last_versions.get(model, ""), "error"
+        try:
+            result = await self._post(model, f"{self.urls[server]}/v2/models/{model}/infer", inputs, timeout_s)
+        except ModelCallError as e:
+            breaker.record_failure()
+            outcome = e.reason
+            raise
+        else:
+            breaker.record_success()
+            outcome, version = "ok", result.version
+            self.last_versions[model] = version
+            return result
+        finally:
+            elapsed = time.perf_counter() - start
+            self.metrics.model_call_duration.labels(model=model, version=version, outcome=outcome).observe(elapsed)
+
+    async def _post(self, model: str, url: str, inputs: list[dict[str, Any]], timeout_s: float | None) -> InferResult:
+        try:
+            response = await self._http.post(url, json={"inputs": inputs}, timeout=timeout_s or self.timeout_s)
+        except httpx.TimeoutException as e:
+            raise ModelCallError(model, "timeout") from e
+        except httpx.HTTPError as e:
+            raise ModelCallError(model, "connection_error", type(e).__name__) from e
+        if response.status_code != 200:
+            raise ModelCallError(model, f"http_{response.status_code}", response.text[:200])
+        try:
+            body = response.json()
+            outputs = {str(o["name"]): list(o["data"]) for o in body["outputs"]}
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelCallError(model, "bad_response", "not a v2 inference response") from e
+        return InferResult(model=model, version=str(body.get("model_version") or ""), outputs=outputs)
+
+    async def get_json(self, url: str) -> tuple[int, Any]:
+        """GET a JSON document (metadata, readiness, MLflow); ``(0, None)`` when unreachable."""
+        try:
+            response = await self._http.get(url)
+        except httpx.HTTPError:
+            return 0, None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None

@@ -1,0 +1,135 @@
+"""Outer ASGI middleware: request ids, body size limit, access log, request metrics, usage counters.
+
+A plain ASGI middleware (not ``BaseHTTPMiddleware``) so streaming bodies are counted as they
+arrive and an unhandled exception still gets the error body and the request id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from contextvars import ContextVar
+from typing import Any, Final
+
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.services import Services
+
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+_VALID_ID: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+UNMATCHED: Final = "<unmatched>"
+log = logging.getLogger("api.access")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to every log record (``-`` outside a request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = REQUEST_ID.get()
+        return True
+
+
+def route_label(scope: Scope) -> str:
+    """The route template (``/v1/explanations/{ticker}``), never the raw path: bounded cardinality."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def send_error(send: Send, status: int, code: str, message: str, request_id: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message, "request_id": request_id}}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers.append((b"x-request-id", request_id.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class GatewayMiddleware:
+    """Wraps every HTTP request; see the module docstring."""
+
+    def __init__(self, app: ASGIApp, services: Services) -> None:
+        self.app = app
+        self.services = services
+        self.max_body = services.settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        state: dict[str, Any] = {"status": 500, "started": False}
+        start = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"], state["started"] = message["status"], True
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        try:
+            await self._dispatch(scope, receive, send_with_id, request_id)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not state["started"]:
+                await send_error(send_with_id, 500, "internal_error", "internal server error", request_id)
+        finally:
+            self._record(scope, state["status"], time.perf_counter() - start)
+            REQUEST_ID.reset(token)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
+        declared = _header(scope, b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await send_error(send, 400, "bad_request", "invalid Content-Length", request_id)
+                return
+            if int(declared) > self.max_body:
+                await send_error(send, 413, "payload_too_large", self._too_large(), request_id)
+                return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    # FastAPI re-raises HTTPException from body reading; the handler shapes the body.
+                    raise HTTPException(413, self._too_large())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _too_large(self) -> str:
+        return f"request body larger than {self.max_body} bytes"
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        route, method = route_label(scope), scope["method"]
+        metrics = self.services.metrics
+        metrics.requests.labels(route=route, method=method, status=str(status)).inc()
+        metrics.request_duration.labels(route=route, method=method).observe(elapsed)
+        principal = scope.get("state", {}).get("principal")
+        if principal is not None:
+            self.services.usage.count(principal.tenant, route)
+        log.info(
+            "%s %s %s %.1fms tenant=%s",
+            method,
+            route,
+            status,
+            elapsed * 1000,
+            getattr(principal, "tenant", "-"),
+        )

@@ -1,0 +1,39 @@
+"""Champion/challenger versions and key metrics from the MLflow REST API (httpx only, no mlflow import)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from api.inference import InferenceClient
+from api.schemas import RegistryPublic, RegistryVersion
+
+ALIASES: Final = ("champion", "challenger")
+MAX_METRICS: Final = 12
+
+
+async def _version(client: InferenceClient, base: str, model: str, alias: str) -> RegistryVersion | None:
+    status, body = await client.get_json(f"{base}/api/2.0/mlflow/registered-models/alias?name={model}&alias={alias}")
+    if status == 404 or (status == 400 and "RESOURCE_DOES_NOT_EXIST" in str(body)):
+        return None
+    if status != 200 or not isinstance(body, dict) or "model_version" not in body:
+        raise RuntimeError(f"MLflow answered {status or 'nothing'} for {model}@{alias}")
+    version: dict[str, Any] = body["model_version"]
+    run_id = version.get("run_id")
+    metrics: dict[str, float] = {}
+    if run_id:
+        run_status, run = await client.get_json(f"{base}/api/2.0/mlflow/runs/get?run_id={run_id}")
+        if run_status == 200 and isinstance(run, dict):
+            for item in run.get("run", {}).get("data", {}).get("metrics", [])[:MAX_METRICS]:
+                metrics[str(item["key"])] = float(item["value"])
+    return RegistryVersion(version=str(version.get("version")), run_id=run_id, metrics=metrics)
+
+
+async def registry_info(client: InferenceClient, mlflow_url: str, model: str) -> RegistryPublic:
+    """Both aliases of ``model``; an unreachable MLflow becomes ``error``, never an exception."""
+    base = mlflow_url.rstrip("/")
+    try:
+        champion = await _version(client, base, model, "champion")
+        challenger = await _version(client, base, model, "challenger")
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        return RegistryPublic(error=str(e))
+    return RegistryPublic(champion=champion, challenger=challenger)

@@ -1,0 +1,62 @@
+"""``GET /v1/explanations/{ticker}``: SHAP contributions of the technical model and a narrative."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ExplanationsReader, InferenceClientDep, ServicesDep
+from api.errors import ModelCallError, ModelNotDeployedError, NoModelAvailableError
+from api.handlers import ERROR_RESPONSES
+from api.inference import fp64_inputs
+from api.narrative import narrative
+from api.schemas import ContributionPublic, ExplanationPublic
+from api.tickers import TICKER_PATTERN
+
+router = APIRouter(prefix="/v1", tags=["explanations"])
+SERVER = "technical"
+EXPLAINER = "technical-explain"
+SERVICE = "technical_model_v1"
+
+
+@router.get("/explanations/{ticker}", response_model=ExplanationPublic, responses=ERROR_RESPONSES)
+async def get_explanation(
+    request: Request,
+    services: ServicesDep,
+    client: InferenceClientDep,
+    _principal: ExplanationsReader,
+    ticker: Annotated[str, Path(pattern=TICKER_PATTERN, description="One ticker, e.g. AAPL.")],
+    top: Annotated[int, Query(ge=1, le=20, description="How many contributions to return.")] = 5,
+) -> ExplanationPublic:
+    """Top feature contributions of the technical model for one ticker."""
+    ticker = ticker.upper()
+    if not client.deployed(SERVER):
+        raise ModelNotDeployedError("the technical model (and its explainer) is not deployed")
+    snapshot = await run_in_threadpool(services.features.read, [ticker], ("technical_features",))
+    columns = snapshot.service_columns(SERVICE)
+    try:
+        result = await client.infer(EXPLAINER, fp64_inputs(columns), server=SERVER)
+        contributions = {f: result.floats(f, 1)[0] for f in columns}
+        bias = result.floats("bias", 1)[0]
+    except ModelCallError as e:
+        raise NoModelAvailableError(f"the technical explainer is unavailable: {e}") from e
+    if bias is None:
+        raise NoModelAvailableError("the technical explainer returned no bias term")
+    known = {f: c for f, c in contributions.items() if c is not None}
+    log_odds = bias + sum(known.values())
+    probability = 1.0 / (1.0 + math.exp(-max(min(log_odds, 50.0), -50.0)))
+    ordered = sorted(known.items(), key=lambda fc: (-abs(fc[1]), fc[0]))
+    return ExplanationPublic(
+        ticker=ticker,
+        score=probability,
+        log_odds=log_odds,
+        bias=bias,
+        contributions=[ContributionPublic(feature=f, value=columns[f][0], contribution=c) for f, c in ordered[:top]],
+        narrative=narrative(ticker, probability, [(f, c) for f, c in ordered[:3] if c != 0.0]),
+        model_version=result.version,
+        as_of=snapshot.as_of(),
+        request_id=request.state.request_id,
+    )

@@ -1,0 +1,55 @@
+"""``GET /v1/signals``: ensemble scores, components, ranks, degraded reasons; audited."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from api.compose import compose_signals
+from api.deps import InferenceClientDep, ServicesDep, SignalsReader
+from api.handlers import ERROR_RESPONSES
+from api.schemas import SignalsPublic
+from api.tickers import parse_tickers
+
+router = APIRouter(prefix="/v1", tags=["signals"])
+ROUTE = "/v1/signals"
+
+
+@router.get("/signals", response_model=SignalsPublic, responses=ERROR_RESPONSES)
+async def get_signals(
+    request: Request,
+    services: ServicesDep,
+    client: InferenceClientDep,
+    principal: SignalsReader,
+    tickers: Annotated[
+        str, Query(min_length=1, max_length=4096, description="Comma-separated tickers, e.g. AAPL,MSFT.")
+    ],
+) -> SignalsPublic:
+    """Ranked ensemble signals for the requested tickers."""
+    names = parse_tickers(tickers, services.settings.max_tickers)
+    snapshot = await run_in_threadpool(services.features.read, names)
+    composed = await compose_signals(client, snapshot, services.metrics)
+    answer = SignalsPublic(
+        signals=composed.signals,
+        model_versions=composed.model_versions,
+        as_of=snapshot.as_of(),
+        degraded=composed.degraded,
+        reasons=composed.reasons,
+        request_id=request.state.request_id,
+    )
+    if answer.degraded:
+        services.metrics.degraded.labels(route=ROUTE).inc()
+    await run_in_threadpool(
+        lambda: services.audit.record(
+            tenant=principal.tenant,
+            route=ROUTE,
+            request_id=answer.request_id,
+            request={"tickers": names},
+            feature_snapshot_hash=snapshot.digest(),
+            model_versions=answer.model_versions,
+            answer=answer.model_dump(mode="json"),
+        )
+    )
+    return answer

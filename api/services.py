@@ -1,0 +1,68 @@
+"""The long-lived objects of one app: DB engine, feature reader, model client, limiter, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from api.audit import AuditLog
+from api.circuit import CircuitBreaker
+from api.db import make_engine
+from api.features import OnlineFeatures
+from api.inference import InferenceClient
+from api.metrics import GatewayMetrics
+from api.ratelimit import RateLimiter
+from api.settings import GatewaySettings
+from api.tenants import KeyAuthenticator, UsageCounter
+
+
+@dataclass
+class Services:
+    """Built once per app by :func:`build_services`; closed by the app's lifespan."""
+
+    settings: GatewaySettings
+    metrics: GatewayMetrics
+    engine: Engine
+    features: OnlineFeatures
+    auth: KeyAuthenticator
+    limiter: RateLimiter
+    usage: UsageCounter
+    audit: AuditLog
+    breakers: dict[str, CircuitBreaker]
+    inference: InferenceClient | None = None
+
+    def client(self) -> InferenceClient:
+        """The shared model client, created on the running event loop on first use."""
+        if self.inference is None:
+            settings = self.settings
+            self.inference = InferenceClient(settings.model_urls, settings.model_timeout_s, self.breakers, self.metrics)
+        return self.inference
+
+    async def aclose(self) -> None:
+        if self.inference is not None:
+            await self.inference.aclose()
+            self.inference = None
+
+
+def build_services(settings: GatewaySettings) -> Services:
+    """Wire the services (cheap: no connection is opened here)."""
+    metrics = GatewayMetrics()
+    engine = make_engine(settings.resolved_database_url)
+    return Services(
+        settings=settings,
+        metrics=metrics,
+        engine=engine,
+        features=OnlineFeatures(settings.feature_store(), metrics),
+        auth=KeyAuthenticator(engine, settings.pepper),
+        limiter=RateLimiter(settings.rate_limit_storage, metrics),
+        usage=UsageCounter(engine, metrics),
+        audit=AuditLog(engine, metrics),
+        # One breaker per model server, exported from the start so dashboards see every circuit.
+        breakers={
+            name: CircuitBreaker(
+                name, settings.circuit_failure_threshold, settings.circuit_reset_s, metrics.circuit_state
+            )
+            for name in settings.model_urls
+        },
+    )

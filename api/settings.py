@@ -1,0 +1,88 @@
+"""Typed settings of the gateway, read from the environment (``PORTFOLIO_OS_*``), built lazily."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Final, Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from feature_repo.settings import FeatureStoreSettings
+
+# Used only in the local environment when no pepper is configured, so `make demo` works out of
+# the box; production refuses to start without a real secret (see the validator below).
+LOCAL_DEV_PEPPER: Final = "portfolio-os-local-development-pepper"  # not a secret by design
+COMPONENT_MODELS: Final[tuple[str, ...]] = ("technical", "fundamental", "sentiment_signal")
+KNOWN_MODELS: Final[tuple[str, ...]] = (*COMPONENT_MODELS, "ensemble", "allocator", "sentiment_text")
+
+
+class GatewaySettings(BaseSettings):
+    """Everything the gateway deployable needs; secrets only from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PORTFOLIO_OS_", extra="ignore")
+
+    environment: Literal["local", "production"] = Field("local", description="Selects the feature store config.")
+    data_dir: str = Field(str(Path("data").resolve()), description="Data folder (feature store, local DB).")
+    redis_url: str | None = Field(None, description="Feast online store in production (redis://...).")
+    registry_url: str | None = Field(None, description="Feast SQL registry in production.")
+    model_urls: dict[str, str] = Field(
+        default_factory=dict, description="JSON object: model name -> model server base URL (v2 protocol)."
+    )
+    database_url: str | None = Field(None, description="Tenants, keys, usage and audit DB (SQLAlchemy URL).")
+    rate_limit_storage: str = Field("memory://", description="`limits` storage URI (memory:// or redis://...).")
+    api_key_pepper: SecretStr | None = Field(None, description="HMAC secret for API key hashes.")
+    mlflow_url: str | None = Field(None, description="MLflow tracking server for champion/challenger info.")
+    model_timeout_s: float = Field(0.5, gt=0, le=30, description="Per-call timeout to a model server.")
+    circuit_failure_threshold: int = Field(3, ge=1, description="Consecutive failures that open a circuit.")
+    circuit_reset_s: float = Field(5.0, gt=0, description="Cool-down before a half-open probe.")
+    max_tickers: int = Field(200, ge=1, le=5000, description="Most tickers one request may name.")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Request bodies above this get 413.")
+    cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; none by default.")
+    default_rate_limit: str = Field("600/minute", description="Rate limit of new keys (`limits` notation).")
+    assumed_correlation: float = Field(
+        0.3, ge=0.0, le=1.0, description="Constant pairwise correlation assumed for expected portfolio volatility."
+    )
+    log_level: str = Field("INFO", description="Python logging level of the gateway.")
+
+    @field_validator("model_urls")
+    @classmethod
+    def _strip_slashes(cls, value: dict[str, str]) -> dict[str, str]:
+        return {name: url.rstrip("/") for name, url in value.items()}
+
+    @model_validator(mode="after")
+    def _production_needs_secrets(self) -> Self:
+        if self.environment == "production":
+            pepper = self.api_key_pepper.get_secret_value() if self.api_key_pepper else ""
+            if len(pepper) < 16 or pepper == LOCAL_DEV_PEPPER:
+                raise ValueError("production needs PORTFOLIO_OS_API_KEY_PEPPER (at least 16 characters)")
+            if not self.database_url:
+                raise ValueError("production needs PORTFOLIO_OS_DATABASE_URL")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured DB, or SQLite under the data folder."""
+        return self.database_url or f"sqlite:///{Path(self.data_dir) / 'gateway.db'}"
+
+    @property
+    def pepper(self) -> bytes:
+        """The HMAC key for API key hashes."""
+        value = self.api_key_pepper.get_secret_value() if self.api_key_pepper else LOCAL_DEV_PEPPER
+        return value.encode()
+
+    def feature_store(self) -> FeatureStoreSettings:
+        """The feature store settings of the same environment."""
+        return FeatureStoreSettings(
+            environment=self.environment,
+            data_dir=self.data_dir,
+            redis_url=self.redis_url,
+            registry_url=self.registry_url,
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> GatewaySettings:
+    """The process-wide settings, built on first use (never at import time)."""
+    return GatewaySettings()

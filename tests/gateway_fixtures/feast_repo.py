@@ -1,0 +1,45 @@
+"""A real Feast repo (SQLite online store) built from a small SYNTHETIC universe, for gateway tests.
+
+Prices, fundamentals and documents come from ``training.ingest.synthetic`` (labelled synthetic;
+no quality figure is computed on them); document scores are seeded random numbers. The features
+are the real transforms' output, materialised exactly as in tests/test_feast_repo.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from feature_repo.files import read_feature_file, write_feature_file
+from feature_repo.settings import FeatureStoreSettings
+from feature_repo.store import FeatureRepo, full_window
+from feature_repo.transforms.fundamental import fundamental_features
+from feature_repo.transforms.sentiment import sentiment_features
+from feature_repo.transforms.technical import technical_features
+
+
+def build_feature_repo(data_dir: Path, n_tickers: int = 6) -> list[str]:
+    """Materialise every view for ``n_tickers`` synthetic tickers under ``data_dir``; return the tickers."""
+    from training.ingest.synthetic import generate_universe
+
+    universe = generate_universe(n_tickers=n_tickers, n_months=14, seed=11)
+    prices = universe.prices
+    benchmark = universe.benchmark.set_index("date")["close"]
+    rng = np.random.default_rng(5)
+    documents = universe.documents[["ticker", "published_at"]].assign(score=rng.uniform(-1, 1, len(universe.documents)))
+    documents["published_at"] = pd.to_datetime(documents["published_at"], utc=True)
+    views = {
+        "technical_features": technical_features(prices, benchmark),
+        "fundamental_features": fundamental_features(prices, universe.fundamentals),
+        "sentiment_features": sentiment_features(prices, documents),
+    }
+    for view, frame in views.items():
+        write_feature_file(data_dir, view, frame)
+    repo = FeatureRepo.open(FeatureStoreSettings(data_dir=str(data_dir)))
+    repo.apply()
+    for view in views:
+        start, end = full_window(read_feature_file(data_dir, view)["event_timestamp"])
+        repo.materialize(start, end, [view])
+    return sorted(prices["ticker"].unique().tolist())

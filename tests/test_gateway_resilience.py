@@ -1,0 +1,99 @@
+"""Model servers killed, slow or absent, and a missing feature store: degraded answers, never a 5xx."""
+
+# ruff: noqa: F811  # fixtures imported from tests/gateway_fixtures are parameters by design
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.gateway_fixtures.fixtures import assert_error_body, auth, make_gateway, new_key, shared_env  # noqa: F401
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def shared_technical(shared_env):
+    """The session's technical server, restarted after the test whatever happens."""
+    server = shared_env.servers["technical"]
+    try:
+        yield server
+    finally:
+        if server.proc is None or server.proc.poll() is not None:
+            server.start().wait_ready()
+
+
+def test_killed_model_server_degrades_then_recovers_through_half_open(make_gateway, shared_env, shared_technical):
+    own_technical = shared_technical
+    client = make_gateway(circuit_failure_threshold=2, circuit_reset_s=1.0)
+    key = auth(new_key(client))
+    params = {"tickers": ",".join(shared_env.tickers)}
+    healthy = client.get("/v1/signals", params=params, headers=key).json()
+    assert healthy["degraded"] is False and healthy["model_versions"]["technical"] == "7"
+
+    own_technical.kill()
+    answers = [client.get("/v1/signals", params=params, headers=key) for _ in range(4)]
+    assert all(r.status_code == 200 for r in answers)
+    bodies = [r.json() for r in answers]
+    assert all(b["degraded"] and b["signals"][0]["components"]["technical"] is None for b in bodies)
+    assert bodies[0]["reasons"][0]["code"] == "connection_error"
+    assert bodies[-1]["reasons"][0]["code"] == "circuit_open"  # threshold 2: calls 3 and 4 are not sent
+    assert "technical" not in bodies[-1]["model_versions"]
+    assert 'portfolio_os_gateway_circuit_state{model="technical"} 2.0' in client.get("/metrics").text
+
+    own_technical.start().wait_ready()
+    time.sleep(1.1)  # past the cool-down: the next call is the half-open probe
+    recovered = client.get("/v1/signals", params=params, headers=key).json()
+    assert recovered["degraded"] is False and recovered["signals"][0]["components"]["technical"] is not None
+    assert 'portfolio_os_gateway_circuit_state{model="technical"} 0.0' in client.get("/metrics").text
+
+
+def test_ensemble_down_falls_back_to_the_equal_weight_mean(make_gateway, shared_env):
+    urls = {**shared_env.model_urls(), "ensemble": "http://127.0.0.1:9"}  # nothing listens on port 9
+    client = make_gateway(model_urls=urls)
+    body = client.get("/v1/signals", params={"tickers": shared_env.tickers[0]}, headers=auth(new_key(client))).json()
+    signal = body["signals"][0]
+    components = [v for v in signal["components"].values() if v is not None]
+    assert body["degraded"] is True and "ensemble" not in body["model_versions"]
+    assert signal["score"] == pytest.approx(sum(components) / len(components))
+    assert "equal-weight mean" in body["reasons"][0]["message"]
+    metrics = client.get("/metrics").text
+    assert 'portfolio_os_gateway_fallbacks_total{model="ensemble",reason="connection_error"} 1.0' in metrics
+    assert 'portfolio_os_gateway_degraded_responses_total{route="/v1/signals"} 1.0' in metrics
+
+
+def test_slow_model_times_out_into_a_degraded_answer(make_gateway, shared_env):
+    slow = shared_env.servers["slow"]
+    client = make_gateway(model_urls={**shared_env.model_urls(), "fundamental": slow.url}, model_timeout_s=0.2)
+    start = time.perf_counter()
+    r = client.get("/v1/signals", params={"tickers": shared_env.tickers[0]}, headers=auth(new_key(client)))
+    elapsed = time.perf_counter() - start
+    assert r.status_code == 200 and elapsed < 0.9
+    assert [(x["model"], x["code"]) for x in r.json()["reasons"]] == [("fundamental", "timeout")]
+
+
+def test_no_component_at_all_is_503_with_the_error_body(make_gateway, shared_env):
+    client = make_gateway(model_urls={"technical": "http://127.0.0.1:9"})
+    key = auth(new_key(client))
+    r = client.get("/v1/signals", params={"tickers": shared_env.tickers[0]}, headers=key)
+    assert "no component model could score" in assert_error_body(r, 503, "model_unavailable")["message"]
+    assert_error_body(client.get(f"/v1/explanations/{shared_env.tickers[0]}", headers=key), 503, "model_unavailable")
+    # Allocations need no model server: the fallback still answers.
+    alloc = client.post("/v1/allocations", json={"universe": shared_env.tickers[:2], "capital": 10}, headers=key)
+    assert alloc.status_code == 200
+
+
+def test_unreadable_feature_store_is_503_and_not_ready(make_gateway, tmp_path):
+    client = make_gateway(data_dir=str(tmp_path / "empty"))
+    r = client.get("/v1/signals", params={"tickers": "AAA"}, headers=auth(new_key(client)))
+    assert "online feature store unavailable" in assert_error_body(r, 503, "feature_store_unavailable")["message"]
+    ready = client.get("/readyz")
+    assert "feature_store" in assert_error_body(ready, 503, "not_ready")["message"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_ready_when_store_and_db_answer(make_gateway):
+    assert make_gateway().get("/readyz").json() == {
+        "status": "ok",
+        "checks": {"feature_store": "ok", "database": "ok"},
+    }

@@ -1,0 +1,111 @@
+"""Pure pieces of the gateway: circuit breaker, fallback weights, narrative, ticker parsing, and the client."""
+
+# ruff: noqa: F811  # fixtures imported from tests/gateway_fixtures are parameters by design
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from api.circuit import CircuitBreaker, CircuitState
+from api.client import GatewayClientError, PortfolioOSClient
+from api.errors import InvalidRequestError
+from api.fallback import allocate, capped, portfolio_volatility
+from api.metrics import GatewayMetrics
+from api.narrative import narrative
+from api.settings import GatewaySettings
+from api.tickers import parse_tickers
+from tests.gateway_fixtures.fixtures import new_key, running_gateway, settings_for, shared_env  # noqa: F401
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_circuit_opens_probes_once_and_closes() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker("m", threshold=2, reset_s=5, gauge=GatewayMetrics().circuit_state, clock=clock)
+    breaker.record_failure()
+    assert breaker.allow() and breaker.state is CircuitState.CLOSED
+    breaker.record_failure()
+    assert breaker.state is CircuitState.OPEN and not breaker.allow()
+    clock.now = 5
+    assert breaker.allow() and breaker.state is CircuitState.HALF_OPEN
+    assert not breaker.allow()  # one probe at a time
+    breaker.record_failure()
+    assert breaker.state is CircuitState.OPEN and not breaker.allow()
+    clock.now = 10
+    assert breaker.allow()
+    breaker.record_success()
+    assert breaker.state is CircuitState.CLOSED and breaker.allow()
+
+
+def test_capped_weights_respect_the_cap_and_keep_the_order() -> None:
+    weights = capped([10.0, 1.0, 1.0, 1.0], 0.4)
+    assert sum(weights) == pytest.approx(1.0) and max(weights) == pytest.approx(0.4)
+    assert weights[1:] == pytest.approx([0.2, 0.2, 0.2])
+    assert capped([1.0, 2.0], 0.3) == [0.3, 0.3]  # infeasible to invest fully: the rest is cash
+
+
+def test_allocation_methods_follow_risk_tolerance() -> None:
+    vols = [0.1, 0.2, None]
+    low, mid, high = (allocate(vols, 1.0, r) for r in ("low", "medium", "high"))
+    assert (low.method, mid.method, high.method) == ("inverse_variance", "inverse_volatility", "equal_weight")
+    assert mid.weights[0] == pytest.approx(2 * mid.weights[1]) and low.weights[0] == pytest.approx(4 * low.weights[1])
+    assert high.weights == pytest.approx([1 / 3] * 3)
+    assert "median" in mid.notes[0]
+    assert allocate([None, None], 1.0, "medium").method == "equal_weight"
+
+
+def test_portfolio_volatility_under_constant_correlation() -> None:
+    assert portfolio_volatility([0.5, 0.5], [0.2, 0.2], 1.0) == pytest.approx(0.2)
+    assert portfolio_volatility([0.5, 0.5], [0.2, 0.2], 0.0) == pytest.approx(0.2 / math.sqrt(2))
+    assert portfolio_volatility([1.0], [None], 0.3) is None
+
+
+def test_narrative_is_deterministic_and_signed() -> None:
+    text = narrative("AAA", 0.62, [("ret_252d_csz", 0.21), ("vol_63d", -0.06)])
+    assert text == narrative("AAA", 0.62, [("ret_252d_csz", 0.21), ("vol_63d", -0.06)])
+    assert "12-month return (z-score vs peers) strongly lifts it (+0.21 log-odds)" in text
+    assert "3-month volatility moderately lowers it (-0.06 log-odds)" in text
+
+
+def test_ticker_parsing() -> None:
+    assert parse_tickers(" aapl, MSFT,AAPL,,brk.b ", 10) == ["AAPL", "MSFT", "BRK.B"]
+    for raw, limit in (("", 5), ("A,B,C", 2), ("GOOD,BAD!", 5)):
+        with pytest.raises(InvalidRequestError):
+            parse_tickers(raw, limit)
+
+
+def test_production_refuses_unsafe_defaults() -> None:
+    with pytest.raises(ValueError, match="API_KEY_PEPPER"):
+        GatewaySettings(environment="production", redis_url="redis://x:1", registry_url="sqlite://")
+
+
+@pytest.mark.slow
+def test_client_retries_429_honouring_retry_after(shared_env, tmp_path) -> None:
+    with running_gateway(settings_for(shared_env, tmp_path)) as (url, app):
+        services = app.state.services
+        from api.keys import create_key
+
+        key = create_key(services.engine, "t", ("signals:read", "models:read"), "2/second", services.settings.pepper)
+        waits: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            waits.append(seconds)
+            time.sleep(seconds)
+
+        with PortfolioOSClient(url, key.plaintext, timeout_s=5, sleep=sleep) as client:
+            client.signals(shared_env.tickers[:1])  # warm-up: opens the feature store
+            time.sleep(1.0)
+            answers = [client.signals(shared_env.tickers[:2]) for _ in range(5)]
+            assert all(len(a.signals) == 2 for a in answers)
+            assert waits and all(1 <= w <= 2 for w in waits)  # Retry-After honoured
+            with pytest.raises(GatewayClientError) as caught:
+                client.explanation(shared_env.tickers[0])
+            assert caught.value.status == 403 and caught.value.code == "forbidden"

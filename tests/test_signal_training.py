@@ -114,3 +114,51 @@ def test_unreachable_registry_fails_before_training_and_registers_nothing(traine
     assert "Traceback" not in result.stderr
     assert "tuning" not in result.stdout  # it failed before any search started
     assert time.perf_counter() - started < 120
+
+
+@pytest.mark.slow
+def test_launcher_serves_the_champions_on_loopback_and_stops_without_orphans(trained) -> None:
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    data_dir, _, _ = trained
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "serving.launcher", "--free-ports", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=os.environ | {"PORTFOLIO_OS_DATA_DIR": str(data_dir)},
+    )
+    lines: list[str] = []
+    try:
+        assert launcher.stdout is not None
+        for line in launcher.stdout:
+            lines.append(line)
+            if line.startswith("Serving;") or launcher.poll() is not None:
+                break
+        out = "".join(lines)
+        assert "GET /v1/signals?tickers=AAPL,MSFT,JPM -> 200" in out, out[-3000:]
+        assert "GET /v1/explanations/AAPL -> 200" in out and "POST /v1/allocations -> 200" in out
+        children = psutil.Process(launcher.pid).children(recursive=True)
+        assert len(children) >= 3  # technical, ensemble, gateway (and their workers)
+        listening = [c.laddr.ip for p in children for c in p.connections("tcp") if c.status == "LISTEN"]
+        assert listening and set(listening) == {"127.0.0.1"}, listening
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=60) == 0
+        _, alive = psutil.wait_procs(children, timeout=20)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if launcher.poll() is None:  # a failed assertion: stop it the way a user would, then make sure
+            stragglers = psutil.Process(launcher.pid).children(recursive=True)
+            launcher.send_signal(signal.SIGTERM)
+            try:
+                launcher.wait(timeout=30)
+            finally:
+                for process in stragglers:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        process.kill()

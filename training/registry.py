@@ -174,6 +174,7 @@ class SignalRegistry:
                 model_config={"weights": dict(weights)},
                 code_paths=[str(BLEND_CODE)],
                 signature=signature,
+                input_example=pd.DataFrame({c: [0.5] for c in weights}),
                 pip_requirements=["numpy", "pandas"],
             )
         return self._register(record.name, info.model_uri, run_id, record.tags, record.card)

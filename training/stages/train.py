@@ -22,7 +22,7 @@ from training.context import RunContext
 from training.evaluation.metrics import SignalMetrics
 from training.evaluation.report import DEFINITIONS, evaluation_table, format_table
 from training.evaluation.topk import BacktestResult
-from training.model_card import CardFacts, render
+from training.model_card import CardFacts, data_label, render
 from training.ray_runtime import ray_session
 from training.registry import PromotionDecision, RunRecord, SignalRegistry, code_version
 from training.run_config import SignalRunConfig
@@ -46,6 +46,7 @@ class _Run:
     registry: SignalRegistry
     inputs: SignalInputs
     code: str
+    data_kind: str
 
 
 def _quiet_libraries() -> None:
@@ -78,7 +79,7 @@ def run(ctx: RunContext) -> dict[str, object]:
     )
     registry.check_reachable()
     inputs = load_inputs(config, ctx.offline_store_path, FeatureRepo.open(ctx.settings))
-    run_ = _Run(config, registry, inputs, code_version())
+    run_ = _Run(config, registry, inputs, code_version(), ctx.config.data.kind)
     with ray_session() as session:
         print(f"  ray: {session.address}, {session.cpus} CPU(s)", file=ctx.out, flush=True)
         models = []
@@ -93,7 +94,7 @@ def run(ctx: RunContext) -> dict[str, object]:
     table = evaluation_table(rows)
     decisions = [_register_model(run_, m, table) for m in models]
     decisions.append(_register_ensemble(run_, models, blended, table))
-    _report(ctx, table, decisions)
+    _report(ctx, table, decisions, data_label(run_.data_kind))
     return {
         "models": len(models) + 1,
         "promoted": sum(d.promoted for d in decisions),
@@ -123,6 +124,7 @@ def _facts(run_: _Run, name: str, table: pd.DataFrame, **extra: object) -> CardF
         "table": table.loc[[name, *BASELINES]],
         "baselines": BASELINES,
         "costs_bps_per_side": cfg.costs.bps_per_side + cfg.costs.slippage_bps,
+        "data_kind": run_.data_kind,
     }
     return CardFacts(**{**base, **extra})  # type: ignore[arg-type]
 
@@ -227,9 +229,9 @@ def _ensemble_champion_score(run_: _Run, blended: EnsembleResult) -> float | Non
     return float(evaluate_scores(scores, run_.inputs).rank_ic_mean)
 
 
-def _report(ctx: RunContext, table: pd.DataFrame, decisions: list[PromotionDecision]) -> None:
+def _report(ctx: RunContext, table: pd.DataFrame, decisions: list[PromotionDecision], data: str) -> None:
     text = format_table(table)
-    print("\n  Test segment, real data (bundled S&P 500 sample); costs per side as configured:\n", file=ctx.out)
+    print(f"\n  Test segment, untouched by tuning; {data}:\n", file=ctx.out)
     print("\n".join("  " + line for line in text.splitlines()), file=ctx.out)
     for d in decisions:
         verdict = "champion" if d.promoted else "challenger only"
@@ -237,6 +239,8 @@ def _report(ctx: RunContext, table: pd.DataFrame, decisions: list[PromotionDecis
     reports = ctx.data_dir / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (reports / f"signals-{stamp}.md").write_text(f"```\n{text}\n```\n\n```\n{DEFINITIONS}```\n", encoding="utf-8")
+    (reports / f"signals-{stamp}.md").write_text(
+        f"# Signal models, test segment\n\n{data}\n\n```\n{text}\n```\n\n```\n{DEFINITIONS}```\n", encoding="utf-8"
+    )
     table.to_csv(reports / f"signals-{stamp}.csv")
     print(f"  definitions and table: {reports / f'signals-{stamp}.md'}", file=ctx.out, flush=True)

@@ -1,0 +1,43 @@
+"""Names from ``docs/serving-contract.md`` that the servers rely on, and the feature order they expect.
+
+The feature lists come from :mod:`feature_repo.schema` (never hard-coded here), so a feature added
+there changes what every signal server expects, and a model trained before the change is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from feature_repo.schema import FEATURES_BY_VIEW, MODEL_SERVICES, names
+
+DEFAULT_ALIAS: Final = "champion"
+
+# Registered model name -> the Feast feature service whose ordered features it takes.
+SIGNAL_FEATURE_SERVICES: Final[dict[str, str]] = {
+    "technical": "technical_model_v1",
+    "fundamental": "fundamental_model_v1",
+    "sentiment_signal": "sentiment_signal_model_v1",
+}
+
+ENSEMBLE_NAME: Final = "ensemble"
+# The ensemble takes one column per signal model, named by the registered model name.
+ENSEMBLE_COMPONENTS: Final[tuple[str, ...]] = tuple(SIGNAL_FEATURE_SERVICES)
+ENSEMBLE_OUTPUTS: Final[tuple[str, ...]] = ("score", "coverage")
+
+SCORE_OUTPUT: Final = "score"
+BIAS_OUTPUT: Final = "bias"
+EXPLAIN_SUFFIX: Final = "-explain"
+NO_FEATURE_SERVICE: Final = "none"
+
+# Tags every signal-model version carries (written by training).
+TAG_FEATURE_SERVICE: Final = "feature_service"
+SIGNAL_VERSION_TAGS: Final[tuple[str, ...]] = ("feature_service", "horizon", "snapshot_hash", "code_version")
+
+
+def service_features(feature_service: str) -> list[str]:
+    """The ordered feature names of ``feature_service``, as training records them in a signature.
+
+    Raises:
+        KeyError: ``feature_service`` is not declared in :data:`feature_repo.schema.MODEL_SERVICES`.
+    """
+    return [name for view in MODEL_SERVICES[feature_service] for name in names(FEATURES_BY_VIEW[view])]

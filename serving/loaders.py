@@ -1,0 +1,159 @@
+"""Load one registered version fully and check it against the contract before it may serve.
+
+A loader either returns a version ready to serve or raises a :class:`~serving.errors.ServingError`;
+it never returns something half-checked, so a reload can swap the result in without further tests.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import mlflow.lightgbm
+import mlflow.pyfunc
+from mlflow.models import Model
+from mlflow.pyfunc import PyFuncModel
+
+from serving.contract import (
+    ENSEMBLE_COMPONENTS,
+    ENSEMBLE_OUTPUTS,
+    NO_FEATURE_SERVICE,
+    TAG_FEATURE_SERVICE,
+    service_features,
+)
+from serving.errors import ModelLoadError, SignatureMismatch
+from serving.registry import Registry, VersionRef
+from serving.signature import check_names, signature_inputs
+
+_TMP_PREFIX = "portfolio-os-serving-"
+
+
+@dataclass(frozen=True)
+class LoadedSignal:
+    """A LightGBM signal-model version whose signature matches its feature service."""
+
+    ref: VersionRef
+    booster: lgb.Booster
+    features: tuple[str, ...]
+    feature_service: str
+
+    @property
+    def version(self) -> str:
+        """The MLflow version number, as a string."""
+        return self.ref.version
+
+    def close(self) -> None:
+        """Nothing to release: the booster lives in memory, its download folder is already gone."""
+
+
+@dataclass(frozen=True)
+class LoadedEnsemble:
+    """An ensemble pyfunc version whose inputs are signal-model names."""
+
+    ref: VersionRef
+    model: PyFuncModel
+    inputs: tuple[str, ...]
+    # Models-from-code may read files beside the model while predicting: keep the folder alive.
+    workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
+    feature_service: str = NO_FEATURE_SERVICE
+
+    @property
+    def version(self) -> str:
+        """The MLflow version number, as a string."""
+        return self.ref.version
+
+    def close(self) -> None:
+        """Remove the download folder (a replaced version's folder goes when the last request drops it)."""
+        self.workdir.cleanup()
+
+
+def _read_mlmodel(local: Path, ref: VersionRef, flavour: str) -> Model:
+    try:
+        mlmodel = Model.load(str(local / "MLmodel"))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{ref.uri} has no readable MLmodel file: {e}") from e
+    if flavour not in mlmodel.flavors:
+        raise ModelLoadError(f"{ref.uri} is not a {flavour} model (flavours: {', '.join(sorted(mlmodel.flavors))})")
+    return mlmodel
+
+
+def _load_booster(local: Path, ref: VersionRef) -> lgb.Booster:
+    try:
+        loaded: Any = mlflow.lightgbm.load_model(str(local))
+    except Exception as e:  # a corrupt model file can fail in LightGBM's C code with any error type
+        raise ModelLoadError(f"cannot load the LightGBM model of {ref.uri}: {e}") from e
+    # mlflow.lightgbm also stores scikit-learn wrappers; the contract's format is a bare Booster.
+    booster = loaded.booster_ if isinstance(loaded, lgb.LGBMModel) else loaded
+    if not isinstance(booster, lgb.Booster):
+        raise ModelLoadError(f"{ref.uri} loads as {type(loaded).__name__}, not a lightgbm.Booster")
+    return booster
+
+
+def load_signal(registry: Registry, ref: VersionRef, feature_service: str) -> LoadedSignal:
+    """Download, load and check a signal-model version against ``feature_service``.
+
+    Args:
+        registry: where the version lives.
+        ref: the version to load.
+        feature_service: the Feast feature service this server serves (from the contract).
+
+    Raises:
+        SignatureMismatch: the signature, the booster or the ``feature_service`` tag disagree with
+            the service's ordered features (the message names every difference).
+        ModelLoadError: the version is not a LightGBM model or cannot be loaded.
+        RegistryUnavailable: the artifacts cannot be downloaded.
+    """
+    expected = service_features(feature_service)
+    with tempfile.TemporaryDirectory(prefix=_TMP_PREFIX) as tmp:
+        local = registry.download(ref, Path(tmp))
+        mlmodel = _read_mlmodel(local, ref, "lightgbm")
+        features = signature_inputs(mlmodel.signature, f"{ref.uri}")
+        check_names(expected, features, f"the signature of {ref.uri}", f"feature service '{feature_service}'")
+        booster = _load_booster(local, ref)
+    check_names(features, booster.feature_name(), f"the booster of {ref.uri}", "its own signature")
+    tag = ref.tags.get(TAG_FEATURE_SERVICE)
+    if tag != feature_service:
+        raise SignatureMismatch(
+            f"{ref.uri} is tagged {TAG_FEATURE_SERVICE}={tag!r}; this server serves '{feature_service}'"
+        )
+    return LoadedSignal(ref=ref, booster=booster, features=tuple(features), feature_service=feature_service)
+
+
+def load_ensemble(registry: Registry, ref: VersionRef) -> LoadedEnsemble:
+    """Download, load and check an ensemble pyfunc version.
+
+    Its inputs must be signal-model names (any subset of them) and, when the signature declares
+    outputs, they must include ``score`` and ``coverage``.
+
+    Raises:
+        SignatureMismatch: unknown inputs or missing outputs.
+        ModelLoadError: the version is not a pyfunc model or its code fails to load.
+        RegistryUnavailable: the artifacts cannot be downloaded.
+    """
+    workdir = tempfile.TemporaryDirectory(prefix=_TMP_PREFIX)
+    try:
+        local = registry.download(ref, Path(workdir.name))
+        mlmodel = _read_mlmodel(local, ref, "python_function")
+        inputs = signature_inputs(mlmodel.signature, ref.uri)
+        unknown = [name for name in inputs if name not in ENSEMBLE_COMPONENTS]
+        if unknown or not inputs:
+            raise SignatureMismatch(
+                f"{ref.uri} takes inputs {inputs}; an ensemble takes signal-model names only ({ENSEMBLE_COMPONENTS})"
+            )
+        outputs = mlmodel.signature.outputs.input_names() if mlmodel.signature and mlmodel.signature.outputs else []
+        missing = [name for name in ENSEMBLE_OUTPUTS if outputs and name not in outputs]
+        if missing:
+            raise SignatureMismatch(f"{ref.uri} declares outputs {outputs}; missing {missing}")
+        try:
+            # suppress_warnings skips MLflow's comparison of the model's requirements with every
+            # installed distribution (about 1-4 s per load): the image pins the environment.
+            model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
+        except Exception as e:  # models-from-code runs the model's own code: any error type can surface
+            raise ModelLoadError(f"cannot load the pyfunc model of {ref.uri}: {e}") from e
+    except BaseException:
+        workdir.cleanup()
+        raise
+    return LoadedEnsemble(ref=ref, model=model, inputs=tuple(inputs), workdir=workdir)

@@ -1,0 +1,108 @@
+"""Typed settings of the model servers: the environment (``PORTFOLIO_OS_*``) and the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Final
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from serving.contract import DEFAULT_ALIAS
+
+# Telemetry off and hubs offline (the same set as every other entry point), plus MLflow client
+# limits: by default an unreachable http registry is retried for minutes, which would stall a
+# server start and every reload poll; a short timeout and no retries make it fail fast instead.
+PROCESS_DEFAULTS: Final[dict[str, str]] = {
+    "FEAST_USAGE": "False",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "HF_HUB_OFFLINE": "1",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
+
+def apply_process_defaults() -> None:
+    """Set :data:`PROCESS_DEFAULTS`, keeping any value the environment already has."""
+    for key, value in PROCESS_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+class ServingSettings(BaseSettings):
+    """Where the registry is. Credentials (an http registry's token) come only from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PORTFOLIO_OS_", extra="ignore")
+
+    tracking_uri: str | None = Field(
+        None, min_length=1, description="MLflow tracking/registry URI; unset means SQLite under the data folder."
+    )
+    data_dir: Path = Field(Path("data"), description="Local data folder holding mlflow.db by default.")
+
+    def resolve_tracking_uri(self) -> str:
+        """The configured URI, or ``sqlite:///<data_dir>/mlflow.db`` (the same default as training)."""
+        if self.tracking_uri is not None:
+            return self.tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> ServingSettings:
+    """The process-wide settings, built on first use (never at import time)."""
+    return ServingSettings()
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """The command line of one model server (see ``docs/serving-contract.md``)."""
+
+    registered_name: str
+    model_name: str
+    http_port: int
+    host: str
+    alias: str
+    reload_seconds: float
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def build_parser(registered_name: str) -> argparse.ArgumentParser:
+    """The argument parser shared by every ``python -m serving.<name>`` entry point."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m serving.{registered_name}",
+        description=f"Serve the MLflow model '{registered_name}' over the Open Inference Protocol v2 (KServe).",
+    )
+    parser.add_argument("--http_port", type=int, default=8080, help="HTTP port (v1, v2, /metrics).")
+    parser.add_argument("--host", default="127.0.0.1", help="Address to bind; the chart passes 0.0.0.0.")
+    parser.add_argument("--model_name", default=registered_name, help="KServe model name (URL path).")
+    parser.add_argument("--alias", default=DEFAULT_ALIAS, help="Registry alias to serve and follow.")
+    parser.add_argument(
+        "--reload_seconds",
+        type=_non_negative,
+        default=30.0,
+        help="Seconds between registry polls for a moved alias; 0 never polls.",
+    )
+    return parser
+
+
+def parse_options(registered_name: str, argv: list[str] | None = None) -> ServerOptions:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) into :class:`ServerOptions`."""
+    args = build_parser(registered_name).parse_args(argv)
+    return ServerOptions(
+        registered_name=registered_name,
+        model_name=args.model_name,
+        http_port=args.http_port,
+        host=args.host,
+        alias=args.alias,
+        reload_seconds=args.reload_seconds,
+    )

@@ -8,8 +8,9 @@ What is measured:
 * **LightGBM inference for 2,400 rows** (the synthetic scale universe's size; the rows are real
   feature vectors of the test segment, drawn with replacement): one batched ``Booster.predict``
   call, against a row-at-a-time loop (what a naive server does per ticker) as the baseline; p50
-  over ``--repeats`` calls. treelite/lleaves are not installed (their wheels add a compiler
-  toolchain to the serving image for a sub-millisecond gain), so only native predict is timed.
+  over ``--repeats`` calls; and the same booster compiled to machine code by lleaves (LLVM), with
+  its compile time and whether its outputs equal native predict's (to 1e-9; LLVM may reorder
+  floating-point sums).
 
 The features are computed in-process by the same transform the pipeline runs (no Feast: this
 measures the models, not the store).
@@ -100,10 +101,13 @@ def measure_inference(frame: pd.DataFrame, data: TuningData, repeats: int) -> di
     test = frame[frame[DATE] >= "2019-01-01"][cols].astype("float64").to_numpy()
     rows = test[np.random.default_rng(0).integers(0, len(test), INFERENCE_ROWS)]
     booster = model.booster
-    batch = _timed(lambda: booster.predict(rows), repeats)
+    batch = _timed(lambda: booster.predict(rows, num_threads=1), repeats)
     per_row = _timed(lambda: [booster.predict(rows[i : i + 1]) for i in range(len(rows))], max(3, repeats // 50))
     looped = np.concatenate([booster.predict(rows[i : i + 1]) for i in range(len(rows))])
     same = np.array_equal(booster.predict(rows), looped)
+    compiled, compile_seconds = _lleaves(booster)
+    lleaves_ms = _timed(lambda: compiled.predict(rows, n_jobs=1), repeats)
+    lleaves_same = bool(np.allclose(compiled.predict(rows, n_jobs=1), booster.predict(rows), rtol=0, atol=1e-9))
     return {
         "rows": INFERENCE_ROWS,
         "trees": model.num_trees,
@@ -113,7 +117,26 @@ def measure_inference(frame: pd.DataFrame, data: TuningData, repeats: int) -> di
         "speedup_batch_over_row_loop": common.ratio(per_row, batch),
         "rows_per_second_batch": common.rounded(INFERENCE_ROWS / (batch / 1000), 0),
         "outputs_identical": bool(same),
+        "lleaves_compile_seconds": common.rounded(compile_seconds, 2),
+        "lleaves_predict_ms_p50": common.rounded(lleaves_ms, 3),
+        "speedup_lleaves_over_native_batch": common.ratio(batch, lleaves_ms),
+        "lleaves_outputs_match_native_1e-9": lleaves_same,
     }
+
+
+def _lleaves(booster: Any) -> tuple[Any, float]:
+    """The booster compiled by lleaves (from LightGBM's text model file), and the compile time."""
+    import tempfile
+
+    import lleaves
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.txt"
+        booster.save_model(str(path))
+        model = lleaves.Model(model_file=str(path))
+        started = time.perf_counter()
+        model.compile()
+        return model, time.perf_counter() - started
 
 
 def _timed(fn: Any, repeats: int) -> float:

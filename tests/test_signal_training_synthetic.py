@@ -1,7 +1,7 @@
-"""Two components end to end (technical + fundamental) on the SYNTHETIC universe: wiring only.
+"""Three components end to end (technical, fundamental, sentiment signal) on the SYNTHETIC universe.
 
-The bundled real sample has no fundamentals, so this is the one place the fundamental model and a
-multi-component ensemble are trained, registered and served from a run. Every figure is synthetic
+The bundled real sample has no fundamentals and no documents, so this is the one place models B
+and C and a multi-component ensemble are trained and registered from a run: wiring only. Every figure is synthetic
 and the run says so; nothing here is a quality figure.
 """
 
@@ -15,7 +15,7 @@ from feature_repo.schema import FEATURES_BY_VIEW, names
 from tests.test_pipeline_cli import cli, write_config
 
 CONFIG = """
-name: synthetic-two-models
+name: synthetic-three-models
 data: {kind: synthetic, n_tickers: 40, n_months: 36, seed: 3}
 features: {session_close_utc: "06:00"}
 online_tickers: [AAA, AAB]
@@ -31,13 +31,14 @@ signals:
   models:
     technical: {feature_service: technical_model_v1}
     fundamental: {feature_service: fundamental_model_v1}
+    sentiment_signal: {feature_service: sentiment_signal_model_v1}
   evaluation: {top_k: 5, rebalance_every: 21}
   tuning: {num_samples: 1, max_concurrent_trials: 1, seed: 0, smoke_test: true}
 """
 
 
 @pytest.mark.slow
-def test_two_components_train_register_and_blend(tmp_path: Path) -> None:
+def test_three_components_train_register_and_blend(tmp_path: Path) -> None:
     import mlflow
 
     config = write_config(tmp_path / "run.yaml", CONFIG)
@@ -45,7 +46,7 @@ def test_two_components_train_register_and_blend(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "SYNTHETIC data: a wiring check, NOT a quality figure" in result.stdout
     assert "REAL data" not in result.stdout
-    for row in ("technical", "fundamental", "ensemble"):
+    for row in ("technical", "fundamental", "sentiment_signal", "ensemble"):
         assert f"\n  {row} " in result.stdout
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'data' / 'mlflow.db'}")
     info = mlflow.models.get_model_info("models:/fundamental@champion")
@@ -53,7 +54,9 @@ def test_two_components_train_register_and_blend(tmp_path: Path) -> None:
     ensemble = mlflow.pyfunc.load_model("models:/ensemble@champion")
     import pandas as pd
 
-    both = ensemble.predict(pd.DataFrame({"technical": [0.6], "fundamental": [0.4]}))
+    info = mlflow.models.get_model_info("models:/sentiment_signal@champion")
+    assert info.signature.inputs.input_names() == names(FEATURES_BY_VIEW["sentiment_features"])
+    both = ensemble.predict(pd.DataFrame({"technical": [0.6], "fundamental": [0.4], "sentiment_signal": [0.5]}))
     one = ensemble.predict(pd.DataFrame({"technical": [0.6]}))
     assert both["coverage"].iloc[0] == pytest.approx(1.0)
     assert one["score"].iloc[0] == pytest.approx(0.6)  # renormalised over the component present

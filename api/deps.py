@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import PermissionDeniedError
 from api.inference import InferenceClient
@@ -40,27 +41,33 @@ def get_inference(services: ServicesDep) -> InferenceClient:
 InferenceClientDep = Annotated[InferenceClient, Depends(get_inference)]
 
 
-def authenticated(
+async def authenticated(
     request: Request,
     services: ServicesDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header_key: Annotated[str | None, Security(_api_key)],
 ) -> Principal:
-    """The caller behind the presented key (a sync dependency: FastAPI runs its DB read in a thread)."""
+    """The caller behind the presented key: a cached key row inline, else a DB read in a thread."""
     presented = bearer.credentials if bearer else header_key
-    principal = services.auth.authenticate(presented)
+    principal = services.auth.cached(presented)
+    if principal is None:
+        principal = await run_in_threadpool(services.auth.authenticate, presented)
     # Read by the middleware after the response: per-tenant usage counters.
     request.state.principal = principal
     return principal
 
 
-def require(scope: str) -> Callable[[ServicesDep, Principal], Principal]:
+def require(scope: str) -> Callable[[ServicesDep, Principal], Awaitable[Principal]]:
     """A dependency that admits callers holding ``scope`` and within their quota."""
 
-    def dependency(services: ServicesDep, principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    async def dependency(services: ServicesDep, principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
         if scope not in principal.scopes:
             raise PermissionDeniedError(f"this API key lacks the {scope} scope")
-        services.limiter.hit(principal)
+        # In-memory windows are a dict update; only a networked storage (Redis) needs a thread.
+        if services.limiter.blocking:
+            await run_in_threadpool(services.limiter.hit, principal)
+        else:
+            services.limiter.hit(principal)
         return principal
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"

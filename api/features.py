@@ -1,4 +1,4 @@
-"""Online feature reads: one Feast call per request, with ``as_of`` from the rows' event timestamps."""
+"""Online feature reads: short-lived cached rows plus one Feast call for the rest; ``as_of`` from event times."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -55,78 +56,149 @@ class FeatureSnapshot:
         return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-class OnlineFeatures:
-    """The gateway's window on the Feast online store (opened on first use, reopened after a failure)."""
+@dataclass(frozen=True)
+class _Row:
+    """One (view, ticker) online row as read: its feature values and event time (``None``: no row)."""
 
-    def __init__(self, settings: FeatureStoreSettings, metrics: GatewayMetrics) -> None:
+    values: tuple[float | None, ...]
+    event_time: datetime | None
+    read_at: float
+
+
+class OnlineFeatures:
+    """The gateway's window on the Feast online store (opened on first use, reopened after a failure).
+
+    Online rows change only at materialisation (daily), so each (view, ticker) row is reused for
+    ``cache_seconds``: a request reads Feast only for the tickers it lacks. A snapshot is always
+    assembled from the rows it reports, so its ``as_of`` and :meth:`FeatureSnapshot.digest` describe
+    exactly the vectors scored, whether they came from the cache or from Feast. Tickers with no row in
+    any view are never cached (the cache stays bounded by the real universe).
+    """
+
+    def __init__(
+        self,
+        settings: FeatureStoreSettings,
+        metrics: GatewayMetrics,
+        cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.cache_seconds = cache_seconds
+        self.clock = clock
         self._repo: FeatureRepo | None = None
         # Feast's SQLite online store shares one connection across threads; serialise its reads.
         self._lock = threading.Lock()
+        self._rows: dict[tuple[str, str], _Row] = {}
 
     def _open(self) -> FeatureRepo:
         if self._repo is None:
             self._repo = FeatureRepo.open(self.settings)
         return self._repo
 
+    def cached(self, tickers: list[str], views: tuple[str, ...] = ALL_VIEWS) -> FeatureSnapshot | None:
+        """The snapshot from fresh cached rows alone, or ``None`` if any is missing (non-blocking)."""
+        rows = self._fresh(tickers, views)
+        if len(rows) < len(tickers) * len(views):
+            return None
+        snapshot = _assemble(tickers, views, rows)
+        # A ticker cached from other views may lack a row in these: let read() name it.
+        return snapshot if all(snapshot.ticker_as_of(i) for i in range(len(tickers))) else None
+
     def read(self, tickers: list[str], views: tuple[str, ...] = ALL_VIEWS) -> FeatureSnapshot:
-        """Read every feature of ``views`` for ``tickers`` in one online call (blocking: run it in a thread).
+        """Every feature of ``views`` for ``tickers``: cached rows plus one online call for the rest (blocking).
 
         Raises:
             FeatureStoreUnavailableError: the registry or online store cannot be read.
             UnknownTickersError: tickers with no row in any of ``views``.
         """
+        rows = self._fresh(tickers, views)
+        if len(rows) < len(tickers) * len(views):
+            with self._lock:
+                # Re-check under the lock: a concurrent request may just have read the same tickers.
+                rows = self._fresh(tickers, views)
+                missing = list(dict.fromkeys(t for v in views for t in tickers if (v, t) not in rows))
+                if missing:
+                    rows.update(self._read_online(missing, views))
+        snapshot = _assemble(tickers, views, rows)
+        unknown = [t for i, t in enumerate(tickers) if snapshot.ticker_as_of(i) is None]
+        if unknown:
+            raise UnknownTickersError(unknown)
+        return snapshot
+
+    def _fresh(self, tickers: list[str], views: tuple[str, ...]) -> dict[tuple[str, str], _Row]:
+        if self.cache_seconds <= 0:
+            return {}
+        oldest = self.clock() - self.cache_seconds
+        found = {}
+        for view in views:
+            for ticker in tickers:
+                row = self._rows.get((view, ticker))
+                if row is not None and row.read_at > oldest:
+                    found[(view, ticker)] = row
+        return found
+
+    def _read_online(self, tickers: list[str], views: tuple[str, ...]) -> dict[tuple[str, str], _Row]:
+        """One Feast call for ``tickers`` (caller holds the lock); caches the rows of known tickers."""
         refs = [f"{view}:{name}" for view in views for name in names(FEATURES_BY_VIEW[view])]
         start = time.perf_counter()
         try:
-            with self._lock:
-                repo = self._open()
-                raw = repo.store.get_online_features(features=refs, entity_rows=[{"ticker": t} for t in tickers])
-                data = raw.to_dict(include_event_timestamps=True)
+            repo = self._open()
+            raw = repo.store.get_online_features(features=refs, entity_rows=[{"ticker": t} for t in tickers])
+            data = raw.to_dict(include_event_timestamps=True)
         except Exception as e:
             # Any Feast/Redis/SQLite failure means the same to a client: no features right now.
             self._repo = None
             raise FeatureStoreUnavailableError(f"online feature store unavailable: {type(e).__name__}") from e
         finally:
             self.metrics.feature_read_duration.observe(time.perf_counter() - start)
-        snapshot = _snapshot(tickers, views, data)
-        unknown = [t for i, t in enumerate(tickers) if snapshot.ticker_as_of(i) is None]
-        if unknown:
-            raise UnknownTickersError(unknown)
-        self._export_age(snapshot)
-        return snapshot
+        rows = _rows(tickers, views, data, self.clock())
+        self._export_age(rows)
+        known = {t for (_, t), row in rows.items() if row.event_time is not None}
+        if self.cache_seconds > 0:
+            self._rows.update({key: row for key, row in rows.items() if key[1] in known})
+        return rows
 
     def check(self) -> None:
-        """Readiness: the registry lists the views and the online store answers a read.
+        """Readiness: the registry lists the views and the online store answers a read (never cached).
 
         Raises:
             FeatureStoreUnavailableError: it does not.
         """
-        try:
-            self.read(["__readiness_probe__"], ("technical_features",))
-        except UnknownTickersError:
-            return
+        with self._lock:
+            self._read_online(["__readiness_probe__"], ("technical_features",))
 
-    def _export_age(self, snapshot: FeatureSnapshot) -> None:
+    def _export_age(self, rows: dict[tuple[str, str], _Row]) -> None:
         now = datetime.now(UTC)
         for service, views in SERVICE_VIEWS.items():
-            stamps = [snapshot.as_of(v) for v in views if v in snapshot.event_times]
-            newest = max((s for s in stamps if s is not None), default=None)
-            if newest is not None:
-                self.metrics.feature_age.labels(service=service).set((now - newest).total_seconds())
+            stamps = [row.event_time for (view, _), row in rows.items() if view in views and row.event_time]
+            if stamps:
+                self.metrics.feature_age.labels(service=service).set((now - max(stamps)).total_seconds())
 
 
-def _snapshot(tickers: list[str], views: tuple[str, ...], data: dict[str, list[Any]]) -> FeatureSnapshot:
+def _rows(
+    tickers: list[str], views: tuple[str, ...], data: dict[str, list[Any]], read_at: float
+) -> dict[tuple[str, str], _Row]:
+    rows = {}
+    for view in views:
+        feature_names = names(FEATURES_BY_VIEW[view])
+        columns = [[_number(v) for v in data[name]] for name in feature_names]
+        # Every feature of a view shares its row's event time; zero seconds means no row.
+        seconds = data[f"{feature_names[0]}__ts"]
+        for i, ticker in enumerate(tickers):
+            stamp = datetime.fromtimestamp(seconds[i], UTC) if seconds[i] else None
+            rows[(view, ticker)] = _Row(tuple(column[i] for column in columns), stamp, read_at)
+    return rows
+
+
+def _assemble(tickers: list[str], views: tuple[str, ...], rows: dict[tuple[str, str], _Row]) -> FeatureSnapshot:
     values: dict[str, list[float | None]] = {}
     event_times: dict[str, list[datetime | None]] = {}
     for view in views:
-        feature_names = names(FEATURES_BY_VIEW[view])
-        for name in feature_names:
-            values[name] = [_number(v) for v in data[name]]
-        # Every feature of a view shares its row's event time; zero seconds means no row.
-        seconds = data[f"{feature_names[0]}__ts"]
-        event_times[view] = [datetime.fromtimestamp(s, UTC) if s else None for s in seconds]
+        view_rows = [rows[(view, t)] for t in tickers]
+        for j, name in enumerate(names(FEATURES_BY_VIEW[view])):
+            values[name] = [row.values[j] for row in view_rows]
+        event_times[view] = [row.event_time for row in view_rows]
     return FeatureSnapshot(tickers=list(tickers), values=values, event_times=event_times)
 
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import httpx
+import orjson
 
 from api.circuit import CircuitBreaker
 from api.errors import ModelCallError
 from api.metrics import GatewayMetrics
+
+MAX_CACHED_ANSWERS: Final = 4096
+JSON_HEADERS: Final = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
@@ -46,11 +51,21 @@ def fp64_inputs(columns: Mapping[str, Sequence[float | None]]) -> list[dict[str,
     return [{"name": k, "datatype": "FP64", "shape": [len(v)], "data": list(v)} for k, v in columns.items()]
 
 
+CacheKey = tuple[str, str, bytes]
+
+
 class InferenceClient:
     """Calls the model servers of ``MODEL_URLS``.
 
     Every failure (not deployed, circuit open, timeout, connection error, non-200, malformed
     answer) raises :class:`ModelCallError`; callers decide how to degrade.
+
+    Served models are deterministic, so a successful answer is reused for ``cache_seconds`` when a
+    request sends byte-identical inputs to the same model (with cached features, every request for
+    the same tickers does), and concurrent identical calls share one request. The reused
+    :class:`InferResult` carries the version that produced it, so an answer names the version that
+    actually scored it; a new champion reaches answers within ``cache_seconds`` of its server
+    loading it. Failures are never cached.
     """
 
     def __init__(
@@ -59,12 +74,19 @@ class InferenceClient:
         timeout_s: float,
         breakers: Mapping[str, CircuitBreaker],
         metrics: GatewayMetrics,
+        *,
+        cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.urls = dict(urls)
         self.timeout_s = timeout_s
         self.breakers = dict(breakers)
         self.metrics = metrics
+        self.cache_seconds = cache_seconds
+        self.clock = clock
         self.last_versions: dict[str, str] = {}
+        self._cache: dict[CacheKey, tuple[float, InferResult]] = {}
+        self._inflight: dict[CacheKey, asyncio.Future[InferResult]] = {}
         # Connections are reused across requests; limits keep a burst from exhausting sockets.
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
@@ -88,6 +110,50 @@ class InferenceClient:
         server = server or model
         if server not in self.urls:
             raise ModelCallError(model, "not_deployed")
+        body = orjson.dumps({"inputs": inputs})
+        if self.cache_seconds <= 0:
+            return await self._call(model, server, body, timeout_s)
+        key = (server, model, body)
+        hit = self._cache.get(key)
+        if hit is not None and self.clock() < hit[0]:
+            return hit[1]
+        pending = self._inflight.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        return await self._call_shared(key, model, server, body, timeout_s)
+
+    async def _call_shared(
+        self, key: CacheKey, model: str, server: str, body: bytes, timeout_s: float | None
+    ) -> InferResult:
+        """One live call whose outcome every concurrent identical request awaits; success is cached."""
+        future: asyncio.Future[InferResult] = asyncio.get_running_loop().create_future()
+        # Retrieve the outcome even when no one else waited, so asyncio never logs it as lost.
+        future.add_done_callback(lambda f: None if f.cancelled() else f.exception())
+        self._inflight[key] = future
+        try:
+            result = await self._call(model, server, body, timeout_s)
+        except ModelCallError as e:
+            future.set_exception(e)
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        self._store(key, result)
+        future.set_result(result)
+        return result
+
+    def _store(self, key: CacheKey, result: InferResult) -> None:
+        now = self.clock()
+        if len(self._cache) >= MAX_CACHED_ANSWERS:
+            # Distinct inputs are few (one per ticker set); a flood of new ones just restarts the cache.
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= MAX_CACHED_ANSWERS:
+                self._cache.clear()
+        self._cache[key] = (now + self.cache_seconds, result)
+
+    async def _call(self, model: str, server: str, body: bytes, timeout_s: float | None) -> InferResult:
         breaker = self.breakers[server]
         if not breaker.allow():
             self.metrics.model_call_duration.labels(model=model, version="", outcome="circuit_open").observe(0.0)
@@ -95,7 +161,7 @@ class InferenceClient:
         start = time.perf_counter()
         version, outcome = self.last_versions.get(model, ""), "error"
         try:
-            result = await self._post(model, f"{self.urls[server]}/v2/models/{model}/infer", inputs, timeout_s)
+            result = await self._post(model, f"{self.urls[server]}/v2/models/{model}/infer", body, timeout_s)
         except ModelCallError as e:
             breaker.record_failure()
             outcome = e.reason
@@ -109,9 +175,11 @@ class InferenceClient:
             elapsed = time.perf_counter() - start
             self.metrics.model_call_duration.labels(model=model, version=version, outcome=outcome).observe(elapsed)
 
-    async def _post(self, model: str, url: str, inputs: list[dict[str, Any]], timeout_s: float | None) -> InferResult:
+    async def _post(self, model: str, url: str, body: bytes, timeout_s: float | None) -> InferResult:
         try:
-            response = await self._http.post(url, json={"inputs": inputs}, timeout=timeout_s or self.timeout_s)
+            response = await self._http.post(
+                url, content=body, headers=JSON_HEADERS, timeout=timeout_s or self.timeout_s
+            )
         except httpx.TimeoutException as e:
             raise ModelCallError(model, "timeout") from e
         except httpx.HTTPError as e:
@@ -119,11 +187,11 @@ class InferenceClient:
         if response.status_code != 200:
             raise ModelCallError(model, f"http_{response.status_code}", response.text[:200])
         try:
-            body = response.json()
-            outputs = {str(o["name"]): list(o["data"]) for o in body["outputs"]}
-        except (ValueError, KeyError, TypeError) as e:
+            answer = orjson.loads(response.content)
+            outputs = {str(o["name"]): list(o["data"]) for o in answer["outputs"]}
+        except (orjson.JSONDecodeError, KeyError, TypeError) as e:
             raise ModelCallError(model, "bad_response", "not a v2 inference response") from e
-        return InferResult(model=model, version=str(body.get("model_version") or ""), outputs=outputs)
+        return InferResult(model=model, version=str(answer.get("model_version") or ""), outputs=outputs)
 
     async def get_json(self, url: str) -> tuple[int, Any]:
         """GET a JSON document (metadata, readiness, MLflow); ``(0, None)`` when unreachable."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from api.audit import AuditLog
 from api.circuit import CircuitBreaker
@@ -36,10 +37,18 @@ class Services:
         """The shared model client, created on the running event loop on first use."""
         if self.inference is None:
             settings = self.settings
-            self.inference = InferenceClient(settings.model_urls, settings.model_timeout_s, self.breakers, self.metrics)
+            self.inference = InferenceClient(
+                settings.model_urls,
+                settings.model_timeout_s,
+                self.breakers,
+                self.metrics,
+                cache_seconds=settings.score_cache_seconds,
+            )
         return self.inference
 
     async def aclose(self) -> None:
+        # The writer commits the rows already queued before it stops (a blocking join).
+        await run_in_threadpool(self.audit.close)
         if self.inference is not None:
             await self.inference.aclose()
             self.inference = None
@@ -48,13 +57,13 @@ class Services:
 def build_services(settings: GatewaySettings) -> Services:
     """Wire the services (cheap: no connection is opened here)."""
     metrics = GatewayMetrics()
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, settings.audit_sqlite_synchronous)
     return Services(
         settings=settings,
         metrics=metrics,
         engine=engine,
-        features=OnlineFeatures(settings.feature_store(), metrics),
-        auth=KeyAuthenticator(engine, settings.pepper),
+        features=OnlineFeatures(settings.feature_store(), metrics, settings.feature_cache_seconds),
+        auth=KeyAuthenticator(engine, settings.pepper, settings.auth_cache_seconds),
         limiter=RateLimiter(settings.rate_limit_storage, metrics),
         usage=UsageCounter(engine, metrics),
         audit=AuditLog(engine, metrics),

@@ -45,6 +45,18 @@ class GatewaySettings(BaseSettings):
         0.3, ge=0.0, le=1.0, description="Constant pairwise correlation assumed for expected portfolio volatility."
     )
     log_level: str = Field("INFO", description="Python logging level of the gateway.")
+    feature_cache_seconds: float = Field(
+        5.0, ge=0, le=300, description="How long an online feature vector is reused per (view, ticker); 0 disables."
+    )
+    auth_cache_seconds: float = Field(
+        5.0, ge=0, le=60, description="How long a key's row is reused; a revocation takes effect within it. 0 disables."
+    )
+    score_cache_seconds: float = Field(
+        2.0, ge=0, le=60, description="How long a model's answer to identical inputs is reused; 0 disables."
+    )
+    audit_sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL", description="SQLite `synchronous` of the audit DB (WAL): FULL survives power loss, NORMAL only crashes."
+    )
 
     @field_validator("model_urls")
     @classmethod

@@ -1,11 +1,13 @@
-"""Who is calling: API key lookup, and per-tenant usage counters (metric + DB table)."""
+"""Who is calling: API key lookup (briefly cached), and per-tenant usage counters (metric + DB table)."""
 
 from __future__ import annotations
 
 import hmac
 import logging
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,15 +32,50 @@ class Principal:
     rate_limit: str
 
 
-class KeyAuthenticator:
-    """Resolves a presented key to a :class:`Principal` (one indexed DB read per request)."""
+@dataclass(frozen=True)
+class _KeyRow:
+    """What authentication needs of one key row, and when it was read."""
 
-    def __init__(self, engine: Engine, pepper: bytes) -> None:
+    key_hash: str
+    tenant: str
+    scopes: frozenset[str]
+    rate_limit: str
+    revoked: bool
+    read_at: float
+
+
+class KeyAuthenticator:
+    """Resolves a presented key to a :class:`Principal`.
+
+    The row of a key id is reused for ``cache_seconds`` (the documented revocation delay): a
+    revocation, scope or limit change takes effect within it. The presented key is still HMAC'd
+    and compared in constant time on every request. Unknown key ids are never cached, so the
+    cache holds at most one row per real key.
+    """
+
+    def __init__(
+        self, engine: Engine, pepper: bytes, cache_seconds: float = 0.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.engine = engine
         self.pepper = pepper
+        self.cache_seconds = cache_seconds
+        self.clock = clock
+        self._rows: dict[str, _KeyRow] = {}
+
+    def cached(self, presented: str | None) -> Principal | None:
+        """The caller from a fresh cached row, or ``None`` when the DB must be read (non-blocking).
+
+        Raises:
+            AuthenticationError: the cached row rejects the key.
+        """
+        key_id = split_key(presented) if presented else None
+        row = self._rows.get(key_id) if key_id else None
+        if row is None or self.clock() - row.read_at >= self.cache_seconds:
+            return None
+        return self._check(row, presented or "", key_id or "")
 
     def authenticate(self, presented: str | None) -> Principal:
-        """Blocking DB read: call from a worker thread.
+        """Blocking: a cached row or one indexed DB read; call from a worker thread.
 
         Raises:
             AuthenticationError: missing, malformed, unknown or revoked key (one message for the
@@ -49,23 +86,42 @@ class KeyAuthenticator:
         key_id = split_key(presented)
         if key_id is None:
             raise AuthenticationError("invalid API key")
+        principal = self.cached(presented)
+        if principal is not None:
+            return principal
+        row = self._read(key_id)
+        if row is None:
+            raise AuthenticationError("invalid API key")
+        return self._check(row, presented, key_id)
+
+    def _read(self, key_id: str) -> _KeyRow | None:
         query = (
             select(api_keys, tenants.c.name.label("tenant"))
             .join(tenants, tenants.c.id == api_keys.c.tenant_id)
             .where(api_keys.c.key_id == key_id)
         )
         with self.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
-        if row is None or not hmac.compare_digest(row["key_hash"], hash_key(presented, self.pepper)):
-            raise AuthenticationError("invalid API key")
-        if row["revoked_at"] is not None:
-            raise AuthenticationError("API key revoked")
-        return Principal(
-            tenant=row["tenant"],
-            key_id=key_id,
-            scopes=frozenset(row["scopes"].split()),
-            rate_limit=row["rate_limit"],
+            found = conn.execute(query).mappings().first()
+        if found is None:
+            return None
+        row = _KeyRow(
+            key_hash=found["key_hash"],
+            tenant=found["tenant"],
+            scopes=frozenset(found["scopes"].split()),
+            rate_limit=found["rate_limit"],
+            revoked=found["revoked_at"] is not None,
+            read_at=self.clock(),
         )
+        if self.cache_seconds > 0:
+            self._rows[key_id] = row
+        return row
+
+    def _check(self, row: _KeyRow, presented: str, key_id: str) -> Principal:
+        if not hmac.compare_digest(row.key_hash, hash_key(presented, self.pepper)):
+            raise AuthenticationError("invalid API key")
+        if row.revoked:
+            raise AuthenticationError("API key revoked")
+        return Principal(tenant=row.tenant, key_id=key_id, scopes=row.scopes, rate_limit=row.rate_limit)
 
 
 class UsageCounter:

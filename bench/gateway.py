@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     tickers = sorted(load_sp500(start="2022-01-01").prices["ticker"].unique())
     services = plan(models, free_ports(len(models) + 1), env)
     results: dict[str, Any] = {}
+    # The 2 cores are shared: the 1-minute load average says how busy they were around the run.
+    load_before = os.getloadavg()[0]
     with common.stdout_to_stderr(), running(services, data_dir / "logs"):
         gateway = services[-1].url
         url = f"{gateway}/v1/signals?tickers={','.join(tickers)}"
@@ -167,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
                 "breakdown": breakdown(before, after, len(latencies)),
             }
             common.log(f"concurrency {level}: {results[f'concurrency_{level}']}")
+    load_after = os.getloadavg()[0]
     baseline = in_process(data_dir, tickers, models, 200)
     doc = {
         "benchmark": NAME,
@@ -178,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         **results,
         "in_process_p50_ms": common.rounded(baseline, 3),
         "overhead_ratio_p50_c1": common.ratio(results["concurrency_1"]["p50_ms"], baseline),
+        "load_average_1m": {"before": round(load_before, 2), "after_http_levels": round(load_after, 2)},
         "environment": common.environment(),
     }
     common.emit(NAME, doc, args.results_dir)

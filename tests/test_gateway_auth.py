@@ -28,7 +28,8 @@ def client(make_gateway):
     return make_gateway()
 
 
-def test_missing_malformed_unknown_and_revoked_keys_are_401(client, shared_env) -> None:
+def test_missing_malformed_unknown_and_revoked_keys_are_401(make_gateway, shared_env) -> None:
+    client = make_gateway(auth_cache_seconds=0)  # revocation at once; the cached delay: test_gateway_caches
     params = {"tickers": shared_env.tickers[0]}
     assert "missing API key" in assert_error_body(client.get("/v1/signals", params=params), 401)["message"]
     assert_error_body(client.get("/v1/signals", params=params, headers=auth("nonsense")), 401, "unauthenticated")

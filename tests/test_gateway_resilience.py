@@ -25,7 +25,8 @@ def shared_technical(shared_env):
 
 def test_killed_model_server_degrades_then_recovers_through_half_open(make_gateway, shared_env, shared_technical):
     own_technical = shared_technical
-    client = make_gateway(circuit_failure_threshold=2, circuit_reset_s=1.0)
+    # No score cache: the call right after the kill must go to the (dead) server.
+    client = make_gateway(circuit_failure_threshold=2, circuit_reset_s=1.0, score_cache_seconds=0)
     key = auth(new_key(client))
     params = {"tickers": ",".join(shared_env.tickers)}
     healthy = client.get("/v1/signals", params=params, headers=key).json()

@@ -79,6 +79,7 @@ def test_registered_signature_is_the_feature_service_order(trained) -> None:
     data_dir, _, _ = trained
     _, uri = _client(data_dir)
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # an earlier test in this process may have pointed it elsewhere
     info = mlflow.models.get_model_info("models:/technical@champion")
     assert info.signature.inputs.input_names() == names(FEATURES_BY_VIEW["technical_features"])
     run = mlflow.get_run(info.run_id)

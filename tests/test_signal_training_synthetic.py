@@ -48,7 +48,9 @@ def test_three_components_train_register_and_blend(tmp_path: Path) -> None:
     assert "REAL data" not in result.stdout
     for row in ("technical", "fundamental", "sentiment_signal", "ensemble"):
         assert f"\n  {row} " in result.stdout
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'data' / 'mlflow.db'}")
+    uri = f"sqlite:///{tmp_path / 'data' / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # an earlier test in this process may have pointed it elsewhere
     info = mlflow.models.get_model_info("models:/fundamental@champion")
     assert info.signature.inputs.input_names() == names(FEATURES_BY_VIEW["fundamental_features"])
     ensemble = mlflow.pyfunc.load_model("models:/ensemble@champion")
@@ -61,5 +63,6 @@ def test_three_components_train_register_and_blend(tmp_path: Path) -> None:
     assert both["coverage"].iloc[0] == pytest.approx(1.0)
     assert one["score"].iloc[0] == pytest.approx(0.6)  # renormalised over the component present
     assert 0.0 < one["coverage"].iloc[0] <= 1.0
-    card = mlflow.tracking.MlflowClient().get_model_version_by_alias("fundamental", "champion").description
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    card = client.get_model_version_by_alias("fundamental", "champion").description
     assert "SYNTHETIC" in card and "survivorship" not in card

@@ -68,15 +68,13 @@ async def create_allocation(
         reasons=_reasons(result.method, result.notes, body.constraints.long_only, "allocator" in settings.model_urls),
         request_id=request.state.request_id,
     )
-    await run_in_threadpool(
-        lambda: services.audit.record(
-            tenant=principal.tenant,
-            route=ROUTE,
-            request_id=answer.request_id,
-            request=body.model_dump(mode="json"),
-            feature_snapshot_hash=snapshot.digest(),
-            model_versions=answer.model_versions,
-            answer=answer.model_dump(mode="json"),
-        )
+    await services.audit.record(
+        tenant=principal.tenant,
+        route=ROUTE,
+        request_id=answer.request_id,
+        request=body.model_dump(mode="json"),
+        feature_snapshot_hash=snapshot.digest(),
+        model_versions=answer.model_versions,
+        answer=answer.model_dump(mode="json"),
     )
     return answer

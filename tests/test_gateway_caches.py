@@ -1,0 +1,210 @@
+"""The gateway's short-lived caches and group-committed audit: TTLs, revocation delay, exactness, fail-closed."""
+
+# ruff: noqa: F811  # fixtures imported from tests/gateway_fixtures are parameters by design
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from api.audit import AuditLog
+from api.db import audit_log, init_db, make_engine
+from api.errors import ModelCallError, UnknownTickersError
+from api.features import OnlineFeatures
+from api.inference import InferenceClient, fp64_inputs
+from api.keys import revoke_key
+from api.metrics import GatewayMetrics
+from api.ratelimit import MemoryMovingWindow
+from feature_repo.settings import FeatureStoreSettings
+from tests.gateway_fixtures.fixtures import (  # noqa: F401
+    assert_error_body,
+    auth,
+    make_gateway,
+    new_key,
+    shared_env,
+)
+from tests.gateway_fixtures.servers import ModelServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _feature_reader(shared_env: Any, monkeypatch: pytest.MonkeyPatch, ttl: float) -> tuple[OnlineFeatures, Clock, list]:
+    """An OnlineFeatures on the shared Feast repo whose online calls are recorded (tickers per call)."""
+    clock = Clock()
+    features = OnlineFeatures(FeatureStoreSettings(data_dir=str(shared_env.data_dir)), GatewayMetrics(), ttl, clock)
+    store = features._open().store
+    calls: list[list[str]] = []
+    original = store.get_online_features
+
+    def spy(**kwargs: Any) -> Any:
+        calls.append([row["ticker"] for row in kwargs["entity_rows"]])
+        return original(**kwargs)
+
+    monkeypatch.setattr(store, "get_online_features", spy)
+    return features, clock, calls
+
+
+def test_feature_rows_are_reused_until_the_ttl_then_reread(shared_env, monkeypatch) -> None:
+    features, clock, calls = _feature_reader(shared_env, monkeypatch, ttl=5.0)
+    a, b, c = shared_env.tickers[:3]
+    first = features.read([a, b])
+    assert calls == [[a, b]]
+    again = features.cached([a, b])
+    assert again is not None and features.read([b, a]) is not None and len(calls) == 1
+    features.read([a, b, c])
+    assert calls[-1] == [c]  # one online call, for the missing ticker only
+    # Cached vectors are the vectors read: same values, event times, as_of and digest.
+    assert again.values == first.values and again.event_times == first.event_times
+    assert again.as_of() == first.as_of() and again.digest() == first.digest()
+    clock.now += 5.0
+    assert features.cached([a, b]) is None
+    reread = features.read([a, b])
+    assert calls[-1] == [a, b] and reread.digest() == first.digest()
+
+
+def test_feature_cache_off_reads_every_time_and_never_caches_unknown_tickers(shared_env, monkeypatch) -> None:
+    off, _, calls = _feature_reader(shared_env, monkeypatch, ttl=0.0)
+    off.read(shared_env.tickers[:1])
+    off.read(shared_env.tickers[:1])
+    assert len(calls) == 2 and off.cached(shared_env.tickers[:1]) is None
+    on, _, calls = _feature_reader(shared_env, monkeypatch, ttl=5.0)
+    for _ in range(2):
+        with pytest.raises(UnknownTickersError, match="NOPE"):
+            on.read([shared_env.tickers[0], "NOPE"])
+    assert calls == [[shared_env.tickers[0], "NOPE"], ["NOPE"]]
+
+
+def test_revocation_takes_effect_within_the_auth_cache_delay(make_gateway, shared_env) -> None:
+    client = make_gateway(auth_cache_seconds=5.0)
+    clock = Clock()
+    client.app.state.services.auth.clock = clock
+    key = new_key(client)
+    params = {"tickers": shared_env.tickers[0]}
+    assert client.get("/v1/signals", params=params, headers=auth(key)).status_code == 200
+    assert revoke_key(client.app.state.services.engine, key.split("_")[1])
+    clock.now += 4.9  # within the documented delay the cached row still admits the key
+    assert client.get("/v1/signals", params=params, headers=auth(key)).status_code == 200
+    clock.now += 0.1
+    error = assert_error_body(client.get("/v1/signals", params=params, headers=auth(key)), 401)
+    assert "revoked" in error["message"]
+    # A cached row never admits a wrong secret for its key id.
+    forged = key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")
+    assert_error_body(client.get("/v1/signals", params=params, headers=auth(forged)), 401)
+
+
+def _calls(metrics: GatewayMetrics, model: str, version: str) -> float:
+    sample = metrics.registry.get_sample_value(
+        "portfolio_os_gateway_model_call_duration_seconds_count",
+        {"model": model, "version": version, "outcome": "ok"},
+    )
+    return sample or 0.0
+
+
+def test_scores_are_reused_for_identical_inputs_and_a_new_version_shows_after_the_ttl(shared_env) -> None:
+    newer = ModelServerProcess(["technical"], version="8").start()
+    try:
+        newer.wait_ready()
+        asyncio.run(_score_cache_scenario(shared_env, newer.url))
+    finally:
+        newer.stop()
+
+
+async def _score_cache_scenario(shared_env: Any, newer_url: str) -> None:
+    from api.circuit import CircuitBreaker
+
+    metrics, clock = GatewayMetrics(), Clock()
+    urls = shared_env.model_urls()
+    breakers = {name: CircuitBreaker(name, 3, 5.0, metrics.circuit_state) for name in urls}
+    client = InferenceClient(urls, 1.0, breakers, metrics, cache_seconds=2.0, clock=clock)
+    blend = fp64_inputs({"technical": [0.6, None]})
+    technical = fp64_inputs({f: [0.0] for f in _technical_features()})
+    try:
+        first, second = await asyncio.gather(client.infer("ensemble", blend), client.infer("ensemble", blend))
+        assert first is second and _calls(metrics, "ensemble", "7") == 1  # concurrent callers share one call
+        await client.infer("ensemble", fp64_inputs({"technical": [0.7, None]}))
+        assert _calls(metrics, "ensemble", "7") == 2  # other inputs: a call of their own
+        # Failures are never cached: the next identical call goes out again.
+        client.urls["ensemble"] = "http://127.0.0.1:9"
+        other = fp64_inputs({"technical": [0.8, None]})
+        for _ in range(2):
+            with pytest.raises(ModelCallError):
+                await client.infer("ensemble", other)
+        client.urls["ensemble"] = urls["ensemble"]
+        assert (await client.infer("ensemble", other)).version == "7"
+        # The champion changes behind the URL: a reused answer keeps naming the version that made it.
+        assert (await client.infer("technical", technical)).version == "7"
+        client.urls["technical"] = newer_url
+        clock.now += 1.9
+        assert (await client.infer("technical", technical)).version == "7"
+        clock.now += 0.1
+        assert (await client.infer("technical", technical)).version == "8"
+        assert _calls(metrics, "technical", "8") == 1
+    finally:
+        await client.aclose()
+
+
+def _technical_features() -> list[str]:
+    from feature_repo.schema import FEATURES_BY_VIEW, names
+
+    return names(FEATURES_BY_VIEW["technical_features"])
+
+
+def test_audit_group_commit_records_every_row_and_fails_closed_then_recovers(tmp_path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    init_db(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+    audit = AuditLog(engine, GatewayMetrics())
+
+    def record(i: int) -> Any:
+        return audit.record(
+            tenant="t",
+            route="/v1/signals",
+            request_id=f"r{i}",
+            request={"i": i},
+            feature_snapshot_hash="0" * 64,
+            model_versions={},
+            answer={"i": i},
+        )
+
+    async def burst(n: int) -> list[Any]:
+        return await asyncio.gather(*(record(i) for i in range(n)), return_exceptions=True)
+
+    try:
+        assert asyncio.run(burst(40)) == [None] * 40
+        with engine.connect() as conn:
+            ids = conn.execute(select(audit_log.c.request_id)).scalars().all()
+        assert sorted(ids) == sorted(f"r{i}" for i in range(40))
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE gateway_audit_log"))
+        failures = asyncio.run(burst(5))
+        assert all(type(f).__name__ == "AuditWriteError" for f in failures)
+        init_db(engine)  # the table is back: the same writer thread records again
+        assert asyncio.run(burst(3)) == [None] * 3
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(audit_log)).scalar() == 3
+    finally:
+        audit.close()
+        engine.dispose()
+
+
+def test_memory_moving_window_admits_the_limit_per_window() -> None:
+    clock = Clock()
+    window = MemoryMovingWindow(clock)
+    assert [window.hit("k", 2, 10.0) for _ in range(2)] == [0.0, 0.0]
+    clock.now += 4.0
+    assert window.hit("k", 2, 10.0) == pytest.approx(6.0)  # the first hit leaves the window in 6 s
+    assert window.hit("other", 2, 10.0) == 0.0
+    clock.now += 6.0
+    assert window.hit("k", 2, 10.0) == 0.0

@@ -6,6 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+
+# Before anything imports Feast (which sets PROMETHEUS_MULTIPROC_DIR at import): keep
+# prometheus_client's values in memory, per registry, as the gateway and servers run them.
+import prometheus_client.values  # noqa: F401
 import pytest
 
 from tests.servers import env_url, postgres_server, redis_server

@@ -9,6 +9,7 @@ STAMP      := $(VENV)/.installed
 CONSTRAINTS := requirements/constraints.txt
 DATA_DIR   ?= data
 CONFIG     ?= configs/demo.yaml
+DRIFT_REFERENCE ?= 1996-01-01:2014-12-31
 PYTEST_ARGS ?=
 
 # Telemetry off and hubs offline for everything a target runs.
@@ -19,7 +20,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv install demo serve test lint typecheck unit bench lock clean clean-data
+.PHONY: help venv install demo serve monitor test lint typecheck unit bench lock clean clean-data
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "Portfolio OS targets:\n"} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -42,10 +43,15 @@ install: venv ## Alias of venv
 
 demo: $(STAMP) ## Run the main job end to end on the bundled real data, then serve it briefly (embedded default)
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m training demo --config $(CONFIG)
+	# Drift of the newest quarter against the champion's training window (exit 1 = drift found: not a failure).
+	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m monitoring drift --reference $(DRIFT_REFERENCE) --current-sessions 63 || test $$? -eq 1
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m serving.launcher --once --free-ports
 
 serve: $(STAMP) ## Start the model servers and the gateway on 127.0.0.1 (after make demo); Ctrl-C stops them
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m serving.launcher
+
+monitor: $(STAMP) ## Local Prometheus on 127.0.0.1:9090 with the alert rules, scraping what make serve runs
+	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m monitoring prometheus
 
 test: $(STAMP) ## Lint, type-check and run the whole test suite
 	$(MAKE) --no-print-directory lint typecheck

@@ -50,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     write = sub.add_parser("write-metrics", help="write the metrics in text format (CronJob without a server)")
     write.add_argument("path", type=Path)
+    prom = sub.add_parser("prometheus", help="a local Prometheus with the alert rules, scraping the local stack")
+    prom.add_argument("--port", type=int, default=9090, help="Prometheus port on 127.0.0.1 (default 9090)")
+    prom.add_argument("--gateway", default="127.0.0.1:8000", help="gateway host:port (make serve's default)")
+    prom.add_argument(
+        "--models", default="127.0.0.1:8081,127.0.0.1:8082", help="model servers host:port, comma-separated"
+    )
+    prom.add_argument("--exporter-port", type=int, default=9108, help="monitoring's own /metrics (127.0.0.1)")
     return parser
 
 
@@ -156,6 +163,32 @@ def _write_metrics(args: argparse.Namespace, data_dir: Path) -> int:
     return 0
 
 
+def _prometheus(args: argparse.Namespace, data_dir: Path) -> int:
+    """Prometheus on 127.0.0.1 with the rules file, scraping gateway, model servers and this exporter."""
+    import threading
+    import time
+
+    from monitoring import exporter
+    from monitoring.local_prometheus import local_prometheus, scrape_config
+    from monitoring.rules import RULES_FILE
+
+    threading.Thread(target=exporter.serve, args=(data_dir, "127.0.0.1", args.exporter_port), daemon=True).start()
+    targets = {
+        "gateway": [args.gateway],
+        "model-servers": [m.strip() for m in args.models.split(",") if m.strip()],
+        "monitoring": [f"127.0.0.1:{args.exporter_port}"],
+    }
+    config = scrape_config(targets, [RULES_FILE])
+    with local_prometheus(config, data_dir / "prometheus", args.port) as api:
+        print(f"Prometheus: {api.base_url}  (targets: {targets}); Ctrl-C stops it", flush=True)
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            print("stopping Prometheus", flush=True)
+    return 0
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "drift": _drift,
     "decay": _decay,
@@ -164,6 +197,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "dashboards": lambda args, _: _dashboards(args),
     "serve-metrics": _serve,
     "write-metrics": _write_metrics,
+    "prometheus": _prometheus,
 }
 
 
@@ -183,6 +217,10 @@ def _quiet_telemetry() -> None:
     # Evidently and Feast phone home unless told not to; monitoring jobs never do.
     for key, value in {"DO_NOT_TRACK": "1", "FEAST_USAGE": "False"}.items():
         os.environ.setdefault(key, value)
+    # Evidently's and litestar's own deprecation notices say nothing about the user's data.
+    import warnings
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from training.allocation.config import AllocationRunConfig
 from training.errors import TrainingError
 from training.health import HealthThresholds
 from training.run_config import SignalRunConfig
@@ -77,6 +78,15 @@ class PipelineConfig(_Strict):
     materialize: Literal["full", "incremental"] = "incremental"
     online_tickers: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "JPM"], min_length=1)
     signals: SignalRunConfig | None = Field(None, description="Signal models to train; None skips training.")
+    allocation: AllocationRunConfig | None = Field(
+        None, description="The allocator and its baselines (needs 'signals' for segments); None skips it."
+    )
+
+    @model_validator(mode="after")
+    def _allocation_needs_signals(self) -> Self:
+        if self.allocation is not None and self.allocation.enabled and self.signals is None:
+            raise ValueError("allocation: needs the 'signals' section (universe, benchmark and segments)")
+        return self
 
 
 def load_config(path: Path) -> PipelineConfig:

@@ -31,6 +31,11 @@ ARTIFACT: Final = "model"
 PIP_REQUIREMENTS: Final = ["lightgbm==4.7.0", "numpy", "pandas"]
 BLEND_CODE: Final = Path(__file__).parent / "models" / "blend.py"
 ENSEMBLE_CODE: Final = Path(__file__).parent / "ensemble_pyfunc.py"
+# The allocator's pyfunc and the numpy-only modules it runs (observation, policy, weights).
+ALLOCATOR_CODE: Final = Path(__file__).parent / "allocation" / "allocator_pyfunc.py"
+ALLOCATOR_CODE_PATHS: Final = tuple(
+    Path(__file__).parent / "allocation" / f for f in ("observation.py", "policy.py", "weights.py")
+)
 
 
 class RegistryUnreachable(TrainingError):
@@ -179,6 +184,39 @@ class SignalRegistry:
             )
         return self._register(record.name, info.model_uri, run_id, record.tags, record.card)
 
+    def log_allocator(self, record: RunRecord, policy_file: Path, model_config: Mapping[str, Any]) -> str:
+        """Log the allocator pyfunc (policy layers + observation and weight code) as the challenger."""
+        import mlflow
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        features = list(model_config["features"])
+        signature = ModelSignature(
+            inputs=Schema(
+                [
+                    ColSpec("string", "ticker"),
+                    *[ColSpec("double", f, required=False) for f in features],
+                    ColSpec("double", "current_weight", required=False),
+                ]
+            ),
+            outputs=Schema([ColSpec("string", "ticker"), ColSpec("double", "weight")]),
+        )
+        example = pd.DataFrame(
+            {"ticker": list(model_config["tickers"])[:2], **{f: [0.0, 0.0] for f in features}, "current_weight": 0.0}
+        )
+        with _logged_run(record) as run_id:
+            info = mlflow.pyfunc.log_model(
+                name=ARTIFACT,
+                python_model=str(ALLOCATOR_CODE),
+                model_config=dict(model_config),
+                artifacts={"policy": str(policy_file)},
+                code_paths=[str(p) for p in ALLOCATOR_CODE_PATHS],
+                signature=signature,
+                input_example=example,
+                pip_requirements=["numpy", "pandas"],
+            )
+        return self._register(record.name, info.model_uri, run_id, record.tags, record.card)
+
     def _register(self, name: str, model_uri: str, run_id: str, tags: Mapping[str, str], card: str) -> str:
         import mlflow
 
@@ -194,15 +232,24 @@ class SignalRegistry:
         return version
 
     def promote_if_better(
-        self, name: str, version: str, challenger_score: float, champion_score: float | None
+        self,
+        name: str,
+        version: str,
+        challenger_score: float,
+        champion_score: float | None,
+        *,
+        metric: str = "rank_ic",
+        margin: float | None = None,
     ) -> PromotionDecision:
         """Move the champion alias to ``version`` when it beats the champion by the margin.
 
         With no champion yet, the first version is promoted so the stack can serve; its model card
-        says whether it beat the baselines. Scores are test-segment mean rank ICs.
+        says whether it beat the baselines. Scores are test-segment figures named by ``metric``
+        (mean rank IC for the signal models, the net Sharpe ratio for the allocator); ``margin``
+        defaults to the configured ``promotion_margin``.
         """
         before = self.champion_version(name)
-        margin = self.config.promotion_margin
+        margin = self.config.promotion_margin if margin is None else margin
         if before is None:
             promoted, reason = True, "no champion yet: first version promoted so the stack can serve"
         elif champion_score is None:
@@ -219,8 +266,7 @@ class SignalRegistry:
             model=name,
             version=version,
             previous_champion=before,
-            challenger_test_rank_ic=challenger_score,
-            champion_test_rank_ic=champion_score,
+            **{f"challenger_test_{metric}": challenger_score, f"champion_test_{metric}": champion_score},
             margin=margin,
             reason=reason,
         )

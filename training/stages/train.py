@@ -17,6 +17,7 @@ import pandas as pd
 
 from feature_repo.store import FeatureRepo
 from feature_repo.tables import DATE, TICKER
+from training.allocation.data import scores_path
 from training.audit import AuditLog
 from training.context import RunContext
 from training.evaluation.metrics import SignalMetrics
@@ -88,6 +89,7 @@ def run(ctx: RunContext) -> dict[str, object]:
             _print_tuning(ctx, trained)
             models.append(trained)
     blended = ensemble(models, inputs)
+    _save_scores(ctx, blended)
     rows: dict[str, tuple[SignalMetrics | None, BacktestResult]] = {m.name: (m.metrics, m.backtest) for m in models}
     rows["ensemble"] = (blended.metrics, blended.backtest)
     rows.update(baselines(inputs))
@@ -100,6 +102,15 @@ def run(ctx: RunContext) -> dict[str, object]:
         "promoted": sum(d.promoted for d in decisions),
         "test_rank_ic": round(float(table["rank_ic_mean"].to_numpy()[list(table.index).index("ensemble")]), 4),
     }
+
+
+def _save_scores(ctx: RunContext, blended: EnsembleResult) -> None:
+    """Keep the ensemble's out-of-sample test scores for the allocation stage's top-k strategy."""
+    path = scores_path(ctx.data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    blended.scores[[DATE, TICKER, "score", "segment"]].to_parquet(partial, index=False)
+    partial.replace(path)
 
 
 def _print_tuning(ctx: RunContext, m: TrainedModel) -> None:

@@ -1,0 +1,126 @@
+"""The allocation stage's inputs: closes, the allocator feature service (point in time) and the benchmark.
+
+Features come from Feast's ``allocator_v1`` service through ``get_historical_features``, the same
+service the gateway and the allocator server read online, so training and serving see one
+definition. Out-of-sample scores of the signal models (written by the ``train`` stage) join as the
+``score`` column when they exist; they cover the test segment only, so the RL observation never
+uses them (RL trains on the train segment) and only the top-k strategy ranks on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from feature_repo.definitions import EVENT_TIMESTAMP
+from feature_repo.schema import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE
+from feature_repo.store import FeatureRepo
+from feature_repo.tables import DATE, TICKER
+from training.allocation.panel import MarketPanel, panel_from_frames
+from training.errors import TrainingError
+from training.run_config import SignalRunConfig, check_universe
+from training.store import OfflineStore
+
+SCORE: Final = "score"
+
+
+@dataclass(frozen=True, eq=False)
+class AllocationData:
+    """The panel and where its segments start, as positions in it.
+
+    Attributes:
+        panel: every session from the first one the lookback needs to the test segment's end.
+        train: positions ``[start, stop)`` of the train segment.
+        valid: positions of the valid segment.
+        test: positions of the test segment.
+        has_scores: whether the ``score`` column holds the signal models' out-of-sample scores.
+    """
+
+    panel: MarketPanel
+    train: tuple[int, int]
+    valid: tuple[int, int]
+    test: tuple[int, int]
+    has_scores: bool
+
+
+def scores_path(data_dir: Path) -> Path:
+    """Where the train stage leaves its out-of-sample ensemble scores (date, ticker, score, segment)."""
+    return data_dir / "signals" / "oos_scores.parquet"
+
+
+def load_allocation_data(
+    config: SignalRunConfig, offline_store: Path, repo: FeatureRepo, data_dir: Path, *, label: str, warmup: int
+) -> AllocationData:
+    """Closes of the universe, its allocator features and the benchmark, from ``warmup`` sessions before train.
+
+    Raises:
+        TrainingError: no prices, unknown tickers or benchmark, a ticker without a close somewhere
+            in the window (named), or segments outside the data.
+    """
+    with OfflineStore(offline_store, read_only=True) as store:
+        prices = store.read("prices")
+        benchmark = store.read("benchmark")
+    if prices.empty:
+        raise TrainingError("the offline store holds no prices: run the ingest stage first")
+    check_universe(config, set(prices[TICKER]), set(benchmark["symbol"]))
+    if config.universe != "all":
+        prices = prices[prices[TICKER].isin(config.universe)]
+    close = prices.pivot(index=DATE, columns=TICKER, values="adj_close").sort_index()
+    close.index = pd.DatetimeIndex(close.index)
+    seg = config.segments
+    train_start = int(close.index.searchsorted(pd.Timestamp(seg.train[0])))
+    if train_start < warmup:
+        raise TrainingError(
+            f"the allocator needs {warmup} sessions before the train segment's start {seg.train[0]}, "
+            f"the data hold {train_start}: move the train segment later"
+        )
+    close = close.loc[close.index[train_start - warmup] : pd.Timestamp(seg.test[1])]
+    features = _service_frame(repo, close)
+    scores = _scores(data_dir)
+    if scores is not None:
+        features = features.merge(scores, on=[DATE, TICKER], how="left")
+    names = [*ALLOCATOR_FEATURES, *([SCORE] if scores is not None else [])]
+    bench = benchmark[benchmark["symbol"] == config.benchmark].set_index(DATE)["close"]
+    bench.index = pd.DatetimeIndex(bench.index)
+    panel = panel_from_frames(close, features, names, benchmark_close=bench, label=label)
+    return AllocationData(
+        panel=panel,
+        train=_positions(panel, seg.train),
+        valid=_positions(panel, seg.valid),
+        test=_positions(panel, seg.test),
+        has_scores=scores is not None,
+    )
+
+
+def _service_frame(repo: FeatureRepo, close: pd.DataFrame) -> pd.DataFrame:
+    dates = np.repeat(close.index.to_numpy(), close.shape[1])
+    tickers = np.tile(close.columns.to_numpy(), close.shape[0])
+    entity = pd.DataFrame({TICKER: tickers, EVENT_TIMESTAMP: pd.DatetimeIndex(dates).tz_localize("UTC")})
+    joined = repo.historical(ALLOCATOR_SERVICE, entity)
+    stamps = pd.to_datetime(joined[EVENT_TIMESTAMP])
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_convert(None)
+    out = joined[[TICKER, *ALLOCATOR_FEATURES]].reset_index(drop=True)
+    out.insert(0, DATE, stamps.dt.normalize().to_numpy())
+    return out
+
+
+def _scores(data_dir: Path) -> pd.DataFrame | None:
+    path = scores_path(data_dir)
+    if not path.exists():
+        return None
+    frame = pd.read_parquet(path, columns=[DATE, TICKER, SCORE])
+    frame[DATE] = pd.DatetimeIndex(frame[DATE]).normalize()
+    return frame
+
+
+def _positions(panel: MarketPanel, bounds: tuple[object, object]) -> tuple[int, int]:
+    start = panel.position(pd.Timestamp(str(bounds[0])))
+    stop = int(np.searchsorted(panel.dates, np.datetime64(pd.Timestamp(str(bounds[1])).date(), "D"), side="right"))
+    if stop <= start:
+        raise TrainingError(f"segment {bounds[0]}..{bounds[1]} holds no session of the data")
+    return start, stop

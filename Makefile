@@ -36,6 +36,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	PYTHON_SYS=$(PYTHON_SYS) scripts/install_checkov.sh
 	# A real Prometheus and promtool (Debian's package) for the monitoring tests; no service is started.
 	command -v promtool >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus)
+	# A real headless browser (Debian's chromium) to check that the allocation tear sheet renders.
+	scripts/install_chromium.sh
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create or update .venv with the pinned stack (about 3 minutes the first time)

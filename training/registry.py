@@ -143,6 +143,18 @@ class SignalRegistry:
         info = mlflow.models.get_model_info(uri)
         return mlflow.pyfunc.load_model(uri), list(info.signature.inputs.input_names())
 
+    def load_allocator_policy(self, version: str) -> Any:
+        """The policy layers of an allocator version (a ``PolicyParams``), read from its artifacts."""
+        import mlflow
+
+        from training.allocation.policy import PolicyParams
+
+        folder = Path(mlflow.artifacts.download_artifacts(f"models:/allocator/{version}"))
+        found = sorted(folder.rglob("*.npz"))
+        if not found:
+            raise TrainingError(f"allocator v{version} holds no policy file")
+        return PolicyParams.load(found[0])
+
     def log_signal_model(
         self, record: RunRecord, booster: lgb.Booster, features: list[str], fold_rank_ics: list[float]
     ) -> str:

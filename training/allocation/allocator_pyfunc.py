@@ -1,0 +1,100 @@
+"""The registered allocator model (MLflow models-from-code): policy layers plus the observation and weight rules.
+
+Logged with ``python_model=<this file>``, the policy's ``.npz`` as the artifact ``policy``,
+``model_config`` (tickers in trained order, feature names, constraints) and ``code_paths`` =
+``observation.py``, ``policy.py``, ``weights.py``: a model server runs exactly the code the
+backtest ran, with nothing but MLflow, numpy and pandas.
+
+Input: one row per ticker: ``ticker``, the allocator features (missing = NaN), ``current_weight``
+(the book held now; missing = 0). Output: ``ticker`` and ``weight`` in the input's row order; the
+cash weight is ``1 - sum(weight)``. The policy was trained on a fixed universe: a request may name
+any subset of it (the others are neither normalised with nor held), never a ticker outside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
+
+try:  # the project installed: training, tests
+    from training.allocation.observation import build_observation, normalise_features
+    from training.allocation.policy import PolicyParams, policy_action
+    from training.allocation.weights import constrained_target
+except ImportError:  # inside a model server: code_paths put the three files on sys.path
+    from observation import build_observation, normalise_features  # type: ignore[no-redef]
+    from policy import PolicyParams, policy_action  # type: ignore[no-redef]
+    from weights import constrained_target  # type: ignore[no-redef]
+
+
+class AllocatorPyfunc(PythonModel):  # type: ignore[misc]
+    """Target weights for the tickers of a request, from their features and the current book."""
+
+    def load_context(self, context: Any) -> None:
+        cfg = context.model_config
+        self.tickers: list[str] = [str(t) for t in cfg["tickers"]]
+        self.features: list[str] = [str(f) for f in cfg["features"]]
+        self.max_weight = float(cfg["max_weight"])
+        cap = cfg.get("turnover_cap")
+        self.turnover_cap = None if cap is None else float(cap)
+        self.allow_cash = bool(cfg["allow_cash"])
+        self.policy = PolicyParams.load(context.artifacts["policy"])
+        self.position = {t: i for i, t in enumerate(self.tickers)}
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return allocate(
+            model_input,
+            tickers=self.tickers,
+            features=self.features,
+            policy=self.policy,
+            max_weight=self.max_weight,
+            turnover_cap=self.turnover_cap,
+            allow_cash=self.allow_cash,
+        )
+
+
+def allocate(
+    rows: pd.DataFrame,
+    *,
+    tickers: list[str],
+    features: list[str],
+    policy: PolicyParams,
+    max_weight: float,
+    turnover_cap: float | None,
+    allow_cash: bool,
+) -> pd.DataFrame:
+    """Weights for ``rows`` (see the module docstring); a ValueError names any bad ticker or weight."""
+    if "ticker" not in rows.columns:
+        raise ValueError("the allocator needs a 'ticker' column")
+    names = rows["ticker"].astype(str).tolist()
+    position = {t: i for i, t in enumerate(tickers)}
+    unknown = [t for t in names if t not in position]
+    if unknown:
+        raise ValueError(f"ticker(s) {unknown[:5]} are outside the allocator's trained universe of {len(tickers)}")
+    if len(set(names)) != len(names):
+        raise ValueError("a ticker appears twice in the request")
+    index = np.array([position[t] for t in names], dtype=np.int64)
+    n, f = len(tickers), len(features)
+    values = np.full((1, n, f), np.nan)
+    for j, name in enumerate(features):
+        if name in rows.columns:
+            values[0, index, j] = pd.to_numeric(rows[name], errors="coerce").to_numpy(np.float64)
+    current = np.zeros(n)
+    if "current_weight" in rows.columns:
+        current[index] = np.nan_to_num(pd.to_numeric(rows["current_weight"], errors="coerce").to_numpy(np.float64))
+    if (current < 0).any() or current.sum() > 1.0 + 1e-6:
+        raise ValueError("current_weight must be long-only and sum to at most 1")
+    present = np.zeros(n, dtype=bool)
+    present[index] = True
+    obs = build_observation(normalise_features(values), current)
+    logits = policy_action(policy, obs)
+    weights, _ = constrained_target(
+        logits, current, max_weight=max_weight, turnover_cap=turnover_cap, allow_cash=allow_cash, present=present
+    )
+    return pd.DataFrame({"ticker": names, "weight": weights[index]}, index=rows.index)
+
+
+mlflow.models.set_model(AllocatorPyfunc())

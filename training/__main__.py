@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--smoke-test",
         action="store_true",
-        help="train stage: a CI-sized search (one trial on one fold) to prove the wiring, not to find a model",
+        help="train and allocate stages: CI-sized searches (one trial, a few steps) to prove the wiring, "
+        "not to find a model",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("demo", parents=[common], help="run every stage in order")
@@ -69,6 +70,9 @@ def _context(args: argparse.Namespace) -> RunContext:
     if args.smoke_test and config.signals is not None:
         tuning = config.signals.tuning.model_copy(update={"smoke_test": True})
         config = config.model_copy(update={"signals": config.signals.model_copy(update={"tuning": tuning})})
+    if args.smoke_test and config.allocation is not None:
+        rl = config.allocation.rl.model_copy(update={"smoke_test": True})
+        config = config.model_copy(update={"allocation": config.allocation.model_copy(update={"rl": rl})})
     overrides = {"data_dir": str(args.data_dir.resolve())} if args.data_dir else {}
     settings = FeatureStoreSettings(**overrides)  # type: ignore[arg-type]
     return RunContext(config=config, settings=settings, out=sys.stdout, progress=not args.no_progress)

@@ -38,6 +38,8 @@ class AllocationData:
         valid: positions of the valid segment.
         test: positions of the test segment.
         has_scores: whether the ``score`` column holds the signal models' out-of-sample scores.
+        dropped: tickers left out because they lack a close on some session of the window (listed
+            later, delisted earlier or suspended): a fixed-universe allocator cannot hold them.
     """
 
     panel: MarketPanel
@@ -45,6 +47,7 @@ class AllocationData:
     valid: tuple[int, int]
     test: tuple[int, int]
     has_scores: bool
+    dropped: tuple[str, ...] = ()
 
 
 def scores_path(data_dir: Path) -> Path:
@@ -79,6 +82,21 @@ def load_allocation_data(
             f"the data hold {train_start}: move the train segment later"
         )
     close = close.loc[close.index[train_start - warmup] : pd.Timestamp(seg.test[1])]
+    incomplete = close.columns[close.isna().any()]
+    if len(incomplete) and config.universe != "all":
+        first = incomplete[0]
+        day = close.index[int(np.argmax(close[first].isna().to_numpy()))].date()
+        raise TrainingError(
+            f"the allocation universe lists {len(incomplete)} ticker(s) without a close on every session of "
+            f"{close.index[0].date()}..{close.index[-1].date()} ({', '.join(map(str, incomplete[:5]))}; "
+            f"{first!r} first lacks one on {day}): remove them from signals.universe or move the segments"
+        )
+    close = close.drop(columns=incomplete)
+    if close.shape[1] < 2:
+        raise TrainingError(
+            f"only {close.shape[1]} ticker(s) have a close on every session of the allocation window: "
+            "an allocator needs at least 2"
+        )
     features = _service_frame(repo, close)
     scores = _scores(data_dir)
     if scores is not None:
@@ -93,6 +111,7 @@ def load_allocation_data(
         valid=_positions(panel, seg.valid),
         test=_positions(panel, seg.test),
         has_scores=scores is not None,
+        dropped=tuple(str(t) for t in incomplete),
     )
 
 

@@ -48,9 +48,7 @@ class MarketPanel:
                 f"got {self.returns.shape}"
             )
         if self.features.shape != (t, n, len(self.feature_names)):
-            raise TrainingError(
-                f"features must be [{t}, {n}, {len(self.feature_names)}], got {self.features.shape}"
-            )
+            raise TrainingError(f"features must be [{t}, {n}, {len(self.feature_names)}], got {self.features.shape}")
         if self.benchmark is not None and self.benchmark.shape != (t,):
             raise TrainingError(f"benchmark must be [{t}], got {self.benchmark.shape}")
         bad = ~np.isfinite(self.returns)
@@ -72,16 +70,24 @@ class MarketPanel:
         return len(self.tickers)
 
     def slice(self, start: int, stop: int) -> MarketPanel:
-        """Sessions ``start:stop`` (positions), as a panel of its own."""
-        return MarketPanel(
-            dates=self.dates[start:stop],
-            tickers=self.tickers,
-            returns=self.returns[start:stop],
-            features=self.features[start:stop],
-            feature_names=self.feature_names,
-            benchmark=None if self.benchmark is None else self.benchmark[start:stop],
-            label=self.label,
-        )
+        """Sessions ``start:stop`` (positions), as a panel of its own (views, not copies).
+
+        The checks of ``__post_init__`` are skipped: a slice of a checked panel passes them, and a
+        backtest slices at every rebalance, where re-scanning the history for NaN would cost
+        O(sessions x tickers) each time.
+        """
+        part = object.__new__(MarketPanel)
+        for name, value in (
+            ("dates", self.dates[start:stop]),
+            ("tickers", self.tickers),
+            ("returns", self.returns[start:stop]),
+            ("features", self.features[start:stop]),
+            ("feature_names", self.feature_names),
+            ("benchmark", None if self.benchmark is None else self.benchmark[start:stop]),
+            ("label", self.label),
+        ):
+            object.__setattr__(part, name, value)
+        return part
 
     def with_feature_lag(self, lag: int) -> MarketPanel:
         """The panel with features shifted ``lag`` sessions later (the first ``lag`` rows are NaN).

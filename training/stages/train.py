@@ -50,7 +50,7 @@ class _Run:
     data_kind: str
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """MLflow's and Optuna's INFO lines and SQLAlchemy's deprecation notes are noise in a job log."""
     import logging
     import warnings
@@ -68,7 +68,7 @@ def _quiet_libraries() -> None:
 
 def run(ctx: RunContext) -> dict[str, object]:
     """Train every enabled model, the ensemble, register them and print the evaluation table."""
-    _quiet_libraries()
+    quiet_libraries()
     config = ctx.config.signals
     if config is None:
         print(f"  skipped: the run config '{ctx.config.name}' has no 'signals' section", file=ctx.out)

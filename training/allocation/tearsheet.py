@@ -129,11 +129,12 @@ def build_tearsheet(
     }
     if fan is not None:
         figures["fan"] = _fan_figure(fan, fan_strategy)
-    tables = [("Comparison of strategies", table), *(extra_tables or {}).items()]
     header = _header(title, first, benchmark_name if benchmark is not None else None, notes, generated_at)
-    body = header + "".join(_table_section(name, frame) for name, frame in tables)
+    # The comparison first, then the plots (people would rather look than read), then the detail tables.
+    body = header + _table_section("Comparison of strategies", table)
+    details = "".join(_table_section(name, frame) for name, frame in (extra_tables or {}).items())
     sessions = np.datetime_as_string(first.dates[keep], unit="D").tolist()
-    return _page(title, body, figures, sessions)
+    return _page(title, body, figures, sessions, details)
 
 
 def write_tearsheet(path: str | Path, results: Sequence[StrategyResult], **options: Unpack[TearsheetOptions]) -> Path:
@@ -476,7 +477,7 @@ for(const div of document.querySelectorAll("div.figure")){
 """
 
 
-def _page(title: str, body: str, figures: Mapping[str, go.Figure], sessions: list[str]) -> str:
+def _page(title: str, body: str, figures: Mapping[str, go.Figure], sessions: list[str], details: str) -> str:
     """The whole document: plotly.js once, the shared session dates, one div and JSON block per figure."""
     blocks = [
         f'<div class="figure" id="fig-{key}"></div>'
@@ -490,5 +491,5 @@ def _page(title: str, body: str, figures: Mapping[str, go.Figure], sessions: lis
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style><script>{_ERROR_HOOK}</script>"
         f'<script type="text/javascript">{get_plotlyjs()}</script></head>'
-        f"<body>{body}<section><h2>Plots</h2>{''.join(blocks)}</section>{data}{loader}</body></html>"
+        f"<body>{body}<section><h2>Plots</h2>{''.join(blocks)}</section>{details}{data}{loader}</body></html>"
     )

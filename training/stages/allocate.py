@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +76,8 @@ def run(ctx: RunContext) -> dict[str, object]:
         print(f"  skipped: the run config '{ctx.config.name}' has no enabled 'allocation' section", file=ctx.out)
         return {"skipped": "no allocation section"}
     quiet_libraries()
+    # Each optimiser fallback is logged as it happens; the stage prints one summary line per strategy.
+    logging.getLogger("training.allocation.optimisers").setLevel(logging.ERROR)
     registry = SignalRegistry(
         signals.registry.resolve_tracking_uri(ctx.data_dir),
         signals.registry,
@@ -88,7 +91,8 @@ def run(ctx: RunContext) -> dict[str, object]:
         search = run_rl_search(rl_data, cfg.rl, storage_dir=ctx.data_dir / "ray_results", progress=ctx.progress)
     policy_name = f"rl_{search.config['algorithm']}"
     _print_search(ctx, search, policy_name)
-    results, seconds = _backtests(inputs, search.policy, policy_name, progress=ctx.progress)
+    notes: list[str] = []
+    results, seconds = _backtests(inputs, search.policy, policy_name, progress=ctx.progress, notes=notes)
     test = results[0].dates
     benchmark = _benchmark(inputs, test)
     n_trials = len(search.trials) + len(results) - 1
@@ -96,7 +100,7 @@ def run(ctx: RunContext) -> dict[str, object]:
     regimes = classify_regimes(inputs.data.panel.benchmark, inputs.data.panel.dates)
     test_regimes = regimes[inputs.data.test[0] : inputs.data.test[1]]
     extra = {
-        "Stress windows": _stress(inputs, search.policy, policy_name, results, benchmark),
+        "Stress windows": _stress(inputs, search.policy, policy_name, results, benchmark, notes=notes),
         "By regime (trailing trend and volatility of the benchmark)": regime_table(results, test_regimes),
     }
     mc = block_bootstrap(
@@ -115,8 +119,9 @@ def run(ctx: RunContext) -> dict[str, object]:
         fan=mc.fan,
         policy_name=policy_name,
         label=label,
+        notes=notes,
     )
-    _print_report(ctx, table=table, extra=extra, label=label, sheet=sheet, seconds=seconds)
+    _print_report(ctx, table=table, extra=extra, label=label, sheet=sheet, seconds=seconds, notes=notes)
     decision = _register(
         ctx, registry=registry, inputs=inputs, search=search, policy_name=policy_name, table=table, result=results[0]
     )
@@ -192,7 +197,7 @@ def _rl_data(inputs: _Inputs) -> RLData:
 
 
 def _backtests(
-    inputs: _Inputs, policy: PolicyParams, policy_name: str, *, progress: bool
+    inputs: _Inputs, policy: PolicyParams, policy_name: str, *, progress: bool, notes: list[str]
 ) -> tuple[list[StrategyResult], dict[str, float]]:
     start, stop = inputs.data.test
     env = PortfolioEnv(_observation_panel(inputs, start, stop), inputs.env)
@@ -200,6 +205,7 @@ def _backtests(
     strategies = _classic(inputs, with_topk=True)
     config = _backtest_config(inputs)
     classic, seconds = backtest_all(strategies, inputs.panel, config, start=start, end=stop - 1, progress=progress)
+    notes.extend(_fallback_notes(strategies, "test segment"))
     for r in classic:
         if not np.array_equal(r.dates, rl.dates):
             raise TrainingError(f"internal: {r.name} and {policy_name} backtests cover different sessions")
@@ -207,7 +213,13 @@ def _backtests(
 
 
 def _stress(
-    inputs: _Inputs, policy: PolicyParams, policy_name: str, results: list[StrategyResult], benchmark: np.ndarray
+    inputs: _Inputs,
+    policy: PolicyParams,
+    policy_name: str,
+    results: list[StrategyResult],
+    benchmark: np.ndarray,
+    *,
+    notes: list[str],
 ) -> pd.DataFrame:
     """Stress windows: from the test backtests where they fall in the test segment, else from a backtest of the window.
 
@@ -221,26 +233,42 @@ def _stress(
     panel = inputs.panel
     for window in in_test.loc[missing, "window"]:
         first, last = STRESS_WINDOWS[window]
-        start, stop = panel.position(first), panel.position(last)
-        stop = min(stop + 1, panel.n_sessions)
+        # From the close on the window's first day, or the last session before it (a holiday).
+        start = panel.position(first)
+        start -= int(start > 0 and panel.dates[start] > np.datetime64(first, "D"))
+        stop = min(panel.position(last) + 1, panel.n_sessions)
         if start < inputs.cfg.lookback + 1 or stop - start < 2 or start >= inputs.data.test[0]:
             frames.append(in_test[in_test["window"] == window])
             continue
-        window_results = _backtest_window(inputs, policy, f"{policy_name} (in-sample)", start, stop)
+        window_results = _backtest_window(inputs, policy, f"{policy_name} (in-sample)", (start, stop), notes)
         bench = _benchmark(inputs, window_results[0].dates, start=start)
         frames.append(stress_table(window_results, bench, window_results[0].dates, windows={window: (first, last)}))
     return pd.concat(frames, ignore_index=True)
 
 
 def _backtest_window(
-    inputs: _Inputs, policy: PolicyParams, policy_name: str, start: int, stop: int
+    inputs: _Inputs, policy: PolicyParams, policy_name: str, window: tuple[int, int], notes: list[str]
 ) -> list[StrategyResult]:
+    start, stop = window
     env = PortfolioEnv(_observation_panel(inputs, start, stop), inputs.env)
     rl = run_policy(env, lambda obs: policy_action(policy, obs), name=policy_name)
-    classic, _ = backtest_all(
-        _classic(inputs, with_topk=False), inputs.panel, _backtest_config(inputs), start=start, end=stop - 1
-    )
+    strategies = _classic(inputs, with_topk=False)
+    classic, _ = backtest_all(strategies, inputs.panel, _backtest_config(inputs), start=start, end=stop - 1)
+    notes.extend(_fallback_notes(strategies, f"stress window from {inputs.panel.dates[start]}"))
     return [rl, *classic]
+
+
+def _fallback_notes(strategies: list[Strategy], where: str) -> list[str]:
+    """One line per strategy whose optimiser failed on some rebalances and held equal weight there."""
+    notes = []
+    for s in strategies:
+        records: list[str] = list(getattr(s, "fallbacks", []))
+        if records:
+            notes.append(
+                f"{s.name} held equal weight on {len(records)} rebalance(s) of the {where} where its solve "
+                f"failed; first: {records[0]}"
+            )
+    return notes
 
 
 def _classic(inputs: _Inputs, *, with_topk: bool) -> list[Strategy]:
@@ -294,6 +322,7 @@ def _write_sheet(
     fan: dict[float, np.ndarray],
     policy_name: str,
     label: str,
+    notes: list[str],
 ) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return write_tearsheet(
@@ -313,6 +342,7 @@ def _write_sheet(
             "The test segment was untouched by tuning: RL trained on the train segment and was chosen on "
             "walk-forward windows of the valid segment.",
             "Every strategy trades at the close after the data it decides on, and pays the same costs.",
+            *notes,
         ],
     )
 
@@ -325,15 +355,15 @@ def _print_report(
     label: str,
     sheet: Path,
     seconds: dict[str, float],
+    notes: list[str],
 ) -> None:
     print(f"\n  Test segment, untouched by tuning; {label}:\n", file=ctx.out)
     print("\n".join("  " + line for line in format_table(table).splitlines()), file=ctx.out)
     for name, frame in extra.items():
         print(f"\n  {name}:", file=ctx.out)
-        print(
-            "\n".join("  " + line for line in frame.to_string(float_format=lambda v: f"{v:.4f}").splitlines()),
-            file=ctx.out,
-        )
+        print("\n".join("  " + line for line in _plain(frame).splitlines()), file=ctx.out)
+    for note in notes:
+        print(f"  note: {note}", file=ctx.out)
     slow = ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
     print(f"\n  backtest wall time: {slow}", file=ctx.out)
     reports = sheet.parent
@@ -343,6 +373,16 @@ def _print_report(
     )
     table.to_csv(reports / sheet.name.replace(".html", ".csv"))
     print(f"  tear sheet: {sheet}", file=ctx.out, flush=True)
+
+
+def _plain(frame: pd.DataFrame) -> str:
+    """A small table as text: counts as integers, other numbers to 4 decimals, no row index."""
+    shown = frame.copy()
+    for column in shown.columns:
+        if column in ("days", "n_days"):
+            shown[column] = shown[column].astype("Int64")
+    keep_index = not isinstance(shown.index, pd.RangeIndex)
+    return shown.to_string(index=keep_index, float_format=lambda v: f"{v:.4f}", na_rep="-")
 
 
 def _register(

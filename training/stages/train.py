@@ -53,8 +53,11 @@ class _Run:
 def quiet_libraries() -> None:
     """MLflow's and Optuna's INFO lines and SQLAlchemy's deprecation notes are noise in a job log."""
     import logging
+    import os
     import warnings
 
+    # MLflow's artifact progress bars (one per input-example check) are noise in a job log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("mlflow", "optuna", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*noload.*")

@@ -102,7 +102,8 @@ class ModelCallError(Exception):
     Attributes:
         model: the model name.
         reason: a short code: timeout, connection_error, http_<status>, bad_response, circuit_open,
-            not_deployed.
+            not_deployed (and, for the allocator, outside_universe).
+        detail: what the server said (its error reason for an http_<status>), for logs and reasons.
     """
 
     def __init__(self, model: str, reason: str, detail: str = "") -> None:
@@ -110,3 +111,8 @@ class ModelCallError(Exception):
         self.model = model
         self.reason = reason
         self.detail = detail
+
+    @property
+    def refused(self) -> bool:
+        """The server answered 4xx: it is up and refused this request (not a sign of ill health)."""
+        return self.reason.startswith("http_4")

@@ -52,6 +52,17 @@ def fp64_inputs(columns: Mapping[str, Sequence[float | None]]) -> list[dict[str,
 
 
 CacheKey = tuple[str, str, bytes]
+MAX_ERROR_TEXT: Final = 500
+
+
+def _error_text(response: httpx.Response) -> str:
+    """A model server's error reason: KServe's ``{"error": reason}`` body, else the raw text (bounded)."""
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        body = None
+    text = body.get("error") if isinstance(body, dict) else None
+    return (text if isinstance(text, str) else response.text)[:MAX_ERROR_TEXT]
 
 
 class InferenceClient:
@@ -163,7 +174,13 @@ class InferenceClient:
         try:
             result = await self._post(model, f"{self.urls[server]}/v2/models/{model}/infer", body, timeout_s)
         except ModelCallError as e:
-            breaker.record_failure()
+            if e.refused:
+                # The server answered: it is up, this request was wrong (an allocation universe with
+                # a ticker the model was not trained on). One tenant's bad requests must not open
+                # the circuit for everyone.
+                breaker.record_success()
+            else:
+                breaker.record_failure()
             outcome = e.reason
             raise
         else:
@@ -185,7 +202,7 @@ class InferenceClient:
         except httpx.HTTPError as e:
             raise ModelCallError(model, "connection_error", type(e).__name__) from e
         if response.status_code != 200:
-            raise ModelCallError(model, f"http_{response.status_code}", response.text[:200])
+            raise ModelCallError(model, f"http_{response.status_code}", _error_text(response))
         try:
             answer = orjson.loads(response.content)
             outputs = {str(o["name"]): list(o["data"]) for o in answer["outputs"]}

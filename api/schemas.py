@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 Ticker = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,14}$", to_upper=True, strip_whitespace=True)
@@ -57,8 +58,19 @@ class SignalsPublic(BaseModel):
 class AllocationConstraints(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    max_weight: float = Field(1.0, gt=0.0, le=1.0, description="Largest weight of one asset.")
-    long_only: bool = Field(True, description="The fallback allocators are always long-only.")
+    max_weight: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Largest weight of one asset, a hard limit: the allocator model's weights are capped at it "
+        "(the excess is held in cash) and the fallbacks respect it.",
+    )
+    long_only: bool = Field(True, description="The allocator model and the fallbacks are always long-only.")
+
+
+# Tolerance on "the book sums to at most 1": float sums of weights a client computed.
+BOOK_TOLERANCE: Final = 1e-9
+Weight = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class AllocationRequest(BaseModel):
@@ -70,6 +82,12 @@ class AllocationRequest(BaseModel):
     risk_tolerance: Literal["low", "medium", "high"] = Field(
         "medium", description="Fallback mapping: low = inverse variance, medium = inverse volatility, high = equal."
     )
+    current_weights: dict[Ticker, Weight] = Field(
+        default_factory=dict,
+        description="The book held now, ticker -> weight in [0, 1], tickers of the universe only, summing to at "
+        "most 1 (the rest is cash). Empty = all cash. The allocator model takes it into account (turnover); "
+        "the fallbacks ignore it.",
+    )
 
     @field_validator("universe")
     @classmethod
@@ -77,6 +95,16 @@ class AllocationRequest(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError("universe has duplicate tickers")
         return value
+
+    @model_validator(mode="after")
+    def _book_within_universe(self) -> Self:
+        outside = sorted(set(self.current_weights) - set(self.universe))
+        if outside:
+            raise ValueError(f"current_weights names tickers outside the universe: {', '.join(outside[:10])}")
+        total = math.fsum(self.current_weights.values())
+        if total > 1.0 + BOOK_TOLERANCE:
+            raise ValueError(f"current_weights sum to {total:.6g}; a long-only book sums to at most 1")
+        return self
 
 
 class WeightPublic(BaseModel):
@@ -88,14 +116,25 @@ class WeightPublic(BaseModel):
 
 class AllocationPublic(BaseModel):
     allocations: list[WeightPublic]
-    cash: float = Field(description="Capital left unallocated (non-zero only when caps bind).")
+    cash: float = Field(
+        description="Capital left unallocated: the allocator model's cash weight plus any excess over max_weight "
+        "(with a fallback, non-zero only when caps bind)."
+    )
     expected_volatility: float | None = Field(description="Annualised portfolio volatility under the assumption.")
     volatility_assumption: str
-    method: str = Field(description="The allocator model, or the named fallback used.")
-    model_versions: dict[str, str]
+    method: str = Field(
+        description="`allocator` (the registered allocator model answered) or the named fallback used: "
+        "inverse_volatility, inverse_variance or equal_weight."
+    )
+    model_versions: dict[str, str] = Field(
+        description="Model -> the version that produced the weights ({'allocator': '<version>'}); empty for a fallback."
+    )
     as_of: datetime | None
-    degraded: bool
-    reasons: list[DegradedReason]
+    degraded: bool = Field(description="True when a fallback answered instead of the allocator model.")
+    reasons: list[DegradedReason] = Field(
+        description="Why a fallback answered (code not_deployed, outside_universe, timeout, connection_error, "
+        "circuit_open, http_<status>, bad_response) and notes (max_weight_cap, long_only, fallback_note)."
+    )
     request_id: str
 
 

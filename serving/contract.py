@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from feature_repo.schema import FEATURES_BY_VIEW, MODEL_SERVICES, names
+from feature_repo.schema import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE, FEATURES_BY_VIEW, MODEL_SERVICES, names
 
 DEFAULT_ALIAS: Final = "champion"
 
@@ -23,6 +23,18 @@ ENSEMBLE_NAME: Final = "ensemble"
 # The ensemble takes one column per signal model, named by the registered model name.
 ENSEMBLE_COMPONENTS: Final[tuple[str, ...]] = tuple(SIGNAL_FEATURE_SERVICES)
 ENSEMBLE_OUTPUTS: Final[tuple[str, ...]] = ("score", "coverage")
+
+ALLOCATOR_NAME: Final = "allocator"
+ALLOCATOR_FEATURE_SERVICE: Final = ALLOCATOR_SERVICE
+TICKER_INPUT: Final = "ticker"
+CURRENT_WEIGHT_INPUT: Final = "current_weight"
+# The allocator's signature: the ticker (string), the service's features in the schema's order and
+# the weight held now (double, optional); it answers one ``weight`` per row.
+ALLOCATOR_INPUTS: Final[tuple[str, ...]] = (TICKER_INPUT, *ALLOCATOR_FEATURES, CURRENT_WEIGHT_INPUT)
+WEIGHT_OUTPUT: Final = "weight"
+# The start of the 400 message for a ticker the allocator was not trained on: the gateway tells
+# this refusal apart from the others by it (docs/serving-contract.md), so it never changes.
+OUTSIDE_UNIVERSE_MESSAGE: Final = "outside the allocator's trained universe"
 
 SCORE_OUTPUT: Final = "score"
 BIAS_OUTPUT: Final = "bias"

@@ -25,7 +25,8 @@ from typing import Final
 
 import httpx
 
-MODELS: Final = ("technical", "fundamental", "sentiment_signal", "ensemble")
+# Entry points of docs/serving-contract.md started when their model has a champion (in this order).
+MODELS: Final = ("technical", "fundamental", "sentiment_signal", "ensemble", "allocator")
 READY_TIMEOUT_S: Final = 120.0
 STOP_GRACE_S: Final = 10.0
 SAMPLE_TICKERS: Final = "AAPL,MSFT,JPM"

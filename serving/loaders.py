@@ -15,18 +15,25 @@ import lightgbm as lgb
 import mlflow.lightgbm
 import mlflow.pyfunc
 from mlflow.models import Model
+from mlflow.models.model import MODEL_CONFIG
 from mlflow.pyfunc import PyFuncModel
+from mlflow.types import DataType
 
+from feature_repo.schema import ALLOCATOR_FEATURES
 from serving.contract import (
+    ALLOCATOR_FEATURE_SERVICE,
+    ALLOCATOR_INPUTS,
     ENSEMBLE_COMPONENTS,
     ENSEMBLE_OUTPUTS,
     NO_FEATURE_SERVICE,
     TAG_FEATURE_SERVICE,
+    TICKER_INPUT,
+    WEIGHT_OUTPUT,
     service_features,
 )
 from serving.errors import ModelLoadError, SignatureMismatch
 from serving.registry import Registry, VersionRef
-from serving.signature import check_names, signature_inputs
+from serving.signature import check_names, check_types, signature_inputs, typed_inputs
 
 _TMP_PREFIX = "portfolio-os-serving-"
 
@@ -59,6 +66,26 @@ class LoadedEnsemble:
     # Models-from-code may read files beside the model while predicting: keep the folder alive.
     workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
     feature_service: str = NO_FEATURE_SERVICE
+
+    @property
+    def version(self) -> str:
+        """The MLflow version number, as a string."""
+        return self.ref.version
+
+    def close(self) -> None:
+        """Remove the download folder (a replaced version's folder goes when the last request drops it)."""
+        self.workdir.cleanup()
+
+
+@dataclass(frozen=True)
+class LoadedAllocator:
+    """An allocator pyfunc version taking ``ticker``, the ``allocator_v1`` features and ``current_weight``."""
+
+    ref: VersionRef
+    model: PyFuncModel
+    tickers: frozenset[str]  # the trained universe: a request may name any subset of it
+    workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
+    feature_service: str = ALLOCATOR_FEATURE_SERVICE
 
     @property
     def version(self) -> str:
@@ -122,6 +149,21 @@ def load_signal(registry: Registry, ref: VersionRef, feature_service: str) -> Lo
     return LoadedSignal(ref=ref, booster=booster, features=tuple(features), feature_service=feature_service)
 
 
+def _output_names(mlmodel: Model) -> list[str]:
+    signature = mlmodel.signature
+    return signature.outputs.input_names() if signature is not None and signature.outputs is not None else []
+
+
+def _load_pyfunc(local: Path, ref: VersionRef) -> PyFuncModel:
+    try:
+        # suppress_warnings skips MLflow's comparison of the model's requirements with every
+        # installed distribution (about 1-4 s per load): the image pins the environment.
+        model: PyFuncModel = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
+    except Exception as e:  # models-from-code runs the model's own code: any error type can surface
+        raise ModelLoadError(f"cannot load the pyfunc model of {ref.uri}: {e}") from e
+    return model
+
+
 def load_ensemble(registry: Registry, ref: VersionRef) -> LoadedEnsemble:
     """Download, load and check an ensemble pyfunc version.
 
@@ -143,17 +185,76 @@ def load_ensemble(registry: Registry, ref: VersionRef) -> LoadedEnsemble:
             raise SignatureMismatch(
                 f"{ref.uri} takes inputs {inputs}; an ensemble takes signal-model names only ({ENSEMBLE_COMPONENTS})"
             )
-        outputs = mlmodel.signature.outputs.input_names() if mlmodel.signature and mlmodel.signature.outputs else []
+        outputs = _output_names(mlmodel)
         missing = [name for name in ENSEMBLE_OUTPUTS if outputs and name not in outputs]
         if missing:
             raise SignatureMismatch(f"{ref.uri} declares outputs {outputs}; missing {missing}")
-        try:
-            # suppress_warnings skips MLflow's comparison of the model's requirements with every
-            # installed distribution (about 1-4 s per load): the image pins the environment.
-            model = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
-        except Exception as e:  # models-from-code runs the model's own code: any error type can surface
-            raise ModelLoadError(f"cannot load the pyfunc model of {ref.uri}: {e}") from e
+        model = _load_pyfunc(local, ref)
     except BaseException:
         workdir.cleanup()
         raise
     return LoadedEnsemble(ref=ref, model=model, inputs=tuple(inputs), workdir=workdir)
+
+
+def _check_allocator_signature(mlmodel: Model, ref: VersionRef) -> None:
+    what = f"the signature of {ref.uri}"
+    inputs = typed_inputs(mlmodel.signature, ref.uri)
+    check_names(
+        ALLOCATOR_INPUTS,
+        [name for name, _ in inputs],
+        what,
+        f"the allocator contract ({TICKER_INPUT}, the '{ALLOCATOR_FEATURE_SERVICE}' features, current_weight)",
+    )
+    expected = dict.fromkeys(ALLOCATOR_INPUTS, DataType.double) | {TICKER_INPUT: DataType.string}
+    check_types(inputs, expected, what)
+    outputs = _output_names(mlmodel)
+    if outputs and WEIGHT_OUTPUT not in outputs:
+        raise SignatureMismatch(f"{ref.uri} declares outputs {outputs}; missing '{WEIGHT_OUTPUT}'")
+
+
+def _trained_universe(mlmodel: Model, ref: VersionRef) -> frozenset[str]:
+    """The ``tickers`` of the version's model_config; its ``features`` must be the service's, in order."""
+    config = mlmodel.flavors["python_function"].get(MODEL_CONFIG) or {}
+    tickers = config.get("tickers")
+    if not isinstance(tickers, list) or not tickers or not all(isinstance(t, str) and t for t in tickers):
+        raise ModelLoadError(f"{ref.uri} has no model_config 'tickers' (the trained universe, a list of names)")
+    features = config.get("features")
+    if features is not None:
+        check_names(
+            ALLOCATOR_FEATURES,
+            [str(f) for f in features],
+            f"the model_config features of {ref.uri}",
+            f"feature service '{ALLOCATOR_FEATURE_SERVICE}'",
+        )
+    return frozenset(tickers)
+
+
+def load_allocator(registry: Registry, ref: VersionRef) -> LoadedAllocator:
+    """Download, load and check an allocator pyfunc version.
+
+    Its signature's inputs must be exactly ``ticker`` (string), the ``allocator_v1`` features
+    (double, in the schema's order) and ``current_weight`` (double); its ``feature_service`` tag
+    must be ``allocator_v1``; its model_config must name the trained universe (``tickers``).
+
+    Raises:
+        SignatureMismatch: the signature, the outputs, the features or the tag disagree (every
+            difference named).
+        ModelLoadError: the version is not a pyfunc model, lacks its universe, or its code fails to load.
+        RegistryUnavailable: the artifacts cannot be downloaded.
+    """
+    workdir = tempfile.TemporaryDirectory(prefix=_TMP_PREFIX)
+    try:
+        local = registry.download(ref, Path(workdir.name))
+        mlmodel = _read_mlmodel(local, ref, "python_function")
+        _check_allocator_signature(mlmodel, ref)
+        tag = ref.tags.get(TAG_FEATURE_SERVICE)
+        if tag != ALLOCATOR_FEATURE_SERVICE:
+            raise SignatureMismatch(
+                f"{ref.uri} is tagged {TAG_FEATURE_SERVICE}={tag!r}; this server serves '{ALLOCATOR_FEATURE_SERVICE}'"
+            )
+        tickers = _trained_universe(mlmodel, ref)
+        model = _load_pyfunc(local, ref)
+    except BaseException:
+        workdir.cleanup()
+        raise
+    return LoadedAllocator(ref=ref, model=model, tickers=tickers, workdir=workdir)

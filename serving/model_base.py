@@ -1,8 +1,9 @@
 """What every Portfolio OS ``kserve.Model`` shares: the champion it reads, decoding, metrics, encoding.
 
-A subclass implements :meth:`ChampionModel.compute` only: named float64 columns in, named float64
-outputs out, for the version it is handed. ``predict`` reads the champion once per request, so a
-reload in the middle of a request cannot mix two versions.
+A subclass implements :meth:`ChampionModel.compute` only: named float64 columns in (``str`` columns
+for the inputs it declares as text), named float64 outputs out, for the version it is handed.
+``predict`` reads the champion once per request, so a reload in the middle of a request cannot mix
+two versions.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from abc import abstractmethod
-from typing import Any, Generic
+from typing import Any, ClassVar, Generic
 
 import numpy as np
 from kserve import Model
@@ -18,7 +19,7 @@ from kserve.protocol.infer_type import InferRequest, InferResponse
 
 from serving import metrics
 from serving.champion import Champion, T
-from serving.tensors import Columns, columns_from_v1, columns_from_v2, fp64_output
+from serving.tensors import NO_TEXT, Columns, columns_from_v1, columns_from_v2, fp64_output
 
 
 class ChampionModel(Model, Generic[T]):  # type: ignore[misc]  # kserve ships no type hints
@@ -27,7 +28,12 @@ class ChampionModel(Model, Generic[T]):  # type: ignore[misc]  # kserve ships no
     Args:
         name: the KServe model name (URL path and ``model`` metric label).
         champion: the loaded version, shared with sibling models of the same registered model.
+
+    Attributes:
+        text_inputs: the inputs decoded as strings (``BYTES`` tensors); every other input is FP64.
     """
+
+    text_inputs: ClassVar[frozenset[str]] = NO_TEXT
 
     def __init__(self, name: str, champion: Champion[T]) -> None:
         super().__init__(name)
@@ -50,6 +56,8 @@ class ChampionModel(Model, Generic[T]):  # type: ignore[misc]  # kserve ships no
     def compute(self, loaded: T, columns: Columns) -> tuple[int, dict[str, np.ndarray]]:
         """Score ``columns`` with ``loaded``; return the row count and the named FP64 ``[n]`` outputs.
 
+        ``columns`` holds float64 vectors, and ``str`` object vectors for :attr:`text_inputs`.
+
         Raises:
             BadRequest: the columns do not fit the model (unknown, missing, unequal lengths).
         """
@@ -59,7 +67,10 @@ class ChampionModel(Model, Generic[T]):  # type: ignore[misc]  # kserve ships no
     ) -> InferResponse | dict[str, Any]:
         """Answer a v2 ``InferRequest`` (or a v1 ``{"instances": [...]}`` dict) with the champion's outputs."""
         loaded = self.champion.current
-        columns = columns_from_v2(payload) if isinstance(payload, InferRequest) else columns_from_v1(payload)
+        if isinstance(payload, InferRequest):
+            columns = columns_from_v2(payload, self.text_inputs)
+        else:
+            columns = columns_from_v1(payload, self.text_inputs)
         started = time.perf_counter()
         rows, outputs = self.compute(loaded, columns)
         elapsed = time.perf_counter() - started

@@ -23,11 +23,19 @@ from kserve.model_server import app
 from kserve.protocol.rest.server import RESTServer
 from pydantic import ValidationError
 
+from serving.allocator_model import AllocatorModel
 from serving.champion import Champion
-from serving.contract import ENSEMBLE_NAME, EXPLAIN_SUFFIX, SIGNAL_FEATURE_SERVICES
+from serving.contract import ALLOCATOR_NAME, ENSEMBLE_NAME, EXPLAIN_SUFFIX, SIGNAL_FEATURE_SERVICES
 from serving.ensemble_model import EnsembleModel
 from serving.errors import BadRequest, ServingError
-from serving.loaders import LoadedEnsemble, LoadedSignal, load_ensemble, load_signal
+from serving.loaders import (
+    LoadedAllocator,
+    LoadedEnsemble,
+    LoadedSignal,
+    load_allocator,
+    load_ensemble,
+    load_signal,
+)
 from serving.model_base import ChampionModel
 from serving.registry import Registry, VersionRef
 from serving.settings import ServerOptions, get_settings
@@ -134,11 +142,19 @@ def _ensemble_models(options: ServerOptions, registry: Registry) -> list[Champio
     return [EnsembleModel(options.model_name, champion)]
 
 
+def _allocator_models(options: ServerOptions, registry: Registry) -> list[ChampionModel[Any]]:
+    def loader(ref: VersionRef) -> LoadedAllocator:
+        return load_allocator(registry, ref)
+
+    champion = Champion(options.model_name, options.registered_name, options.alias, registry, loader)
+    return [AllocatorModel(options.model_name, champion)]
+
+
 def serve(options: ServerOptions) -> None:
     """Load ``options.registered_name``'s version, serve it until SIGTERM/SIGINT, then return.
 
-    Signal models are served as ``<model_name>`` and ``<model_name>-explain``; the ensemble as
-    ``<model_name>``.
+    Signal models are served as ``<model_name>`` and ``<model_name>-explain``; the ensemble and the
+    allocator as ``<model_name>``.
 
     Raises:
         SystemExit: status 1 with a one-line message when the registry or the version is unusable.
@@ -150,6 +166,8 @@ def serve(options: ServerOptions) -> None:
         raise fail(prog, e) from None
     if options.registered_name == ENSEMBLE_NAME:
         models = _ensemble_models(options, registry)
+    elif options.registered_name == ALLOCATOR_NAME:
+        models = _allocator_models(options, registry)
     elif options.registered_name in SIGNAL_FEATURE_SERVICES:
         models = _signal_models(options, registry)
     else:

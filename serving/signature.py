@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType
@@ -46,21 +46,36 @@ def name_differences(expected: Sequence[str], actual: Sequence[str]) -> list[str
     return problems
 
 
-def signature_inputs(signature: ModelSignature | None, what: str) -> list[str]:
-    """The ordered input names of a column signature whose inputs are all FP64 (``double``).
+def typed_inputs(signature: ModelSignature | None, what: str) -> list[tuple[str, DataType]]:
+    """The ordered (name, type) of a column signature's inputs.
 
     Raises:
-        SignatureMismatch: no signature, a tensor signature, unnamed or non-double inputs.
+        SignatureMismatch: no signature, a tensor signature or unnamed inputs.
     """
     if signature is None or signature.inputs is None:
         raise SignatureMismatch(f"{what} has no input signature; training must log one")
     specs = signature.inputs.inputs
     if not all(isinstance(s, ColSpec) and s.name for s in specs):
         raise SignatureMismatch(f"{what} has a tensor or unnamed input signature; expected one named column per input")
-    not_double = [f"{s.name} ({s.type})" for s in specs if s.type != DataType.double]
-    if not_double:
-        raise SignatureMismatch(f"{what} has inputs that are not double: {_listed(not_double)}")
-    return [str(s.name) for s in specs]
+    return [(str(s.name), s.type) for s in specs]
+
+
+def signature_inputs(signature: ModelSignature | None, what: str) -> list[str]:
+    """The ordered input names of a column signature whose inputs are all FP64 (``double``).
+
+    Raises:
+        SignatureMismatch: no signature, a tensor signature, unnamed or non-double inputs.
+    """
+    inputs = typed_inputs(signature, what)
+    check_types(inputs, {name: DataType.double for name, _ in inputs}, what)
+    return [name for name, _ in inputs]
+
+
+def check_types(inputs: Sequence[tuple[str, DataType]], expected: Mapping[str, DataType], what: str) -> None:
+    """Raise :class:`SignatureMismatch` naming every input whose type is not ``expected[name]``."""
+    wrong = [f"{name} ({kind}, expected {expected[name]})" for name, kind in inputs if kind != expected[name]]
+    if wrong:
+        raise SignatureMismatch(f"{what} has inputs of the wrong type: {_listed(wrong)}")
 
 
 def check_names(expected: Sequence[str], actual: Sequence[str], what: str, against: str) -> None:

@@ -1,10 +1,14 @@
-"""Named FP64 columns in and out of Open Inference Protocol requests (v2) and v1 instance lists.
+"""Named columns in and out of Open Inference Protocol requests (v2) and v1 instance lists.
 
-JSON has no NaN, so a missing value arrives as ``null``. KServe 0.21 keeps JSON tensor data as a
-Python list and ``InferInput.as_numpy`` builds it with ``np.array(data, dtype=float64)``, which
-turns ``None`` into NaN: nulls need no handling here beyond choosing a float dtype, and LightGBM
-treats the NaN as missing exactly as in training. Integer datatypes cannot carry nulls; a null in
-one is a 400.
+Numeric inputs become float64 vectors. JSON has no NaN, so a missing value arrives as ``null``.
+KServe 0.21 keeps JSON tensor data as a Python list and ``InferInput.as_numpy`` builds it with
+``np.array(data, dtype=float64)``, which turns ``None`` into NaN: nulls need no handling here
+beyond choosing a float dtype, and LightGBM treats the NaN as missing exactly as in training.
+Integer datatypes cannot carry nulls; a null in one is a 400.
+
+Text inputs (a model names them, e.g. the allocator's ``ticker``) must be ``BYTES`` tensors and
+become object vectors of ``str``: JSON data is a list of strings, the binary extension delivers
+bytes, decoded as UTF-8. A null or a number in a text input is a 400.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest
 from serving.errors import BadRequest
 
 Columns = dict[str, np.ndarray]
+NO_TEXT: frozenset[str] = frozenset()
 _NUMERIC_PREFIXES = ("FP", "INT", "UINT")
 _V1_SHAPE = "a v1 payload is {'instances': [{<input name>: <number or null>, ...}, ...]}"
 
@@ -34,6 +39,10 @@ def _fp64_vector(tensor: InferInput) -> np.ndarray:
         values = np.asarray(tensor.as_numpy(), dtype=np.float64)
     except (TypeError, ValueError) as e:
         raise BadRequest(f"input '{name}' is not a numeric tensor of its declared shape: {e}") from e
+    return _flat(values, name)
+
+
+def _flat(values: np.ndarray, name: str) -> np.ndarray:
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if values.ndim != 1:
@@ -41,11 +50,47 @@ def _fp64_vector(tensor: InferInput) -> np.ndarray:
     return values
 
 
+def _text(value: Any, name: str, index: int) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BadRequest(f"input '{name}' element {index} is not UTF-8 text: {e}") from e
+    raise BadRequest(f"input '{name}' element {index} is {type(value).__name__}, not a string")
+
+
+def text_vector(values: Any, name: str) -> np.ndarray:
+    """``values`` (a sequence of str or UTF-8 bytes) as a 1-D object vector of ``str``.
+
+    Raises:
+        BadRequest: a null, a number or undecodable bytes among the values, or a shape other than ``[n]``.
+    """
+    try:
+        array = np.asarray(values, dtype=object)
+    except ValueError as e:  # ragged nesting
+        raise BadRequest(f"input '{name}' is not a flat list of strings: {e}") from e
+    flat = _flat(array, name)
+    return np.array([_text(v, name, i) for i, v in enumerate(flat)], dtype=object)
+
+
+def _bytes_vector(tensor: InferInput) -> np.ndarray:
+    name = tensor.name
+    if tensor.datatype != "BYTES":
+        raise BadRequest(f"input '{name}' has datatype {tensor.datatype}; expected BYTES (strings)")
+    try:
+        values = tensor.as_numpy()
+    except (TypeError, ValueError) as e:
+        raise BadRequest(f"input '{name}' is not a BYTES tensor of its declared shape: {e}") from e
+    return text_vector(values, name)
+
+
 def check_columns(columns: Mapping[str, np.ndarray], allowed: Sequence[str], *, require_all: bool) -> int:
     """Check the names and lengths of request columns; return the number of rows.
 
     Args:
-        columns: input name -> 1-D float64 values.
+        columns: input name -> 1-D values (float64, or str for text inputs).
         allowed: the names the model takes.
         require_all: whether every allowed name must be present (signal models) or any non-empty
             subset may be (the ensemble).
@@ -70,25 +115,27 @@ def check_columns(columns: Mapping[str, np.ndarray], allowed: Sequence[str], *, 
     return next(iter(lengths.values()))
 
 
-def columns_from_v2(request: InferRequest) -> Columns:
-    """One float64 vector per named input of a v2 request (nulls as NaN).
+def columns_from_v2(request: InferRequest, text_inputs: frozenset[str] = NO_TEXT) -> Columns:
+    """One vector per named input of a v2 request: str for ``text_inputs``, float64 (nulls as NaN) otherwise.
 
     Raises:
-        BadRequest: a repeated name, a non-numeric datatype or a shape other than ``[n]``/``[n, 1]``.
+        BadRequest: a repeated name, a datatype other than BYTES for a text input or a numeric one
+            for the rest, non-string text, or a shape other than ``[n]``/``[n, 1]``.
     """
     columns: Columns = {}
     for tensor in request.inputs:
         if tensor.name in columns:
             raise BadRequest(f"input '{tensor.name}' appears more than once")
-        columns[tensor.name] = _fp64_vector(tensor)
+        decode = _bytes_vector if tensor.name in text_inputs else _fp64_vector
+        columns[tensor.name] = decode(tensor)
     return columns
 
 
-def columns_from_v1(payload: Any) -> Columns:
-    """One float64 vector per key of a v1 ``instances`` list (nulls as NaN).
+def columns_from_v1(payload: Any, text_inputs: frozenset[str] = NO_TEXT) -> Columns:
+    """One vector per key of a v1 ``instances`` list: str for ``text_inputs``, float64 (nulls as NaN) otherwise.
 
     Raises:
-        BadRequest: not an instance list, instances with different keys, or non-numeric values.
+        BadRequest: not an instance list, instances with different keys, non-string text or non-numeric values.
     """
     instances = payload.get("instances") if isinstance(payload, dict) else None
     if not isinstance(instances, list) or not instances or not all(isinstance(i, dict) for i in instances):
@@ -96,10 +143,17 @@ def columns_from_v1(payload: Any) -> Columns:
     names = list(instances[0])
     if any(set(i) != set(names) for i in instances):
         raise BadRequest(f"every instance must carry the same inputs; {_V1_SHAPE}")
-    try:
-        return {n: np.array([i[n] for i in instances], dtype=np.float64) for n in names}
-    except (TypeError, ValueError) as e:
-        raise BadRequest(f"v1 instances must hold numbers or null: {e}") from e
+    columns: Columns = {}
+    for name in names:
+        values = [i[name] for i in instances]
+        if name in text_inputs:
+            columns[name] = text_vector(values, name)
+            continue
+        try:
+            columns[name] = np.array(values, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise BadRequest(f"v1 instances must hold numbers or null in '{name}': {e}") from e
+    return columns
 
 
 def fp64_output(name: str, values: np.ndarray) -> InferOutput:

@@ -39,9 +39,9 @@ from training.pipeline import STAGES
 
 CONTRACT: Final = (ROOT / "docs" / "serving-contract.md").read_text()
 SCENARIOS: Final = {p.name.removesuffix("-values.yaml"): p for p in CI_VALUES}
-# The model server entry points the chart may start, one per InferenceService key; the last two
-# arrive with the allocator and text-classifier issues and stay disabled until then.
-FUTURE_ENTRY_POINTS: Final = frozenset({"allocator", "sentiment_text"})
+# The model server entry points the chart may start, one per InferenceService key; the last one
+# arrives with the text-classifier issue and stays disabled until then.
+FUTURE_ENTRY_POINTS: Final = frozenset({"sentiment_text"})
 SERVING_ENTRY_POINTS: Final = frozenset(
     {"technical", "fundamental", "sentiment_signal", "ensemble", "allocator", "sentiment_text"}
 )
@@ -137,13 +137,13 @@ def test_scenarios_render_what_they_promise() -> None:
 
 
 def test_models_on_by_default_and_the_later_ones_off() -> None:
-    """technical, fundamental, sentiment_signal and ensemble are served; allocator and sentiment_text wait."""
+    """technical, fundamental, sentiment_signal, ensemble and allocator are served; sentiment_text waits."""
     isvcs = by_kind(rendered_objects(SCENARIOS["default"]), "InferenceService")
     models = {o["metadata"]["labels"]["portfolio-os.io/model"] for o in isvcs}
-    assert models == {"technical", "fundamental", "sentiment-signal", "ensemble"}
+    assert models == {"technical", "fundamental", "sentiment-signal", "ensemble", "allocator"}
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert set(values["inferenceServices"]["models"]) == SERVING_ENTRY_POINTS
-    assert not values["inferenceServices"]["models"]["allocator"]["enabled"]
+    assert values["inferenceServices"]["models"]["allocator"]["enabled"]
     assert not values["inferenceServices"]["models"]["sentiment_text"]["enabled"]
 
 

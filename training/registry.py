@@ -100,6 +100,7 @@ class SignalRegistry:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.artifact_location = artifact_location_for(tracking_uri)
 
     def check_reachable(self) -> None:
         """Fail fast, before any training, when the registry cannot be reached.
@@ -166,7 +167,7 @@ class SignalRegistry:
         signature = ModelSignature(
             inputs=Schema([ColSpec("double", f) for f in features]), outputs=Schema([ColSpec("double", "score")])
         )
-        with _logged_run(record) as run_id:
+        with _logged_run(record, self.artifact_location) as run_id:
             for step, ic in enumerate(fold_rank_ics):
                 mlflow.log_metric("cv_fold_rank_ic", ic, step=step)
             info = mlflow.lightgbm.log_model(
@@ -184,7 +185,7 @@ class SignalRegistry:
             inputs=Schema([ColSpec("double", c, required=False) for c in weights]),
             outputs=Schema([ColSpec("double", "score"), ColSpec("double", "coverage")]),
         )
-        with _logged_run(record) as run_id:
+        with _logged_run(record, self.artifact_location) as run_id:
             info = mlflow.pyfunc.log_model(
                 name=ARTIFACT,
                 python_model=str(ENSEMBLE_CODE),
@@ -216,7 +217,7 @@ class SignalRegistry:
         example = pd.DataFrame(
             {"ticker": list(model_config["tickers"])[:2], **{f: [0.0, 0.0] for f in features}, "current_weight": 0.0}
         )
-        with _logged_run(record) as run_id:
+        with _logged_run(record, self.artifact_location) as run_id:
             info = mlflow.pyfunc.log_model(
                 name=ARTIFACT,
                 python_model=str(ALLOCATOR_CODE),
@@ -300,11 +301,24 @@ class SignalRegistry:
         return PromotionDecision(name, str(previous), True, reason, current, float("nan"), None)
 
 
+def artifact_location_for(tracking_uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite store, else the server's default.
+
+    MLflow's default for a file or SQLite store is ``./mlruns`` under the process's working
+    directory, which scatters a run's models outside the data folder that holds its database.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return (Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+
+
 @contextmanager
-def _logged_run(record: RunRecord) -> Iterator[str]:
+def _logged_run(record: RunRecord, artifact_location: str | None) -> Iterator[str]:
     """An MLflow run with the record's params, metrics, tags, card and tables logged up front."""
     import mlflow
 
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
     mlflow.set_experiment(EXPERIMENT)
     with mlflow.start_run(run_name=record.name, tags={"model": record.name, **record.tags}) as run:
         mlflow.log_params({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in record.params.items()})

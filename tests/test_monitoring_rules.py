@@ -19,6 +19,7 @@ REQUIRED_ALERTS = {
     "PortfolioOSSignalsLatencyBudgetBurnFast",
     "PortfolioOSSignalsLatencyBudgetBurnSlow",
     "PortfolioOSFallbackRateHigh",
+    "PortfolioOSAllocatorFallbackRateHigh",
     "PortfolioOSCircuitOpen",
     "PortfolioOSModelNotReady",
     "PortfolioOSModelReadyAbsent",

@@ -46,7 +46,20 @@ UNKNOWN_REGIME = "unknown"
 # Table columns are formatted by name: ratio words win over percent words ("return_over_drawdown"
 # is a ratio). Anything else numeric gets 4 significant digits.
 RATIO_WORDS = ("ratio", "sharpe", "sortino", "calmar", "beta", "skew", "kurt", "dsr", "psr", "stat")
-PERCENT_WORDS = ("return", "cagr", "vol", "drawdown", "turnover", "cost", "alpha", "tracking", "excess", "hit", "cvar")
+PERCENT_WORDS = (
+    "return",
+    "cagr",
+    "vol",
+    "drawdown",
+    "turnover",
+    "cost",
+    "alpha",
+    "tracking",
+    "excess",
+    "hit",
+    "win",
+    "cvar",
+)
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
 

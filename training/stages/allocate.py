@@ -65,7 +65,7 @@ class _Inputs:
     cfg: AllocationRunConfig
     signals: SignalRunConfig
     data: AllocationData
-    panel: MarketPanel  # features lagged one session
+    panel: MarketPanel  # features lagged one session: the environment's view (it trades at t on features[t])
     env: EnvConfig
 
 
@@ -204,7 +204,9 @@ def _backtests(
     rl = run_policy(env, lambda obs: policy_action(policy, obs), name=policy_name)
     strategies = _classic(inputs, with_topk=True)
     config = _backtest_config(inputs)
-    classic, seconds = backtest_all(strategies, inputs.panel, config, start=start, end=stop - 1, progress=progress)
+    # The backtester imposes the one-session lag itself (a decision at t sees history through t - 1):
+    # it gets the unlagged panel, or the scores would be two sessions old.
+    classic, seconds = backtest_all(strategies, inputs.data.panel, config, start=start, end=stop - 1, progress=progress)
     notes.extend(_fallback_notes(strategies, "test segment"))
     for r in classic:
         if not np.array_equal(r.dates, rl.dates):
@@ -253,7 +255,7 @@ def _backtest_window(
     env = PortfolioEnv(_observation_panel(inputs, start, stop), inputs.env)
     rl = run_policy(env, lambda obs: policy_action(policy, obs), name=policy_name)
     strategies = _classic(inputs, with_topk=False)
-    classic, _ = backtest_all(strategies, inputs.panel, _backtest_config(inputs), start=start, end=stop - 1)
+    classic, _ = backtest_all(strategies, inputs.data.panel, _backtest_config(inputs), start=start, end=stop - 1)
     notes.extend(_fallback_notes(strategies, f"stress window from {inputs.panel.dates[start]}"))
     return [rl, *classic]
 

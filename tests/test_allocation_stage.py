@@ -35,7 +35,8 @@ allocation:
   validation_windows: 2
   topk: {k: 5, n_drop: 1}
   monte_carlo: {n_paths: 200}
-  rl: {num_samples: 2, timesteps: 512, evaluations: 2, max_concurrent_trials: 2, episode_sessions: 60, net_arch: [16]}
+  rl: {num_samples: 2, timesteps: 512, evaluations: 2, max_concurrent_trials: 2, episode_sessions: 60, net_arch: [16],
+       walk_forward_retrain: true}
 """
 
 
@@ -53,6 +54,7 @@ def test_allocate_stage_trains_backtests_reports_and_registers(tmp_path: Path) -
     for strategy in ("equal_weight", "inverse_volatility", "min_variance", "max_sharpe", "hrp", "topk_dropout"):
         assert f"\n  {strategy} " in out, strategy
     assert "allocator v1: champion" in out
+    assert "was re-trained every 252 sessions of the test segment" in out
     sheets = sorted((data / "reports").glob("allocation-*.html"))
     assert len(sheets) == 1 and sheets[0].stat().st_size > 1_000_000
     html = sheets[0].read_text(encoding="utf-8")

@@ -28,6 +28,11 @@ class RLConfig(_Strict):
     seed: int = 0
     episode_sessions: int = Field(252, ge=5, description="Sessions per training episode (random start).")
     net_arch: tuple[int, ...] = Field((64, 64), min_length=1, description="Hidden layers of the policy MLP.")
+    walk_forward_retrain: bool = Field(
+        False,
+        description="Re-train the chosen policy every refit_every sessions of the test segment on the history "
+        "before each window (one training run per window), instead of testing the policy chosen once.",
+    )
     smoke_test: bool = Field(False, description="One trial of a few hundred steps: a wiring check.")
 
 

@@ -44,6 +44,7 @@ from training.allocation.performance import (
     stress_table,
 )
 from training.allocation.policy import PolicyParams, policy_action
+from training.allocation.policy_strategy import PolicyStrategy, Retrain
 from training.allocation.results import StrategyResult
 from training.allocation.rl import RLData, RLResult, annualised_sharpe, run_rl_search
 from training.allocation.strategy import Strategy
@@ -92,7 +93,7 @@ def run(ctx: RunContext) -> dict[str, object]:
     policy_name = f"rl_{search.config['algorithm']}"
     _print_search(ctx, search, policy_name)
     notes: list[str] = []
-    results, seconds = _backtests(inputs, search.policy, policy_name, progress=ctx.progress, notes=notes)
+    results, seconds = _backtests(inputs, search, policy_name, progress=ctx.progress, notes=notes)
     test = results[0].dates
     benchmark = _benchmark(inputs, test)
     n_trials = len(search.trials) + len(results) - 1
@@ -197,21 +198,33 @@ def _rl_data(inputs: _Inputs) -> RLData:
 
 
 def _backtests(
-    inputs: _Inputs, policy: PolicyParams, policy_name: str, *, progress: bool, notes: list[str]
+    inputs: _Inputs, search: RLResult, policy_name: str, *, progress: bool, notes: list[str]
 ) -> tuple[list[StrategyResult], dict[str, float]]:
+    """The policy and every classic strategy through the same walk-forward backtester on the test segment.
+
+    The backtester imposes the one-session lag itself (a decision at t sees history through t - 1),
+    so it gets the unlagged panel; the policy reads its features from it by name.
+    """
     start, stop = inputs.data.test
-    env = PortfolioEnv(_observation_panel(inputs, start, stop), inputs.env)
-    rl = run_policy(env, lambda obs: policy_action(policy, obs), name=policy_name)
-    strategies = _classic(inputs, with_topk=True)
+    rl = inputs.cfg.rl
+    retrain = None
+    if rl.walk_forward_retrain:
+        retrain = Retrain(
+            hyper_parameters=dict(search.config),
+            timesteps=search.timesteps,
+            episode_length=max(1, rl.episode_sessions // inputs.cfg.rebalance_every),
+            net_arch=rl.net_arch,
+        )
+        notes.append(
+            f"{policy_name} was re-trained every {inputs.cfg.refit_every} sessions of the test segment on the "
+            f"history before each window ({search.timesteps} steps, the chosen trial's hyper-parameters)"
+        )
+    policy = PolicyStrategy(policy_name, search.policy, inputs.env, ALLOCATOR_FEATURES, retrain=retrain)
+    strategies: list[Strategy] = [policy, *_classic(inputs, with_topk=True)]
     config = _backtest_config(inputs)
-    # The backtester imposes the one-session lag itself (a decision at t sees history through t - 1):
-    # it gets the unlagged panel, or the scores would be two sessions old.
-    classic, seconds = backtest_all(strategies, inputs.data.panel, config, start=start, end=stop - 1, progress=progress)
+    results, seconds = backtest_all(strategies, inputs.data.panel, config, start=start, end=stop - 1, progress=progress)
     notes.extend(_fallback_notes(strategies, "test segment"))
-    for r in classic:
-        if not np.array_equal(r.dates, rl.dates):
-            raise TrainingError(f"internal: {r.name} and {policy_name} backtests cover different sessions")
-    return [rl, *classic], seconds
+    return results, seconds
 
 
 def _stress(
@@ -252,12 +265,13 @@ def _backtest_window(
     inputs: _Inputs, policy: PolicyParams, policy_name: str, window: tuple[int, int], notes: list[str]
 ) -> list[StrategyResult]:
     start, stop = window
-    env = PortfolioEnv(_observation_panel(inputs, start, stop), inputs.env)
-    rl = run_policy(env, lambda obs: policy_action(policy, obs), name=policy_name)
-    strategies = _classic(inputs, with_topk=False)
-    classic, _ = backtest_all(strategies, inputs.data.panel, _backtest_config(inputs), start=start, end=stop - 1)
+    strategies: list[Strategy] = [
+        PolicyStrategy(policy_name, policy, inputs.env, ALLOCATOR_FEATURES),
+        *_classic(inputs, with_topk=False),
+    ]
+    results, _ = backtest_all(strategies, inputs.data.panel, _backtest_config(inputs), start=start, end=stop - 1)
     notes.extend(_fallback_notes(strategies, f"stress window from {inputs.panel.dates[start]}"))
-    return [rl, *classic]
+    return results
 
 
 def _fallback_notes(strategies: list[Strategy], where: str) -> list[str]:

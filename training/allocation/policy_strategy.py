@@ -1,0 +1,105 @@
+"""A trained RL policy as a backtest ``Strategy``, optionally re-trained walk-forward.
+
+In the walk-forward backtester a decision at the close of t sees the history through t - 1, so
+the policy's observation is the last ``window`` sessions of that history's features, normalised
+as in training, plus the drifted book: exactly what the environment (which trades at t on
+features lagged one session) shows it. A test checks the two give the same returns.
+
+With a :class:`Retrain` spec, :meth:`PolicyStrategy.fit` trains a fresh policy with the chosen
+algorithm and hyper-parameters on the history it is given (the backtester calls it every
+``refit_every`` sessions), so the RL allocator is evaluated walk-forward like any strategy that
+learns: each window's policy has seen nothing after the window's start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from training.allocation.env import EnvConfig, PortfolioEnv
+from training.allocation.observation import build_observation, normalise_features
+from training.allocation.panel import MarketPanel
+from training.allocation.policy import PolicyParams, export_policy, policy_action
+from training.allocation.results import FloatArray
+from training.allocation.weights import constrained_target
+from training.errors import TrainingError
+
+
+@dataclass(frozen=True)
+class Retrain:
+    """How :meth:`PolicyStrategy.fit` re-trains: the chosen trial's hyper-parameters and a step budget."""
+
+    hyper_parameters: dict[str, Any]
+    timesteps: int
+    episode_length: int
+    net_arch: tuple[int, ...]
+
+
+class PolicyStrategy:
+    """Target weights from a numpy policy over the features it was trained on (by name)."""
+
+    def __init__(
+        self,
+        name: str,
+        policy: PolicyParams,
+        env: EnvConfig,
+        feature_names: tuple[str, ...],
+        *,
+        retrain: Retrain | None = None,
+    ) -> None:
+        self.name = name
+        self.policy = policy
+        self.env = env
+        self.feature_names = feature_names
+        self.retrain = retrain
+        self.fits = 0
+
+    def _columns(self, history: MarketPanel) -> list[int]:
+        missing = [f for f in self.feature_names if f not in history.feature_names]
+        if missing:
+            raise TrainingError(f"{self.name}: the panel lacks the policy's feature(s) {missing}")
+        return [history.feature_names.index(f) for f in self.feature_names]
+
+    def fit(self, history: MarketPanel) -> None:
+        """Re-train on ``history`` (through the session before the next decision) when asked to."""
+        if self.retrain is None:
+            return
+        import torch
+
+        from training.allocation.rl import build_model
+
+        torch.set_num_threads(1)
+        columns = self._columns(history)
+        own = MarketPanel(
+            history.dates,
+            history.tickers,
+            history.returns,
+            np.ascontiguousarray(history.features[:, :, columns]),
+            self.feature_names,
+            history.benchmark,
+            history.label,
+        ).with_feature_lag(1)
+        env = PortfolioEnv(own, replace(self.env, episode_length=self.retrain.episode_length))
+        model = build_model(self.retrain.hyper_parameters, env, self.retrain.net_arch)
+        model.learn(total_timesteps=self.retrain.timesteps)
+        self.policy = export_policy(model.policy)
+        self.fits += 1
+
+    def target(self, history: MarketPanel, current: FloatArray) -> FloatArray:
+        window = self.env.window
+        if history.n_sessions < window:
+            raise TrainingError(
+                f"{self.name}: needs {window} sessions of features, the history holds {history.n_sessions}"
+            )
+        features = history.features[-window:][:, :, self._columns(history)]
+        obs = build_observation(normalise_features(features), current)
+        weights, _ = constrained_target(
+            policy_action(self.policy, obs),
+            current,
+            max_weight=self.env.max_weight,
+            turnover_cap=self.env.turnover_cap,
+            allow_cash=self.env.allow_cash,
+        )
+        return weights

@@ -385,6 +385,8 @@ def test_production_runs_materialisation_retraining_and_ray() -> None:
     assert {"materialize", "run"} <= subcommands
     ray = by_kind(rendered_objects(SCENARIOS["production"]), "RayJob")
     assert ray and ray[0]["spec"]["entrypoint"].startswith("python -m training run --config /config/run.yaml --stages ")
+    # The post-promotion guard: its own CronJob running the guard stage alone.
+    assert any(c[3] == "run" and c[c.index("--stages") + 1] == "guard" for c in commands if "--stages" in c)
 
 
 def test_drift_job_is_off_by_default_and_runs_the_monitoring_entry_point() -> None:

@@ -1,6 +1,6 @@
 """The main job: one pipeline of named stages, each runnable alone.
 
-    ingest -> health -> features -> apply -> materialize -> online -> train -> allocate
+    ingest -> health -> features -> apply -> materialize -> online -> train -> allocate -> guard
 
 Later issues add stages (sentiment, allocation, serve) to the same list. Each stage reads what it needs
 from the offline store or the Feast repo under the data folder, so ``portfolio-os features`` can
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 from training.context import RunContext
-from training.stages import allocate, feast_ops, health, ingest, train
+from training.stages import allocate, feast_ops, guard, health, ingest, train
 from training.stages import features as features_stage
 
 
@@ -39,6 +39,7 @@ STAGES: Final[dict[str, StageFn]] = {
     "online": feast_ops.online,
     "train": train.run,
     "allocate": allocate.run,
+    "guard": guard.run,
 }
 
 STAGE_HELP: Final[dict[str, str]] = {
@@ -50,6 +51,7 @@ STAGE_HELP: Final[dict[str, str]] = {
     "online": "print an online feature read for the configured tickers",
     "train": "tune (Ray), fit and evaluate the signal models and the ensemble; register and gate in MLflow",
     "allocate": "train the RL allocator (Ray), backtest it and the classic optimisers; tear sheet; register and gate",
+    "guard": "roll back a new signal-model champion that trails the one it replaced on outcomes known since",
 }
 
 

@@ -134,6 +134,12 @@ class RegistryConfig(_Strict):
     )
     champion_alias: str = Field("champion", pattern=_ALIAS_PATTERN)
     challenger_alias: str = Field("challenger", pattern=_ALIAS_PATTERN)
+    guard_sessions: int = Field(
+        63, ge=1, description="Dates of known outcomes after a new champion's data before the guard judges it."
+    )
+    guard_margin: float = Field(
+        0.0, ge=0, description="Live rank IC a new champion may trail the one it replaced by before it is rolled back."
+    )
 
     @field_validator("champion_alias", "challenger_alias")
     @classmethod

@@ -23,6 +23,7 @@ from training.context import RunContext
 from training.evaluation.metrics import SignalMetrics
 from training.evaluation.report import DEFINITIONS, evaluation_table, format_table
 from training.evaluation.topk import BacktestResult
+from training.guard import TAG_DATA_END
 from training.model_card import CardFacts, data_label, render
 from training.ray_runtime import ray_session
 from training.registry import PromotionDecision, RunRecord, SignalRegistry, code_version
@@ -162,6 +163,8 @@ def _register_model(run_: _Run, m: TrainedModel, table: pd.DataFrame) -> Promoti
         "horizon": str(run_.config.horizon),
         "snapshot_hash": m.frame.snapshot_hash,
         "code_version": run_.code,
+        # The last date the version was judged on: the post-promotion guard watches what comes after.
+        TAG_DATA_END: str(run_.inputs.test_window[1].date()),
     }
     record = RunRecord(
         name=m.name,

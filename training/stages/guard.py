@@ -1,0 +1,64 @@
+"""Stage ``guard``: roll back a new signal-model champion that trails the one it replaced on live outcomes.
+
+Runs :func:`training.guard.check_model` for every enabled signal model, on the rows whose outcomes
+are known and dated after the champion's ``data_end``, read point in time from the model's Feast
+feature service as in training. Schedule it after new data lands (a CronJob in the cluster, or
+``portfolio-os run --stages ingest,features,apply,materialize,guard`` locally).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from feature_repo.store import FeatureRepo
+from feature_repo.tables import DATE
+from training.audit import AuditLog
+from training.context import RunContext
+from training.datasets import build_training_frame
+from training.guard import GuardDecision, LiveRows, check_model
+from training.registry import SignalRegistry
+from training.signals import load_inputs
+from training.stages.train import quiet_libraries
+
+
+def run(ctx: RunContext) -> dict[str, object]:
+    """Check each enabled signal model's champion against the one it replaced."""
+    config = ctx.config.signals
+    if config is None:
+        print(f"  skipped: the run config '{ctx.config.name}' has no 'signals' section", file=ctx.out)
+        return {"skipped": "no signals section"}
+    quiet_libraries()
+    registry = SignalRegistry(
+        config.registry.resolve_tracking_uri(ctx.data_dir),
+        config.registry,
+        AuditLog(ctx.data_dir / "registry_audit.jsonl"),
+    )
+    registry.check_reachable()
+    inputs = load_inputs(config, ctx.offline_store_path, FeatureRepo.open(ctx.settings))
+    decisions: list[GuardDecision] = []
+    for name, spec in config.enabled_models.items():
+
+        def rows_after(day: pd.Timestamp, service: str = spec.feature_service) -> LiveRows | None:
+            outcomes = inputs.outcomes
+            after = pd.DatetimeIndex(outcomes[DATE]) > day
+            if not outcomes.loc[after, f"label_{config.horizon}d"].notna().any():
+                return None  # no outcome known after the day yet
+            frame = build_training_frame(
+                inputs.repo, service, outcomes, start=day + pd.Timedelta(days=1), horizon=config.horizon
+            )
+            return LiveRows(frame.X, frame.target.to_numpy(), frame.dates.to_numpy())
+
+        decision = check_model(
+            registry,
+            name,
+            rows_after,
+            sessions=config.registry.guard_sessions,
+            margin=config.registry.guard_margin,
+        )
+        print(f"  {name}: {decision.decision} ({decision.reason})", file=ctx.out, flush=True)
+        decisions.append(decision)
+    return {
+        "checked": len(decisions),
+        "rolled_back": sum(d.decision == "rolled_back" for d in decisions),
+        "waiting": sum(d.decision == "waiting" for d in decisions),
+    }

@@ -35,8 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
     recent.add_argument("--current-sessions", type=int, help="the newest N sessions of each view")
     drift.add_argument("--views", default=None, help="comma-separated feature views (default: all with rows)")
     decay = sub.add_parser("decay", help="rolling IC per model; writes reports/decay/latest.json")
-    decay.add_argument("--predictions", type=Path, required=True, help="Parquet/CSV: date, ticker, model, score")
-    decay.add_argument("--outcomes", type=Path, required=True, help="Parquet/CSV: date, ticker, known_at, fwd_excess_*")
+    decay.add_argument(
+        "--predictions",
+        type=Path,
+        default=None,
+        help="Parquet/CSV: date, ticker, model, score (default: <data>/signals/predictions.parquet, the train "
+        "stage's out-of-sample scores)",
+    )
+    decay.add_argument(
+        "--outcomes",
+        type=Path,
+        default=None,
+        help="Parquet/CSV: date, ticker, known_at, fwd_excess_* (default: <data>/signals/outcomes.parquet)",
+    )
     decay.add_argument("--as-of", type=date.fromisoformat, default=date.today(), help="use outcomes known by then")
     decay.add_argument("--horizon", type=int, default=21)
     retrain = sub.add_parser("retrain", help="decide from the latest drift and decay summaries")
@@ -96,8 +107,13 @@ def _decay(args: argparse.Namespace, data_dir: Path) -> int:
     from monitoring.decay import all_models_decay
 
     settings = get_settings()
+    predictions = args.predictions or data_dir / "signals" / "predictions.parquet"
+    outcomes = args.outcomes or data_dir / "signals" / "outcomes.parquet"
+    for path in (predictions, outcomes):
+        if not path.exists():
+            raise MonitoringError(f"{path} does not exist: run the train stage first, or pass --predictions/--outcomes")
     results = all_models_decay(
-        _read_table(args.predictions), _read_table(args.outcomes), as_of=args.as_of,
+        _read_table(predictions), _read_table(outcomes), as_of=args.as_of,
         window=settings.decay_window, horizon=args.horizon, tstat_min=settings.decay_tstat_min,
     )  # fmt: skip
     reports.write_json(reports.latest_decay_file(data_dir / "reports"), {"models": [r.to_dict() for r in results]})

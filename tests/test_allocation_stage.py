@@ -71,3 +71,18 @@ def test_allocate_stage_trains_backtests_reports_and_registers(tmp_path: Path) -
     rows = pd.DataFrame({"ticker": tickers, "ret_21d": [0.01, -0.02], "vol_63d": [0.2, 0.3]})
     weights = model.predict(rows)["weight"]
     assert (weights >= 0).all() and weights.sum() <= 1.0 + 1e-9 and weights.max() <= 0.25 + 1e-9
+    # The train stage's predictions log feeds monitoring's alpha decay with no extra arguments.
+    import os
+    import subprocess
+    import sys
+
+    decay = subprocess.run(
+        [sys.executable, "-m", "monitoring", "decay"],
+        env=os.environ | {"PORTFOLIO_OS_DATA_DIR": str(data)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert decay.returncode in (0, 1), decay.stderr[-2000:]  # 1 = a model decayed: a finding, not a failure
+    assert "technical: rank IC" in decay.stdout and "ensemble: rank IC" in decay.stdout

@@ -93,7 +93,7 @@ def run(ctx: RunContext) -> dict[str, object]:
             _print_tuning(ctx, trained)
             models.append(trained)
     blended = ensemble(models, inputs)
-    _save_scores(ctx, blended)
+    _save_scores(ctx, models, blended, inputs)
     rows: dict[str, tuple[SignalMetrics | None, BacktestResult]] = {m.name: (m.metrics, m.backtest) for m in models}
     rows["ensemble"] = (blended.metrics, blended.backtest)
     rows.update(baselines(inputs))
@@ -108,13 +108,31 @@ def run(ctx: RunContext) -> dict[str, object]:
     }
 
 
-def _save_scores(ctx: RunContext, blended: EnsembleResult) -> None:
-    """Keep the ensemble's out-of-sample test scores for the allocation stage's top-k strategy."""
-    path = scores_path(ctx.data_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    blended.scores[[DATE, TICKER, "score", "segment"]].to_parquet(partial, index=False)
-    partial.replace(path)
+def _save_scores(ctx: RunContext, models: list[TrainedModel], blended: EnsembleResult, inputs: SignalInputs) -> None:
+    """Keep the out-of-sample scores: for the allocation stage's top-k strategy and monitoring's alpha decay.
+
+    * ``oos_scores.parquet``: the ensemble's test scores (``date, ticker, score, segment``);
+    * ``predictions.parquet``: every model's valid and test scores, long (``date, ticker, model,
+      score``), the predictions log ``python -m monitoring decay`` reads by default;
+    * ``outcomes.parquet``: the realised outcomes with the session each became known.
+    """
+    folder = scores_path(ctx.data_dir).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    h = inputs.config.horizon
+    predictions = pd.concat(
+        [m.scores[[DATE, TICKER, "score"]].assign(model=m.name) for m in models]
+        + [blended.scores[[DATE, TICKER, "score"]].assign(model="ensemble")],
+        ignore_index=True,
+    )[[DATE, TICKER, "model", "score"]]
+    outcomes = inputs.outcomes[[DATE, TICKER, "known_at", f"fwd_excess_{h}d"]]
+    for frame, path in (
+        (blended.scores[[DATE, TICKER, "score", "segment"]], scores_path(ctx.data_dir)),
+        (predictions, folder / "predictions.parquet"),
+        (outcomes, folder / "outcomes.parquet"),
+    ):
+        partial = path.with_suffix(".partial")
+        frame.to_parquet(partial, index=False)
+        partial.replace(path)
 
 
 def _print_tuning(ctx: RunContext, m: TrainedModel) -> None:

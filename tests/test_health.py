@@ -287,14 +287,13 @@ def test_frame_without_required_columns_is_refused() -> None:
         run_health_checks(make_prices().drop(columns=["adj_close"]))
 
 
-def test_large_universe_runs_in_seconds() -> None:
+def test_large_universe_is_checked_whole() -> None:
+    # Scale, not speed: tests assert behaviour (bench/ reports speed; wall time printed for the log).
     prices = make_prices(tuple(f"T{i:04d}" for i in range(2400)), 756, close_only=True)
     start = time.perf_counter()
     report = run_health_checks(prices.sample(frac=1.0, random_state=1))
-    elapsed = time.perf_counter() - start
-    print(f"\n{len(prices)} rows checked in {elapsed:.2f}s")
+    print(f"\n{len(prices)} rows checked in {time.perf_counter() - start:.2f}s")
     assert report.n_rows == 1_814_400
-    assert elapsed < 10.0  # ~1s locally; generous for shared CI runners
 
 
 def test_real_skfolio_sp500_prices() -> None:

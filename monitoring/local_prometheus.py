@@ -66,10 +66,21 @@ class PrometheusAPI:
         alerts: list[dict[str, Any]] = self.get("/api/v1/alerts")["alerts"]
         return alerts
 
-    def alert_state(self, name: str) -> str | None:
-        """``firing``, ``pending`` or None for the named alert (the most advanced state wins)."""
-        states = {a["state"] for a in self.alerts() if a["labels"].get("alertname") == name}
+    def alert_state(self, name: str, **labels: str) -> str | None:
+        """``firing``, ``pending`` or None for the named alert (the most advanced state wins).
+
+        ``labels`` (e.g. ``model="technical"``) keep only the alerts carrying those label values.
+        """
+        wanted = {"alertname": name, **labels}
+        states = {a["state"] for a in self.alerts() if wanted.items() <= a["labels"].items()}
         return "firing" if "firing" in states else ("pending" if "pending" in states else None)
+
+    def target_health(self) -> dict[str, list[str]]:
+        """``job -> [health, ...]`` of the active scrape targets (``up``, ``down`` or ``unknown``)."""
+        health: dict[str, list[str]] = {}
+        for target in self.get("/api/v1/targets", state="active")["activeTargets"]:
+            health.setdefault(target["labels"]["job"], []).append(target["health"])
+        return health
 
     def ready(self) -> bool:
         try:

@@ -49,6 +49,7 @@ demo: $(STAMP) ## Run the main job end to end on the bundled real data, then ser
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m monitoring drift --reference $(DRIFT_REFERENCE) --current-sessions 63 || test $$? -eq 1
 	# Alpha decay of every model's out-of-sample scores (the train stage's predictions log; exit 1 = decayed).
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m monitoring decay || test $$? -eq 1
+	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m monitoring prediction-drift || test $$? -eq 1
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m serving.launcher --once --free-ports
 
 serve: $(STAMP) ## Start the model servers and the gateway on 127.0.0.1 (after make demo); Ctrl-C stops them

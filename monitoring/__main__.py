@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     recent.add_argument("--current", help="current window, YYYY-MM-DD:YYYY-MM-DD")
     recent.add_argument("--current-sessions", type=int, help="the newest N sessions of each view")
     drift.add_argument("--views", default=None, help="comma-separated feature views (default: all with rows)")
+    pdrift = sub.add_parser(
+        "prediction-drift",
+        help="Evidently drift of each model's scores, the newest sessions vs earlier ones (exit 1: a model drifted)",
+    )
+    pdrift.add_argument("--predictions", type=Path, default=None, help="default: <data>/signals/predictions.parquet")
+    pdrift.add_argument("--current-sessions", type=int, default=63, help="the newest N logged dates (default 63)")
     decay = sub.add_parser("decay", help="rolling IC per model; writes reports/decay/latest.json")
     decay.add_argument(
         "--predictions",
@@ -101,6 +107,26 @@ def _drift(args: argparse.Namespace, data_dir: Path) -> int:
         print(f"{view}: share {result.share:.2f} drift={result.detected} ({result.duration_seconds:.1f}s) {drifted}")
     print(f"drift check wall time {time.perf_counter() - started:.1f}s")
     return EXIT_FINDING if detected else 0
+
+
+def _prediction_drift(args: argparse.Namespace, data_dir: Path) -> int:
+    from monitoring.drift import run_predictions
+
+    path = args.predictions or data_dir / "signals" / "predictions.parquet"
+    if not path.exists():
+        raise MonitoringError(f"{path} does not exist: run the train stage first, or pass --predictions")
+    result = run_predictions(
+        _read_table(path), current_sessions=args.current_sessions, reports_dir=data_dir / "reports",
+        drift_share=get_settings().drift_share_threshold,
+    )  # fmt: skip
+    for f in result.features:
+        print(f"{f.feature}: {f.method} {f.score:.3f} (threshold {f.threshold:g}) drift={f.detected}")
+    skipped = ", ".join(f"{k} ({v})" for k, v in result.skipped.items())
+    print(
+        f"predictions: share {result.share:.2f} drift={result.detected}" + (f"; skipped {skipped}" if skipped else "")
+    )
+    # Unlike a feature view, one model whose scores moved is a finding on its own.
+    return EXIT_FINDING if any(f.detected for f in result.features) else 0
 
 
 def _decay(args: argparse.Namespace, data_dir: Path) -> int:
@@ -207,6 +233,7 @@ def _prometheus(args: argparse.Namespace, data_dir: Path) -> int:
 
 HANDLERS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "drift": _drift,
+    "prediction-drift": _prediction_drift,
     "decay": _decay,
     "retrain": _retrain,
     "rules": lambda args, _: _rules(args),

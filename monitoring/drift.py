@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -39,9 +40,10 @@ import pandas as pd
 
 from feature_repo.definitions import EVENT_TIMESTAMP, feature_file
 from feature_repo.schema import FEATURES_BY_VIEW, FeatureSpec
+from feature_repo.tables import DATE, TICKER
 from monitoring import reports
 from monitoring.errors import MonitoringError
-from monitoring.windows import Window
+from monitoring.windows import Window, last_sessions
 
 # Evidently scores are p-values for these methods (drift when below the threshold) ...
 P_VALUE_METHODS: Final = frozenset({"ks", "chisquare", "z", "t_test", "anderson", "mannw", "cramer_von_mises"})
@@ -145,8 +147,12 @@ def compare(
     Raises:
         MonitoringError: a window is empty, or no tested column has data in both windows.
     """
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+    with warnings.catch_warnings():
+        # Evidently's import emits numpy and litestar deprecation notices (and resets filters on the
+        # way): they say nothing about the user's data, so they are silenced for the import only.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from evidently import DataDefinition, Dataset, Report
+        from evidently.presets import DataDriftPreset
 
     if reference.empty or current.empty:
         raise MonitoringError(f"{view}: the {'reference' if reference.empty else 'current'} window has no rows")
@@ -233,4 +239,46 @@ def run_view(
     snapshot.save_json(str(run_dir / f"{view}.evidently.json"))
     reports.write_json(run_dir / f"{view}.summary.json", result.to_dict())
     reports.write_json(reports.latest_drift_file(reports_dir, view), result.to_dict())
+    return result
+
+
+PREDICTIONS_VIEW: Final = "predictions"
+
+
+def predictions_frame(log: pd.DataFrame) -> pd.DataFrame:
+    """The predictions log (``date, ticker, model, score``) wide: one score column per model."""
+    missing = {DATE, TICKER, "model", "score"} - set(log.columns)
+    if missing:
+        raise MonitoringError(f"the predictions log lacks column(s) {sorted(missing)}")
+    wide = log.pivot_table(index=[DATE, TICKER], columns="model", values="score", aggfunc="last").reset_index()
+    wide.columns = [str(c) for c in wide.columns]
+    wide[EVENT_TIMESTAMP] = pd.to_datetime(wide[DATE])
+    return wide
+
+
+def run_predictions(
+    log: pd.DataFrame, *, current_sessions: int, reports_dir: Path, drift_share: float = 0.5
+) -> ViewDrift:
+    """Drift of each model's score distribution: the newest sessions against every earlier logged date.
+
+    The same normed Wasserstein test and threshold as the numeric features (the scores are
+    probabilities or blends of them). A model without scores in one of the windows (the ensemble
+    before its first test date) is skipped and named, as an empty feature column is.
+    """
+    started = time.perf_counter()
+    frame = predictions_frame(log)
+    models = [c for c in frame.columns if c not in (DATE, TICKER, EVENT_TIMESTAMP)]
+    current = last_sessions(frame, current_sessions)
+    days = pd.to_datetime(frame[EVENT_TIMESTAMP]).dt.normalize()
+    reference_rows = frame.loc[days < pd.Timestamp(current.start)]
+    tests = {m: ColumnTest("wasserstein", WASSERSTEIN_THRESHOLD) for m in models}
+    result, snapshot = compare(
+        reference_rows, current.select(frame), PREDICTIONS_VIEW, drift_share=drift_share, tests=tests
+    )
+    now = datetime.now(UTC)
+    result = replace(result, run_at=now.timestamp(), duration_seconds=time.perf_counter() - started)
+    run_dir = reports.drift_run_dir(reports_dir, now)
+    snapshot.save_html(str(run_dir / f"{PREDICTIONS_VIEW}.html"))
+    reports.write_json(run_dir / f"{PREDICTIONS_VIEW}.summary.json", result.to_dict())
+    reports.write_json(reports.latest_drift_file(reports_dir, PREDICTIONS_VIEW), result.to_dict())
     return result

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from training.allocation.results import FloatArray, StrategyResult
+from training.allocation.results import FloatArray, StrategyResult, check_comparable
 from training.errors import TrainingError
 from training.evaluation.metrics import SESSIONS_PER_YEAR
 
@@ -531,14 +531,4 @@ def _aligned(values: npt.ArrayLike, n: int, what: str) -> FloatArray:
 
 
 def _check_same_sessions(results: Sequence[StrategyResult]) -> StrategyResult:
-    """The first result, once every result is known to cover the same sessions under a distinct name."""
-    if not results:
-        raise TrainingError("no strategy results to compare")
-    first = results[0]
-    names = [r.name for r in results]
-    if len(set(names)) != len(names):
-        raise TrainingError(f"strategy names must be distinct, got {names}")
-    for other in results[1:]:
-        if not np.array_equal(other.dates, first.dates):
-            raise TrainingError(f"{other.name!r} covers other sessions than {first.name!r}")
-    return first
+    return check_comparable(results, "a comparison")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from training.errors import TrainingError
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -47,3 +50,24 @@ class StrategyResult:
         """Compounded net equity, starting from 1.0 before the first session."""
         equity: FloatArray = np.cumprod(1.0 + self.returns, dtype=np.float64)
         return equity
+
+
+def check_comparable(results: Sequence[StrategyResult], what: str) -> StrategyResult:
+    """The first result, once every result has a distinct name and covers the same sessions.
+
+    Args:
+        results: the strategies to compare side by side.
+        what: the comparison, for the message when there is nothing to compare.
+    """
+    if not results:
+        raise TrainingError(f"{what} needs at least one strategy result")
+    first = results[0]
+    names = [r.name for r in results]
+    if len(set(names)) != len(names):
+        raise TrainingError(f"strategy names must be unique, got {names}")
+    for other in results[1:]:
+        if not np.array_equal(other.dates, first.dates):
+            raise TrainingError(
+                f"{other.name!r} covers other sessions than {first.name!r}: backtest them on one window"
+            )
+    return first

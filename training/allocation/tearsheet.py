@@ -32,7 +32,7 @@ import plotly.io as pio
 from plotly.colors import qualitative
 from plotly.offline import get_plotlyjs
 
-from training.allocation.results import FloatArray, StrategyResult
+from training.allocation.results import FloatArray, StrategyResult, check_comparable
 from training.errors import TrainingError
 
 TRADING_DAYS = 252
@@ -163,15 +163,8 @@ def write_tearsheet(path: str | Path, results: Sequence[StrategyResult], **optio
 
 def _check_results(results: Sequence[StrategyResult]) -> StrategyResult:
     """The first result, once every result is known to share its sessions and label."""
-    if not results:
-        raise TrainingError("a tear sheet needs at least one strategy result")
-    first = results[0]
-    names = [r.name for r in results]
-    if len(set(names)) != len(names):
-        raise TrainingError(f"strategy names must be unique, got {names}")
+    first = check_comparable(results, "a tear sheet")
     for r in results[1:]:
-        if not np.array_equal(r.dates, first.dates):
-            raise TrainingError(f"{r.name!r} covers other sessions than {first.name!r}: backtest them on one window")
         if r.label != first.label:
             raise TrainingError(f"mixed data labels: {first.label!r} ({first.name}) and {r.label!r} ({r.name})")
     return first

@@ -24,14 +24,14 @@ def _policy(n_inputs: int, n_actions: int, seed: int = 0) -> PolicyParams:
     )
 
 
-@pytest.mark.parametrize("window", [1, 3])
-def test_backtester_and_environment_give_the_same_returns_for_a_policy(window: int) -> None:
-    panel = synthetic_panel(120, 5, 3, seed=4)
+@pytest.mark.parametrize(("window", "sessions"), [(1, 120), (3, 120), (1, 121)])  # 121: last session is a rebalance day
+def test_backtester_and_environment_give_the_same_returns_for_a_policy(window: int, sessions: int) -> None:
+    panel = synthetic_panel(sessions, 5, 3, seed=4)
     env_cfg = EnvConfig(window=window, rebalance_every=5, max_weight=0.4, turnover_cap=0.8, cost_bps=10, slippage_bps=5)
     start = 30
     policy = _policy(window * 5 * 3 + 6, 6)
     # The environment trades at t on features lagged one session; the backtester on history through t - 1.
-    env = PortfolioEnv(panel.with_feature_lag(1).slice(start - (window - 1), 120), env_cfg)
+    env = PortfolioEnv(panel.with_feature_lag(1).slice(start - (window - 1), sessions), env_cfg)
     in_env = run_policy(env, lambda obs: policy_action(policy, obs))
     strategy = PolicyStrategy("rl", policy, env_cfg, panel.feature_names)
     cfg = BacktestConfig(rebalance_every=5, cost_bps=10, slippage_bps=5, min_history=start)
@@ -39,6 +39,7 @@ def test_backtester_and_environment_give_the_same_returns_for_a_policy(window: i
     np.testing.assert_array_equal(in_env.dates, in_backtest.dates)
     np.testing.assert_allclose(in_backtest.returns, in_env.returns, atol=1e-12)
     np.testing.assert_allclose(in_backtest.weights, in_env.weights, atol=1e-12)
+    np.testing.assert_allclose(in_backtest.turnover, in_env.turnover, atol=1e-12)
 
 
 def test_the_policy_reads_its_features_by_name_and_refuses_a_panel_without_them() -> None:

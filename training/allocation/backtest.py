@@ -6,8 +6,9 @@ Timing, in sessions of the panel (positions ``start..end`` inclusive):
   the close of ``t - 1`` (``panel.slice(.., t)``) and trades at the close of t; the new book earns
   from session ``t + 1``. Trading at the close that produced the inputs would be look-ahead.
 * **Schedule.** Rebalances at ``start``, ``start + k``, ... with ``k = rebalance_every`` (1 daily,
-  5 weekly). Re-fits (``Strategy.fit``) at ``start`` and every ``refit_every`` sessions after, on
-  the history through ``t - 1``: an expanding window, or the last ``fit_window`` sessions.
+  5 weekly), except on the window's last session (a book bought there would be held for nothing).
+  Re-fits (``Strategy.fit``) at ``start`` and every ``refit_every`` sessions after, on the history
+  through ``t - 1``: an expanding window, or the last ``fit_window`` sessions.
 * **Drift.** Between trades the weights drift with prices; uninvested weight is cash earning 0.
   The book starts in cash, so the first trade buys the whole book.
 * **Costs.** ``(cost_bps + slippage_bps) / 1e4`` per unit of one-way turnover
@@ -102,7 +103,9 @@ def backtest(
         if i % config.refit_every == 0:
             lo = 0 if config.fit_window is None else max(0, t - config.fit_window)
             strategy.fit(panel.slice(lo, t))
-        if i % config.rebalance_every == 0:
+        # No trade on the window's last session: nothing would be held after it, only the cost paid
+        # (the environment stops there too).
+        if i % config.rebalance_every == 0 and t < last:
             target = _checked(strategy.target(panel.slice(0, t), w.copy()), strategy.name, panel, t)
             turnover[i] = float(np.abs(target - w).sum())
             costs[i] = turnover[i] * unit_cost

@@ -151,7 +151,7 @@ def _decay(args: argparse.Namespace, data_dir: Path) -> int:
 def _retrain(args: argparse.Namespace, data_dir: Path) -> int:
     from monitoring.decay import DecayResult
     from monitoring.drift import ViewDrift
-    from monitoring.retrain import decide, launch
+    from monitoring.retrain import decide, launch, record
 
     reports_dir = data_dir / "reports"
     drift = [ViewDrift.from_dict(s) for s in reports.latest_drift_summaries(reports_dir)]
@@ -159,8 +159,12 @@ def _retrain(args: argparse.Namespace, data_dir: Path) -> int:
     decay = [DecayResult(**m) for m in reports.read_json(decay_file)["models"]] if decay_file.exists() else []
     decision = decide(drift, decay)
     print("retrain recommended" if decision.recommended else "no retrain needed", *decision.reasons, sep="\n  ")
+    log = reports_dir / "retrain_decisions.jsonl"
     if decision.recommended and args.launch:
-        return launch(["--data-dir", str(data_dir)])
+        code = launch(["--data-dir", str(data_dir)])
+        record(log, decision, drift, decay, launched=True, exit_code=code)
+        return code
+    record(log, decision, drift, decay, launched=False, exit_code=None)
     return EXIT_FINDING if decision.recommended else 0
 
 

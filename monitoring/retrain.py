@@ -9,10 +9,14 @@ only asks for a new challenger.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final
 
 from monitoring.decay import DecayResult
@@ -50,3 +54,36 @@ def launch(extra_args: Sequence[str] = (), python: str = sys.executable, timeout
     """Run the documented training command as a subprocess; returns its exit code."""
     completed = subprocess.run([python, *RETRAIN_COMMAND, *extra_args], check=False, timeout=timeout)
     return completed.returncode
+
+
+def record(
+    path: Path,
+    decision: RetrainDecision,
+    drift: Sequence[ViewDrift],
+    decay: Sequence[DecayResult],
+    *,
+    launched: bool,
+    exit_code: int | None,
+) -> dict[str, object]:
+    """Append one decision to the retraining log (JSON lines), with the figures it was made on.
+
+    What happened next (the challenger, its gated promotion, a later rollback) is in training's
+    hash-chained registry audit log; this log says why training was asked to run, or not.
+    """
+    entry: dict[str, object] = {
+        "time": datetime.now(UTC).isoformat(),
+        "recommended": decision.recommended,
+        "reasons": decision.reasons,
+        "drift_share": {d.view: d.share for d in drift},
+        "drift_detected": {d.view: d.detected for d in drift},
+        "rank_ic_tstat": {r.model: r.rank_ic_tstat for r in decay},
+        "rolling_rank_ic": {r.model: r.rolling_rank_ic for r in decay},
+        "launched": launched,
+        "exit_code": exit_code,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(entry, sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return entry

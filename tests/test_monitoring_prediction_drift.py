@@ -55,3 +55,18 @@ def test_cli_reads_the_train_stage_predictions_log_by_default(tmp_path: Path) ->
     assert out.returncode == 1, out.stderr[-2000:]  # 1 = drift found
     assert "technical: wasserstein" in out.stdout and "drift=True" in out.stdout
     assert "DeprecationWarning" not in out.stderr  # Evidently's import-time notices are silenced
+
+
+def test_retrain_decisions_are_logged_with_the_figures_they_rest_on(tmp_path: Path) -> None:
+    reports_dir = tmp_path / "reports"
+    run_predictions(_log(shift=0.1), current_sessions=50, reports_dir=reports_dir, drift_share=0.3)
+    out = subprocess.run(
+        [sys.executable, "-m", "monitoring", "--data-dir", str(tmp_path), "retrain"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr[-2000:]  # recommended, not launched
+    assert "retrain recommended" in out.stdout and "predictions:" in out.stdout
+    (entry,) = [json.loads(line) for line in (reports_dir / "retrain_decisions.jsonl").read_text().splitlines()]
+    assert entry["recommended"] is True and entry["launched"] is False and entry["exit_code"] is None
+    assert entry["drift_detected"] == {PREDICTIONS_VIEW: True}
+    assert 0.3 <= entry["drift_share"][PREDICTIONS_VIEW] <= 1.0

@@ -13,12 +13,16 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from monitoring import reports
 from monitoring.errors import MonitoringError
-from monitoring.settings import get_settings
+from monitoring.settings import MonitoringSettings, get_settings
+
+if TYPE_CHECKING:
+    from monitoring.decay import DecayResult
 
 EXIT_FINDING = 1
 EXIT_ERROR = 2
@@ -56,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     decay.add_argument("--as-of", type=date.fromisoformat, default=date.today(), help="use outcomes known by then")
     decay.add_argument("--horizon", type=int, default=21)
+    decay.add_argument(
+        "--feature-view", default="technical_features", help="also the rolling IC of this view's top features"
+    )
+    decay.add_argument("--top-features", type=int, default=5, help="how many of its features (0: none; default 5)")
     retrain = sub.add_parser("retrain", help="decide from the latest drift and decay summaries")
     retrain.add_argument("--launch", action="store_true", help="run `python -m training run --stages train` if due")
     rules = sub.add_parser("rules", help="promtool check/test the rules; sync the chart copy; print the CRD")
@@ -142,10 +150,44 @@ def _decay(args: argparse.Namespace, data_dir: Path) -> int:
         _read_table(predictions), _read_table(outcomes), as_of=args.as_of,
         window=settings.decay_window, horizon=args.horizon, tstat_min=settings.decay_tstat_min,
     )  # fmt: skip
-    reports.write_json(reports.latest_decay_file(data_dir / "reports"), {"models": [r.to_dict() for r in results]})
-    for r in results:
+    features = _feature_decay(args, data_dir, _read_table(outcomes), settings) if args.top_features > 0 else []
+    reports.write_json(
+        reports.latest_decay_file(data_dir / "reports"),
+        {"models": [r.to_dict() for r in results], "features": [r.to_dict() for r in features]},
+    )
+    for r in [*results, *features]:
         print(f"{r.model}: rank IC {r.rolling_rank_ic:+.3f} t {r.rank_ic_tstat:.2f} decayed={r.decayed}")
+    # A model's decay is the finding; its features' rolling ICs explain it and do not count on their own.
     return EXIT_FINDING if any(r.decayed for r in results) else 0
+
+
+def _feature_decay(
+    args: argparse.Namespace, data_dir: Path, outcomes: pd.DataFrame, settings: MonitoringSettings
+) -> list[DecayResult]:
+    from feature_repo.definitions import EVENT_TIMESTAMP
+    from feature_repo.schema import FEATURES_BY_VIEW
+    from monitoring.decay import feature_decay
+    from monitoring.drift import UNTESTED_SUFFIXES, load_view
+
+    if args.feature_view not in FEATURES_BY_VIEW:
+        raise MonitoringError(f"unknown feature view {args.feature_view!r}; known: {sorted(FEATURES_BY_VIEW)}")
+    rows = load_view(data_dir, args.feature_view)
+    if rows.empty:
+        return []
+    stamps = pd.to_datetime(rows[EVENT_TIMESTAMP])
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+    rows = rows.assign(date=stamps.dt.normalize())
+    # Cross-sectional ranks and z-scores order names exactly as their raw feature does: not separate "top" features.
+    names = [
+        s.name
+        for s in FEATURES_BY_VIEW[args.feature_view]
+        if s.dtype != "int64" and not s.name.endswith(UNTESTED_SUFFIXES)
+    ]
+    return feature_decay(
+        rows, outcomes, names, as_of=args.as_of, top=args.top_features, window=settings.decay_window,
+        horizon=args.horizon, tstat_min=settings.decay_tstat_min,
+    )  # fmt: skip
 
 
 def _retrain(args: argparse.Namespace, data_dir: Path) -> int:

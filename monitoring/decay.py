@@ -149,3 +149,54 @@ def all_models_decay(predictions: pd.DataFrame, outcomes: pd.DataFrame, **option
     if not {DATE, TICKER, MODEL, SCORE} <= set(predictions.columns):
         raise MonitoringError("predictions need date, ticker, model and score columns")
     return [model_decay(predictions, outcomes, m, **options) for m in sorted(predictions[MODEL].unique())]
+
+
+FEATURE_PREFIX: Final = "feature:"
+
+
+def feature_decay(
+    view_rows: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    features: list[str],
+    *,
+    as_of: date,
+    top: int = 5,
+    window: int = 63,
+    horizon: int = OUTCOME_HORIZON,
+    tstat_min: float = 2.0,
+) -> list[DecayResult]:
+    """Rolling IC of the ``top`` features that ordered outcomes best over their known history.
+
+    A feature is scored like a model (its raw value is the score), so the same rolling window,
+    Newey–West t-statistic and decay rule apply. "Top" is by the absolute mean rank IC over every
+    date whose outcome is known by ``as_of``; each result is named ``feature:<name>``. Features
+    that order outcomes in reverse (negative IC, like short-term reversal) are scored negated, so
+    "decayed" means the same thing for both signs.
+    """
+    if DATE not in view_rows.columns:
+        raise MonitoringError("feature rows need a date column")
+    target = f"fwd_excess_{horizon}d"
+    known = outcomes.loc[pd.to_datetime(outcomes[KNOWN_AT]) <= pd.Timestamp(as_of), [DATE, TICKER, target]]
+    joined = view_rows[[DATE, TICKER, *features]].merge(known, on=[DATE, TICKER], how="inner")
+    strength: dict[str, float] = {}
+    for name in features:
+        per_date = per_date_ic(joined[[DATE, TICKER, name, target]].rename(columns={name: SCORE}), target)
+        if len(per_date) >= window:
+            strength[name] = float(per_date["rank_ic"].mean())
+    chosen = sorted(strength, key=lambda n: abs(strength[n]), reverse=True)[:top]
+    results = []
+    for name in chosen:
+        sign = 1.0 if strength[name] >= 0 else -1.0
+        scored = joined[[DATE, TICKER]].assign(model=FEATURE_PREFIX + name, score=sign * joined[name])
+        results.append(
+            model_decay(
+                scored,
+                outcomes,
+                FEATURE_PREFIX + name,
+                as_of=as_of,
+                window=window,
+                horizon=horizon,
+                tstat_min=tstat_min,
+            )
+        )
+    return results

@@ -210,6 +210,14 @@ class InferenceClient:
             raise ModelCallError(model, "bad_response", "not a v2 inference response") from e
         return InferResult(model=model, version=str(answer.get("model_version") or ""), outputs=outputs)
 
+    async def get_text(self, url: str) -> tuple[int, str]:
+        """GET a text document (a model server's ``/metrics``); ``(0, "")`` when unreachable."""
+        try:
+            response = await self._http.get(url)
+        except httpx.HTTPError:
+            return 0, ""
+        return response.status_code, response.text
+
     async def get_json(self, url: str) -> tuple[int, Any]:
         """GET a JSON document (metadata, readiness, MLflow); ``(0, None)`` when unreachable."""
         try:

@@ -83,6 +83,9 @@ def test_allocation_is_answered_by_the_model_within_max_weight(
 ) -> None:
     client = make_gateway(model_urls={**shared_env.model_urls(), ALLOCATOR: allocator_server.url})
     key = new_key(client, tenant="allocating")
+    # Before any answer, /v1/models reads the version from the real server's portfolio_os_model_info.
+    models = {m["name"]: m for m in client.get("/v1/models", headers=auth(key)).json()["models"]}
+    assert models[ALLOCATOR]["ready"] is True and models[ALLOCATOR]["serving_version"] == "1"
     universe = trained[:4]
     book = {universe[0]: 0.3, universe[2]: 0.1}
     expected = pyfunc_weights(registry.uri, "1", online_rows(shared_env, universe, book))

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from api.db import audit_log
+from api.routes.models import info_version
 from tests.gateway_fixtures.fixtures import assert_error_body, auth, make_gateway, new_key, shared_env  # noqa: F401
 
 pytestmark = pytest.mark.slow
@@ -135,3 +136,13 @@ def test_models_report_readiness_and_versions(make_gateway, shared_env) -> None:
     assert models["technical"]["circuit_state"] == "closed"
     assert models["allocator"]["deployed"] is False and models["allocator"]["ready"] is None
     assert models["ensemble"]["registry"] is None  # no MLFLOW_URL configured
+
+
+def test_the_serving_version_is_read_from_the_model_info_metric() -> None:
+    page = (
+        "# HELP portfolio_os_model_info The loaded version.\n"
+        'portfolio_os_model_info{feature_service="technical_model_v1",model="technical",version="3"} 1.0\n'
+        'portfolio_os_model_info{feature_service="none",model="ensemble",version="2"} 1.0\n'
+    )
+    assert info_version(page, "technical") == "3" and info_version(page, "ensemble") == "2"
+    assert info_version(page, "allocator") is None and info_version("", "technical") is None

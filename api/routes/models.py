@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -16,6 +17,7 @@ from api.schemas import ModelPublic, ModelsPublic
 from api.settings import KNOWN_MODELS
 
 router = APIRouter(prefix="/v1", tags=["models"])
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 STATE_NAMES: dict[CircuitState, Literal["closed", "half_open", "open"]] = {
     CircuitState.CLOSED: "closed",
     CircuitState.HALF_OPEN: "half_open",
@@ -32,9 +34,24 @@ async def _serving(client: InferenceClient, name: str) -> tuple[bool | None, str
     )
     is_ready = ready_status == 200 and isinstance(ready, dict) and bool(ready.get("ready"))
     versions = meta.get("versions") if meta_status == 200 and isinstance(meta, dict) else None
-    # KServe 0.21 leaves metadata.versions empty; fall back to the version seen in answers.
+    # KServe 0.21 leaves metadata.versions empty; fall back to the version seen in answers, and
+    # before any answer to the version the server reports in portfolio_os_model_info.
     version = str(versions[-1]) if isinstance(versions, list) and versions else client.last_versions.get(name)
+    if version is None and is_ready:
+        status, text = await client.get_text(f"{client.urls[name]}/metrics")
+        version = info_version(text, name) if status == 200 else None
     return is_ready, version
+
+
+def info_version(metrics_text: str, model: str) -> str | None:
+    """The ``version`` label of ``portfolio_os_model_info{model="<model>"}`` in a Prometheus text page."""
+    for line in metrics_text.splitlines():
+        if not line.startswith("portfolio_os_model_info{"):
+            continue
+        labels: dict[str, str] = dict(_LABEL.findall(line[line.index("{") + 1 : line.rindex("}")]))
+        if labels.get("model") == model and labels.get("version"):
+            return labels["version"]
+    return None
 
 
 async def _one(services: ServicesDep, client: InferenceClient, name: str) -> ModelPublic:

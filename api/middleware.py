@@ -35,10 +35,19 @@ class RequestIdFilter(logging.Filter):
 
 
 def route_label(scope: Scope) -> str:
-    """The route template (``/v1/explanations/{ticker}``), never the raw path: bounded cardinality."""
+    """The route template (``/v1/explanations/{ticker}``), never the raw path: bounded cardinality.
+
+    FastAPI's own pages (``/docs``, ``/openapi.json``) are plain Starlette routes, which set the
+    matched ``endpoint`` but no ``route``: they take their path, one of a fixed few. Anything that
+    matched nothing (a 404) is ``<unmatched>``.
+    """
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else UNMATCHED
+    if isinstance(path, str):
+        return path
+    if scope.get("endpoint") is not None and not scope.get("path_params"):
+        return str(scope.get("path", UNMATCHED))
+    return UNMATCHED
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

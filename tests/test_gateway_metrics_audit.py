@@ -34,12 +34,15 @@ def test_metrics_carry_every_contract_name_with_route_templates(make_gateway, sh
     for ticker in shared_env.tickers[:3]:
         client.get(f"/v1/explanations/{ticker}", headers=key)
     client.get("/v1/signals", params={"tickers": ",".join(shared_env.tickers)}, headers=key)
+    client.get("/docs")
+    client.get(f"/nothing/here/{shared_env.tickers[0]}")
     families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
     for name, kind in CONTRACT.items():
         assert families[name].type == kind, name
     routes = {s.labels["route"] for s in families["portfolio_os_gateway_requests"].samples}
     assert "/v1/explanations/{ticker}" in routes and "/v1/signals" in routes
     assert not any(t in r for r in routes for t in shared_env.tickers)  # no cardinality blow-up
+    assert "/docs" in routes and "<unmatched>" in routes  # FastAPI's pages by path; a 404 under one label
     calls = {
         (s.labels["model"], s.labels["version"], s.labels["outcome"])
         for s in families["portfolio_os_gateway_model_call_duration_seconds"].samples

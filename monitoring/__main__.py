@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     decay.add_argument("--top-features", type=int, default=5, help="how many of its features (0: none; default 5)")
     retrain = sub.add_parser("retrain", help="decide from the latest drift and decay summaries")
     retrain.add_argument("--launch", action="store_true", help="run `python -m training run --stages train` if due")
+    retrain.add_argument("--config", type=Path, default=None, help="the run configuration training gets (--config)")
+    retrain.add_argument(
+        "--stages", default="train", help="the training stages to launch (default train; e.g. train,allocate)"
+    )
     rules = sub.add_parser("rules", help="promtool check/test the rules; sync the chart copy; print the CRD")
     rules.add_argument("action", choices=["check", "test", "sync-chart", "prometheus-rule"])
     dashboards = sub.add_parser("dashboards", help="write the dashboards (and the chart copies)")
@@ -203,7 +207,8 @@ def _retrain(args: argparse.Namespace, data_dir: Path) -> int:
     print("retrain recommended" if decision.recommended else "no retrain needed", *decision.reasons, sep="\n  ")
     log = reports_dir / "retrain_decisions.jsonl"
     if decision.recommended and args.launch:
-        code = launch(["--data-dir", str(data_dir)])
+        extra = ["--data-dir", str(data_dir), *(["--config", str(args.config)] if args.config else [])]
+        code = launch(extra, stages=args.stages)
         record(log, decision, drift, decay, launched=True, exit_code=code)
         return code
     record(log, decision, drift, decay, launched=False, exit_code=None)

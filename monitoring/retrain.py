@@ -50,9 +50,16 @@ def decide(drift: Sequence[ViewDrift], decay: Sequence[DecayResult]) -> RetrainD
     return RetrainDecision(recommended=bool(reasons), reasons=reasons)
 
 
-def launch(extra_args: Sequence[str] = (), python: str = sys.executable, timeout: float | None = None) -> int:
-    """Run the documented training command as a subprocess; returns its exit code."""
-    completed = subprocess.run([python, *RETRAIN_COMMAND, *extra_args], check=False, timeout=timeout)
+def launch(
+    extra_args: Sequence[str] = (),
+    python: str = sys.executable,
+    timeout: float | None = None,
+    *,
+    stages: str = "train",
+) -> int:
+    """Run the documented training command, with ``stages`` for its stage list; returns its exit code."""
+    command = [python, *RETRAIN_COMMAND[:-1], stages, *extra_args]
+    completed = subprocess.run(command, check=False, timeout=timeout)
     return completed.returncode
 
 

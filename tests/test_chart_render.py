@@ -389,6 +389,20 @@ def test_production_runs_materialisation_retraining_and_ray() -> None:
     assert any(c[3] == "run" and c[c.index("--stages") + 1] == "guard" for c in commands if "--stages" in c)
 
 
+def test_gated_retraining_runs_the_monitoring_trigger_with_the_run_config() -> None:
+    """retraining.gated: the CronJob asks monitoring whether to train, with a command its parser accepts."""
+    from monitoring.__main__ import build_parser as monitoring_parser
+
+    objs = rendered_objects(None, "--set", "retraining.enabled=true", "--set", "retraining.gated=true")
+    (command,) = [
+        c["command"]
+        for _, c in containers(objs)
+        if c.get("command", [])[:4] == ["python", "-m", "monitoring", "retrain"]
+    ]
+    args = monitoring_parser().parse_args(command[3:])
+    assert args.launch and str(args.config) == "/config/run.yaml" and args.stages == "train"
+
+
 def test_drift_job_is_off_by_default_and_runs_the_monitoring_entry_point() -> None:
     """`python -m monitoring drift` renders only when asked (the package has no drift command yet)."""
     default = containers(rendered_objects(SCENARIOS["default"]))

@@ -3,8 +3,8 @@
 After a promotion, the new champion has been judged on the test segment only. Once outcomes are
 known for ``sessions`` dates after the data it was trained and tested on (its ``data_end`` tag),
 both it and the champion it replaced (from the audit log's ``promoted`` record) score the same
-rows, and their mean rank ICs are compared. If the new champion trails the old one by more than
-``margin``, the alias goes back (:meth:`training.registry.SignalRegistry.rollback`). Every check
+rows of those first ``sessions`` dates, and their mean rank ICs are compared. If the new champion
+trails the old one by more than ``margin``, the alias goes back (:meth:`training.registry.SignalRegistry.rollback`). Every check
 is appended to the audit log with both figures, whatever it decides.
 
 Decisions, one per model:
@@ -95,7 +95,8 @@ def check_model(
     else:
         new = live_rank_ic(registry, model, champion, rows)
         old = live_rank_ic(registry, model, str(previous), rows)
-    common = new.index.intersection(old.index)
+    # Judged on its first ``sessions`` dates, as the rule says; later dates are for decay monitoring.
+    common = new.index.intersection(old.index).sort_values()[:sessions]
     count = len(common)
     if count < sessions:
         why = f"{count} of {sessions} dates with known outcomes since {data_end.date()}"

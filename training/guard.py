@@ -4,8 +4,9 @@ After a promotion, the new champion has been judged on the test segment only. On
 known for ``sessions`` dates after the data it was trained and tested on (its ``data_end`` tag),
 both it and the champion it replaced (from the audit log's ``promoted`` record) score the same
 rows of those first ``sessions`` dates, and their mean rank ICs are compared. If the new champion
-trails the old one by more than ``margin``, the alias goes back (:meth:`training.registry.SignalRegistry.rollback`). Every check
-is appended to the audit log with both figures, whatever it decides.
+trails the old one by more than ``margin``, the alias goes back
+(:meth:`training.registry.SignalRegistry.rollback`). Every check is appended to the audit log with
+both figures, whatever it decides.
 
 Decisions, one per model:
 

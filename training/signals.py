@@ -71,6 +71,18 @@ def load_inputs(config: SignalRunConfig, offline_store: Path, repo: FeatureRepo)
     Raises:
         TrainingError: unknown tickers or benchmark, or too little history for the segments.
     """
+    prices, bench = read_universe(config, offline_store)
+    check_history(config, pd.DatetimeIndex(prices[DATE]))
+    outcomes = forward_outcomes(prices, bench, horizon=config.horizon)
+    return SignalInputs(config, repo, outcomes, close_panel(prices))
+
+
+def read_universe(config: SignalRunConfig, offline_store: Path) -> tuple[pd.DataFrame, pd.Series]:
+    """The configured universe's price rows and its benchmark's closes (indexed by date), checked.
+
+    Raises:
+        TrainingError: no prices, or tickers or a benchmark the data do not hold.
+    """
     with OfflineStore(offline_store, read_only=True) as store:
         prices = store.read("prices")
         benchmark = store.read("benchmark")
@@ -79,12 +91,15 @@ def load_inputs(config: SignalRunConfig, offline_store: Path, repo: FeatureRepo)
     check_universe(config, set(prices[TICKER]), set(benchmark["symbol"]))
     if config.universe != "all":
         prices = prices[prices[TICKER].isin(config.universe)]
-    check_history(config, pd.DatetimeIndex(prices[DATE]))
     bench = benchmark[benchmark["symbol"] == config.benchmark].set_index(DATE)["close"]
-    outcomes = forward_outcomes(prices, bench, horizon=config.horizon)
+    return prices, bench
+
+
+def close_panel(prices: pd.DataFrame) -> pd.DataFrame:
+    """Wide adjusted closes: sessions (a DatetimeIndex, ascending) x tickers."""
     close = prices.pivot(index=DATE, columns=TICKER, values="adj_close").sort_index()
     close.index = pd.DatetimeIndex(close.index)
-    return SignalInputs(config, repo, outcomes, close)
+    return close
 
 
 def train_model(name: str, spec: ModelSpec, inputs: SignalInputs, storage: Path, progress: bool) -> TrainedModel:

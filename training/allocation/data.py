@@ -22,8 +22,8 @@ from feature_repo.store import FeatureRepo
 from feature_repo.tables import DATE, TICKER
 from training.allocation.panel import MarketPanel, panel_from_frames
 from training.errors import TrainingError
-from training.run_config import SignalRunConfig, check_universe
-from training.store import OfflineStore
+from training.run_config import SignalRunConfig
+from training.signals import close_panel, read_universe
 
 SCORE: Final = "score"
 
@@ -64,16 +64,8 @@ def load_allocation_data(
         TrainingError: no prices, unknown tickers or benchmark, a ticker without a close somewhere
             in the window (named), or segments outside the data.
     """
-    with OfflineStore(offline_store, read_only=True) as store:
-        prices = store.read("prices")
-        benchmark = store.read("benchmark")
-    if prices.empty:
-        raise TrainingError("the offline store holds no prices: run the ingest stage first")
-    check_universe(config, set(prices[TICKER]), set(benchmark["symbol"]))
-    if config.universe != "all":
-        prices = prices[prices[TICKER].isin(config.universe)]
-    close = prices.pivot(index=DATE, columns=TICKER, values="adj_close").sort_index()
-    close.index = pd.DatetimeIndex(close.index)
+    prices, bench = read_universe(config, offline_store)
+    close = close_panel(prices)
     seg = config.segments
     train_start = int(close.index.searchsorted(pd.Timestamp(seg.train[0])))
     if train_start < warmup:
@@ -102,7 +94,6 @@ def load_allocation_data(
     if scores is not None:
         features = features.merge(scores, on=[DATE, TICKER], how="left")
     names = [*ALLOCATOR_FEATURES, *([SCORE] if scores is not None else [])]
-    bench = benchmark[benchmark["symbol"] == config.benchmark].set_index(DATE)["close"]
     bench.index = pd.DatetimeIndex(bench.index)
     panel = panel_from_frames(close, features, names, benchmark_close=bench, label=label)
     return AllocationData(

@@ -186,15 +186,7 @@ class MinimumVariance(ClassicStrategy):
         super().__init__(name, lookback=lookback, max_weight=max_weight)
 
     def _solve(self, returns: FloatArray, cap: float) -> FloatArray:
-        model = sko.MeanRisk(
-            objective_function=sko.ObjectiveFunction.MINIMIZE_RISK,
-            risk_measure=RiskMeasure.VARIANCE,
-            prior_estimator=_shrunk_prior(),
-            min_weights=0.0,
-            max_weights=cap,
-            budget=1.0,
-        )
-        return np.asarray(model.fit(returns).weights_, dtype=np.float64)
+        return _long_only_mean_risk(returns, cap, sko.ObjectiveFunction.MINIMIZE_RISK, RiskMeasure.VARIANCE)
 
 
 class MaximumSharpe(ClassicStrategy):
@@ -216,15 +208,7 @@ class MaximumSharpe(ClassicStrategy):
             raise ValueError(
                 f"no book under the cap {cap} has a positive mean return over the window (best {best:.2e} a day)"
             )
-        model = sko.MeanRisk(
-            objective_function=sko.ObjectiveFunction.MAXIMIZE_RATIO,
-            risk_measure=RiskMeasure.STANDARD_DEVIATION,
-            prior_estimator=_shrunk_prior(),
-            min_weights=0.0,
-            max_weights=cap,
-            budget=1.0,
-        )
-        return np.asarray(model.fit(returns).weights_, dtype=np.float64)
+        return _long_only_mean_risk(returns, cap, sko.ObjectiveFunction.MAXIMIZE_RATIO, RiskMeasure.STANDARD_DEVIATION)
 
 
 class HierarchicalRiskParity(ClassicStrategy):
@@ -341,6 +325,21 @@ def _best_mean_under_cap(mean: FloatArray, cap: float) -> float:
     ordered = np.sort(mean)[::-1]
     room = np.clip(1.0 - cap * np.arange(ordered.size), 0.0, cap)
     return float(ordered @ room)
+
+
+def _long_only_mean_risk(
+    returns: FloatArray, cap: float, objective: sko.ObjectiveFunction, risk: RiskMeasure
+) -> FloatArray:
+    """A fully invested, long-only skfolio ``MeanRisk`` book under ``cap``, on the Ledoit–Wolf prior."""
+    model = sko.MeanRisk(
+        objective_function=objective,
+        risk_measure=risk,
+        prior_estimator=_shrunk_prior(),
+        min_weights=0.0,
+        max_weights=cap,
+        budget=1.0,
+    )
+    return np.asarray(model.fit(returns).weights_, dtype=np.float64)
 
 
 def _shrunk_prior() -> EmpiricalPrior:

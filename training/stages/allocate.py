@@ -26,11 +26,11 @@ import pandas as pd
 
 from feature_repo.schema import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE
 from feature_repo.store import FeatureRepo
-from training.allocation.backtest import BacktestConfig, backtest_all
+from training.allocation.backtest import BacktestConfig, backtest, backtest_all
 from training.allocation.card import AllocatorFacts, render_card
 from training.allocation.config import AllocationRunConfig
 from training.allocation.data import SCORE, AllocationData, load_allocation_data
-from training.allocation.env import EnvConfig, PortfolioEnv, run_policy
+from training.allocation.env import EnvConfig
 from training.allocation.optimisers import TopkDropout, classic_strategies
 from training.allocation.panel import MarketPanel
 from training.allocation.performance import (
@@ -43,7 +43,7 @@ from training.allocation.performance import (
     regime_table,
     stress_table,
 )
-from training.allocation.policy import PolicyParams, policy_action
+from training.allocation.policy import PolicyParams
 from training.allocation.policy_strategy import PolicyStrategy, Retrain
 from training.allocation.results import StrategyResult
 from training.allocation.rl import RLData, RLResult, annualised_sharpe, run_rl_search
@@ -480,9 +480,9 @@ def _champion_sharpe(registry: SignalRegistry, inputs: _Inputs) -> float | None:
     if version is None:
         return None
     try:
-        policy = registry.load_allocator_policy(version)
+        champion = PolicyStrategy(NAME, registry.load_allocator_policy(version), inputs.env, ALLOCATOR_FEATURES)
         start, stop = inputs.data.test
-        env = PortfolioEnv(_observation_panel(inputs, start, stop), inputs.env)
-        return annualised_sharpe(run_policy(env, lambda obs: policy_action(policy, obs)).returns)
+        result = backtest(champion, inputs.data.panel, _backtest_config(inputs), start=start, end=stop - 1)
+        return annualised_sharpe(result.returns)
     except (TrainingError, ValueError):
         return None

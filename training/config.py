@@ -13,13 +13,27 @@ from training.allocation.config import AllocationRunConfig
 from training.errors import TrainingError
 from training.health import HealthThresholds
 from training.run_config import SignalRunConfig
+from training.sentiment.config import SentimentRunConfig
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SkfolioSource(_Strict):
+class _WithDocuments(_Strict):
+    """A source to which the user may add news and announcements files."""
+
+    documents: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "News and announcements files (CSV, JSON or JSON Lines: ticker, published_at, title, body"
+            "[, source, id]), merged with the source's own documents and de-duplicated by content; "
+            "malformed records are skipped and listed."
+        ),
+    )
+
+
+class SkfolioSource(_WithDocuments):
     """The bundled real S&P 500 sample (the demo default)."""
 
     kind: Literal["skfolio"] = "skfolio"
@@ -27,7 +41,7 @@ class SkfolioSource(_Strict):
     end: date | None = Field(None, description="Last session to load (inclusive).")
 
 
-class FilesSource(_Strict):
+class FilesSource(_WithDocuments):
     """CSV/Parquet files the user brings."""
 
     kind: Literal["files"] = "files"
@@ -36,7 +50,7 @@ class FilesSource(_Strict):
     fundamentals: list[Path] = Field(default_factory=list, description="Quarterly fundamentals files.")
 
 
-class EodhdSource(_Strict):
+class EodhdSource(_WithDocuments):
     """The EODHD API (key from EODHD_API_KEY)."""
 
     kind: Literal["eodhd"] = "eodhd"
@@ -77,6 +91,9 @@ class PipelineConfig(_Strict):
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     materialize: Literal["full", "incremental"] = "incremental"
     online_tickers: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "JPM"], min_length=1)
+    sentiment: SentimentRunConfig | None = Field(
+        None, description="The text model: fine-tune, validate, register, score stored documents; None skips it."
+    )
     signals: SignalRunConfig | None = Field(None, description="Signal models to train; None skips training.")
     allocation: AllocationRunConfig | None = Field(
         None, description="The allocator and its baselines (needs 'signals' for segments); None skips it."

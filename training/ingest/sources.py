@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 
 from feature_repo import tables as t
 from training.config import DataSource, EodhdSource, FilesSource, SkfolioSource, SyntheticSource
+from training.errors import InputProblem
 
 
 @dataclass(frozen=True)
 class LoadedData:
-    """Every table a source produced; tables it has no data for are simply absent."""
+    """Every table a source produced; tables it has no data for are simply absent.
+
+    ``problems`` lists the records that were skipped as malformed (from document
+    files); everything else that is wrong with an input raises instead.
+    """
 
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     description: str = ""
+    problems: tuple[InputProblem, ...] = ()
 
 
 def load_source(source: DataSource) -> LoadedData:
     """Load everything ``source`` provides, in the store's column contracts."""
+    if isinstance(source, SyntheticSource):
+        return _synthetic(source)
     if isinstance(source, SkfolioSource):
-        return _skfolio(source)
-    if isinstance(source, FilesSource):
-        return _files(source)
-    if isinstance(source, EodhdSource):
-        return _eodhd(source)
-    return _synthetic(source)
+        loaded = _skfolio(source)
+    elif isinstance(source, FilesSource):
+        loaded = _files(source)
+    else:
+        loaded = _eodhd(source)
+    return _with_documents(loaded, source.documents)
 
 
 def prices_to_benchmark(prices: pd.DataFrame) -> pd.DataFrame:
@@ -69,6 +79,7 @@ def _files(source: FilesSource) -> LoadedData:
 
 
 def _eodhd(source: EodhdSource) -> LoadedData:
+    from training.ingest.documents import combine_documents
     from training.ingest.eodhd import EodhdClient
 
     start, end = source.start, source.end or date.today()
@@ -80,8 +91,33 @@ def _eodhd(source: EodhdSource) -> LoadedData:
         if source.fundamentals:
             tables["fundamentals"] = pd.concat([client.fundamentals(s) for s in source.tickers], ignore_index=True)
         if source.news:
-            tables["documents"] = pd.concat([client.news(s, start, end) for s in source.tickers], ignore_index=True)
+            # One article tagged with two configured tickers has one doc_id: keep its first copy.
+            tables["documents"] = combine_documents([client.news(s, start, end) for s in source.tickers])
     return LoadedData(tables, f"EODHD API, {len(source.tickers)} ticker(s)")
+
+
+def _with_documents(loaded: LoadedData, paths: Sequence[Path]) -> LoadedData:
+    """Adds the user's document files to what a source loaded, one row per ``doc_id``.
+
+    The files come first, in the order given, then the source's own documents (EODHD
+    news): the first copy of a text wins, so a text the user brought keeps its
+    ticker, time and source label whatever the feed says.
+    """
+    if not paths:
+        return loaded
+    from training.ingest.documents import combine_documents, load_documents
+
+    batches = [load_documents(path) for path in paths]
+    frames = [batch.frame for batch in batches]
+    fetched = loaded.tables.get("documents")
+    if fetched is not None:
+        frames.append(fetched)
+    return replace(
+        loaded,
+        tables=loaded.tables | {"documents": combine_documents(frames)},
+        description=f"{loaded.description}; {len(paths)} document file(s)",
+        problems=loaded.problems + tuple(p for batch in batches for p in batch.problems),
+    )
 
 
 def _synthetic(source: SyntheticSource) -> LoadedData:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -64,6 +65,7 @@ _MARKET_DRIFT: Final = 0.0003  # daily log drift
 _SECTOR_VOL: Final = 0.007  # daily
 _CAP_RANGE: Final = (5e6, 2e11)  # A$, micro-cap explorer to BHP
 _SYDNEY_UTC_OFFSET_H: Final = 10  # AEST; daylight saving is ignored
+_DOCS_PER_TICKER_PER_YEAR: Final = 20.0  # generate_universe's default announcement rate
 
 
 class SyntheticDataError(TrainingError, ValueError):
@@ -457,6 +459,51 @@ def _documents_frame(
         t.SYNTHETIC: np.ones(n_docs, dtype=bool),
     }
     return pd.DataFrame(columns, columns=list(t.DOCUMENT_COLUMNS))
+
+
+def announcements_for(
+    tickers: Sequence[str],
+    dates: pd.DatetimeIndex,
+    *,
+    seed: int = 0,
+    rate: float | None = None,
+) -> pd.DataFrame:
+    """The generator's SYNTHETIC announcements for given tickers and sessions (e.g. real ones).
+
+    Lets the text pipeline run on the real tickers and dates of the bundled S&P 500 sample
+    while every document stays flagged ``synthetic=True``, ``source="synthetic"``. The texts
+    come from the ASX-style templates, so bodies read "<Code> <Sector word> Limited (ASX:
+    <ticker>) ..."; the sector is a PLACEHOLDER drawn at random per ticker (with the
+    generator's sector shares), not the company's sector, and publication times follow
+    Sydney market hours as everywhere in this generator.
+
+    Args:
+        tickers: the tickers; stripped, upper-cased, de-duplicated and sorted.
+        dates: the sessions (midnight, no timezone; sorted and de-duplicated here);
+            announcements fall on them and on the calendar days between them.
+        seed: the same seed, tickers and dates give an identical frame.
+        rate: mean announcements per ticker per calendar year (Poisson); ``None`` uses
+            :func:`generate_universe`'s default of 20.
+
+    Returns:
+        ``DOCUMENT_COLUMNS`` sorted by ticker then ``published_at`` (UTC).
+
+    Raises:
+        SyntheticDataError: no tickers or dates, an empty ticker, a negative rate or seed.
+    """
+    per_year = _DOCS_PER_TICKER_PER_YEAR if rate is None else rate
+    codes = sorted({str(code).strip().upper() for code in tickers})
+    if not codes or "" in codes:
+        raise SyntheticDataError(f"tickers must be non-empty text, got {list(tickers)[:5]!r}")
+    if len(dates) == 0:
+        raise SyntheticDataError("dates must hold at least one session")
+    if seed < 0 or not per_year >= 0:
+        raise SyntheticDataError(f"seed and rate must be non-negative, got seed={seed}, rate={rate}")
+    sessions = pd.DatetimeIndex(dates).tz_localize(None).normalize().unique().sort_values().as_unit("ns")
+    sector_rng, doc_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    sector = sector_rng.choice(len(SECTORS), len(codes), p=_SECTOR_SHARE / _SECTOR_SHARE.sum()).astype(np.int64)
+    years = ((sessions[-1] - sessions[0]).days + 1) / 365.25
+    return _documents_frame(doc_rng, np.asarray(codes, dtype=object), sector, sessions, per_year * years)
 
 
 def _render(

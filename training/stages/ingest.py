@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TextIO
+
 from tqdm.auto import tqdm
 
 from training.context import RunContext
+from training.errors import InputProblem
+from training.ingest.documents import skipped_records
 from training.ingest.sources import load_source
 from training.store import OfflineStore
 
 # Write order matters only for readability of the log; every table is its own transaction.
 WRITE_ORDER = ("prices", "benchmark", "fundamentals", "documents", "scored_documents")
+# Skipped records listed in the log; the rest are only counted.
+SHOWN_PROBLEMS = 10
 
 
 def run(ctx: RunContext) -> dict[str, object]:
-    """Load, then upsert table by table; return rows inserted/updated per table."""
+    """Load, then upsert table by table; return rows inserted/updated per table (and records skipped)."""
     loaded = load_source(ctx.config.data)
     print(f"  source: {loaded.description}", file=ctx.out)
     summary: dict[str, object] = {}
+    if loaded.problems:
+        summary["skipped_records"] = _report_skipped(loaded.problems, ctx.out)
     with OfflineStore(ctx.offline_store_path) as store:
         for name in WRITE_ORDER:
             frame = loaded.tables.get(name)
@@ -38,3 +47,14 @@ def run(ctx: RunContext) -> dict[str, object]:
             )
             summary[name] = f"+{result.inserted}/~{result.updated}"
     return summary
+
+
+def _report_skipped(problems: Sequence[InputProblem], out: TextIO) -> int:
+    """Prints how many malformed records were skipped and the first problems; returns the count."""
+    skipped = skipped_records(problems)
+    print(f"  skipped {skipped:,} malformed record(s) ({len(problems):,} problem(s)):", file=out)
+    for problem in problems[:SHOWN_PROBLEMS]:
+        print(f"    {problem}", file=out)
+    if len(problems) > SHOWN_PROBLEMS:
+        print(f"    ... and {len(problems) - SHOWN_PROBLEMS:,} more", file=out)
+    return skipped

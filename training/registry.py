@@ -36,6 +36,10 @@ ALLOCATOR_CODE: Final = Path(__file__).parent / "allocation" / "allocator_pyfunc
 ALLOCATOR_CODE_PATHS: Final = tuple(
     Path(__file__).parent / "allocation" / f for f in ("observation.py", "policy.py", "weights.py")
 )
+# The text model's pyfunc and the batching module it runs.
+SENTIMENT_TEXT_CODE: Final = Path(__file__).parent / "sentiment" / "text_pyfunc.py"
+SENTIMENT_TEXT_CODE_PATHS: Final = (Path(__file__).parent / "sentiment" / "text_classifier.py",)
+SENTIMENT_TEXT_REQUIREMENTS: Final = ["torch==2.13.0", "transformers==5.23.0", "numpy", "pandas"]
 
 
 class RegistryUnreachable(TrainingError):
@@ -227,6 +231,28 @@ class SignalRegistry:
                 signature=signature,
                 input_example=example,
                 pip_requirements=["numpy", "pandas"],
+            )
+        return self._register(record.name, info.model_uri, run_id, record.tags, record.card)
+
+    def log_sentiment_text(self, record: RunRecord, model_folder: Path, model_config: Mapping[str, Any]) -> str:
+        """Log the text model (weights + tokenizer folder, batching code) and register it as the challenger."""
+        import mlflow
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("string", "text")]),
+            outputs=Schema([ColSpec("double", label) for label in model_config["labels"]]),
+        )
+        with _logged_run(record, self.artifact_location) as run_id:
+            info = mlflow.pyfunc.log_model(
+                name=ARTIFACT,
+                python_model=str(SENTIMENT_TEXT_CODE),
+                model_config=dict(model_config),
+                artifacts={"model": str(model_folder)},
+                code_paths=[str(p) for p in SENTIMENT_TEXT_CODE_PATHS],
+                signature=signature,
+                pip_requirements=SENTIMENT_TEXT_REQUIREMENTS,
             )
         return self._register(record.name, info.model_uri, run_id, record.tags, record.card)
 

@@ -1,0 +1,60 @@
+"""The registered text model ``sentiment_text`` (MLflow models-from-code).
+
+Logged with ``python_model=<this file>``, the fine-tuned weights and tokenizer as the artifact folder
+``model`` (transformers ``save_pretrained``), ``code_paths`` = ``text_classifier.py`` (the batching
+the validation figures were measured with), and ``model_config``: ``labels``, ``max_length``,
+``batch_size`` and ``runtime`` (``torch``, or ``torch-int8`` for dynamic int8 quantisation at load).
+
+Input: a frame with a string column ``text``. Output: columns ``negative``, ``neutral``, ``positive``
+(probabilities summing to 1), one row per text, in the input's order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
+
+try:  # the project installed: training, tests
+    from training.sentiment.text_classifier import LABELS, TextClassifier
+except ImportError:  # inside a model server: code_paths put the file on sys.path
+    from text_classifier import LABELS, TextClassifier  # type: ignore[no-redef]
+
+RUNTIMES = ("torch", "torch-int8")
+
+
+class SentimentTextPyfunc(PythonModel):  # type: ignore[misc]
+    """Probabilities of negative, neutral and positive for each text."""
+
+    def load_context(self, context: Any) -> None:
+        cfg = context.model_config
+        labels = tuple(cfg.get("labels", LABELS))
+        if labels != LABELS:
+            raise ValueError(f"model_config labels {labels} differ from {LABELS}")
+        self.batch_size = int(cfg.get("batch_size", 32))
+        self.classifier = TextClassifier.load(context.artifacts["model"], max_length=int(cfg.get("max_length", 128)))
+        runtime = str(cfg.get("runtime", "torch"))
+        if runtime not in RUNTIMES:
+            raise ValueError(f"model_config runtime {runtime!r} is not one of {RUNTIMES}")
+        if runtime == "torch-int8":
+            import torch
+
+            self.classifier.model = torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+                self.classifier.model, {torch.nn.Linear}, dtype=torch.qint8
+            )
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return score_texts(self.classifier, model_input, self.batch_size)
+
+
+def score_texts(classifier: TextClassifier, rows: pd.DataFrame, batch_size: int) -> pd.DataFrame:
+    """Probabilities per row of ``rows['text']``; a ValueError names a missing column or a non-text value."""
+    if "text" not in rows.columns:
+        raise ValueError("the sentiment model needs a 'text' column")
+    texts = rows["text"].tolist()
+    bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+    if bad:
+        raise ValueError(f"text at position(s) {bad[:5]} is empty or not a string")
+    probabilities = classifier.predict_proba(texts, batch_size=batch_size)
+    return pd.DataFrame(probabilities, columns=list(LABELS), index=rows.index)

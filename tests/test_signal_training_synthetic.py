@@ -1,7 +1,9 @@
 """Three components end to end (technical, fundamental, sentiment signal) on the SYNTHETIC universe.
 
 The bundled real sample has no fundamentals and no documents, so this is the one place models B
-and C and a multi-component ensemble are trained and registered from a run: wiring only. Every figure is synthetic
+and C and a multi-component ensemble are trained and registered from a run: wiring only. Model C
+trains on features aggregated from the text model's scores of the generator's announcements (the
+``sentiment`` stage, smoke-sized). Every figure is synthetic
 and the run says so; nothing here is a quality figure.
 """
 
@@ -13,12 +15,14 @@ import pytest
 
 from feature_repo.schema import FEATURES_BY_VIEW, names
 from tests.test_pipeline_cli import cli, write_config
+from training.store import OfflineStore
 
 CONFIG = """
 name: synthetic-three-models
 data: {kind: synthetic, n_tickers: 40, n_months: 36, seed: 3}
 features: {session_close_utc: "06:00"}
 online_tickers: [AAA, AAB]
+sentiment: {smoke_test: true}
 signals:
   universe: all
   benchmark: SYNTH_INDEX
@@ -46,6 +50,8 @@ def test_three_components_train_register_and_blend(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "SYNTHETIC data: a wiring check, NOT a quality figure" in result.stdout
     assert "REAL data" not in result.stdout
+    # Model C's features come from the text model's scores of the stored (synthetic) announcements.
+    assert "SYNTHETIC documents" in result.stdout
     for row in ("technical", "fundamental", "sentiment_signal", "ensemble"):
         assert f"\n  {row} " in result.stdout
     uri = f"sqlite:///{tmp_path / 'data' / 'mlflow.db'}"
@@ -64,5 +70,14 @@ def test_three_components_train_register_and_blend(tmp_path: Path) -> None:
     assert one["score"].iloc[0] == pytest.approx(0.6)  # renormalised over the component present
     assert 0.0 < one["coverage"].iloc[0] <= 1.0
     client = mlflow.tracking.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    text_version = client.get_model_version_by_alias("sentiment_text", "champion").version
+    with OfflineStore(tmp_path / "data" / "offline.duckdb") as store:
+        scored = store.read("scored_documents")
+        documents = store.read("documents")
+    by_text_model = scored.loc[scored["model_version"] == str(text_version)]
+    assert len(documents) > 0
+    assert set(by_text_model["doc_id"]) == set(documents["doc_id"])  # every document scored by the champion
+    # The features were aggregated from those scores, not from the generator's stand-in scores.
+    assert f"document scores of text model version {text_version}" in result.stdout
     card = client.get_model_version_by_alias("fundamental", "champion").description
     assert "SYNTHETIC" in card and "survivorship" not in card

@@ -20,6 +20,7 @@ from training.context import RunContext
 from training.environment import quiet_third_parties
 from training.errors import HealthCheckFailed, TrainingError
 from training.pipeline import STAGE_HELP, STAGES, run_pipeline
+from training.sentiment.config import SentimentRunConfig
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
 EXIT_ERROR = 2
@@ -29,7 +30,7 @@ EXIT_HEALTH = 3
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="portfolio-os",
-        description="Portfolio OS main job: ingest -> health -> features -> apply -> materialize -> online -> train.",
+        description="Portfolio OS main job: " + " -> ".join(STAGES) + ".",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Stages:\n" + "\n".join(f"  {n:<12} {h}" for n, h in STAGE_HELP.items()),
     )
@@ -44,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--smoke-test",
         action="store_true",
-        help="train and allocate stages: CI-sized searches (one trial, a few steps) to prove the wiring, "
+        help="sentiment, train and allocate stages: CI-sized runs (one trial, a few steps) to prove the wiring, "
         "not to find a model",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -60,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 help="override the configuration's materialisation mode",
             )
+        if name == "sentiment":
+            stage.add_argument(
+                "--corpus",
+                type=Path,
+                action="append",
+                default=None,
+                metavar="FILE",
+                help="fine-tune on this labelled file instead of the configured corpus: 'sentence,label' CSV or "
+                "Financial PhraseBank 'sentence@label' .txt (repeat for several files)",
+            )
     return parser
 
 
@@ -70,6 +81,11 @@ def _context(args: argparse.Namespace) -> RunContext:
     if args.smoke_test and config.signals is not None:
         tuning = config.signals.tuning.model_copy(update={"smoke_test": True})
         config = config.model_copy(update={"signals": config.signals.model_copy(update={"tuning": tuning})})
+    if getattr(args, "corpus", None):
+        section = config.sentiment or SentimentRunConfig()
+        config = config.model_copy(update={"sentiment": section.model_copy(update={"corpus": args.corpus})})
+    if args.smoke_test and config.sentiment is not None:
+        config = config.model_copy(update={"sentiment": config.sentiment.model_copy(update={"smoke_test": True})})
     if args.smoke_test and config.allocation is not None:
         rl = config.allocation.rl.model_copy(update={"smoke_test": True})
         config = config.model_copy(update={"allocation": config.allocation.model_copy(update={"rl": rl})})

@@ -1,8 +1,8 @@
 """The main job: one pipeline of named stages, each runnable alone.
 
-    ingest -> health -> features -> apply -> materialize -> online -> train -> allocate -> guard
+    ingest -> health -> sentiment -> features -> apply -> materialize -> online -> train -> allocate -> guard
 
-Later issues add stages (sentiment, allocation, serve) to the same list. Each stage reads what it needs
+Each stage reads what it needs
 from the offline store or the Feast repo under the data folder, so ``portfolio-os features`` can
 run after an ``ingest`` made earlier, in another process.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 from training.context import RunContext
-from training.stages import allocate, feast_ops, guard, health, ingest, train
+from training.stages import allocate, feast_ops, guard, health, ingest, sentiment, train
 from training.stages import features as features_stage
 
 
@@ -33,6 +33,7 @@ StageFn = Callable[[RunContext], dict[str, object]]
 STAGES: Final[dict[str, StageFn]] = {
     "ingest": ingest.run,
     "health": health.run,
+    "sentiment": sentiment.run,
     "features": features_stage.run,
     "apply": feast_ops.apply,
     "materialize": feast_ops.materialize,
@@ -45,6 +46,7 @@ STAGES: Final[dict[str, StageFn]] = {
 STAGE_HELP: Final[dict[str, str]] = {
     "ingest": "load the configured source into the offline store (idempotent upserts)",
     "health": "data health checks on stored prices; non-zero exit past a threshold",
+    "sentiment": "fine-tune the text model, validate it against the LM lexicon, register; score stored documents",
     "features": "compute technical, fundamental and sentiment features; write the Feast source files",
     "apply": "register the entity, feature views and feature services in the Feast registry",
     "materialize": "load the newest features into the online store (full or incremental)",

@@ -26,9 +26,10 @@ class SentimentRunConfig(_Strict):
     valid_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Share of each topic's sentences held out.")
     epochs: int = Field(3, ge=1, description="Fixed, never picked on the validation set.")
     batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(8e-5, gt=0.0)
+    learning_rate: float = Field(1e-4, gt=0.0)
     max_length: int = Field(128, ge=8, le=512, description="Tokens kept per text; longer texts are truncated.")
     freeze_embeddings: bool = Field(True, description="Keep the pre-trained word embeddings fixed.")
+    freeze_layers: int = Field(2, ge=0, le=6, description="Also keep the lowest encoder layers fixed (faster steps).")
     seed: int = 0
     runtime: Literal["torch", "torch-int8"] = Field(
         "torch", description="What the registered model runs: eager PyTorch or dynamic int8 quantisation."
@@ -49,5 +50,6 @@ class SentimentRunConfig(_Strict):
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
             freeze_embeddings=self.freeze_embeddings,
+            freeze_layers=self.freeze_layers,
             seed=self.seed,
         )

@@ -8,12 +8,15 @@ re-running the stage after new documents arrive costs only the new ones.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from feature_repo.tables import SCORED_DOCUMENT_COLUMNS, TICKER
+from training.errors import TrainingError
 
 # texts -> probabilities [n, 3] (negative, neutral, positive)
 Scorer = Callable[[Sequence[str]], np.ndarray]
@@ -67,3 +70,43 @@ def score_documents(
         }
     )
     return frame.loc[:, list(SCORED_DOCUMENT_COLUMNS)]
+
+
+# Which text model's scores the features use. ``scored_documents`` keeps every version's scores
+# (its key is doc_id + model_version), so a rollback needs no re-scoring; this file names the one
+# in force, written by the sentiment stage after it has scored every stored document.
+ACTIVE_VERSION_FILE = Path("sentiment") / "active_version.json"
+
+
+def write_active_version(data_dir: Path, model_version: str) -> Path:
+    """Record ``model_version`` as the scores the features stage reads (atomically replaced)."""
+    path = data_dir / ACTIVE_VERSION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"model_version": model_version}) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def active_scores(scored: pd.DataFrame, data_dir: Path) -> tuple[pd.DataFrame, str | None]:
+    """One score per document: the recorded active version's, else the only version present.
+
+    Returns:
+        The rows to aggregate and the version they come from (None when ``scored`` is empty).
+
+    Raises:
+        TrainingError: several versions are stored and none is recorded as active.
+    """
+    versions = sorted(scored["model_version"].astype(str).unique())
+    path = data_dir / ACTIVE_VERSION_FILE
+    version: str | None
+    if path.is_file():
+        version = str(json.loads(path.read_text())["model_version"])
+    elif len(versions) <= 1:
+        version = versions[0] if versions else None
+    else:
+        raise TrainingError(
+            f"scored_documents holds scores of {len(versions)} text model versions {versions} and {path} "
+            "does not say which is in force: run the sentiment stage"
+        )
+    return scored.loc[scored["model_version"].astype(str) == version], version

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 
@@ -58,3 +59,7 @@ def score_texts(classifier: TextClassifier, rows: pd.DataFrame, batch_size: int)
         raise ValueError(f"text at position(s) {bad[:5]} is empty or not a string")
     probabilities = classifier.predict_proba(texts, batch_size=batch_size)
     return pd.DataFrame(probabilities, columns=list(LABELS), index=rows.index)
+
+
+# Models-from-code: MLflow runs this file when logging and loading, and serves the model set here.
+mlflow.models.set_model(SentimentTextPyfunc())

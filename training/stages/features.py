@@ -13,6 +13,7 @@ from feature_repo.transforms.sentiment import sentiment_features
 from feature_repo.transforms.technical import technical_features
 from training.context import RunContext
 from training.errors import TrainingError
+from training.sentiment.documents import active_scores
 from training.store import OfflineStore
 
 
@@ -29,7 +30,7 @@ def run(ctx: RunContext) -> dict[str, object]:
         prices = store.read("prices")
         benchmark = store.read("benchmark")
         fundamentals = store.read("fundamentals")
-        scored = store.read("scored_documents")
+        scored, scored_by = active_scores(store.read("scored_documents"), ctx.data_dir)
     if prices.empty:
         raise TrainingError("the offline store holds no prices: run the ingest stage first")
     if benchmark["symbol"].nunique() > 1:
@@ -49,6 +50,8 @@ def run(ctx: RunContext) -> dict[str, object]:
         if frame is None:
             frame, note = empty_features(view), " (no input data in the store: view left empty)"
         path = write_feature_file(ctx.data_dir, view, frame)
+        if view == "sentiment_features" and scored_by is not None:
+            note += f" (document scores of text model version {scored_by})"
         print(f"  {view:<22} {len(frame):>9,} rows -> {path}{note}", file=ctx.out)
         summary[view] = len(frame)
     return summary

@@ -37,7 +37,7 @@ from training.sentiment import LABELS
 from training.sentiment.card import TextCardFacts, comparison_rows, render_text_card
 from training.sentiment.config import SentimentRunConfig
 from training.sentiment.corpus import Corpus, load_labelled, load_project_corpus
-from training.sentiment.documents import score_documents, unscored
+from training.sentiment.documents import score_documents, unscored, write_active_version
 from training.sentiment.finetune import FineTuneResult, fine_tune
 from training.sentiment.lexicon import LoughranMcDonald
 from training.sentiment.metrics import ClassificationReport, classification_report, label_indices, render_confusion
@@ -179,6 +179,7 @@ def _register(
         "learning_rate": cfg.learning_rate,
         "max_length": cfg.max_length,
         "freeze_embeddings": cfg.freeze_embeddings,
+        "freeze_layers": cfg.freeze_layers,
         "seed": cfg.seed,
         "runtime": cfg.runtime,
     }
@@ -247,6 +248,7 @@ def _score_stored_documents(ctx: RunContext, cfg: SentimentRunConfig, registry: 
             documents = _store_synthetic_announcements(ctx, store, cfg.seed)
         todo = unscored(documents, store.read("scored_documents"), version)
         if todo.empty:
+            write_active_version(ctx.data_dir, version)
             print(f"  documents: {len(documents):,} stored, all scored by v{version} already", file=ctx.out)
             return 0
         champion, _ = registry.load_pyfunc(NAME, version)
@@ -260,8 +262,9 @@ def _score_stored_documents(ctx: RunContext, cfg: SentimentRunConfig, registry: 
             scored = score_documents(todo, scorer, version, on_progress=lambda done: bar.update(done - bar.n))
         seconds = time.perf_counter() - started
         result = store.upsert("scored_documents", scored)
+    write_active_version(ctx.data_dir, version)
     synthetic = bool(todo["synthetic"].any()) if "synthetic" in todo else False
-    label = "SYNTHETIC announcements (no real news stored)" if synthetic else "documents"
+    label = "SYNTHETIC documents (flagged synthetic in the store)" if synthetic else "documents"
     print(
         f"  scored {len(todo):,} {label} with {NAME} v{version} in {seconds:.0f} s "
         f"({len(todo) / max(seconds, 1e-9):,.0f}/s): {result.inserted:,} new, {result.updated:,} changed",

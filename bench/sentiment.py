@@ -1,0 +1,170 @@
+"""Benchmark: the text model's fine-tune wall time, scoring speed per runtime, and quality vs the lexicon.
+
+What is measured, on the project's labelled set (sentences written for Portfolio OS; split by family,
+seed 0; the figures are validation figures on held-out families, not on real news):
+
+* **fine-tune**: wall time of the configured fine-tune (all-MiniLM-L6-v2, CPU, all cores);
+* **quality**: accuracy and macro-F1 of the fine-tuned model and of the Loughran-McDonald lexicon;
+* **scoring speed** at batch 32 (sentences/s, median of ``--rounds`` passes over the scoring set) for
+  eager PyTorch, dynamically quantised PyTorch (int8), ONNX Runtime and quantised ONNX Runtime, each
+  with length-sorted dynamic padding; the **baseline** is eager PyTorch the naive way (texts in
+  their own order, every batch padded to ``max_length``), and each runtime's ratio to it is reported,
+  with its accuracy, macro-F1 and largest probability difference from eager PyTorch (equal accuracy
+  is part of the claim); eager PyTorch at batch 1 is reported too (the cost of not batching).
+
+``--model-dir`` scores a saved model (``TextClassifier.save``) instead of fine-tuning one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from bench import common
+from training.sentiment.corpus import load_project_corpus
+from training.sentiment.finetune import FineTuneConfig, fine_tune
+from training.sentiment.lexicon import LoughranMcDonald
+from training.sentiment.metrics import classification_report, label_indices
+from training.sentiment.runtimes import export_onnx, onnx_logits, quantise_onnx, quantised_torch_logits
+from training.sentiment.split import split_by_family
+from training.sentiment.text_classifier import TextClassifier, batched_probabilities, pad_batch, softmax
+
+NAME: Final = "sentiment"
+BATCH: Final = 32
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=3, help="fine-tune epochs (default 3, as the demo)")
+    parser.add_argument("--model-dir", type=Path, default=None, help="score this saved model; skip the fine-tune")
+    parser.add_argument("--rounds", type=int, default=3, help="timed passes per runtime (default 3)")
+    parser.add_argument("--repeat", type=int, default=4, help="scoring set = validation sentences x this")
+    parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
+    return parser.parse_args(argv)
+
+
+def naive_probabilities(classifier: TextClassifier, texts: Sequence[str], batch_size: int) -> np.ndarray:
+    """The baseline: input order, every batch padded to max_length (what a plain tokenizer call does)."""
+    ids = classifier.encode(texts)
+    out = []
+    for start in range(0, len(ids), batch_size):
+        batch = ids[start : start + batch_size]
+        input_ids, mask = pad_batch([*batch, [0] * classifier.max_length], classifier.tokenizer.pad_token_id or 0)
+        out.append(softmax(classifier.torch_logits(input_ids[:-1], mask[:-1])))
+    return np.vstack(out)
+
+
+def _median_rate(score: Callable[[], np.ndarray], n: int, rounds: int) -> tuple[float, np.ndarray]:
+    score()  # warm-up: first-call allocations and kernel selection are not steady state
+    times, result = [], np.zeros(0)
+    for _ in range(rounds):
+        started = time.perf_counter()
+        result = score()
+        times.append(time.perf_counter() - started)
+    return n / statistics.median(times), result
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    corpus = load_project_corpus()
+    split = split_by_family(corpus.frame, valid_fraction=0.2, seed=0)
+    valid = split.valid["sentence"].tolist()
+    truth = label_indices(split.valid["label"].tolist())
+    common.log("lexicon")
+    lexicon = LoughranMcDonald()
+    lexicon_rate, lexicon_pred = _median_rate(lambda: lexicon.predict(valid), len(valid), args.rounds)
+    fine_tune_s: float | None = None
+    if args.model_dir is not None:
+        classifier = TextClassifier.load(args.model_dir)
+    else:
+        common.log(f"fine-tune, {args.epochs} epoch(s) on {len(split.train):,} sentences")
+        classifier = TextClassifier.from_base()
+        config = FineTuneConfig(epochs=args.epochs)
+        result = fine_tune(
+            classifier, split.train["sentence"].tolist(), label_indices(split.train["label"].tolist()), config
+        )
+        fine_tune_s = result.seconds
+    texts = valid * args.repeat
+    ids, pad = classifier.encode(texts), classifier.tokenizer.pad_token_id or 0
+    runtimes: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"torch": classifier.torch_logits}
+    with tempfile.TemporaryDirectory() as folder:
+        runtimes["torch_int8"] = quantised_torch_logits(classifier)
+        onnx_path = export_onnx(classifier, Path(folder) / "model.onnx")
+        runtimes["onnxruntime"] = onnx_logits(onnx_path)
+        runtimes["onnxruntime_int8"] = onnx_logits(quantise_onnx(onnx_path, Path(folder) / "model.int8.onnx"))
+        common.log("baseline: eager PyTorch, input order, padded to max_length")
+        naive_rate, reference = _median_rate(
+            lambda: naive_probabilities(classifier, texts, BATCH), len(texts), args.rounds
+        )
+        rows: dict[str, dict[str, Any]] = {}
+        for name, logits in runtimes.items():
+            common.log(f"runtime {name}")
+            rate, probs = _median_rate(
+                lambda fn=logits: batched_probabilities(ids, pad, fn, BATCH), len(texts), args.rounds
+            )
+            rows[name] = _row(rate, naive_rate, probs, reference=reference, truth=truth, n_valid=len(valid))
+        common.log("eager PyTorch at batch 1")
+        single_rate, _ = _median_rate(
+            lambda: batched_probabilities(ids[: len(valid)], pad, classifier.torch_logits, 1), len(valid), 1
+        )
+    model_report = classification_report(truth, reference[: len(valid)].argmax(axis=1))
+    lexicon_report = classification_report(truth, lexicon_pred)
+    doc = {
+        "benchmark": NAME,
+        "description": "text model: fine-tune wall time, sentences/s per runtime at batch 32, quality vs lexicon",
+        "data": f"the project's labelled set ({corpus.description}); validation = held-out families, "
+        f"{len(valid)} sentences; NOT real news",
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "fine_tune": {
+            "seconds": common.rounded(fine_tune_s, 1) if fine_tune_s is not None else None,
+            "epochs": None if args.model_dir else args.epochs,
+            "train_sentences": len(split.train),
+        },
+        "quality": {
+            "model": {"accuracy": model_report.accuracy, "macro_f1": model_report.macro_f1, "f1": model_report.f1},
+            "lexicon": {
+                "accuracy": lexicon_report.accuracy,
+                "macro_f1": lexicon_report.macro_f1,
+                "f1": lexicon_report.f1,
+            },
+            "macro_f1_gain_over_lexicon": model_report.macro_f1 - lexicon_report.macro_f1,
+        },
+        "scoring": {
+            "batch_size": BATCH,
+            "sentences": len(texts),
+            "baseline_torch_padded_to_max_length_per_s": common.rounded(naive_rate, 1),
+            "torch_batch_1_per_s": common.rounded(single_rate, 1),
+            "lexicon_per_s": common.rounded(lexicon_rate, 1),
+            "runtimes": rows,
+        },
+        "total_seconds": common.rounded(time.perf_counter() - started, 1),
+        **common.environment(),
+    }
+    common.emit(NAME, doc, args.results_dir)
+
+
+def _row(
+    rate: float, naive_rate: float, probs: np.ndarray, *, reference: np.ndarray, truth: np.ndarray, n_valid: int
+) -> dict[str, Any]:
+    report = classification_report(truth, probs[:n_valid].argmax(axis=1))
+    return {
+        "sentences_per_s": common.rounded(rate, 1),
+        "speedup_over_baseline": common.ratio(rate, naive_rate),
+        "accuracy": report.accuracy,
+        "macro_f1": report.macro_f1,
+        "max_abs_probability_difference_vs_torch": float(np.abs(probs - reference).max()),
+        "argmax_agreement_vs_torch": float((probs.argmax(axis=1) == reference.argmax(axis=1)).mean()),
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,12 +1,16 @@
 # syntax=docker/dockerfile:1.7
 # The model server image: one KServe predictor per model (`python -m serving.<name>`), loading its
-# champion from MLflow. The same image runs the Feast feature server (`feast serve`, from the
-# `features` extra the `serving` extra includes) and the dev-only in-chart MLflow server.
+# champion from MLflow; torch (CPU build) and transformers run the sentiment_text transformer. The
+# same image runs the Feast feature server (`feast serve`, from the `features` extra the `serving`
+# extra includes) and the dev-only in-chart MLflow server.
 # Build from the repository root: docker build -f docker/model-server.Dockerfile -t portfolio-os/model-server:0.1.0 .
 
 FROM python:3.11.14-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
+# The constraints pin torch==2.13.0+cpu, a local version only the PyTorch CPU index serves:
+# never a multi-GB CUDA build.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
@@ -17,7 +21,8 @@ COPY api api
 COPY training training
 COPY serving serving
 COPY monitoring monitoring
-RUN pip install --no-cache-dir -c requirements/constraints.txt ".[serving]" \
+RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" \
+      -c requirements/constraints.txt ".[serving]" \
     && pip check
 
 FROM python:3.11.14-slim-bookworm AS runtime

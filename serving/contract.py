@@ -36,6 +36,17 @@ WEIGHT_OUTPUT: Final = "weight"
 # this refusal apart from the others by it (docs/serving-contract.md), so it never changes.
 OUTSIDE_UNIVERSE_MESSAGE: Final = "outside the allocator's trained universe"
 
+SENTIMENT_TEXT_NAME: Final = "sentiment_text"
+TEXT_INPUT: Final = "text"
+# The text model's signature: one string column ``text``; it answers one probability per label.
+SENTIMENT_LABELS: Final[tuple[str, ...]] = ("negative", "neutral", "positive")
+# The tag (and its value) every text-model version carries: a version of another task is refused.
+TAG_TASK: Final = "task"
+SENTIMENT_TEXT_TASK: Final = SENTIMENT_TEXT_NAME
+# The gateway's limits on ``POST /v1/sentiment`` (``api.schemas.SentimentRequest``), enforced here too.
+DEFAULT_MAX_TEXTS: Final = 64
+MAX_TEXT_CHARS: Final = 2000
+
 SCORE_OUTPUT: Final = "score"
 BIAS_OUTPUT: Final = "bias"
 EXPLAIN_SUFFIX: Final = "-explain"

@@ -26,10 +26,14 @@ from typing import Final
 import httpx
 
 # Entry points of docs/serving-contract.md started when their model has a champion (in this order).
-MODELS: Final = ("technical", "fundamental", "sentiment_signal", "ensemble", "allocator")
+MODELS: Final = ("technical", "fundamental", "sentiment_signal", "ensemble", "allocator", "sentiment_text")
 READY_TIMEOUT_S: Final = 120.0
 STOP_GRACE_S: Final = 10.0
 SAMPLE_TICKERS: Final = "AAPL,MSFT,JPM"
+SAMPLE_TEXTS: Final = (
+    "Quarterly profit beat estimates and the company raised its full-year guidance.",
+    "The bank cut its dividend after loan losses doubled.",
+)
 
 
 @dataclass
@@ -142,15 +146,17 @@ def demo_key(env: dict[str, str]) -> str:
     return str(json.loads(result.stdout.strip().splitlines()[-1])["api_key"])
 
 
-def sample_requests(gateway: str, key: str) -> None:
-    """A few real requests, printed the way a client sees them."""
+def sample_requests(gateway: str, key: str, models: list[str]) -> None:
+    """A few real requests, printed the way a client sees them (``/v1/sentiment`` when its model is served)."""
     headers = {"Authorization": f"Bearer {key}"}
-    calls = [
+    calls: list[tuple[str, str, dict[str, object] | None]] = [
         ("GET", f"/v1/signals?tickers={SAMPLE_TICKERS}", None),
         ("GET", "/v1/explanations/AAPL", None),
         ("POST", "/v1/allocations", {"universe": SAMPLE_TICKERS.split(","), "capital": 1_000_000}),
-        ("GET", "/v1/models", None),
     ]
+    if "sentiment_text" in models:
+        calls.append(("POST", "/v1/sentiment", {"texts": list(SAMPLE_TEXTS)}))
+    calls.append(("GET", "/v1/models", None))
     with httpx.Client(base_url=gateway, headers=headers, timeout=10.0) as client:
         for method, path, body in calls:
             response = client.request(method, path, json=body)
@@ -216,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             gateway = services[-1].url
             print(f"\n  curl -H 'Authorization: Bearer {key}' '{gateway}/v1/signals?tickers={SAMPLE_TICKERS}'")
             print(f"  API docs: {gateway}/docs   metrics: {gateway}/metrics")
-            sample_requests(gateway, key)
+            sample_requests(gateway, key, models)
             if not args.once:
                 print("\nServing; Ctrl-C stops every process.", flush=True)
                 while all(s.process is not None and s.process.poll() is None for s in services):

@@ -14,6 +14,7 @@ from typing import Any
 import lightgbm as lgb
 import mlflow.lightgbm
 import mlflow.pyfunc
+import pandas as pd
 from mlflow.models import Model
 from mlflow.models.model import MODEL_CONFIG
 from mlflow.pyfunc import PyFuncModel
@@ -26,7 +27,11 @@ from serving.contract import (
     ENSEMBLE_COMPONENTS,
     ENSEMBLE_OUTPUTS,
     NO_FEATURE_SERVICE,
+    SENTIMENT_LABELS,
+    SENTIMENT_TEXT_TASK,
     TAG_FEATURE_SERVICE,
+    TAG_TASK,
+    TEXT_INPUT,
     TICKER_INPUT,
     WEIGHT_OUTPUT,
     service_features,
@@ -86,6 +91,25 @@ class LoadedAllocator:
     tickers: frozenset[str]  # the trained universe: a request may name any subset of it
     workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
     feature_service: str = ALLOCATOR_FEATURE_SERVICE
+
+    @property
+    def version(self) -> str:
+        """The MLflow version number, as a string."""
+        return self.ref.version
+
+    def close(self) -> None:
+        """Remove the download folder (a replaced version's folder goes when the last request drops it)."""
+        self.workdir.cleanup()
+
+
+@dataclass(frozen=True)
+class LoadedSentimentText:
+    """A text-classifier pyfunc version taking ``text`` and answering one probability per label."""
+
+    ref: VersionRef
+    model: PyFuncModel
+    workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
+    feature_service: str = NO_FEATURE_SERVICE
 
     @property
     def version(self) -> str:
@@ -258,3 +282,56 @@ def load_allocator(registry: Registry, ref: VersionRef) -> LoadedAllocator:
         workdir.cleanup()
         raise
     return LoadedAllocator(ref=ref, model=model, tickers=tickers, workdir=workdir)
+
+
+def _check_sentiment_text_signature(mlmodel: Model, ref: VersionRef) -> None:
+    what = f"the signature of {ref.uri}"
+    inputs = typed_inputs(mlmodel.signature, ref.uri)
+    check_names([TEXT_INPUT], [name for name, _ in inputs], what, f"the text-model contract (one '{TEXT_INPUT}')")
+    check_types(inputs, {TEXT_INPUT: DataType.string}, what)
+    outputs = _output_names(mlmodel)
+    if outputs and sorted(outputs) != sorted(SENTIMENT_LABELS):
+        raise SignatureMismatch(f"{ref.uri} declares outputs {outputs}; expected exactly {list(SENTIMENT_LABELS)}")
+    tag = ref.tags.get(TAG_TASK)
+    if tag != SENTIMENT_TEXT_TASK:
+        raise SignatureMismatch(f"{ref.uri} is tagged {TAG_TASK}={tag!r}; this server serves '{SENTIMENT_TEXT_TASK}'")
+
+
+def _warm_up(model: PyFuncModel, ref: VersionRef) -> None:
+    """Score one sentence before the version may serve: its code runs, its answer has the contract's shape."""
+    try:
+        result = model.predict(pd.DataFrame({TEXT_INPUT: ["Shares were unchanged after the results."]}))
+    except Exception as e:  # models-from-code runs the model's own code: any error type can surface
+        raise ModelLoadError(f"{ref.uri} fails to score a sentence: {type(e).__name__}: {e}") from e
+    frame = result if isinstance(result, pd.DataFrame) else pd.DataFrame(result)
+    missing = [label for label in SENTIMENT_LABELS if label not in frame.columns]
+    if missing or len(frame) != 1:
+        raise ModelLoadError(
+            f"{ref.uri} answered columns {list(frame.columns)} x {len(frame)} rows for one sentence; "
+            f"expected {list(SENTIMENT_LABELS)} x 1"
+        )
+
+
+def load_sentiment_text(registry: Registry, ref: VersionRef) -> LoadedSentimentText:
+    """Download, load, check and warm up a ``sentiment_text`` pyfunc version.
+
+    Its signature's input must be exactly ``text`` (string), its declared outputs (if any) exactly
+    ``negative``, ``neutral`` and ``positive``, and it must be tagged ``task=sentiment_text``. One
+    sentence is scored before it may serve (the first inference of a transformer is the slowest).
+
+    Raises:
+        SignatureMismatch: the signature, the outputs or the tag disagree (every difference named).
+        ModelLoadError: the version is not a pyfunc model, its code fails to load, or it cannot score.
+        RegistryUnavailable: the artifacts cannot be downloaded.
+    """
+    workdir = tempfile.TemporaryDirectory(prefix=_TMP_PREFIX)
+    try:
+        local = registry.download(ref, Path(workdir.name))
+        mlmodel = _read_mlmodel(local, ref, "python_function")
+        _check_sentiment_text_signature(mlmodel, ref)
+        model = _load_pyfunc(local, ref)
+        _warm_up(model, ref)
+    except BaseException:
+        workdir.cleanup()
+        raise
+    return LoadedSentimentText(ref=ref, model=model, workdir=workdir)

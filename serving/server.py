@@ -25,19 +25,28 @@ from pydantic import ValidationError
 
 from serving.allocator_model import AllocatorModel
 from serving.champion import Champion
-from serving.contract import ALLOCATOR_NAME, ENSEMBLE_NAME, EXPLAIN_SUFFIX, SIGNAL_FEATURE_SERVICES
+from serving.contract import (
+    ALLOCATOR_NAME,
+    ENSEMBLE_NAME,
+    EXPLAIN_SUFFIX,
+    SENTIMENT_TEXT_NAME,
+    SIGNAL_FEATURE_SERVICES,
+)
 from serving.ensemble_model import EnsembleModel
 from serving.errors import BadRequest, ServingError
 from serving.loaders import (
     LoadedAllocator,
     LoadedEnsemble,
+    LoadedSentimentText,
     LoadedSignal,
     load_allocator,
     load_ensemble,
+    load_sentiment_text,
     load_signal,
 )
 from serving.model_base import ChampionModel
 from serving.registry import Registry, VersionRef
+from serving.sentiment_text_model import SentimentTextModel
 from serving.settings import ServerOptions, get_settings
 from serving.signal_model import SignalExplainModel, SignalModel
 
@@ -150,24 +159,35 @@ def _allocator_models(options: ServerOptions, registry: Registry) -> list[Champi
     return [AllocatorModel(options.model_name, champion)]
 
 
+def _sentiment_text_models(options: ServerOptions, registry: Registry, max_texts: int) -> list[ChampionModel[Any]]:
+    def loader(ref: VersionRef) -> LoadedSentimentText:
+        return load_sentiment_text(registry, ref)
+
+    champion = Champion(options.model_name, options.registered_name, options.alias, registry, loader)
+    return [SentimentTextModel(options.model_name, champion, max_texts)]
+
+
 def serve(options: ServerOptions) -> None:
     """Load ``options.registered_name``'s version, serve it until SIGTERM/SIGINT, then return.
 
-    Signal models are served as ``<model_name>`` and ``<model_name>-explain``; the ensemble and the
-    allocator as ``<model_name>``.
+    Signal models are served as ``<model_name>`` and ``<model_name>-explain``; the ensemble, the
+    allocator and the text model as ``<model_name>``.
 
     Raises:
         SystemExit: status 1 with a one-line message when the registry or the version is unusable.
     """
     prog = f"serving.{options.registered_name}"
     try:
-        registry = Registry(get_settings().resolve_tracking_uri())
+        settings = get_settings()
+        registry = Registry(settings.resolve_tracking_uri())
     except ValidationError as e:
         raise fail(prog, e) from None
     if options.registered_name == ENSEMBLE_NAME:
         models = _ensemble_models(options, registry)
     elif options.registered_name == ALLOCATOR_NAME:
         models = _allocator_models(options, registry)
+    elif options.registered_name == SENTIMENT_TEXT_NAME:
+        models = _sentiment_text_models(options, registry, settings.sentiment_max_texts)
     elif options.registered_name in SIGNAL_FEATURE_SERVICES:
         models = _signal_models(options, registry)
     else:

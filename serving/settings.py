@@ -12,7 +12,7 @@ from typing import Final
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from serving.contract import DEFAULT_ALIAS
+from serving.contract import DEFAULT_ALIAS, DEFAULT_MAX_TEXTS
 
 # Telemetry off and hubs offline (the same set as every other entry point), plus MLflow client
 # limits: by default an unreachable http registry is retried for minutes, which would stall a
@@ -35,7 +35,10 @@ def apply_process_defaults() -> None:
 
 
 class ServingSettings(BaseSettings):
-    """Where the registry is. Credentials (an http registry's token) come only from the environment."""
+    """Where the registry is, and request limits.
+
+    Credentials (an http registry's token) come only from the environment.
+    """
 
     model_config = SettingsConfigDict(env_prefix="PORTFOLIO_OS_", extra="ignore")
 
@@ -43,6 +46,9 @@ class ServingSettings(BaseSettings):
         None, min_length=1, description="MLflow tracking/registry URI; unset means SQLite under the data folder."
     )
     data_dir: Path = Field(Path("data"), description="Local data folder holding mlflow.db by default.")
+    sentiment_max_texts: int = Field(
+        DEFAULT_MAX_TEXTS, ge=1, description="Most texts one sentiment_text request may carry (a larger one is a 400)."
+    )
 
     def resolve_tracking_uri(self) -> str:
         """The configured URI, or ``sqlite:///<data_dir>/mlflow.db`` (the same default as training)."""

@@ -18,7 +18,9 @@ DOCKER: Final = ROOT / "docker"
 IMAGES: Final = {"gateway": "gateway", "model-server": "serving", "training": "training"}
 BASE: Final = re.compile(r"^python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?$")
 SECRET_NAME: Final = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PEPPER|CREDENTIAL|DATABASE_URL|REDIS_URL)", re.IGNORECASE)
-EXTRAS: Final = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+OPTIONAL: Final = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+EXTRAS: Final = set(OPTIONAL)
+TORCH_CPU_INDEX: Final = "https://download.pytorch.org/whl/cpu"
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,39 @@ def test_extras_per_image(name: str, extra: str) -> None:
         assert chosen == {"gateway"}
         assert not re.search(r"\b(torch|ray|lightgbm|kserve|mlflow|transformers)\b", args)
     assert "all" not in chosen and "dev" not in chosen
+
+
+def extra_requirements(extras: set[str]) -> set[str]:
+    """The project names the extras list, following ``portfolio-os[...]`` self-references."""
+    names: set[str] = set()
+    todo = list(extras)
+    while todo:
+        for requirement in OPTIONAL[todo.pop()]:
+            name, _, rest = requirement.partition("[")
+            if name == "portfolio-os":
+                todo += rest.rstrip("]").split(",")
+            else:
+                names.add(re.split(r"[=<>!~;\s]", name, maxsplit=1)[0].lower())
+    return names
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_torch_comes_from_the_cpu_index(name: str) -> None:
+    """An image whose extras pull torch installs it from the PyTorch CPU index (the constraints pin +cpu)."""
+    instructions = dockerfile(name)
+    args = " ".join(i.args for i in instructions if i.keyword == "RUN")
+    (extras,) = re.findall(r"\"\.\[([a-z,]+)\]\"", args)
+    if "torch" not in extra_requirements(set(extras.split(","))):
+        return
+    assert any(i.keyword == "ARG" and i.args == f"TORCH_INDEX_URL={TORCH_CPU_INDEX}" for i in instructions)
+    (install,) = [c for c in args.split("&&") if re.search(r"\"\.\[[a-z,]+\]\"", c)]
+    assert '--extra-index-url "${TORCH_INDEX_URL}"' in install and "--index-url" not in install.replace("--extra-", "")
+
+
+def test_model_server_image_runs_the_text_model() -> None:
+    """The `serving` extra (the model-server image) carries torch and transformers for sentiment_text."""
+    assert {"torch", "transformers", "kserve", "mlflow"} <= extra_requirements({"serving"})
+    assert "torch" not in extra_requirements({"gateway"})
 
 
 def test_dockerignore_keeps_the_context_clean() -> None:

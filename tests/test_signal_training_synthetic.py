@@ -65,10 +65,13 @@ def test_three_components_train_register_and_blend(tmp_path: Path) -> None:
     info = mlflow.models.get_model_info("models:/sentiment_signal@champion")
     assert info.signature.inputs.input_names() == names(FEATURES_BY_VIEW["sentiment_features"])
     both = ensemble.predict(pd.DataFrame({"technical": [0.6], "fundamental": [0.4], "sentiment_signal": [0.5]}))
-    one = ensemble.predict(pd.DataFrame({"technical": [0.6]}))
     assert both["coverage"].iloc[0] == pytest.approx(1.0)
-    assert one["score"].iloc[0] == pytest.approx(0.6)  # renormalised over the component present
-    assert 0.0 < one["coverage"].iloc[0] <= 1.0
+    # One component alone: renormalised over what is present, coverage = its weight.
+    weights = ensemble.model_config["weights"]
+    present = max(weights, key=weights.get)
+    one = ensemble.predict(pd.DataFrame({present: [0.6]}))
+    assert one["score"].iloc[0] == pytest.approx(0.6)
+    assert one["coverage"].iloc[0] == pytest.approx(weights[present])
     client = mlflow.tracking.MlflowClient(tracking_uri=uri, registry_uri=uri)
     text_version = client.get_model_version_by_alias("sentiment_text", "champion").version
     with OfflineStore(tmp_path / "data" / "offline.duckdb") as store:

@@ -252,6 +252,7 @@ class SignalRegistry:
                 artifacts={"model": str(model_folder)},
                 code_paths=[str(p) for p in SENTIMENT_TEXT_CODE_PATHS],
                 signature=signature,
+                input_example=pd.DataFrame({"text": ["Net profit rose 12% to A$45 million."]}),
                 pip_requirements=SENTIMENT_TEXT_REQUIREMENTS,
             )
         return self._register(record.name, info.model_uri, run_id, record.tags, record.card)

@@ -2,7 +2,7 @@
 
 Modules, each with one job: :mod:`~training.sentiment.corpus` (labelled sentences and their loaders),
 :mod:`~training.sentiment.split` (train/validation by template family), :mod:`~training.sentiment.lexicon`
-(the Loughran-McDonald baseline), :mod:`~training.sentiment.classifier` (batched scoring),
+(the Loughran-McDonald baseline), :mod:`~training.sentiment.text_classifier` (batched scoring),
 :mod:`~training.sentiment.finetune` (the training loop), :mod:`~training.sentiment.runtimes` (quantised
 and ONNX Runtime paths), :mod:`~training.sentiment.metrics` and :mod:`~training.sentiment.documents`
 (stored documents scored into ``scored_documents``). None of them imports mlflow: tracking belongs to

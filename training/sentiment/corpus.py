@@ -32,7 +32,8 @@ from training.sentiment import LABELS
 
 PROJECT_DATA: Final = Path(__file__).parent / "data"
 COLUMNS: Final = ("sentence", "label", "family", "topic", "source")
-_LABEL_ALIASES: Final = {"neg": "negative", "pos": "positive", "neu": "neutral", "-1": "negative", "1": "positive"}
+# Words only: numeric codes differ between copies of the same corpus (-1/0/1 vs 0/1/2), so they are refused.
+_LABEL_ALIASES: Final = {"neg": "negative", "pos": "positive", "neu": "neutral"}
 _SENTENCE_HEADERS: Final = ("sentence", "text")
 _LABEL_HEADERS: Final = ("label", "sentiment")
 _FAMILY_HEADERS: Final = ("family", "group")
@@ -175,11 +176,15 @@ def _header_columns(header: list[str]) -> tuple[int, int, int | None, int | None
 
 
 def _headerless_columns(records: list[list[str]]) -> tuple[int, int, None, None] | None:
-    """Two columns without a header: the one whose every value is a label is the label column."""
-    if any(len(r) != 2 for r in records if any(c.strip() for c in r)):
+    """Two columns without a header: the one whose values are mostly labels is the label column.
+
+    "Mostly", not "all": one mistyped label must be reported on its own line, not make the file unreadable.
+    """
+    filled = [r for r in records if any(c.strip() for c in r)]
+    if not filled or any(len(r) != 2 for r in filled):
         return None
     for label_at in (0, 1):
-        if all(normalise_label(r[label_at]) is not None for r in records if any(c.strip() for c in r)):
+        if sum(normalise_label(r[label_at]) is not None for r in filled) > len(filled) / 2:
             return 1 - label_at, label_at, None, None
     return None
 

@@ -54,7 +54,7 @@ class FineTuneResult:
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Inverse-frequency weights normalised to mean 1; a class absent from ``labels`` gets 0."""
+    """Inverse-frequency ("balanced") weights n / (k * count): mean weight per sentence 1; an absent class gets 0."""
     counts = np.bincount(labels, minlength=n_classes).astype(float)
     weights: np.ndarray = np.divide(counts.sum() / n_classes, counts, out=np.zeros(n_classes), where=counts > 0)
     return weights

@@ -59,11 +59,16 @@ class TextClassifier:
         self.max_length = max_length
 
     @classmethod
-    def from_base(cls, *, max_length: int = DEFAULT_MAX_LENGTH, base: str | None = None) -> TextClassifier:
-        """The pre-trained encoder with a new, untrained three-class head."""
+    def from_base(
+        cls, *, max_length: int = DEFAULT_MAX_LENGTH, base: str | None = None, seed: int = 0
+    ) -> TextClassifier:
+        """The pre-trained encoder with a new three-class head, initialised from ``seed``."""
         _quiet_transformers()
+        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        # The head's initial weights come from torch's global generator: seed it, or equal configs differ.
+        torch.manual_seed(seed)
         path = base or base_model_path()
         model = AutoModelForSequenceClassification.from_pretrained(
             path,

@@ -33,11 +33,11 @@ class SentimentTextPyfunc(PythonModel):  # type: ignore[misc]
         labels = tuple(cfg.get("labels", LABELS))
         if labels != LABELS:
             raise ValueError(f"model_config labels {labels} differ from {LABELS}")
-        self.batch_size = int(cfg.get("batch_size", 32))
-        self.classifier = TextClassifier.load(context.artifacts["model"], max_length=int(cfg.get("max_length", 128)))
         runtime = str(cfg.get("runtime", "torch"))
         if runtime not in RUNTIMES:
             raise ValueError(f"model_config runtime {runtime!r} is not one of {RUNTIMES}")
+        self.batch_size = int(cfg.get("batch_size", 32))
+        self.classifier = TextClassifier.load(context.artifacts["model"], max_length=int(cfg.get("max_length", 128)))
         if runtime == "torch-int8":
             import torch
 

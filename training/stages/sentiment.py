@@ -71,8 +71,9 @@ def run(ctx: RunContext) -> dict[str, object]:
         registry_cfg.resolve_tracking_uri(ctx.data_dir), registry_cfg, AuditLog(ctx.data_dir / "registry_audit.jsonl")
     )
     registry.check_reachable()
-    classifier = TextClassifier.from_base(max_length=cfg.max_length)
-    evaluation = _fine_tune_and_evaluate(ctx, cfg, classifier)
+    corpus = _corpus(cfg)  # a bad corpus fails here, before the model is loaded
+    classifier = TextClassifier.from_base(max_length=cfg.max_length, seed=cfg.seed)
+    evaluation = _fine_tune_and_evaluate(ctx, cfg, classifier, corpus)
     decision = _register(ctx, cfg, registry, classifier, evaluation)
     print(
         f"  registry: {NAME} v{decision.version} {'PROMOTED' if decision.promoted else 'kept as challenger'}: "
@@ -100,8 +101,9 @@ def _smoke(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return pd.concat(parts).reset_index(drop=True)
 
 
-def _fine_tune_and_evaluate(ctx: RunContext, cfg: SentimentRunConfig, classifier: TextClassifier) -> _Evaluation:
-    corpus = _corpus(cfg)
+def _fine_tune_and_evaluate(
+    ctx: RunContext, cfg: SentimentRunConfig, classifier: TextClassifier, corpus: Corpus
+) -> _Evaluation:
     split = split_by_family(corpus.frame, valid_fraction=cfg.valid_fraction, seed=cfg.seed)
     if cfg.smoke_test:
         split = Split(_smoke(split.train, cfg.seed), _smoke(split.valid, cfg.seed))
@@ -159,7 +161,7 @@ def _report(ctx: RunContext, ev: _Evaluation) -> None:
     print("\n  " + text.replace("\n", "\n  "), file=ctx.out)
     reports = ctx.data_dir / "reports"
     reports.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     path = reports / f"sentiment-{stamp}.md"
     path.write_text(f"# Sentiment: validation\n\n```\n{text}\n```\n")
     print(f"  report: {path}", file=ctx.out)

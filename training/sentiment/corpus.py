@@ -4,7 +4,7 @@ Every corpus becomes one frame with columns ``sentence``, ``label`` (``negative`
 ``positive``), ``family`` (the group that must stay on one side of the train/validation split),
 ``topic`` and ``source`` (``file:line``). Formats:
 
-- the project's set: ``training/sentiment/data/sentences_*.csv`` with ``sentence,label,family,topic``
+- the project's set: ``training/sentiment/labelled/sentences_*.csv`` with ``sentence,label,family,topic``
   (sentences written for this project; see that folder's README);
 - a ``sentence,label`` CSV (header names ``sentence``/``text`` and ``label``/``sentiment``; an optional
   ``family``/``group`` column keeps paraphrases together), or the same two columns without a header
@@ -30,7 +30,7 @@ import pandas as pd
 from training.errors import InputProblem, TrainingError
 from training.sentiment import LABELS
 
-PROJECT_DATA: Final = Path(__file__).parent / "data"
+PROJECT_DATA: Final = Path(__file__).parent / "labelled"
 COLUMNS: Final = ("sentence", "label", "family", "topic", "source")
 # Words only: numeric codes differ between copies of the same corpus (-1/0/1 vs 0/1/2), so they are refused.
 _LABEL_ALIASES: Final = {"neg": "negative", "pos": "positive", "neu": "neutral"}

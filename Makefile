@@ -81,6 +81,7 @@ bench: $(STAMP) ## Run the benchmarks (JSON to stdout and bench/results/)
 	$(PY) -m bench.allocation_env
 	$(PY) -m bench.allocation_rl
 	$(PY) -m bench.allocation_backtest
+	$(PY) -m bench.sentiment
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m bench.gateway
 
 lock: ## Re-resolve the stack from pyproject.toml into requirements/constraints.txt

@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> None:
         classifier = TextClassifier.from_base()
         config = FineTuneConfig(epochs=args.epochs)
         result = fine_tune(
-            classifier, split.train["sentence"].tolist(), label_indices(split.train["label"].tolist()), config
+            classifier,
+            split.train["sentence"].tolist(),
+            label_indices(split.train["label"].tolist()),
+            config,
+            progress=False,  # stderr stays readable in a log; the stage shows the bar
         )
         fine_tune_s = result.seconds
     texts = valid * args.repeat
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(valid)} sentences; NOT real news",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "fine_tune": {
-            "seconds": common.rounded(fine_tune_s, 1) if fine_tune_s is not None else None,
+            "seconds": round(fine_tune_s, 1) if fine_tune_s is not None else None,
             "epochs": None if args.model_dir else args.epochs,
             "train_sentences": len(split.train),
         },
@@ -141,12 +145,12 @@ def main(argv: list[str] | None = None) -> None:
         "scoring": {
             "batch_size": BATCH,
             "sentences": len(texts),
-            "baseline_torch_padded_to_max_length_per_s": common.rounded(naive_rate, 1),
-            "torch_batch_1_per_s": common.rounded(single_rate, 1),
-            "lexicon_per_s": common.rounded(lexicon_rate, 1),
+            "baseline_torch_padded_to_max_length_per_s": round(naive_rate, 1),
+            "torch_batch_1_per_s": round(single_rate, 1),
+            "lexicon_per_s": round(lexicon_rate, 1),
             "runtimes": rows,
         },
-        "total_seconds": common.rounded(time.perf_counter() - started, 1),
+        "total_seconds": round(time.perf_counter() - started, 1),
         **common.environment(),
     }
     common.emit(NAME, doc, args.results_dir)
@@ -157,7 +161,7 @@ def _row(
 ) -> dict[str, Any]:
     report = classification_report(truth, probs[:n_valid].argmax(axis=1))
     return {
-        "sentences_per_s": common.rounded(rate, 1),
+        "sentences_per_s": round(rate, 1),
         "speedup_over_baseline": common.ratio(rate, naive_rate),
         "accuracy": report.accuracy,
         "macro_f1": report.macro_f1,

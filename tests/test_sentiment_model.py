@@ -25,7 +25,14 @@ from feature_repo.tables import SCORED_DOCUMENT_COLUMNS
 from tests.sentiment_fixtures import CLEAR, CLEAR_LABELS, document_frame, one_torch_thread, separable_set
 from training.errors import TrainingError
 from training.sentiment import LABELS
-from training.sentiment.documents import Scorer, document_texts, score_documents, unscored
+from training.sentiment.documents import (
+    Scorer,
+    active_scores,
+    document_texts,
+    score_documents,
+    unscored,
+    write_active_version,
+)
 from training.sentiment.finetune import FineTuneConfig, FineTuneResult, class_weights, fine_tune
 from training.sentiment.text_classifier import TextClassifier, pad_batch
 from training.sentiment.text_pyfunc import score_texts
@@ -301,6 +308,19 @@ def test_unscored_skips_only_documents_scored_by_the_same_version() -> None:
 
 
 # --- the registered pyfunc ----------------------------------------------------------------------
+
+
+def test_features_read_the_active_versions_scores_only(tmp_path: Path) -> None:
+    scored = pd.DataFrame({"doc_id": ["a", "b", "a"], "model_version": ["synthetic", "synthetic", "2"]})
+    alone, version = active_scores(scored.iloc[:2], tmp_path)
+    assert version == "synthetic" and list(alone["doc_id"]) == ["a", "b"]  # one version: no choice to make
+    with pytest.raises(TrainingError, match=r"active_version\.json"):
+        active_scores(scored, tmp_path)  # two versions and nothing says which is in force
+    write_active_version(tmp_path, "2")
+    chosen, version = active_scores(scored, tmp_path)
+    assert version == "2" and list(chosen["doc_id"]) == ["a"]
+    empty, version = active_scores(scored.iloc[:0], tmp_path / "nowhere")
+    assert empty.empty and version is None
 
 
 def test_score_texts_names_a_missing_column_or_an_empty_text(tuned: Tuned) -> None:

@@ -109,7 +109,7 @@ def test_without_documents_synthetic_announcements_are_stored_scored_and_become_
     scored = read(first.data_dir, "scored_documents")
     prices = read(first.data_dir, "prices")
     n = len(documents)
-    assert n > 50 and documents["synthetic"].all() and (documents["source"] == "synthetic").all()
+    assert n > 20 and documents["synthetic"].all() and (documents["source"] == "synthetic").all()
     assert set(documents["ticker"]) <= set(prices["ticker"]) and documents["ticker"].nunique() > 10
     assert f"generated {n:,} SYNTHETIC announcements for {prices['ticker'].nunique()} tickers" in out
     assert re.search(rf"scored {n:,} SYNTHETIC .* with sentiment_text v1", out)

@@ -48,6 +48,9 @@ from training.store import OfflineStore
 
 NAME = "sentiment_text"
 SMOKE_SENTENCES = 48
+# Synthetic announcements per ticker per year when no news is stored: enough for daily aggregates to
+# be exercised, few enough that scoring them (about 100 documents/s here) stays within the demo's budget.
+SYNTHETIC_RATE_PER_YEAR = 8.0
 
 
 @dataclass(frozen=True)
@@ -284,7 +287,7 @@ def _store_synthetic_announcements(ctx: RunContext, store: OfflineStore, seed: i
         return store.read("documents")
     dates = pd.DatetimeIndex(sorted(prices[DATE].unique()))
     tickers = sorted(prices[TICKER].unique())
-    documents = announcements_for(tickers, dates, seed=seed)
+    documents = announcements_for(tickers, dates, seed=seed, rate=SYNTHETIC_RATE_PER_YEAR)
     store.upsert("documents", documents)
     print(
         f"  no document is stored: generated {len(documents):,} SYNTHETIC announcements for {len(tickers)} tickers "

@@ -219,9 +219,10 @@ def _register(
         "batch_size": cfg.score_batch_size,
         "runtime": cfg.runtime,
     }
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "text_model"  # the artifact's folder name in the registry
         classifier.save(folder)
-        version = registry.log_sentiment_text(record, Path(folder), model_config)
+        version = registry.log_sentiment_text(record, folder, model_config)
     return registry.promote_if_better(
         NAME, version, ev.model.macro_f1, champion, metric="macro_f1", margin=cfg.promotion_margin
     )

@@ -5,7 +5,8 @@ seed 0; the figures are validation figures on held-out families, not on real new
 
 * **fine-tune**: wall time of the configured fine-tune (all-MiniLM-L6-v2, CPU, all cores);
 * **quality**: accuracy and macro-F1 of the fine-tuned model and of the Loughran-McDonald lexicon;
-* **scoring speed** at batch 32 (sentences/s, median of ``--rounds`` passes over the scoring set) for
+* **scoring speed** at batch 32 (sentences/s, median of ``--rounds`` passes over the scoring set,
+  every runtime timed once per round in a rotating order, so drifts in CPU speed hit all alike) for
   eager PyTorch, dynamically quantised PyTorch (int8), ONNX Runtime and quantised ONNX Runtime, each
   with length-sorted dynamic padding; the **baseline** is eager PyTorch the naive way (texts in
   their own order, every batch padded to ``max_length``), and each runtime's ratio to it is reported,
@@ -38,6 +39,7 @@ from training.sentiment.split import split_by_family
 from training.sentiment.text_classifier import TextClassifier, batched_probabilities, pad_batch, softmax
 
 NAME: Final = "sentiment"
+BASELINE: Final = "baseline"
 BATCH: Final = 32
 
 
@@ -60,6 +62,25 @@ def naive_probabilities(classifier: TextClassifier, texts: Sequence[str], batch_
         input_ids, mask = pad_batch([*batch, [0] * classifier.max_length], classifier.tokenizer.pad_token_id or 0)
         out.append(softmax(classifier.torch_logits(input_ids[:-1], mask[:-1])))
     return np.vstack(out)
+
+
+def _interleaved_rates(
+    scorers: dict[str, Callable[[], np.ndarray]], n: int, rounds: int
+) -> dict[str, tuple[float, np.ndarray]]:
+    """Median rate per scorer; each round times every scorer once, the order rotating every round.
+
+    This CPU's speed drifts for tens of seconds at a time: timing one scorer's rounds back to back
+    would hand that drift to whichever ran in a slow stretch.
+    """
+    names = list(scorers)
+    results = {name: scorers[name]() for name in names}  # warm-up, and the answers to check
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            started = time.perf_counter()
+            scorers[name]()
+            times[name].append(time.perf_counter() - started)
+    return {name: (n / statistics.median(times[name]), results[name]) for name in names}
 
 
 def _median_rate(score: Callable[[], np.ndarray], n: int, rounds: int) -> tuple[float, np.ndarray]:
@@ -105,17 +126,19 @@ def main(argv: list[str] | None = None) -> None:
         onnx_path = export_onnx(classifier, Path(folder) / "model.onnx")
         runtimes["onnxruntime"] = onnx_logits(onnx_path)
         runtimes["onnxruntime_int8"] = onnx_logits(quantise_onnx(onnx_path, Path(folder) / "model.int8.onnx"))
-        common.log("baseline: eager PyTorch, input order, padded to max_length")
-        naive_rate, reference = _median_rate(
-            lambda: naive_probabilities(classifier, texts, BATCH), len(texts), args.rounds
+        common.log(
+            f"baseline (eager PyTorch, input order, padded to max_length) and {len(runtimes)} runtimes, "
+            f"{args.rounds} interleaved rounds"
         )
-        rows: dict[str, dict[str, Any]] = {}
+        scorers: dict[str, Callable[[], np.ndarray]] = {BASELINE: lambda: naive_probabilities(classifier, texts, BATCH)}
         for name, logits in runtimes.items():
-            common.log(f"runtime {name}")
-            rate, probs = _median_rate(
-                lambda fn=logits: batched_probabilities(ids, pad, fn, BATCH), len(texts), args.rounds
-            )
-            rows[name] = _row(rate, naive_rate, probs, reference=reference, truth=truth, n_valid=len(valid))
+            scorers[name] = lambda fn=logits: batched_probabilities(ids, pad, fn, BATCH)
+        measured = _interleaved_rates(scorers, len(texts), args.rounds)
+        naive_rate, reference = measured.pop(BASELINE)
+        rows = {
+            name: _row(rate, naive_rate, probs, reference=reference, truth=truth, n_valid=len(valid))
+            for name, (rate, probs) in measured.items()
+        }
         common.log("eager PyTorch at batch 1")
         single_rate, _ = _median_rate(
             lambda: batched_probabilities(ids[: len(valid)], pad, classifier.torch_logits, 1), len(valid), 1

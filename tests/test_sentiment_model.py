@@ -323,6 +323,25 @@ def test_features_read_the_active_versions_scores_only(tmp_path: Path) -> None:
     assert empty.empty and version is None
 
 
+def test_a_version_registered_with_the_onnx_runtime_answers_as_eager_pytorch(tuned: Tuned, tmp_path: Path) -> None:
+    from training.audit import AuditLog
+    from training.registry import RunRecord, SignalRegistry
+    from training.run_config import RegistryConfig
+    from training.sentiment.runtimes import export_onnx
+    from training.sentiment.text_classifier import ONNX_FILE
+
+    registry = SignalRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", RegistryConfig(), AuditLog(tmp_path / "a.jsonl"))
+    tuned.classifier.save(tmp_path / "weights")
+    export_onnx(tuned.classifier, tmp_path / "weights" / ONNX_FILE)
+    record = RunRecord("sentiment_text", {}, {}, {"code_version": "t"}, "# card")
+    config = {"labels": list(LABELS), "max_length": MAX_LENGTH, "batch_size": 4, "runtime": "onnx"}
+    version = registry.log_sentiment_text(record, tmp_path / "weights", config)
+    model, _ = registry.load_pyfunc("sentiment_text", version)
+    assert model.model_config["runtime"] == "onnx"
+    out = model.predict(pd.DataFrame({"text": MIXED}))
+    np.testing.assert_allclose(out.to_numpy(), tuned.classifier.predict_proba(MIXED), atol=1e-4)
+
+
 def test_score_texts_names_a_missing_column_or_an_empty_text(tuned: Tuned) -> None:
     rows = pd.DataFrame({"text": list(CLEAR)}, index=[10, 20, 30])
     out = score_texts(tuned.classifier, rows, batch_size=2)
@@ -370,8 +389,10 @@ def test_the_logged_text_model_loads_and_scores_without_the_project(tuned: Tuned
     reference = tuned.classifier.predict_proba(list(CLEAR))
     assert np.abs(int8.to_numpy() - reference).max() < 0.05
     np.testing.assert_array_equal(int8.to_numpy().argmax(axis=1), CLEAR_LABELS)
-    with pytest.raises(ValueError, match="runtime 'onnx' is not one of"):
+    with pytest.raises(ValueError, match=r"runtime 'onnx' needs model\.onnx"):  # not exported at registration
         mlflow.pyfunc.load_model(uri_v, model_config={"runtime": "onnx"})
+    with pytest.raises(ValueError, match="runtime 'jax' is not one of"):
+        mlflow.pyfunc.load_model(uri_v, model_config={"runtime": "jax"})
 
     # A model server without the training package: block every import of it, then load and predict.
     script = textwrap.dedent(

@@ -39,7 +39,13 @@ ALLOCATOR_CODE_PATHS: Final = tuple(
 # The text model's pyfunc and the batching module it runs.
 SENTIMENT_TEXT_CODE: Final = Path(__file__).parent / "sentiment" / "text_pyfunc.py"
 SENTIMENT_TEXT_CODE_PATHS: Final = (Path(__file__).parent / "sentiment" / "text_classifier.py",)
-SENTIMENT_TEXT_REQUIREMENTS: Final = ["torch==2.13.0", "transformers==5.23.0", "numpy", "pandas"]
+SENTIMENT_TEXT_REQUIREMENTS: Final = [
+    "torch==2.13.0",
+    "transformers==5.23.0",
+    "onnxruntime==1.30.0",
+    "numpy",
+    "pandas",
+]
 
 
 class RegistryUnreachable(TrainingError):

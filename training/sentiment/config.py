@@ -31,8 +31,10 @@ class SentimentRunConfig(_Strict):
     freeze_embeddings: bool = Field(True, description="Keep the pre-trained word embeddings fixed.")
     freeze_layers: int = Field(2, ge=0, le=6, description="Also keep the lowest encoder layers fixed (faster steps).")
     seed: int = 0
-    runtime: Literal["torch", "torch-int8"] = Field(
-        "torch", description="What the registered model runs: eager PyTorch or dynamic int8 quantisation."
+    runtime: Literal["torch", "torch-int8", "onnx"] = Field(
+        "torch",
+        description="What the registered model runs: eager PyTorch, dynamic int8 quantisation (faster, changes "
+        "some answers), or ONNX Runtime (same answers; measured in bench/sentiment.py).",
     )
     score_batch_size: int = Field(32, ge=1, description="Texts per batch when scoring documents and serving.")
     promotion_margin: float = Field(0.0, ge=0.0, description="Validation macro-F1 a challenger must gain.")

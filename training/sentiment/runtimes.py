@@ -13,9 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from training.sentiment.text_classifier import LogitsFn, TextClassifier
+from training.sentiment.text_classifier import LogitsFn, TextClassifier, onnx_session_logits
 
 ONNX_OPSET = 17
 
@@ -77,17 +75,4 @@ def quantise_onnx(source: Path, target: Path) -> Path:
 
 def onnx_logits(path: Path, *, threads: int | None = None) -> LogitsFn:
     """An ONNX Runtime session (CPU) over an exported model, as a logits function."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def logits(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        out = session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})
-        result: np.ndarray = np.asarray(out[0])
-        return result
-
-    return logits
+    return onnx_session_logits(path, threads=threads)

@@ -21,6 +21,8 @@ import numpy as np
 LABELS: Final[tuple[str, str, str]] = ("negative", "neutral", "positive")
 DEFAULT_MAX_LENGTH: Final = 128
 DEFAULT_BATCH_SIZE: Final = 32
+# The ONNX export's file name inside a saved model folder (written when the runtime is ``onnx``).
+ONNX_FILE: Final = "model.onnx"
 
 # (input_ids, attention_mask) as int64 arrays [batch, length] -> logits [batch, 3].
 LogitsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -142,3 +144,21 @@ def pad_batch(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, 
         input_ids[r, : len(row)] = row
         mask[r, : len(row)] = 1
     return input_ids, mask
+
+
+def onnx_session_logits(path: Path | str, *, threads: int | None = None) -> LogitsFn:
+    """An ONNX Runtime session (CPU) over an exported classifier, as a logits function."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def logits(input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        out = session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})
+        result: np.ndarray = np.asarray(out[0])
+        return result
+
+    return logits

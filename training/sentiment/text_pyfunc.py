@@ -3,7 +3,8 @@
 Logged with ``python_model=<this file>``, the fine-tuned weights and tokenizer as the artifact folder
 ``model`` (transformers ``save_pretrained``), ``code_paths`` = ``text_classifier.py`` (the batching
 the validation figures were measured with), and ``model_config``: ``labels``, ``max_length``,
-``batch_size`` and ``runtime`` (``torch``, or ``torch-int8`` for dynamic int8 quantisation at load).
+``batch_size`` and ``runtime``: ``torch`` (eager), ``torch-int8`` (dynamic int8 quantisation at load) or
+``onnx`` (ONNX Runtime over the ``model.onnx`` exported into the folder at registration).
 
 Input: a frame with a string column ``text``. Output: columns ``negative``, ``neutral``, ``positive``
 (probabilities summing to 1), one row per text, in the input's order.
@@ -11,6 +12,7 @@ Input: a frame with a string column ``text``. Output: columns ``negative``, ``ne
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -18,11 +20,17 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 
 try:  # the project installed: training, tests
-    from training.sentiment.text_classifier import LABELS, TextClassifier
+    from training.sentiment.text_classifier import LABELS, ONNX_FILE, LogitsFn, TextClassifier, onnx_session_logits
 except ImportError:  # inside a model server: code_paths put the file on sys.path
-    from text_classifier import LABELS, TextClassifier  # type: ignore[no-redef]
+    from text_classifier import (  # type: ignore[no-redef]
+        LABELS,
+        ONNX_FILE,
+        LogitsFn,
+        TextClassifier,
+        onnx_session_logits,
+    )
 
-RUNTIMES = ("torch", "torch-int8")
+RUNTIMES = ("torch", "torch-int8", "onnx")
 
 
 class SentimentTextPyfunc(PythonModel):  # type: ignore[misc]
@@ -37,7 +45,13 @@ class SentimentTextPyfunc(PythonModel):  # type: ignore[misc]
         if runtime not in RUNTIMES:
             raise ValueError(f"model_config runtime {runtime!r} is not one of {RUNTIMES}")
         self.batch_size = int(cfg.get("batch_size", 32))
-        self.classifier = TextClassifier.load(context.artifacts["model"], max_length=int(cfg.get("max_length", 128)))
+        folder = Path(context.artifacts["model"])
+        self.classifier = TextClassifier.load(folder, max_length=int(cfg.get("max_length", 128)))
+        self.logits_fn: LogitsFn | None = None
+        if runtime == "onnx":
+            if not (folder / ONNX_FILE).is_file():
+                raise ValueError(f"runtime 'onnx' needs {ONNX_FILE} in the model folder; this version has none")
+            self.logits_fn = onnx_session_logits(folder / ONNX_FILE)
         if runtime == "torch-int8":
             import torch
 
@@ -46,10 +60,12 @@ class SentimentTextPyfunc(PythonModel):  # type: ignore[misc]
             )
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        return score_texts(self.classifier, model_input, self.batch_size)
+        return score_texts(self.classifier, model_input, self.batch_size, logits_fn=self.logits_fn)
 
 
-def score_texts(classifier: TextClassifier, rows: pd.DataFrame, batch_size: int) -> pd.DataFrame:
+def score_texts(
+    classifier: TextClassifier, rows: pd.DataFrame, batch_size: int, *, logits_fn: LogitsFn | None = None
+) -> pd.DataFrame:
     """Probabilities per row of ``rows['text']``; a ValueError names a missing column or a non-text value."""
     if "text" not in rows.columns:
         raise ValueError("the sentiment model needs a 'text' column")
@@ -57,7 +73,7 @@ def score_texts(classifier: TextClassifier, rows: pd.DataFrame, batch_size: int)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
     if bad:
         raise ValueError(f"text at position(s) {bad[:5]} is empty or not a string")
-    probabilities = classifier.predict_proba(texts, batch_size=batch_size)
+    probabilities = classifier.predict_proba(texts, batch_size=batch_size, logits_fn=logits_fn)
     return pd.DataFrame(probabilities, columns=list(LABELS), index=rows.index)
 
 

@@ -41,8 +41,9 @@ from training.sentiment.documents import score_documents, unscored, write_active
 from training.sentiment.finetune import FineTuneResult, fine_tune
 from training.sentiment.lexicon import LoughranMcDonald
 from training.sentiment.metrics import ClassificationReport, classification_report, label_indices, render_confusion
+from training.sentiment.runtimes import export_onnx
 from training.sentiment.split import Split, split_by_family
-from training.sentiment.text_classifier import TextClassifier
+from training.sentiment.text_classifier import ONNX_FILE, TextClassifier
 from training.stages.train import quiet_libraries
 from training.store import OfflineStore
 
@@ -222,6 +223,8 @@ def _register(
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "text_model"  # the artifact's folder name in the registry
         classifier.save(folder)
+        if cfg.runtime == "onnx":
+            export_onnx(classifier, folder / ONNX_FILE)
         version = registry.log_sentiment_text(record, folder, model_config)
     return registry.promote_if_better(
         NAME, version, ev.model.macro_f1, champion, metric="macro_f1", margin=cfg.promotion_margin

@@ -376,7 +376,7 @@ def test_the_sentiment_section_validates_and_the_smoke_test_runs_one_epoch() -> 
     assert SentimentRunConfig(epochs=4, smoke_test=True).finetune().epochs == 1
     assert SentimentRunConfig(freeze_layers=2, freeze_embeddings=False).finetune().freeze_layers == 2
     assert not SentimentRunConfig(freeze_embeddings=False).finetune().freeze_embeddings
-    bad_sections = ({"epoch": 2}, {"valid_fraction": 1.0}, {"runtime": "onnx"}, {"max_length": 4}, {"freeze_layers": 7})
+    bad_sections = ({"epoch": 2}, {"valid_fraction": 1.0}, {"runtime": "jax"}, {"max_length": 4}, {"freeze_layers": 7})
     for bad in bad_sections:
         with pytest.raises(ValidationError):
             SentimentRunConfig.model_validate(bad)

@@ -61,8 +61,25 @@ class LoadedSignal:
         """Nothing to release: the booster lives in memory, its download folder is already gone."""
 
 
+class _DownloadedPyfunc:
+    """``version`` and ``close`` of a pyfunc version served from its own download folder."""
+
+    ref: VersionRef
+    # Models-from-code may read files beside the model while predicting: the folder lives as long as it.
+    workdir: tempfile.TemporaryDirectory[str]
+
+    @property
+    def version(self) -> str:
+        """The MLflow version number, as a string."""
+        return self.ref.version
+
+    def close(self) -> None:
+        """Remove the download folder (a replaced version's folder goes when the last request drops it)."""
+        self.workdir.cleanup()
+
+
 @dataclass(frozen=True)
-class LoadedEnsemble:
+class LoadedEnsemble(_DownloadedPyfunc):
     """An ensemble pyfunc version whose inputs are signal-model names."""
 
     ref: VersionRef
@@ -72,18 +89,9 @@ class LoadedEnsemble:
     workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
     feature_service: str = NO_FEATURE_SERVICE
 
-    @property
-    def version(self) -> str:
-        """The MLflow version number, as a string."""
-        return self.ref.version
-
-    def close(self) -> None:
-        """Remove the download folder (a replaced version's folder goes when the last request drops it)."""
-        self.workdir.cleanup()
-
 
 @dataclass(frozen=True)
-class LoadedAllocator:
+class LoadedAllocator(_DownloadedPyfunc):
     """An allocator pyfunc version taking ``ticker``, the ``allocator_v1`` features and ``current_weight``."""
 
     ref: VersionRef
@@ -92,33 +100,15 @@ class LoadedAllocator:
     workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
     feature_service: str = ALLOCATOR_FEATURE_SERVICE
 
-    @property
-    def version(self) -> str:
-        """The MLflow version number, as a string."""
-        return self.ref.version
-
-    def close(self) -> None:
-        """Remove the download folder (a replaced version's folder goes when the last request drops it)."""
-        self.workdir.cleanup()
-
 
 @dataclass(frozen=True)
-class LoadedSentimentText:
+class LoadedSentimentText(_DownloadedPyfunc):
     """A text-classifier pyfunc version taking ``text`` and answering one probability per label."""
 
     ref: VersionRef
     model: PyFuncModel
     workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
     feature_service: str = NO_FEATURE_SERVICE
-
-    @property
-    def version(self) -> str:
-        """The MLflow version number, as a string."""
-        return self.ref.version
-
-    def close(self) -> None:
-        """Remove the download folder (a replaced version's folder goes when the last request drops it)."""
-        self.workdir.cleanup()
 
 
 def _read_mlmodel(local: Path, ref: VersionRef, flavour: str) -> Model:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +32,22 @@ async def _flush_usage_forever(services: Services) -> None:
         await run_in_threadpool(services.usage.flush)
 
 
+def _settle_heap(services: Services) -> None:
+    """Open the feature store, then move every object alive so far out of the garbage collector's sight.
+
+    The gateway imports Feast, pandas, pyarrow, SQLAlchemy and pydantic: some million long-lived
+    objects, which every full collection walked again (measured: 130-180 ms pauses, dozens a
+    minute under load, the whole latency tail). ``gc.freeze()`` keeps them out of later
+    collections; objects made by requests are still collected as usual.
+    """
+    try:
+        services.features.open()
+    except Exception:  # an unreachable store at start is /readyz's business, not startup's
+        log.warning("feature store not reachable at start; it is opened on first use")
+    gc.collect()
+    gc.freeze()
+
+
 def _lifespan(services: Services):  # type: ignore[no-untyped-def]  # FastAPI's lifespan type is a union
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -40,6 +57,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]  # FastAPI's 
             # Start anyway: /readyz reports the DB and keyed routes answer 503 until it is back.
             log.exception("could not initialise the gateway database")
         services.client()
+        await run_in_threadpool(_settle_heap, services)
         flusher = asyncio.create_task(_flush_usage_forever(services))
         try:
             yield

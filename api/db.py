@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import orjson
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -109,10 +110,18 @@ def make_engine(url: str, sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # Writers wait for each other rather than failing at once under concurrent requests.
-        engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False}, json_serializer=json_text)
         event.listen(engine, "connect", partial(_sqlite_pragmas, synchronous=sqlite_synchronous))
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, json_serializer=json_text)
+
+
+def json_text(value: Any) -> str:
+    """JSON columns through orjson: the audit writer serialises every answer, ~10x faster than ``json``.
+
+    Non-finite floats become ``null`` (valid JSON, which PostgreSQL's ``json`` type requires).
+    """
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, synchronous: str) -> None:

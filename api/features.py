@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import threading
 import time
@@ -21,6 +22,10 @@ from feature_repo.store import FeatureRepo
 # Which view feeds which service; the allocator's features all live in the technical view.
 SERVICE_VIEWS: Final[dict[str, tuple[str, ...]]] = {**MODEL_SERVICES, "allocator_v1": ("technical_features",)}
 ALL_VIEWS: Final[tuple[str, ...]] = tuple(FEATURES_BY_VIEW)
+# Cached rows used after this share of their life are re-read by a background thread, so under
+# steady traffic no request blocks on Feast when they expire (every concurrent request would).
+REFRESH_AFTER_SHARE: Final = 0.5
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class FeatureSnapshot:
     tickers: list[str]
     values: dict[str, list[float | None]]
     event_times: dict[str, list[datetime | None]]
+    row_digests: dict[str, list[str]]
 
     def service_columns(self, service: str) -> dict[str, list[float | None]]:
         """The features of a model service (all features of its views), by name."""
@@ -47,13 +53,23 @@ class FeatureSnapshot:
         return max(stamps) if stamps else None
 
     def digest(self) -> str:
-        """sha256 of the values and event times read, for the audit trail."""
-        payload = {
-            "tickers": self.tickers,
-            "values": self.values,
-            "event_times": {v: [t.isoformat() if t else None for t in ts] for v, ts in self.event_times.items()},
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        """sha256 of the rows read, for the audit trail (see :func:`row_digest` for one row's part).
+
+        The hash of each (view, ticker) row is taken once, when the row is read from Feast, so a
+        request served from cached rows hashes a few dozen short digests rather than re-serialising
+        every feature value (that re-serialisation was the gateway's largest cost per request).
+        """
+        hasher = hashlib.sha256()
+        for view, digests in self.row_digests.items():
+            for ticker, row in zip(self.tickers, digests, strict=True):
+                hasher.update(f"{view}\t{ticker}\t{row}\n".encode())
+        return hasher.hexdigest()
+
+
+def row_digest(values: dict[str, float | None], event_time: datetime | None) -> str:
+    """sha256 of one row: canonical JSON of its feature values by name and its ISO event time."""
+    payload = {"values": values, "event_time": event_time.isoformat() if event_time else None}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,7 @@ class _Row:
     values: tuple[float | None, ...]
     event_time: datetime | None
     read_at: float
+    digest: str
 
 
 class OnlineFeatures:
@@ -72,7 +89,9 @@ class OnlineFeatures:
     ``cache_seconds``: a request reads Feast only for the tickers it lacks. A snapshot is always
     assembled from the rows it reports, so its ``as_of`` and :meth:`FeatureSnapshot.digest` describe
     exactly the vectors scored, whether they came from the cache or from Feast. Tickers with no row in
-    any view are never cached (the cache stays bounded by the real universe).
+    any view are never cached (the cache stays bounded by the real universe). Rows served after half
+    their life are re-read in the background (one refresh at a time), so steady traffic never waits
+    for Feast; a row is still never served older than ``cache_seconds``.
     """
 
     def __init__(
@@ -90,8 +109,14 @@ class OnlineFeatures:
         # Feast's SQLite online store shares one connection across threads; serialise its reads.
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str], _Row] = {}
+        self._refreshing = False
 
-    def _open(self) -> FeatureRepo:
+    def open(self) -> FeatureRepo:
+        """The Feast repository, opened (registry loaded, online store connected) on first use.
+
+        Raises:
+            Exception: whatever Feast raises when the registry or the store cannot be reached.
+        """
         if self._repo is None:
             self._repo = FeatureRepo.open(self.settings)
         return self._repo
@@ -101,6 +126,7 @@ class OnlineFeatures:
         rows = self._fresh(tickers, views)
         if len(rows) < len(tickers) * len(views):
             return None
+        self._refresh_ahead(views, rows)
         snapshot = _assemble(tickers, views, rows)
         # A ticker cached from other views may lack a row in these: let read() name it.
         return snapshot if all(snapshot.ticker_as_of(i) for i in range(len(tickers))) else None
@@ -126,6 +152,26 @@ class OnlineFeatures:
             raise UnknownTickersError(unknown)
         return snapshot
 
+    def _refresh_ahead(self, views: tuple[str, ...], rows: dict[tuple[str, str], _Row]) -> None:
+        """Start a background re-read of the tickers whose rows are past half their life."""
+        if self._refreshing:
+            return
+        renew_before = self.clock() - self.cache_seconds * REFRESH_AFTER_SHARE
+        aging = list(dict.fromkeys(ticker for (_, ticker), row in rows.items() if row.read_at <= renew_before))
+        if aging:
+            self._refreshing = True
+            threading.Thread(target=self._refresh, args=(aging, views), name="feature-refresh", daemon=True).start()
+
+    def _refresh(self, tickers: list[str], views: tuple[str, ...]) -> None:
+        try:
+            with self._lock:
+                self._read_online(tickers, views)
+        except FeatureStoreUnavailableError as e:
+            # The rows expire as usual; the next request then reads Feast itself and answers 503.
+            log.warning("background feature refresh failed: %s", e)
+        finally:
+            self._refreshing = False
+
     def _fresh(self, tickers: list[str], views: tuple[str, ...]) -> dict[tuple[str, str], _Row]:
         if self.cache_seconds <= 0:
             return {}
@@ -143,7 +189,7 @@ class OnlineFeatures:
         refs = [f"{view}:{name}" for view in views for name in names(FEATURES_BY_VIEW[view])]
         start = time.perf_counter()
         try:
-            repo = self._open()
+            repo = self.open()
             raw = repo.store.get_online_features(features=refs, entity_rows=[{"ticker": t} for t in tickers])
             data = raw.to_dict(include_event_timestamps=True)
         except Exception as e:
@@ -187,19 +233,23 @@ def _rows(
         seconds = data[f"{feature_names[0]}__ts"]
         for i, ticker in enumerate(tickers):
             stamp = datetime.fromtimestamp(seconds[i], UTC) if seconds[i] else None
-            rows[(view, ticker)] = _Row(tuple(column[i] for column in columns), stamp, read_at)
+            values = tuple(column[i] for column in columns)
+            digest = row_digest(dict(zip(feature_names, values, strict=True)), stamp)
+            rows[(view, ticker)] = _Row(values, stamp, read_at, digest)
     return rows
 
 
 def _assemble(tickers: list[str], views: tuple[str, ...], rows: dict[tuple[str, str], _Row]) -> FeatureSnapshot:
     values: dict[str, list[float | None]] = {}
     event_times: dict[str, list[datetime | None]] = {}
+    row_digests: dict[str, list[str]] = {}
     for view in views:
         view_rows = [rows[(view, t)] for t in tickers]
         for j, name in enumerate(names(FEATURES_BY_VIEW[view])):
             values[name] = [row.values[j] for row in view_rows]
         event_times[view] = [row.event_time for row in view_rows]
-    return FeatureSnapshot(tickers=list(tickers), values=values, event_times=event_times)
+        row_digests[view] = [row.digest for row in view_rows]
+    return FeatureSnapshot(tickers=list(tickers), values=values, event_times=event_times, row_digests=row_digests)
 
 
 def _number(value: Any) -> float | None:

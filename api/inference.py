@@ -17,6 +17,10 @@ from api.errors import ModelCallError
 from api.metrics import GatewayMetrics
 
 MAX_CACHED_ANSWERS: Final = 4096
+# A cached answer used in the last part of its life is renewed by a background call, so under
+# steady traffic no request waits for the model server when the answer expires (the wait would
+# land in every concurrent request at once: the latency tail).
+RENEW_AFTER_SHARE: Final = 0.5
 JSON_HEADERS: Final = {"Content-Type": "application/json"}
 
 
@@ -76,7 +80,9 @@ class InferenceClient:
     the same tickers does), and concurrent identical calls share one request. The reused
     :class:`InferResult` carries the version that produced it, so an answer names the version that
     actually scored it; a new champion reaches answers within ``cache_seconds`` of its server
-    loading it. Failures are never cached.
+    loading it. Failures are never cached. An answer used after half its life is renewed in the
+    background (one call per input), so steady traffic never waits on an expiry; a renewed answer
+    is never older than ``cache_seconds`` either.
     """
 
     def __init__(
@@ -98,6 +104,7 @@ class InferenceClient:
         self.last_versions: dict[str, str] = {}
         self._cache: dict[CacheKey, tuple[float, InferResult]] = {}
         self._inflight: dict[CacheKey, asyncio.Future[InferResult]] = {}
+        self._renewals: set[asyncio.Task[InferResult]] = set()
         # Connections are reused across requests; limits keep a burst from exhausting sockets.
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
@@ -108,6 +115,9 @@ class InferenceClient:
         return server in self.urls
 
     async def aclose(self) -> None:
+        for task in list(self._renewals):
+            task.cancel()
+        await asyncio.gather(*self._renewals, return_exceptions=True)
         await self._http.aclose()
 
     async def infer(
@@ -126,21 +136,53 @@ class InferenceClient:
             return await self._call(model, server, body, timeout_s)
         key = (server, model, body)
         hit = self._cache.get(key)
-        if hit is not None and self.clock() < hit[0]:
+        now = self.clock()
+        if hit is not None and now < hit[0]:
+            if hit[0] - now < self.cache_seconds * RENEW_AFTER_SHARE and key not in self._inflight:
+                self._renew(key, model, server, body, timeout_s)
             return hit[1]
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
         return await self._call_shared(key, model, server, body, timeout_s)
 
-    async def _call_shared(
-        self, key: CacheKey, model: str, server: str, body: bytes, timeout_s: float | None
-    ) -> InferResult:
-        """One live call whose outcome every concurrent identical request awaits; success is cached."""
+    def _renew(self, key: CacheKey, model: str, server: str, body: bytes, timeout_s: float | None) -> None:
+        """Start one background call for ``key`` (its success replaces the cached answer)."""
+        # Registered before the task runs, so the next request does not start a second renewal.
+        future = self._share(key)
+        task = asyncio.create_task(self._call_into(future, key, model, server, body=body, timeout_s=timeout_s))
+        self._renewals.add(task)
+        task.add_done_callback(self._renewed)
+
+    def _renewed(self, task: asyncio.Task[InferResult]) -> None:
+        self._renewals.discard(task)
+        # A failed renewal is already counted (breaker, metrics); the cached answer simply expires.
+        if not task.cancelled():
+            task.exception()
+
+    def _share(self, key: CacheKey) -> asyncio.Future[InferResult]:
         future: asyncio.Future[InferResult] = asyncio.get_running_loop().create_future()
         # Retrieve the outcome even when no one else waited, so asyncio never logs it as lost.
         future.add_done_callback(lambda f: None if f.cancelled() else f.exception())
         self._inflight[key] = future
+        return future
+
+    async def _call_shared(
+        self, key: CacheKey, model: str, server: str, body: bytes, timeout_s: float | None
+    ) -> InferResult:
+        """One live call whose outcome every concurrent identical request awaits; success is cached."""
+        return await self._call_into(self._share(key), key, model, server, body=body, timeout_s=timeout_s)
+
+    async def _call_into(
+        self,
+        future: asyncio.Future[InferResult],
+        key: CacheKey,
+        model: str,
+        server: str,
+        *,
+        body: bytes,
+        timeout_s: float | None,
+    ) -> InferResult:
         try:
             result = await self._call(model, server, body, timeout_s)
         except ModelCallError as e:

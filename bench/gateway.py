@@ -3,23 +3,27 @@
 What is measured: the embedded stack as ``make serve`` runs it (one KServe server per champion,
 the gateway under uvicorn, all on 127.0.0.1, Feast SQLite online store), started on free ports
 from the data folder of ``make demo`` (REAL bundled prices; its universe is 20 tickers, so a
-request names all 20 rather than the issue's 50). ``--requests`` timed requests per concurrency
-level (1, 8, 32) after a warm-up, from an asyncio httpx client in this process:
+request names all 20 rather than the issue's 50). Each concurrency level (1, 8, 32) runs for
+``--seconds`` after a warm-up, long enough to span several renewals of the gateway's feature
+(5 s) and score (2 s) caches, so the tail includes them:
 
-* latency p50/p95/p99 and requests/s per concurrency level;
-* the breakdown at concurrency 1 from the gateway's own Prometheus histograms (mean feature read
-  and mean model call per model, per request);
+* latency p50/p95/p99 and requests/s per concurrency level, with the count per HTTP status;
+* the breakdown per request from the gateway's own Prometheus histograms (mean feature read and
+  mean model call per model) and the CPU milliseconds each process spent per request (gateway,
+  each model server, the load generator): on 2 cores, 2,000 ms of CPU per second is all there is;
 * the baseline, in the same run: the same answer computed in-process (Feast online read, the
   champion boosters' predict, the ensemble blend) without HTTP; the ratio gateway p50 / in-process
   p50 is the serving overhead.
 
-The client shares the 2 cores with the servers, so requests/s is a floor, not a ceiling.
+The load generator (``bench/http_load.py`` by default, ``--client httpx`` for httpx's async
+client) shares the 2 cores with the servers; its own CPU per request is reported beside theirs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -31,8 +35,10 @@ from typing import Any, Final
 
 import httpx
 import numpy as np
+import psutil
 
 from bench import common
+from bench.http_load import LoadResult, run_load
 from serving.launcher import champions, free_ports, plan, running
 
 NAME: Final = "gateway"
@@ -42,7 +48,19 @@ LEVELS: Final = (1, 8, 32)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("PORTFOLIO_OS_DATA_DIR", "data")))
-    parser.add_argument("--requests", type=int, default=400, help="timed requests per concurrency level")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=12.0,
+        help="timed seconds per concurrency level; long enough to span several feature-cache (5 s) "
+        "and score-cache (2 s) renewals, so the tail includes them",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("lean", "httpx"),
+        default="lean",
+        help="load generator: a minimal keep-alive client (default) or httpx's async client",
+    )
     parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
     return parser.parse_args(argv)
 
@@ -56,27 +74,49 @@ def bench_key(env: dict[str, str]) -> str:
     return str(json.loads(out.strip().splitlines()[-1])["api_key"])
 
 
-async def _load(url: str, key: str, concurrency: int, total: int) -> tuple[list[float], float, dict[int, int]]:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(total):
-        queue.put_nowait(i)
+async def _load_httpx(url: str, key: str, concurrency: int, seconds: float) -> LoadResult:
+    """The same load from httpx's async client (``--client httpx``): costlier per request on the client."""
+    result = LoadResult()
+    deadline = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, limits=limits, timeout=30) as client:
 
         async def worker() -> None:
-            while not queue.empty():
-                queue.get_nowait()
-                started = time.perf_counter()
+            while (started := time.perf_counter()) < deadline:
                 response = await client.get(url)
-                latencies.append((time.perf_counter() - started) * 1000)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                result.latencies_ms.append((time.perf_counter() - started) * 1000)
+                result.statuses[response.status_code] = result.statuses.get(response.status_code, 0) + 1
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    return latencies, wall, statuses
+        result.wall_s = time.perf_counter() - started
+    return result
+
+
+def load(client: str, url: str, key: str, concurrency: int, seconds: float) -> LoadResult:
+    if client == "httpx":
+        return asyncio.run(_load_httpx(url, key, concurrency, seconds))
+    return asyncio.run(run_load(url, {"Authorization": f"Bearer {key}"}, concurrency, seconds=seconds))
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds so far of each process, by name.
+
+    A server's worker children count with it; this process (the load generator) counts alone,
+    since the servers it launched are its children.
+    """
+    out = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(psutil.Error):
+            process = psutil.Process(pid)
+            children = process.children(recursive=True) if pid != os.getpid() else []
+            out[name] = sum(t.user + t.system for t in [process.cpu_times(), *(c.cpu_times() for c in children)])
+    return out
+
+
+def cpu_ms_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float | None]:
+    """CPU milliseconds each process spent per request over one level (the 2 cores' budget is 2 x wall)."""
+    return {name: common.rounded((after[name] - before.get(name, 0.0)) * 1000 / requests, 3) for name in after}
 
 
 def metric_sums(gateway: str) -> dict[str, float]:
@@ -155,18 +195,22 @@ def main(argv: list[str] | None = None) -> None:
         gateway = services[-1].url
         url = f"{gateway}/v1/signals?tickers={','.join(tickers)}"
         key = bench_key(env)
-        asyncio.run(_load(url, key, 4, 50))  # warm-up: connections, caches, JIT-free but cold paths
+        load(args.client, url, key, 4, 2.0)  # warm-up: connections, caches, cold paths
+        pids = {s.name: s.process.pid for s in services if s.process is not None} | {"load_generator": os.getpid()}
         for level in LEVELS:
-            before = metric_sums(gateway)
-            latencies, wall, statuses = asyncio.run(_load(url, key, level, args.requests))
-            after = metric_sums(gateway)
+            before, cpu_before = metric_sums(gateway), cpu_seconds(pids)
+            run = load(args.client, url, key, level, args.seconds)
+            cpu_after, after = cpu_seconds(pids), metric_sums(gateway)
+            latencies = run.latencies_ms
             results[f"concurrency_{level}"] = {
                 "p50_ms": common.rounded(float(np.percentile(latencies, 50)), 2),
                 "p95_ms": common.rounded(float(np.percentile(latencies, 95)), 2),
                 "p99_ms": common.rounded(float(np.percentile(latencies, 99)), 2),
-                "requests_per_second": common.rounded(len(latencies) / wall, 1),
-                "statuses": {str(k): v for k, v in statuses.items()},
+                "requests": len(latencies),
+                "requests_per_second": common.rounded(len(latencies) / run.wall_s, 1),
+                "statuses": {str(k): v for k, v in run.statuses.items()},
                 "breakdown": breakdown(before, after, len(latencies)),
+                "cpu_ms_per_request": cpu_ms_per_request(cpu_before, cpu_after, len(latencies)),
             }
             common.log(f"concurrency {level}: {results[f'concurrency_{level}']}")
     load_after = os.getloadavg()[0]
@@ -177,7 +221,8 @@ def main(argv: list[str] | None = None) -> None:
         "data": f"real: bundled S&P 500 sample, {len(tickers)} tickers per request (the whole universe)",
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "models_served": models,
-        "requests_per_level": args.requests,
+        "seconds_per_level": args.seconds,
+        "load_generator": args.client,
         **results,
         "in_process_p50_ms": common.rounded(baseline, 3),
         "overhead_ratio_p50_c1": common.ratio(results["concurrency_1"]["p50_ms"], baseline),

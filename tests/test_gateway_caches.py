@@ -42,7 +42,7 @@ def _feature_reader(shared_env: Any, monkeypatch: pytest.MonkeyPatch, ttl: float
     """An OnlineFeatures on the shared Feast repo whose online calls are recorded (tickers per call)."""
     clock = Clock()
     features = OnlineFeatures(FeatureStoreSettings(data_dir=str(shared_env.data_dir)), GatewayMetrics(), ttl, clock)
-    store = features._open().store
+    store = features.open().store
     calls: list[list[str]] = []
     original = store.get_online_features
 

@@ -208,3 +208,124 @@ def test_memory_moving_window_admits_the_limit_per_window() -> None:
     assert window.hit("other", 2, 10.0) == 0.0
     clock.now += 6.0
     assert window.hit("k", 2, 10.0) == 0.0
+
+
+def _wait_for(condition: Any, timeout_s: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_feature_rows_past_half_their_life_are_reread_in_the_background(shared_env, monkeypatch) -> None:
+    features, clock, calls = _feature_reader(shared_env, monkeypatch, ttl=4.0)
+    a, b = shared_env.tickers[:2]
+    first = features.read([a, b])
+    clock.now += 1.9  # before half the TTL: served from the cache, no read
+    assert features.cached([a, b]) is not None
+    assert calls == [[a, b]] and not features._refreshing
+    clock.now += 0.2  # past half: served at once, and one background read renews the rows
+    served = features.cached([a, b])
+    assert served is not None and served.digest() == first.digest()
+    _wait_for(lambda: not features._refreshing)
+    assert calls == [[a, b], [a, b]]
+    # The renewed rows carry the renewal's read time: at 1.5 TTL after the first read they are fresh.
+    clock.now += 3.9
+    assert features.cached([a, b]) is not None
+    # Renewal never stretches a row's life: rows that were not renewed expire on time.
+    clock.now += 4.0
+    assert features.cached([a, b]) is None
+
+
+def test_a_failed_background_feature_refresh_leaves_the_rows_to_expire(shared_env, monkeypatch) -> None:
+    features, clock, _ = _feature_reader(shared_env, monkeypatch, ttl=4.0)
+    a = shared_env.tickers[0]
+    features.read([a])
+    store = features.open().store
+
+    def broken(**_: Any) -> Any:
+        raise ConnectionError("online store down")
+
+    monkeypatch.setattr(store, "get_online_features", broken)
+    clock.now += 3.0
+    assert features.cached([a]) is not None  # still within its life: served
+    _wait_for(lambda: not features._refreshing)
+    clock.now += 1.0
+    assert features.cached([a]) is None
+    # The failure dropped the repository: the next request's own read reopens it (the store is back).
+    assert features.read([a]) is not None and features.open().store is not store
+
+
+def test_snapshot_digest_follows_the_rows_scored(shared_env, monkeypatch) -> None:
+    from datetime import UTC, datetime
+
+    from api.features import row_digest
+
+    features, _, _ = _feature_reader(shared_env, monkeypatch, ttl=0.0)
+    a, b = shared_env.tickers[:2]
+    ab, ba = features.read([a, b]), features.read([b, a])
+    assert ab.digest() == features.read([a, b]).digest()
+    assert ab.digest() != ba.digest()  # the order of the answer's rows is part of what was scored
+    stamp = datetime(2024, 1, 2, tzinfo=UTC)
+    assert row_digest({"x": 1.0, "y": None}, stamp) == row_digest({"y": None, "x": 1.0}, stamp)
+    assert row_digest({"x": 1.0}, stamp) != row_digest({"x": 1.5}, stamp)
+    assert row_digest({"x": 1.0}, stamp) != row_digest({"x": 1.0}, None)
+
+
+def test_scores_past_half_their_life_are_renewed_in_the_background(shared_env) -> None:
+    asyncio.run(_score_renewal_scenario(shared_env))
+
+
+async def _score_renewal_scenario(shared_env: Any) -> None:
+    from api.circuit import CircuitBreaker
+
+    metrics, clock = GatewayMetrics(), Clock()
+    urls = shared_env.model_urls()
+    breakers = {name: CircuitBreaker(name, 3, 5.0, metrics.circuit_state) for name in urls}
+    client = InferenceClient(urls, 1.0, breakers, metrics, cache_seconds=2.0, clock=clock)
+    blend = fp64_inputs({"technical": [0.4, None]})
+    try:
+        first = await client.infer("ensemble", blend)
+        clock.now += 0.9
+        assert await client.infer("ensemble", blend) is first and not client._renewals
+        clock.now += 0.2  # past half its life: the cached answer comes back at once, a renewal starts
+        assert await client.infer("ensemble", blend) is first
+        assert len(client._renewals) == 1
+        assert await client.infer("ensemble", blend) is first and len(client._renewals) == 1  # one at a time
+        await asyncio.gather(*client._renewals)
+        assert _calls(metrics, "ensemble", "7") == 2
+        renewed = await client.infer("ensemble", blend)
+        assert renewed is not first and renewed.outputs == first.outputs
+        clock.now += 1.9  # 3.0 s after the first call, 1.9 s after the renewal: still fresh
+        assert await client.infer("ensemble", blend) is renewed
+        # A failed renewal is counted and dropped; the answer then expires on time.
+        await asyncio.gather(*client._renewals)
+        client.urls["ensemble"] = "http://127.0.0.1:9"
+        clock.now += 1.1
+        latest = client._cache[("ensemble", "ensemble", _body(blend))][1]
+        assert await client.infer("ensemble", blend) is latest
+        await asyncio.gather(*client._renewals, return_exceptions=True)
+        clock.now += 1.0
+        with pytest.raises(ModelCallError):
+            await client.infer("ensemble", blend)
+    finally:
+        await client.aclose()
+
+
+def _body(inputs: list[dict[str, Any]]) -> bytes:
+    import orjson
+
+    return orjson.dumps({"inputs": inputs})
+
+
+def test_the_gateway_freezes_its_startup_heap(make_gateway) -> None:
+    import gc
+
+    try:
+        make_gateway()
+        # Startup objects (Feast, pandas, SQLAlchemy, pydantic) sit outside later collections.
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()

@@ -68,7 +68,7 @@ lint: $(STAMP) ## ruff check + ruff format --check + import contracts
 	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP) ## mypy on every package
-	$(VENV)/bin/mypy feature_repo training serving api monitoring
+	$(VENV)/bin/mypy feature_repo training serving api monitoring bench
 
 unit: $(STAMP) ## Fast tests only (skips the slow marker)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from api.errors import ModelCallError, NoModelAvailableError
 from api.features import FeatureSnapshot
-from api.inference import InferenceClient, InferResult, fp64_inputs
+from api.inference import InferenceClient, InferResult, encode_inputs, fp64_inputs
 from api.metrics import GatewayMetrics
 from api.schemas import ComponentScores, DegradedReason, SignalPublic
 from api.settings import COMPONENT_MODELS
@@ -46,7 +46,10 @@ async def _call_components(
     client: InferenceClient, snapshot: FeatureSnapshot
 ) -> list[tuple[str, InferResult | BaseException]]:
     async def one(model: str) -> InferResult:
-        return await client.infer(model, fp64_inputs(snapshot.service_columns(f"{model}_model_v1")))
+        service = f"{model}_model_v1"
+        # Encoded once per snapshot: a snapshot served from the feature cache is reused by requests.
+        body = snapshot.remember(f"v2:{service}", lambda: encode_inputs(fp64_inputs(snapshot.service_columns(service))))
+        return await client.infer_encoded(model, body)
 
     results = await asyncio.gather(*(one(m) for m in COMPONENT_MODELS), return_exceptions=True)
     return list(zip(COMPONENT_MODELS, results, strict=True))

@@ -9,9 +9,9 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 from api.errors import FeatureStoreUnavailableError, UnknownTickersError
 from api.metrics import GatewayMetrics
@@ -25,6 +25,8 @@ ALL_VIEWS: Final[tuple[str, ...]] = tuple(FEATURES_BY_VIEW)
 # Cached rows used after this share of their life are re-read by a background thread, so under
 # steady traffic no request blocks on Feast when they expire (every concurrent request would).
 REFRESH_AFTER_SHARE: Final = 0.5
+MAX_ASSEMBLED: Final = 1024
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -36,6 +38,15 @@ class FeatureSnapshot:
     values: dict[str, list[float | None]]
     event_times: dict[str, list[datetime | None]]
     row_digests: dict[str, list[str]]
+    # Values derived from the snapshot (its digest, encoded model inputs): a snapshot served from
+    # the cache to many requests computes each once.
+    _derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def remember(self, key: str, compute: Callable[[], T]) -> T:
+        """``compute()``, evaluated once per snapshot and ``key``."""
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return cast("T", self._derived[key])
 
     def service_columns(self, service: str) -> dict[str, list[float | None]]:
         """The features of a model service (all features of its views), by name."""
@@ -59,6 +70,9 @@ class FeatureSnapshot:
         request served from cached rows hashes a few dozen short digests rather than re-serialising
         every feature value (that re-serialisation was the gateway's largest cost per request).
         """
+        return self.remember("digest", self._digest)
+
+    def _digest(self) -> str:
         hasher = hashlib.sha256()
         for view, digests in self.row_digests.items():
             for ticker, row in zip(self.tickers, digests, strict=True):
@@ -70,6 +84,15 @@ def row_digest(values: dict[str, float | None], event_time: datetime | None) -> 
     """sha256 of one row: canonical JSON of its feature values by name and its ISO event time."""
     payload = {"values": values, "event_time": event_time.isoformat() if event_time else None}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Assembled:
+    """A snapshot assembled from cached rows, valid while no row was replaced and none expired."""
+
+    generation: int
+    oldest_read_at: float
+    snapshot: FeatureSnapshot
 
 
 @dataclass(frozen=True)
@@ -110,6 +133,9 @@ class OnlineFeatures:
         self._lock = threading.Lock()
         self._rows: dict[tuple[str, str], _Row] = {}
         self._refreshing = False
+        # Bumped whenever rows are replaced; assembled snapshots of an older generation are stale.
+        self._generation = 0
+        self._assembled: dict[tuple[tuple[str, ...], tuple[str, ...]], _Assembled] = {}
 
     def open(self) -> FeatureRepo:
         """The Feast repository, opened (registry loaded, online store connected) on first use.
@@ -122,14 +148,32 @@ class OnlineFeatures:
         return self._repo
 
     def cached(self, tickers: list[str], views: tuple[str, ...] = ALL_VIEWS) -> FeatureSnapshot | None:
-        """The snapshot from fresh cached rows alone, or ``None`` if any is missing (non-blocking)."""
+        """The snapshot from fresh cached rows alone, or ``None`` if any is missing (non-blocking).
+
+        The same tickers asked again get the same snapshot object while none of its rows was
+        replaced or has reached half its life (after that the rows are checked one by one, which
+        also starts their background renewal).
+        """
+        key, generation = (tuple(tickers), views), self._generation
+        assembled = self._assembled.get(key)
+        if (
+            assembled is not None
+            and assembled.generation == generation
+            and assembled.oldest_read_at > self.clock() - self.cache_seconds * REFRESH_AFTER_SHARE
+        ):
+            return assembled.snapshot
         rows = self._fresh(tickers, views)
         if len(rows) < len(tickers) * len(views):
             return None
         self._refresh_ahead(views, rows)
         snapshot = _assemble(tickers, views, rows)
         # A ticker cached from other views may lack a row in these: let read() name it.
-        return snapshot if all(snapshot.ticker_as_of(i) for i in range(len(tickers))) else None
+        if not all(snapshot.ticker_as_of(i) for i in range(len(tickers))):
+            return None
+        if len(self._assembled) >= MAX_ASSEMBLED:
+            self._assembled.clear()  # distinct ticker sets are few; a flood of new ones restarts it
+        self._assembled[key] = _Assembled(generation, min(row.read_at for row in rows.values()), snapshot)
+        return snapshot
 
     def read(self, tickers: list[str], views: tuple[str, ...] = ALL_VIEWS) -> FeatureSnapshot:
         """Every feature of ``views`` for ``tickers``: cached rows plus one online call for the rest (blocking).
@@ -203,6 +247,7 @@ class OnlineFeatures:
         known = {t for (_, t), row in rows.items() if row.event_time is not None}
         if self.cache_seconds > 0:
             self._rows.update({key: row for key, row in rows.items() if key[1] in known})
+            self._generation += 1
         return rows
 
     def check(self) -> None:

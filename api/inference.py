@@ -55,6 +55,11 @@ def fp64_inputs(columns: Mapping[str, Sequence[float | None]]) -> list[dict[str,
     return [{"name": k, "datatype": "FP64", "shape": [len(v)], "data": list(v)} for k, v in columns.items()]
 
 
+def encode_inputs(inputs: list[dict[str, Any]]) -> bytes:
+    """The body of a v2 inference request carrying ``inputs``."""
+    return orjson.dumps({"inputs": inputs})
+
+
 CacheKey = tuple[str, str, bytes]
 MAX_ERROR_TEXT: Final = 500
 
@@ -128,10 +133,19 @@ class InferenceClient:
         Raises:
             ModelCallError: any failure, with a short reason code.
         """
+        return await self.infer_encoded(model, encode_inputs(inputs), server=server, timeout_s=timeout_s)
+
+    async def infer_encoded(
+        self, model: str, body: bytes, *, server: str | None = None, timeout_s: float | None = None
+    ) -> InferResult:
+        """:meth:`infer` with the request body already encoded (:func:`encode_inputs`).
+
+        Raises:
+            ModelCallError: any failure, with a short reason code.
+        """
         server = server or model
         if server not in self.urls:
             raise ModelCallError(model, "not_deployed")
-        body = orjson.dumps({"inputs": inputs})
         if self.cache_seconds <= 0:
             return await self._call(model, server, body, timeout_s)
         key = (server, model, body)

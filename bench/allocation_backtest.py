@@ -68,13 +68,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def pandas_loop_equal_weight(panel: MarketPanel, start: int, every: int, cost: float) -> np.ndarray:
     """The baseline: an equal-weight weekly book, row by row with pandas ``.loc`` (same rules as ours)."""
     returns = pd.DataFrame(panel.returns, columns=list(panel.tickers))
-    weights = pd.Series(0.0, index=returns.columns)
+    weights: pd.Series = pd.Series(0.0, index=returns.columns)
     out = []
     for i, t in enumerate(range(start, panel.n_sessions)):
         gross = 0.0
         if i:
-            grown = weights * (1.0 + returns.loc[t])
-            gross = float(grown.sum() - weights.sum())
+            grown: pd.Series = weights * (1.0 + returns.loc[t])
+            gross = float(grown.sum()) - float(weights.sum())
             weights = grown / (1.0 + gross)
         charge = 0.0
         if i % every == 0:
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> None:
 def _rl_policy_seconds(panel: MarketPanel, seed: int) -> float:
     env = PortfolioEnv(panel.slice(START, panel.n_sessions), EnvConfig(window=1, rebalance_every=5, max_weight=0.05))
     rng = np.random.default_rng(seed)
+    assert env.observation_space.shape is not None and env.action_space.shape is not None
     n_in, n_out = env.observation_space.shape[0], env.action_space.shape[0]
     sizes = [n_in, 64, 64, n_out]
     policy = PolicyParams(

@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     config = EnvConfig(window=1, rebalance_every=5, max_weight=0.2, episode_length=rl.episode_sessions // 5)
     env = PortfolioEnv(panel, config)
     rates: dict[str, float] = {}
+    assert env.action_space.shape is not None
     actions = np.random.default_rng(args.seed).uniform(-10, 10, (args.steps, env.action_space.shape[0]))
     env.reset(seed=args.seed)
     began = time.perf_counter()

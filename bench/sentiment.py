@@ -19,6 +19,7 @@ seed 0; the figures are validation figures on held-out families, not on real new
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import tempfile
 import time
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         scorers: dict[str, Callable[[], np.ndarray]] = {BASELINE: lambda: naive_probabilities(classifier, texts, BATCH)}
         for name, logits in runtimes.items():
-            scorers[name] = lambda fn=logits: batched_probabilities(ids, pad, fn, BATCH)
+            scorers[name] = functools.partial(batched_probabilities, ids, pad, logits, BATCH)
         measured = _interleaved_rates(scorers, len(texts), args.rounds)
         naive_rate, reference = measured.pop(BASELINE)
         rows = {

@@ -329,3 +329,23 @@ def test_the_gateway_freezes_its_startup_heap(make_gateway) -> None:
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
+
+
+def test_the_same_tickers_get_the_same_snapshot_until_a_row_is_replaced(shared_env, monkeypatch) -> None:
+    features, clock, calls = _feature_reader(shared_env, monkeypatch, ttl=4.0)
+    a, b = shared_env.tickers[:2]
+    features.read([a, b])
+    first = features.cached([a, b])
+    assert first is not None and features.cached([a, b]) is first
+    assert features.cached([b, a]) is not first  # another order is another answer
+    assert first.remember("k", lambda: 1) == 1 and first.remember("k", lambda: 2) == 1
+    features.read([shared_env.tickers[2]])  # other rows arrive: snapshots are assembled again
+    again = features.cached([a, b])
+    assert again is not None and again is not first and again.digest() == first.digest()
+    clock.now += 2.5  # past half the life: checked row by row (and renewed), never served stale
+    assert features.cached([a, b]) is not None
+    _wait_for(lambda: not features._refreshing)
+    clock.now += 1.5  # the renewed rows are 1.5 s old: assembled anew once, then reused
+    renewed = features.cached([a, b])
+    assert renewed is not None and renewed is not again and features.cached([a, b]) is renewed
+    assert len(calls) == 3

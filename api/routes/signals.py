@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -44,6 +45,7 @@ async def get_signals(
     )
     if answer.degraded:
         services.metrics.degraded.labels(route=ROUTE).inc()
+    answer_json = answer.model_dump(mode="json")
     await services.audit.record(
         tenant=principal.tenant,
         route=ROUTE,
@@ -51,8 +53,9 @@ async def get_signals(
         request={"tickers": names},
         feature_snapshot_hash=snapshot.digest(),
         model_versions=answer.model_versions,
-        answer=answer.model_dump(mode="json"),
+        answer=answer_json,
     )
-    # The model was built and validated above: serialise it once, skipping FastAPI's second
-    # validation pass through ``response_model`` (which still documents the schema).
-    return Response(answer.model_dump_json(), media_type="application/json")
+    # The model was built and validated above: the audited dict is the body (one serialisation),
+    # skipping FastAPI's second validation pass through ``response_model`` (which still documents
+    # the schema).
+    return Response(orjson.dumps(answer_json), media_type="application/json")

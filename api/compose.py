@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from api.errors import ModelCallError, NoModelAvailableError
 from api.features import FeatureSnapshot
 from api.inference import InferenceClient, InferResult, encode_inputs, fp64_inputs
 from api.metrics import GatewayMetrics
-from api.schemas import ComponentScores, DegradedReason, SignalPublic
+from api.schemas import ComponentScores, DegradedReason, SignalPublic, SignalsPublic
 from api.settings import COMPONENT_MODELS
 
 ENSEMBLE = "ensemble"
@@ -29,11 +31,42 @@ class ComposedSignals:
     signals: list[SignalPublic]
     model_versions: dict[str, str]
     reasons: list[DegradedReason] = field(default_factory=list)
+    _public: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def degraded(self) -> bool:
         # An undeployed component is a configuration choice, not a degradation.
         return any(r.code != "not_deployed" or r.model == ENSEMBLE for r in self.reasons)
+
+    def public(self, as_of: datetime | None, request_id: str) -> dict[str, Any]:
+        """The answer as JSON-ready data (:class:`SignalsPublic`), validated and dumped once per composition."""
+        if self._public is None:
+            answer = SignalsPublic(
+                signals=self.signals,
+                model_versions=self.model_versions,
+                as_of=as_of,
+                degraded=self.degraded,
+                reasons=self.reasons,
+                request_id="",
+            )
+            self._public = answer.model_dump(mode="json")
+        return {**self._public, "request_id": request_id}
+
+
+@dataclass
+class _LastComposition:
+    """A snapshot's last undegraded composition and the model answers it was made from.
+
+    With a snapshot from the feature cache and answers from the score cache, consecutive requests
+    for the same tickers receive the very same answer objects; the composition (50 tickers' worth
+    of validated models and their JSON) is then reused instead of rebuilt.
+    """
+
+    outcomes: tuple[Outcome, ...] = ()
+    scores: dict[str, list[float | None]] = field(default_factory=dict)
+    blend_body: bytes = b""
+    blend: InferResult | None = None
+    composed: ComposedSignals | None = None
 
 
 def reason(error: ModelCallError) -> DegradedReason:
@@ -64,13 +97,17 @@ async def compose_signals(
         NoModelAvailableError: no component model returned scores.
     """
     n = len(snapshot.tickers)
+    last = snapshot.remember("composition", _LastComposition)
+    components = await _call_components(client, snapshot)
+    outcomes = tuple(_outcome(result) for _, result in components)
+    same_components = None not in outcomes and _same(outcomes, last.outcomes)
     out = ComposedSignals(signals=[], model_versions={})
     scores: dict[str, list[float | None]] = {}
-    for model, result in await _call_components(client, snapshot):
+    for model, result in components:
         try:
             if isinstance(result, BaseException):
                 raise result
-            scores[model] = result.floats("score", n)
+            scores[model] = last.scores[model] if same_components else result.floats("score", n)
             out.model_versions[model] = result.version
         except ModelCallError as e:
             out.reasons.append(reason(e))
@@ -79,9 +116,47 @@ async def compose_signals(
     if not scores:
         detail = "; ".join(r.message for r in out.reasons)
         raise NoModelAvailableError(f"no component model could score the request: {detail}")
-    blended, coverage = await _blend(client, scores, n, out, metrics)
-    _observe(metrics, scores, blended)
+    blend_body = last.blend_body if same_components else encode_inputs(fp64_inputs(scores))
+    blend = await _blend(client, blend_body, out, metrics)
+    if same_components and blend is not None and blend is last.blend and last.composed is not None:
+        _observe(metrics, scores, last.composed)
+        return last.composed
+    blended, coverage = _blended(blend, scores, n, out, metrics)
+    _compose(out, snapshot, scores, blended, coverage)
+    _observe(metrics, scores, out)
+    if None not in outcomes and blend is not None and not out.degraded:
+        snapshot.keep("composition", _LastComposition(outcomes, scores, blend_body, blend, out))
+    return out
+
+
+Outcome = InferResult | str | None
+
+
+def _outcome(result: InferResult | BaseException) -> Outcome:
+    """A component call's outcome for reuse: its answer, ``"not_deployed"``, or ``None`` (a failure)."""
+    if isinstance(result, InferResult):
+        return result
+    if isinstance(result, ModelCallError) and result.reason == "not_deployed":
+        return "not_deployed"
+    return None
+
+
+def _same(outcomes: tuple[Outcome, ...], previous: tuple[Outcome, ...]) -> bool:
+    """The very same answer objects (and the same components not deployed) as ``previous``."""
+    if len(outcomes) != len(previous):
+        return False
+    return all(a is b or (isinstance(a, str) and a == b) for a, b in zip(outcomes, previous, strict=True))
+
+
+def _compose(
+    out: ComposedSignals,
+    snapshot: FeatureSnapshot,
+    scores: dict[str, list[float | None]],
+    blended: list[float | None],
+    coverage: list[float | None],
+) -> None:
     ranks = _ranks(blended)
+    as_of = snapshot.tickers_as_of()
     for i, ticker in enumerate(snapshot.tickers):
         components = ComponentScores(**{m: s[i] for m, s in scores.items()})
         out.signals.append(
@@ -91,35 +166,48 @@ async def compose_signals(
                 coverage=coverage[i],
                 rank=ranks[i],
                 components=components,
-                as_of=snapshot.ticker_as_of(i),
+                as_of=as_of[i],
             )
         )
-    return out
 
 
 async def _blend(
-    client: InferenceClient,
+    client: InferenceClient, body: bytes, out: ComposedSignals, metrics: GatewayMetrics
+) -> InferResult | None:
+    """The ensemble's answer, or ``None`` (with the reason recorded) when it failed."""
+    try:
+        return await client.infer_encoded(ENSEMBLE, body)
+    except ModelCallError as e:
+        out.reasons.append(_ensemble_reason(e))
+        metrics.fallbacks.labels(model=ENSEMBLE, reason=e.reason).inc()
+        return None
+
+
+def _blended(
+    blend: InferResult | None,
     scores: dict[str, list[float | None]],
     n: int,
     out: ComposedSignals,
     metrics: GatewayMetrics,
 ) -> tuple[list[float | None], list[float | None]]:
-    try:
-        result = await client.infer(ENSEMBLE, fp64_inputs(scores))
-        blended, coverage = result.floats("score", n), result.floats("coverage", n)
-        out.model_versions[ENSEMBLE] = result.version
-        return blended, coverage
-    except ModelCallError as e:
-        base = reason(e)
-        out.reasons.append(
-            DegradedReason(
-                model=ENSEMBLE,
-                code=e.reason,
-                message=f"{base.message}; used the equal-weight mean of the available components",
-            )
-        )
-        metrics.fallbacks.labels(model=ENSEMBLE, reason=e.reason).inc()
+    if blend is not None:
+        try:
+            blended, coverage = blend.floats("score", n), blend.floats("coverage", n)
+        except ModelCallError as e:
+            out.reasons.append(_ensemble_reason(e))
+            metrics.fallbacks.labels(model=ENSEMBLE, reason=e.reason).inc()
+        else:
+            out.model_versions[ENSEMBLE] = blend.version
+            return blended, coverage
     return equal_weight_blend(scores, n)
+
+
+def _ensemble_reason(e: ModelCallError) -> DegradedReason:
+    return DegradedReason(
+        model=ENSEMBLE,
+        code=e.reason,
+        message=f"{reason(e).message}; used the equal-weight mean of the available components",
+    )
 
 
 def equal_weight_blend(scores: dict[str, list[float | None]], n: int) -> tuple[list[float | None], list[float | None]]:
@@ -141,9 +229,8 @@ def _ranks(scores: list[float | None]) -> list[int | None]:
     return ranks
 
 
-def _observe(metrics: GatewayMetrics, scores: dict[str, list[float | None]], blended: list[float | None]) -> None:
-    for model, values in [*scores.items(), (ENSEMBLE, blended)]:
-        histogram = metrics.signal_score.labels(model=model)
-        for value in values:
-            if value is not None:
-                histogram.observe(value)
+def _observe(metrics: GatewayMetrics, scores: dict[str, list[float | None]], composed: ComposedSignals) -> None:
+    """Every score served, per model (the ensemble's from the answer, whichever blend made it)."""
+    for model, values in scores.items():
+        metrics.signal_score.observe_many(model, [v for v in values if v is not None])
+    metrics.signal_score.observe_many(ENSEMBLE, [s.score for s in composed.signals if s.score is not None])

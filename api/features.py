@@ -48,6 +48,10 @@ class FeatureSnapshot:
             self._derived[key] = compute()
         return cast("T", self._derived[key])
 
+    def keep(self, key: str, value: object) -> None:
+        """Store ``value`` as what :meth:`remember` returns for ``key`` from now on."""
+        self._derived[key] = value
+
     def service_columns(self, service: str) -> dict[str, list[float | None]]:
         """The features of a model service (all features of its views), by name."""
         return {f: self.values[f] for view in SERVICE_VIEWS[service] for f in names(FEATURES_BY_VIEW[view])}
@@ -62,6 +66,10 @@ class FeatureSnapshot:
         """The newest event time of one ticker's rows."""
         stamps = [t for times in self.event_times.values() if (t := times[index]) is not None]
         return max(stamps) if stamps else None
+
+    def tickers_as_of(self) -> list[datetime | None]:
+        """:meth:`ticker_as_of` of every ticker, in order (computed once per snapshot)."""
+        return self.remember("tickers_as_of", lambda: [self.ticker_as_of(i) for i in range(len(self.tickers))])
 
     def digest(self) -> str:
         """sha256 of the rows read, for the audit trail (see :func:`row_digest` for one row's part).
@@ -168,7 +176,7 @@ class OnlineFeatures:
         self._refresh_ahead(views, rows)
         snapshot = _assemble(tickers, views, rows)
         # A ticker cached from other views may lack a row in these: let read() name it.
-        if not all(snapshot.ticker_as_of(i) for i in range(len(tickers))):
+        if not all(snapshot.tickers_as_of()):
             return None
         if len(self._assembled) >= MAX_ASSEMBLED:
             self._assembled.clear()  # distinct ticker sets are few; a flood of new ones restarts it

@@ -6,16 +6,67 @@ never collide and ``/metrics`` shows only the gateway's series.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 # Request and model-call latencies: loopback model calls take ~2 ms, the default timeout is 0.5 s.
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FEATURE_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 SCORE_BUCKETS: Final = tuple(round(0.1 * i, 1) for i in range(1, 10))
 PREFIX: Final = "portfolio_os_gateway"
+
+
+class BulkHistogram(Collector):
+    """A histogram with one label that takes a request's scores in one call.
+
+    prometheus_client's ``Histogram.observe`` takes one value at a time, under a lock each: 50
+    tickers x 2-4 models per request made the score histogram a tenth of the gateway's CPU per
+    request. Here a batch is bucketed with numpy and added under one lock. The exposition is the
+    same as a ``Histogram``'s (``_bucket{le}``, ``_sum``, ``_count``, cumulative buckets, ``+Inf``).
+    """
+
+    def __init__(
+        self, name: str, documentation: str, label: str, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self._bounds = np.asarray(buckets, dtype="float64")
+        self._les = [repr(float(b)) for b in buckets] + ["+Inf"]  # as prometheus_client writes le
+        self._counts: dict[str, np.ndarray] = {}
+        self._sums: dict[str, float] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, label_value: str, values: Sequence[float]) -> None:
+        """Count every value of ``values`` (finite floats) under ``label_value``."""
+        data = np.asarray(values, dtype="float64")
+        # A value equal to a bound belongs to that bound's bucket (``le``): the first bound >= value.
+        counts = np.bincount(np.searchsorted(self._bounds, data, side="left"), minlength=len(self._les))
+        total = float(data.sum())
+        with self._lock:
+            if label_value in self._counts:
+                self._counts[label_value] += counts
+                self._sums[label_value] += total
+            else:
+                self._counts[label_value], self._sums[label_value] = counts, total
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        with self._lock:
+            snapshot = {k: (np.cumsum(v), self._sums[k]) for k, v in self._counts.items()}
+        for label_value, (cumulative, total) in sorted(snapshot.items()):
+            buckets = [(le, float(c)) for le, c in zip(self._les, cumulative, strict=True)]
+            family.add_metric([label_value], buckets, sum_value=total)
+        yield family
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
 
 
 @dataclass
@@ -57,8 +108,8 @@ class GatewayMetrics:
         self.feature_age = Gauge(
             f"{PREFIX}_feature_age_seconds", "Age of the newest online row read.", ["service"], registry=r
         )
-        self.signal_score = Histogram(
-            f"{PREFIX}_signal_score", "Scores served, per model.", ["model"], buckets=SCORE_BUCKETS, registry=r
+        self.signal_score = BulkHistogram(
+            f"{PREFIX}_signal_score", "Scores served, per model.", "model", SCORE_BUCKETS, registry=r
         )
         self.tenant_requests = Counter(
             f"{PREFIX}_tenant_requests", "Authenticated requests per tenant.", ["tenant", "route"], registry=r

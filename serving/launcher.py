@@ -89,7 +89,7 @@ def running(services: list[Service], logs: Path) -> Iterator[list[Service]]:
             with (logs / f"{service.name}.log").open("wb") as log:
                 service.process = subprocess.Popen(
                     service.command,
-                    env=os.environ | service.env,
+                    env=child_env(service),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -99,6 +99,17 @@ def running(services: list[Service], logs: Path) -> Iterator[list[Service]]:
         yield services
     finally:
         stop(services)
+
+
+def child_env(service: Service) -> dict[str, str]:
+    """This process's environment plus the service's, without what importing Feast left in it.
+
+    Feast sets ``PROMETHEUS_MULTIPROC_DIR`` in the environment of any process that imports it (this
+    one may have); inherited, it would switch each server's prometheus_client to mmap-file values:
+    slower on every increment, and no server here aggregates across processes.
+    """
+    inherited = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    return inherited | service.env
 
 
 def wait_ready(service: Service, logs: Path) -> None:

@@ -349,3 +349,37 @@ def test_the_same_tickers_get_the_same_snapshot_until_a_row_is_replaced(shared_e
     renewed = features.cached([a, b])
     assert renewed is not None and renewed is not again and features.cached([a, b]) is renewed
     assert len(calls) == 3
+
+
+def test_a_composition_is_reused_only_while_every_model_answer_is_the_same(shared_env, monkeypatch) -> None:
+    asyncio.run(_composition_reuse_scenario(shared_env, monkeypatch))
+
+
+async def _composition_reuse_scenario(shared_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.circuit import CircuitBreaker
+    from api.compose import compose_signals
+
+    metrics, clock = GatewayMetrics(), Clock()
+    urls = shared_env.model_urls()
+    breakers = {name: CircuitBreaker(name, 3, 5.0, metrics.circuit_state) for name in urls}
+    client = InferenceClient(urls, 1.0, breakers, metrics, cache_seconds=2.0, clock=clock)
+    features, _, _ = _feature_reader(shared_env, monkeypatch, ttl=60.0)
+    tickers = shared_env.tickers[:3]
+    try:
+        snapshot = features.read(tickers)
+        first = await compose_signals(client, snapshot, metrics)
+        assert not first.degraded and await compose_signals(client, snapshot, metrics) is first
+        served = metrics.registry.get_sample_value("portfolio_os_gateway_signal_score_count", {"model": "ensemble"})
+        assert served == 2 * len(tickers)  # a reused answer is still counted as served
+        public = first.public(snapshot.as_of(), "r1")
+        assert public["request_id"] == "r1" and first.public(snapshot.as_of(), "r2")["request_id"] == "r2"
+        assert [s["ticker"] for s in public["signals"]] == tickers
+        clock.now += 2.5  # every cached model answer expired: new answer objects, a new composition
+        again = await compose_signals(client, snapshot, metrics)
+        assert again is not first and again.public(snapshot.as_of(), "r1") == public
+        client.urls["ensemble"] = "http://127.0.0.1:9"  # the blend fails: degraded, never reused
+        clock.now += 2.5
+        degraded = await compose_signals(client, snapshot, metrics)
+        assert degraded.degraded and await compose_signals(client, snapshot, metrics) is not degraded
+    finally:
+        await client.aclose()

@@ -109,3 +109,62 @@ def test_client_retries_429_honouring_retry_after(shared_env, tmp_path) -> None:
             with pytest.raises(GatewayClientError) as caught:
                 client.explanation(shared_env.tickers[0])
             assert caught.value.status == 403 and caught.value.code == "forbidden"
+
+
+def test_gateway_metrics_stay_in_memory_when_a_parent_left_feasts_multiprocess_dir(tmp_path) -> None:
+    """A parent that imported Feast passes PROMETHEUS_MULTIPROC_DIR on; the gateway must not use it."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (
+        "import api, prometheus_client.values as v, os; "
+        "print(v.ValueClass.__name__, 'PROMETHEUS_MULTIPROC_DIR' in os.environ)"
+    )
+    env = os.environ | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.split() == ["MutexValue", "False"]
+    assert list(tmp_path.iterdir()) == []  # no mmap file was written
+
+
+def test_launched_servers_do_not_inherit_feasts_multiprocess_dir(monkeypatch) -> None:
+    from serving.launcher import Service, child_env
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/tmp/feast-left-this")
+    monkeypatch.setenv("PORTFOLIO_OS_SOMETHING", "kept")
+    env = child_env(Service("gateway", ["true"], 1, "/readyz", {"PORTFOLIO_OS_DATA_DIR": "/data"}))
+    assert "PROMETHEUS_MULTIPROC_DIR" not in env
+    assert env["PORTFOLIO_OS_SOMETHING"] == "kept" and env["PORTFOLIO_OS_DATA_DIR"] == "/data"
+
+
+def test_bulk_score_histogram_exposes_what_a_prometheus_histogram_would() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from api.metrics import SCORE_BUCKETS, BulkHistogram
+
+    values = [0.0, 0.05, 0.1, 0.1000001, 0.5, 0.9, 0.95, 1.0, 0.3]
+    expected, bulk = CollectorRegistry(), CollectorRegistry()
+    reference = Histogram("score", "d", ["model"], buckets=SCORE_BUCKETS, registry=expected)
+    for value in values:
+        reference.labels(model="m").observe(value)
+    histogram = BulkHistogram("score", "d", "model", SCORE_BUCKETS, registry=bulk)
+    histogram.observe_many("m", values[:4])
+    histogram.observe_many("m", values[4:])
+    histogram.observe_many("other", [])
+
+    def samples(registry: CollectorRegistry) -> dict[tuple[str, str, str], float]:
+        from prometheus_client import generate_latest
+
+        text = generate_latest(registry).decode()
+        return {
+            (s.name, s.labels.get("le", ""), s.labels["model"]): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if not s.name.endswith("_created")
+        }
+
+    got, want = samples(bulk), samples(expected)
+    assert got.pop(("score_sum", "", "m")) == pytest.approx(want.pop(("score_sum", "", "m")))
+    assert got.pop(("score_count", "", "other")) == 0.0
+    assert {k: v for k, v in got.items() if k[2] == "m"} == want

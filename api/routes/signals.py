@@ -35,27 +35,19 @@ async def get_signals(
     if snapshot is None:
         snapshot = await run_in_threadpool(services.features.read, names)
     composed = await compose_signals(client, snapshot, services.metrics)
-    answer = SignalsPublic(
-        signals=composed.signals,
-        model_versions=composed.model_versions,
-        as_of=snapshot.as_of(),
-        degraded=composed.degraded,
-        reasons=composed.reasons,
-        request_id=request.state.request_id,
-    )
-    if answer.degraded:
+    if composed.degraded:
         services.metrics.degraded.labels(route=ROUTE).inc()
-    answer_json = answer.model_dump(mode="json")
+    answer_json = composed.public(snapshot.as_of(), request.state.request_id)
     await services.audit.record(
         tenant=principal.tenant,
         route=ROUTE,
-        request_id=answer.request_id,
+        request_id=request.state.request_id,
         request={"tickers": names},
         feature_snapshot_hash=snapshot.digest(),
-        model_versions=answer.model_versions,
+        model_versions=composed.model_versions,
         answer=answer_json,
     )
-    # The model was built and validated above: the audited dict is the body (one serialisation),
-    # skipping FastAPI's second validation pass through ``response_model`` (which still documents
-    # the schema).
+    # ``SignalsPublic`` was validated and dumped by ``public()``; the audited dict is the body (one
+    # serialisation), skipping FastAPI's second validation pass through ``response_model`` (which
+    # still documents the schema).
     return Response(orjson.dumps(answer_json), media_type="application/json")

@@ -223,6 +223,7 @@ def _add_synthetic_rows(data_dir: Path, real: list[str], extra: list[str]) -> No
         frame = pd.DataFrame(
             {"ticker": extra, "event_timestamp": pd.to_datetime([stamps[i] for i in picks], unit="s", utc=True)}
         )
+        frame["created_timestamp"] = frame["event_timestamp"]
         for name in feature_names:
             values = np.array([data[name][i] for i in picks], dtype="float64")
             frame[name] = values * (1.0 + rng.uniform(-0.01, 0.01, len(extra)))

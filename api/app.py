@@ -57,7 +57,8 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]  # FastAPI's 
             # Start anyway: /readyz reports the DB and keyed routes answer 503 until it is back.
             log.exception("could not initialise the gateway database")
         services.client()
-        await run_in_threadpool(_settle_heap, services)
+        if services.settings.gc_freeze:
+            await run_in_threadpool(_settle_heap, services)
         flusher = asyncio.create_task(_flush_usage_forever(services))
         try:
             yield

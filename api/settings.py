@@ -54,6 +54,11 @@ class GatewaySettings(BaseSettings):
     score_cache_seconds: float = Field(
         2.0, ge=0, le=60, description="How long a model's answer to identical inputs is reused; 0 disables."
     )
+    gc_freeze: bool = Field(
+        True,
+        description="Freeze the start-up heap (gc.freeze) once the DB and feature store are open, so full "
+        "garbage collections skip the libraries' objects; off only where many apps share one process (tests).",
+    )
     audit_sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="SQLite `synchronous` of the audit DB (WAL): FULL survives power loss, NORMAL only crashes."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import pandas as pd
 # prometheus_client's values in memory, per registry, as the gateway and servers run them.
 import prometheus_client.values  # noqa: F401
 import pytest
+
+# Every gateway app a test builds would gc.freeze() this process's heap (the served gateway does it
+# once, at start): objects frozen here are never collected, and extension types report them as
+# leaks at exit. Tests that check the freeze turn it on for their own app.
+os.environ.setdefault("PORTFOLIO_OS_GC_FREEZE", "false")
 
 from tests.servers import env_url, postgres_server, redis_server
 from training.environment import quiet_third_parties

@@ -324,7 +324,7 @@ def test_the_gateway_freezes_its_startup_heap(make_gateway) -> None:
     import gc
 
     try:
-        make_gateway()
+        make_gateway(gc_freeze=True)
         # Startup objects (Feast, pandas, SQLAlchemy, pydantic) sit outside later collections.
         assert gc.get_freeze_count() > 10_000
     finally:

@@ -25,7 +25,8 @@ ALL_VIEWS: Final[tuple[str, ...]] = tuple(FEATURES_BY_VIEW)
 # Cached rows used after this share of their life are re-read by a background thread, so under
 # steady traffic no request blocks on Feast when they expire (every concurrent request would).
 REFRESH_AFTER_SHARE: Final = 0.5
-MAX_ASSEMBLED: Final = 1024
+# Distinct ticker sets kept assembled; small, since each holds its derived answers (memory, GC).
+MAX_ASSEMBLED: Final = 128
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 

@@ -80,6 +80,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="tickers per request; beyond the demo's 20 real ones, synthetic tickers are added to a "
         "throwaway copy of the online store (default 50, the issue's request size)",
     )
+    parser.add_argument(
+        "--distinct-sets",
+        type=int,
+        default=0,
+        help="also run concurrency 8 with requests cycling through this many random orderings of the tickers "
+        "(e.g. 3000: an ordering recurs only after its cached model answers expired, so every request calls "
+        "the model servers, while feature rows stay cached per ticker); 0 skips it",
+    )
     parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
     return parser.parse_args(argv)
 
@@ -112,8 +120,10 @@ async def _load_httpx(url: str, key: str, concurrency: int, seconds: float) -> L
     return result
 
 
-def load(client: str, url: str, key: str, concurrency: int, seconds: float) -> LoadResult:
+def load(client: str, url: str | list[str], key: str, concurrency: int, seconds: float) -> LoadResult:
     if client == "httpx":
+        if not isinstance(url, str):
+            raise SystemExit("--distinct-sets runs with the lean client only")
         return asyncio.run(_load_httpx(url, key, concurrency, seconds))
     return asyncio.run(run_load(url, {"Authorization": f"Bearer {key}"}, concurrency, seconds=seconds))
 
@@ -282,6 +292,26 @@ def main(argv: list[str] | None = None) -> None:
     common.emit(NAME, doc, args.results_dir)
 
 
+def _level(
+    args: argparse.Namespace, url: str | list[str], key: str, level: int, *, gateway: str, pids: dict[str, int]
+) -> dict[str, Any]:
+    """One timed level: latency percentiles, throughput, statuses, breakdown and CPU per request."""
+    before, cpu_before = metric_sums(gateway), cpu_seconds(pids)
+    run = load(args.client, url, key, level, args.seconds)
+    cpu_after, after = cpu_seconds(pids), metric_sums(gateway)
+    latencies = run.latencies_ms
+    return {
+        "p50_ms": common.rounded(float(np.percentile(latencies, 50)), 3),
+        "p95_ms": common.rounded(float(np.percentile(latencies, 95)), 3),
+        "p99_ms": common.rounded(float(np.percentile(latencies, 99)), 3),
+        "requests": len(latencies),
+        "requests_per_second": common.rounded(len(latencies) / run.wall_s, 4),
+        "statuses": {str(k): v for k, v in run.statuses.items()},
+        "breakdown": breakdown(before, after, len(latencies)),
+        "cpu_ms_per_request": cpu_ms_per_request(cpu_before, cpu_after, len(latencies)),
+    }
+
+
 def _run(args: argparse.Namespace, data_dir: Path, models: list[str], tickers: list[str]) -> dict[str, Any]:
     env = {"PORTFOLIO_OS_DATA_DIR": str(data_dir)}
     services = plan(models, free_ports(len(models) + 1), env)
@@ -297,21 +327,17 @@ def _run(args: argparse.Namespace, data_dir: Path, models: list[str], tickers: l
         load(args.client, url, key, 4, 2.0)  # warm-up: connections, caches, cold paths
         pids = {s.name: s.process.pid for s in services if s.process is not None} | {"load_generator": os.getpid()}
         for level in LEVELS:
-            before, cpu_before = metric_sums(gateway), cpu_seconds(pids)
-            run = load(args.client, url, key, level, args.seconds)
-            cpu_after, after = cpu_seconds(pids), metric_sums(gateway)
-            latencies = run.latencies_ms
-            results[f"concurrency_{level}"] = {
-                "p50_ms": common.rounded(float(np.percentile(latencies, 50)), 3),
-                "p95_ms": common.rounded(float(np.percentile(latencies, 95)), 3),
-                "p99_ms": common.rounded(float(np.percentile(latencies, 99)), 3),
-                "requests": len(latencies),
-                "requests_per_second": common.rounded(len(latencies) / run.wall_s, 4),
-                "statuses": {str(k): v for k, v in run.statuses.items()},
-                "breakdown": breakdown(before, after, len(latencies)),
-                "cpu_ms_per_request": cpu_ms_per_request(cpu_before, cpu_after, len(latencies)),
-            }
+            results[f"concurrency_{level}"] = _level(args, url, key, level, gateway=gateway, pids=pids)
             common.log(f"concurrency {level}: {results[f'concurrency_{level}']}")
+        if args.distinct_sets:
+            # Orderings of the same tickers: each is another request body for the model servers, so no
+            # cached model answer fits, while every feature row is still cached per ticker.
+            rng = np.random.default_rng(0)
+            orders = [[str(t) for t in rng.permutation(tickers)] for _ in range(args.distinct_sets)]
+            urls = [f"{gateway}/v1/signals?tickers={','.join(order)}" for order in orders]
+            results["distinct_sets_concurrency_8"] = _level(args, urls, key, 8, gateway=gateway, pids=pids)
+            results["distinct_sets_concurrency_8"]["distinct_orderings"] = args.distinct_sets
+            common.log(f"distinct sets, concurrency 8: {results['distinct_sets_concurrency_8']}")
     load_after = os.getloadavg()[0]
     baseline = in_process(data_dir, tickers, models, 200)
     return {

@@ -45,30 +45,37 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 
 async def run_load(
-    url: str, headers: dict[str, str], concurrency: int, *, total: int | None = None, seconds: float | None = None
+    url: str | list[str],
+    headers: dict[str, str],
+    concurrency: int,
+    *,
+    total: int | None = None,
+    seconds: float | None = None,
 ) -> LoadResult:
-    """GETs of ``url`` from ``concurrency`` connections, each sending its next request at once.
+    """GETs from ``concurrency`` connections, each sending its next request at once.
 
-    Stops after ``total`` requests or once ``seconds`` have passed (requests in flight complete),
-    whichever comes first.
+    ``url`` may be a list (same host and port): requests then cycle through it in order. Stops after
+    ``total`` requests or once ``seconds`` have passed (requests in flight complete), whichever
+    comes first.
     """
     if total is None and seconds is None:
         raise ValueError("give total, seconds or both")
-    parts = urlsplit(url)
+    urls = [url] if isinstance(url, str) else url
+    parts = urlsplit(urls[0])
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    lines = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items())]
-    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    requests = [_request(u, host, port, headers) for u in urls]
+    sent = 0
     result = LoadResult()
     remaining = total if total is not None else float("inf")
     deadline = time.perf_counter() + seconds if seconds is not None else float("inf")
 
     async def worker() -> None:
-        nonlocal remaining
+        nonlocal remaining, sent
         reader, writer = await asyncio.open_connection(host, port)
         try:
             while remaining > 0 and (started := time.perf_counter()) < deadline:
                 remaining -= 1
+                request, sent = requests[sent % len(requests)], sent + 1
                 writer.write(request)
                 status = await _read_response(reader)
                 result.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -80,3 +87,12 @@ async def run_load(
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     result.wall_s = time.perf_counter() - started
     return result
+
+
+def _request(url: str, host: str, port: int, headers: dict[str, str]) -> bytes:
+    parts = urlsplit(url)
+    if (parts.hostname or "127.0.0.1", parts.port or 80) != (host, port):
+        raise ValueError(f"every URL must name {host}:{port}: {url}")
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    lines = [f"GET {target} HTTP/1.1", f"Host: {host}:{port}", *(f"{k}: {v}" for k, v in headers.items())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")

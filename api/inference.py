@@ -158,7 +158,8 @@ class InferenceClient:
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
-        return await self._call_shared(key, model, server, body, timeout_s)
+        # One live call whose outcome every concurrent identical request awaits; success is cached.
+        return await self._call_into(self._share(key), key, model, server, body=body, timeout_s=timeout_s)
 
     def _renew(self, key: CacheKey, model: str, server: str, body: bytes, timeout_s: float | None) -> None:
         """Start one background call for ``key`` (its success replaces the cached answer)."""
@@ -180,12 +181,6 @@ class InferenceClient:
         future.add_done_callback(lambda f: None if f.cancelled() else f.exception())
         self._inflight[key] = future
         return future
-
-    async def _call_shared(
-        self, key: CacheKey, model: str, server: str, body: bytes, timeout_s: float | None
-    ) -> InferResult:
-        """One live call whose outcome every concurrent identical request awaits; success is cached."""
-        return await self._call_into(self._share(key), key, model, server, body=body, timeout_s=timeout_s)
 
     async def _call_into(
         self,

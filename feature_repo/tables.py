@@ -92,3 +92,12 @@ SCORED_DOCUMENT_COLUMNS: Final[tuple[str, ...]] = (
     "score",
     "model_version",
 )
+
+# Breaks in a ticker's price series. A row says: the bar at ``date`` starts a new segment of
+# ``ticker``'s history, so no return, feature window or label may span from before ``date`` to
+# ``date`` or later. Written by ingestion (a reused code starts a new instrument; an unconfirmed
+# corporate-action suspect under the ``mask`` policy), read by every transform that looks back or
+# ahead. ``reason`` is one of :data:`SERIES_BREAK_REASONS`; ``detail`` is free text for people.
+SERIES_BREAK_REASONS: Final[tuple[str, ...]] = ("code_reused", "corporate_action_suspect")
+SERIES_BREAK_COLUMNS: Final[tuple[str, ...]] = (TICKER, DATE, "reason", "detail")
+SERIES_BREAK_KEY: Final[tuple[str, ...]] = (TICKER, DATE, "reason")

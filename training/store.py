@@ -102,6 +102,12 @@ TABLES: Final[dict[str, TableSpec]] = {
         },
         ("doc_id", "model_version"),
     ),
+    "series_breaks": TableSpec(
+        "series_breaks",
+        t.SERIES_BREAK_COLUMNS,
+        {t.TICKER: _S, t.DATE: _D, "reason": _S, "detail": _S},
+        t.SERIES_BREAK_KEY,
+    ),
 }
 
 _LOG_DDL = (
@@ -201,6 +207,26 @@ class OfflineStore:
                     _sources(batch),
                 ],
             )
+        return counts
+
+    def replace(
+        self, table: str, frame: pd.DataFrame, where: str | None = None, params: list[object] | None = None
+    ) -> UpsertResult:
+        """Replace the rows of a derived table (all, or those matching ``where``) with ``frame``.
+
+        For tables that are recomputed from the raw ones (series breaks, adjustment factors, universe
+        membership): rows that are no longer derived must disappear, which an upsert cannot do. One
+        transaction: a failure leaves the table as it was. The counts compare the new rows with the
+        replaced ones, so a re-run that derives the same rows reports ``0 new, 0 changed``.
+        """
+        spec = _spec(table)
+        batch = _conform(spec, frame)
+        counts = self._count_changes(spec, batch)
+        clause = f" WHERE {where}" if where else ""
+        with self._transaction():
+            self._con.execute(f"DELETE FROM {spec.name}{clause}", params or [])
+            if len(batch):
+                self._upsert_chunk(spec, batch)
         return counts
 
     def read(self, table: str, where: str | None = None, params: list[object] | None = None) -> pd.DataFrame:

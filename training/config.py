@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from training.allocation.config import AllocationRunConfig
+from training.calendar import CalendarConfig
 from training.errors import TrainingError
 from training.health import HealthThresholds
 from training.run_config import SignalRunConfig
@@ -88,6 +89,11 @@ class PipelineConfig(_Strict):
     name: str = "demo"
     data: DataSource = Field(default_factory=SkfolioSource)
     health: HealthThresholds = Field(default_factory=HealthThresholds)
+    calendar: CalendarConfig = Field(
+        default_factory=CalendarConfig,
+        description="The exchange whose sessions health checks, feature windows and labels count (default: the "
+        "union of the data's dates).",
+    )
     features: FeatureConfig = Field(default_factory=FeatureConfig)
     materialize: Literal["full", "incremental"] = "incremental"
     online_tickers: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "JPM"], min_length=1)

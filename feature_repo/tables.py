@@ -101,3 +101,11 @@ SCORED_DOCUMENT_COLUMNS: Final[tuple[str, ...]] = (
 SERIES_BREAK_REASONS: Final[tuple[str, ...]] = ("code_reused", "corporate_action_suspect")
 SERIES_BREAK_COLUMNS: Final[tuple[str, ...]] = (TICKER, DATE, "reason", "detail")
 SERIES_BREAK_KEY: Final[tuple[str, ...]] = (TICKER, DATE, "reason")
+
+# Instruments: one row per listing life of a code. A code absent for more than a configured number
+# of sessions that then trades again is a new instrument (ASX reassigns the codes of delisted
+# companies), so one ticker may have several lives; each later life starts with a ``code_reused``
+# series break. ``instrument_id`` is ``f"{ticker}:{first_date:%Y%m%d}"``, stable across re-runs;
+# ``first_date``/``last_date`` are the life's first and last bar.
+INSTRUMENT_COLUMNS: Final[tuple[str, ...]] = ("instrument_id", TICKER, "first_date", "last_date")
+INSTRUMENT_KEY: Final[tuple[str, ...]] = ("instrument_id",)

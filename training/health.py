@@ -1,6 +1,6 @@
 """Data health checks on daily price frames in the :data:`feature_repo.tables.PRICE_COLUMNS` contract.
 
-:func:`run_health_checks` runs six checks over a whole price frame and returns a
+:func:`run_health_checks` runs eight checks over a whole price frame and returns a
 :class:`HealthReport`; :meth:`HealthReport.raise_if_failed` turns a failing report into
 :class:`~training.errors.HealthCheckFailed`. Each check counts what it finds (tickers, rows or
 keys) and fails only when that count crosses a limit in :class:`HealthThresholds`, because real
@@ -10,9 +10,9 @@ switched off.
 The checks, in report order:
 
 * ``missing_sessions``: tickers missing too many sessions between their first and last bar.
-  The market calendar is the union of every ticker's dates, so a frame that mixes exchanges
-  with different holidays (ASX and NYSE) will show each ticker missing the other exchange's
-  sessions; check such frames one exchange at a time.
+  Without an exchange calendar the market calendar is the union of every ticker's dates, so a
+  frame that mixes exchanges with different holidays (ASX and NYSE) will show each ticker missing
+  the other exchange's sessions; check such frames one exchange at a time.
 * ``stale_tickers``: tickers whose last bar is well before the latest market date.
 * ``non_positive_prices``: rows with ``open``/``high``/``low``/``close``/``adj_close`` <= 0.
   NaN is missing, not non-positive (close-only sources have NaN open/high/low).
@@ -23,6 +23,16 @@ The checks, in report order:
 * ``duplicate_rows``: ``(ticker, date)`` keys present more than once. The offline store
   de-duplicates, so this is only meaningful on input frames; the other checks keep the last row
   of each duplicated key.
+* ``missing_market_sessions``: sessions the exchange was open (``sessions``, from the configured
+  exchange calendar) on which the data holds no bar at all, e.g. a week the vendor never
+  delivered. Named as runs of consecutive sessions. Without ``sessions`` it finds nothing.
+* ``reused_codes``: tickers absent for more than ``reuse_gap_sessions`` sessions that trade again:
+  the ingest stage makes each life its own instrument (``training.instruments``). Listed, never
+  failed: the split is the handling.
+
+With ``sessions`` given, the market calendar is the exchange's sessions (plus any data date that
+is not one), so ``missing_sessions`` counts a ticker's holes against the real calendar, within each
+listing life: a hole longer than ``reuse_gap_sessions`` separates two lives and is not counted.
 
 Rows whose ``adj_close`` is NaN are not bars: they count as missing sessions and are skipped by
 the return-based checks. Everything is vectorised over numpy arrays sorted by (ticker, date), so a
@@ -57,6 +67,8 @@ CHECK_NAMES: Final[tuple[str, ...]] = (
     "outlier_returns",
     "unadjusted_splits",
     "duplicate_rows",
+    "missing_market_sessions",
+    "reused_codes",
 )
 # Forward splits (price / k), US reverse splits and ASX-style consolidations (price x k; small
 # caps consolidate 1-for-20 up to 1-for-100, and a persistent jump that size is never genuine).
@@ -111,6 +123,20 @@ class HealthThresholds(BaseModel):
         ge=1,
         description="Bars before and after a suspected split that must stay on their own side of the "
         "jump; a move undone within this window is a bad tick or a rebound, not a split.",
+    )
+    reuse_gap_sessions: int = Field(
+        default=126,
+        ge=1,
+        description="A code absent for more than this many sessions that trades again is a new instrument "
+        "(ASX reassigns delisted codes). 126 sessions is half a year: longer than almost every trading "
+        "halt, and splitting a long-suspended company by mistake only restarts its feature windows, "
+        "while missing a reuse would join two companies' prices. The ingest stage splits lives with it.",
+    )
+    max_missing_market_sessions: int = Field(
+        default=0,
+        ge=0,
+        description="Fail when more exchange sessions than this have no row at all (needs calendar.exchange): "
+        "a session missing for every ticker is a file the vendor never delivered, not a market event.",
     )
     max_missing_ticker_share: float = Field(
         default=0.10, ge=0.0, le=1.0, description="Fail when more than this share of tickers miss sessions."
@@ -259,7 +285,8 @@ class HealthReport:
 class _Bars:
     """Bars sorted by (ticker, date), one per key, without rows whose adj_close is NaN.
 
-    ``code`` indexes ``tickers``; ``session`` is each bar's position in ``calendar``;
+    ``code`` indexes ``tickers``; ``session`` is each bar's position in ``calendar``; ``absent``
+    holds the exchange's sessions on which no ticker has a bar;
     ``starts``/``ends`` index each ticker's first and last bar; ``prev_ok`` is True where the
     previous bar belongs to the same ticker.
     """
@@ -268,13 +295,16 @@ class _Bars:
     code: IntArray
     session: IntArray
     calendar: npt.NDArray[np.datetime64]
+    absent: npt.NDArray[np.datetime64]
     adj: FloatArray
     prev_ok: BoolArray
     starts: IntArray
     ends: IntArray
 
 
-def run_health_checks(prices: pd.DataFrame, thresholds: HealthThresholds | None = None) -> HealthReport:
+def run_health_checks(
+    prices: pd.DataFrame, thresholds: HealthThresholds | None = None, sessions: pd.DatetimeIndex | None = None
+) -> HealthReport:
     """Run every health check on a daily price frame.
 
     Args:
@@ -283,6 +313,8 @@ def run_health_checks(prices: pd.DataFrame, thresholds: HealthThresholds | None 
             columns are treated as all-NaN. Rows may come in any order.
         thresholds: what to flag and when to fail; the defaults of :class:`HealthThresholds`
             when ``None``.
+        sessions: the exchange's sessions (:func:`training.calendar.exchange_sessions`); ``None``
+            takes the data's own dates as the calendar.
 
     Returns:
         The report; it does not raise on failed checks (call ``raise_if_failed`` for that).
@@ -297,7 +329,7 @@ def run_health_checks(prices: pd.DataFrame, thresholds: HealthThresholds | None 
         raise TrainingError(f"price frame lacks column(s) {missing}; see feature_repo.tables.PRICE_COLUMNS")
     if prices[TICKER].isna().any() or prices[DATE].isna().any():
         raise TrainingError("price frame has rows without a ticker or a date")
-    bars, duplicates = _index(prices, t)
+    bars, duplicates = _index(prices, t, sessions)
     splits = _split_suspects(bars, t)
     checks = [
         _missing_sessions(bars, t),
@@ -306,11 +338,15 @@ def run_health_checks(prices: pd.DataFrame, thresholds: HealthThresholds | None 
         _outliers(bars, splits, t),
         _splits_result(bars, splits, t),
         duplicates,
+        _missing_market_sessions(bars, t),
+        _reused_codes(bars, t),
     ]
     return HealthReport(checks=checks, n_rows=len(prices), n_tickers=len(bars.tickers), n_sessions=len(bars.calendar))
 
 
-def _index(prices: pd.DataFrame, t: HealthThresholds) -> tuple[_Bars, CheckResult]:
+def _index(
+    prices: pd.DataFrame, t: HealthThresholds, sessions: pd.DatetimeIndex | None = None
+) -> tuple[_Bars, CheckResult]:
     """Sort the frame into :class:`_Bars` and report duplicated keys on the way.
 
     Works on numpy arrays rather than the frame: copying 1.8M rows of object columns is what
@@ -329,17 +365,26 @@ def _index(prices: pd.DataFrame, t: HealthThresholds) -> tuple[_Bars, CheckResul
     adj = prices["adj_close"].to_numpy(dtype=np.float64, na_value=np.nan)[order]
     keep = ~same_as_next & ~np.isnan(adj)
     code, day, adj = code[keep], day[keep], adj[keep]
-    # The calendar is the dates with at least one real bar; renumber sessions onto it.
+    # The calendar is the dates with at least one real bar, with the exchange's sessions within
+    # their span when given; renumber sessions onto it.
     used = np.zeros(len(all_days), dtype=bool)
     used[day] = True
+    traded = all_days[used]
+    calendar, absent = traded, traded[:0]
+    if sessions is not None and len(traded):
+        open_days = pd.DatetimeIndex(sessions).to_numpy(dtype="datetime64[ns]")
+        open_days = open_days[(open_days >= traded[0]) & (open_days <= traded[-1])]
+        calendar = np.union1d(traded, open_days)
+        absent = np.setdiff1d(open_days, traded)
     prev_ok = np.zeros(len(code), dtype=bool)
     prev_ok[1:] = code[1:] == code[:-1]
     starts = np.flatnonzero(~prev_ok).astype(np.int64)
     return _Bars(
         tickers=np.asarray(tickers, dtype=object),
         code=code,
-        session=(np.cumsum(used) - 1)[day].astype(np.int64),
-        calendar=all_days[used],
+        session=np.searchsorted(calendar, all_days[day]).astype(np.int64),
+        calendar=calendar,
+        absent=absent,
         # Non-positive prices are reported by their own check; as returns they would only add noise.
         adj=np.where(adj > 0, adj, np.nan),
         prev_ok=prev_ok,
@@ -370,10 +415,23 @@ def _duplicates(
     return _result("duplicate_rows", len(first), t.max_duplicate_keys, examples, total=n_keys, unit="keys")
 
 
+def _gaps(bars: _Bars) -> IntArray:
+    """Per bar, the calendar sessions without a bar since the ticker's previous bar (0 on its first)."""
+    gap = np.zeros(len(bars.session), dtype=np.int64)
+    gap[1:] = bars.session[1:] - bars.session[:-1] - 1
+    gap[~bars.prev_ok] = 0
+    return gap
+
+
 def _missing_sessions(bars: _Bars, t: HealthThresholds) -> CheckResult:
-    """Per ticker, the share of calendar sessions between its first and last bar that have no bar."""
-    expected = bars.session[bars.ends] - bars.session[bars.starts] + 1
+    """Per ticker, the share of calendar sessions within its listing lives that have no bar.
+
+    A hole longer than ``reuse_gap_sessions`` separates two lives (a reused code) and is not counted.
+    """
+    gap = _gaps(bars)
+    within = np.where(gap <= t.reuse_gap_sessions, gap, 0)
     present = bars.ends - bars.starts + 1
+    expected = present + np.add.reduceat(within, bars.starts) if len(bars.starts) else present
     share = (expected - present) / np.maximum(expected, 1)
     flagged = np.flatnonzero(share > t.max_missing_session_share)
     names = bars.tickers[bars.code[bars.starts]]
@@ -389,6 +447,46 @@ def _missing_sessions(bars: _Bars, t: HealthThresholds) -> CheckResult:
         total=len(bars.starts),
         unit="tickers",
     )
+
+
+def _missing_market_sessions(bars: _Bars, t: HealthThresholds) -> CheckResult:
+    """Exchange sessions with no bar at all, reported as runs of consecutive sessions, longest first."""
+    if len(bars.absent):
+        position = np.searchsorted(bars.calendar, bars.absent)
+        run_start = np.flatnonzero(np.diff(position, prepend=-2) != 1)
+        run_end = np.append(run_start[1:], len(position)) - 1
+        lengths = run_end - run_start + 1
+        worst = np.argsort(-lengths, kind="stable")[: t.max_examples]
+        examples = [
+            f"{_day(bars.absent[run_start[i]])}..{_day(bars.absent[run_end[i]])}: {lengths[i]} session(s) without data"
+            if lengths[i] > 1
+            else f"{_day(bars.absent[run_start[i]])}: 1 session without data"
+            for i in worst
+        ]
+    else:
+        examples = []
+    return _result(
+        "missing_market_sessions",
+        len(bars.absent),
+        t.max_missing_market_sessions,
+        examples,
+        total=len(bars.calendar),
+        unit="sessions",
+    )
+
+
+def _reused_codes(bars: _Bars, t: HealthThresholds) -> CheckResult:
+    """Tickers that come back after more than ``reuse_gap_sessions`` sessions (a new instrument)."""
+    gap = _gaps(bars)
+    comebacks = np.flatnonzero(gap > t.reuse_gap_sessions)
+    tickers = np.unique(bars.code[comebacks])
+    examples = [
+        f"{bars.tickers[bars.code[i]]}: absent {gap[i]} sessions after "
+        f"{_day(bars.calendar[bars.session[i - 1]])}, new instrument from {_day(bars.calendar[bars.session[i]])}"
+        for i in comebacks[: t.max_examples]
+    ]
+    # Listed, never failed: the ingest stage already split the lives (training.instruments).
+    return _result("reused_codes", len(tickers), 1.0, examples, total=len(bars.starts), unit="tickers")
 
 
 def _stale_tickers(bars: _Bars, t: HealthThresholds) -> CheckResult:

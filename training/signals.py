@@ -19,6 +19,7 @@ import pandas as pd
 from feature_repo.store import FeatureRepo
 from feature_repo.tables import DATE, TICKER
 from feature_repo.transforms.outcomes import forward_outcomes
+from training.calendar import run_sessions
 from training.datasets import TrainingFrame, build_training_frame
 from training.errors import TrainingError
 from training.evaluation.baselines import momentum_12_1, short_term_reversal
@@ -65,16 +66,33 @@ class TrainedModel:
     backtest: BacktestResult
 
 
-def load_inputs(config: SignalRunConfig, offline_store: Path, repo: FeatureRepo) -> SignalInputs:
+def load_inputs(
+    config: SignalRunConfig, offline_store: Path, repo: FeatureRepo, *, exchange: str | None = None
+) -> SignalInputs:
     """Prices, outcomes and the close panel of the configured universe, checked against the config.
+
+    Outcomes count the sessions of ``exchange`` (None: the data's own dates) and never span a
+    stored series break.
 
     Raises:
         TrainingError: unknown tickers or benchmark, or too little history for the segments.
     """
     prices, bench = read_universe(config, offline_store)
     check_history(config, pd.DatetimeIndex(prices[DATE]))
-    outcomes = forward_outcomes(prices, bench, horizon=config.horizon)
+    outcomes = forward_outcomes(
+        prices,
+        bench,
+        horizon=config.horizon,
+        sessions=run_sessions(exchange, prices[DATE]),
+        breaks=read_series_breaks(offline_store),
+    )
     return SignalInputs(config, repo, outcomes, close_panel(prices))
+
+
+def read_series_breaks(offline_store: Path) -> pd.DataFrame:
+    """Every stored series break (all reasons): the transforms split tickers' histories at them."""
+    with OfflineStore(offline_store, read_only=True) as store:
+        return store.read("series_breaks")
 
 
 def read_universe(config: SignalRunConfig, offline_store: Path) -> tuple[pd.DataFrame, pd.Series]:

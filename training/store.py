@@ -8,7 +8,7 @@ was (DuckDB only replays committed transactions from its write-ahead log).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +107,12 @@ TABLES: Final[dict[str, TableSpec]] = {
         t.SERIES_BREAK_COLUMNS,
         {t.TICKER: _S, t.DATE: _D, "reason": _S, "detail": _S},
         t.SERIES_BREAK_KEY,
+    ),
+    "instruments": TableSpec(
+        "instruments",
+        t.INSTRUMENT_COLUMNS,
+        {"instrument_id": _S, t.TICKER: _S, "first_date": _D, "last_date": _D},
+        t.INSTRUMENT_KEY,
     ),
 }
 
@@ -229,16 +235,31 @@ class OfflineStore:
                 self._upsert_chunk(spec, batch)
         return counts
 
-    def read(self, table: str, where: str | None = None, params: list[object] | None = None) -> pd.DataFrame:
-        """Read a table (optionally filtered by a SQL ``where`` clause with ``?`` parameters)."""
+    def read(
+        self,
+        table: str,
+        where: str | None = None,
+        params: list[object] | None = None,
+        *,
+        columns: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Read a table (optionally filtered by a SQL ``where`` clause with ``?`` parameters).
+
+        ``columns`` reads only those contract columns (in the order given): on millions of price rows,
+        a derivation that needs two columns should not materialise ten.
+        """
         spec = _spec(table)
-        cols = ", ".join(f'"{c}"' for c in spec.columns)
+        wanted = tuple(columns) if columns is not None else spec.columns
+        unknown = [c for c in wanted if c not in spec.columns]
+        if unknown:
+            raise StoreError(f"table '{spec.name}' has no column(s) {unknown}")
+        cols = ", ".join(f'"{c}"' for c in wanted)
         sql = f"SELECT {cols} FROM {spec.name}"
         if where:
             sql += f" WHERE {where}"
         sql += " ORDER BY " + ", ".join(f'"{c}"' for c in spec.key)
         frame = self._con.execute(sql, params or []).df()
-        return _normalise_types(spec, frame)
+        return _normalise_types(spec, frame, wanted)
 
     def count(self, table: str) -> int:
         rows = self._con.execute(f"SELECT count(*) FROM {_spec(table).name}").fetchall()
@@ -322,9 +343,11 @@ def _sources(batch: pd.DataFrame) -> str:
     return ",".join(sorted(map(str, batch[t.SOURCE].dropna().unique()))[:10])
 
 
-def _normalise_types(spec: TableSpec, frame: pd.DataFrame) -> pd.DataFrame:
+def _normalise_types(spec: TableSpec, frame: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Give every reader the same dtypes, whatever DuckDB version returned."""
     for col, sql_type in spec.sql_types.items():
+        if columns is not None and col not in columns:
+            continue
         if sql_type == "DATE":
             frame[col] = pd.to_datetime(frame[col]).astype("datetime64[ns]")
         elif sql_type == "TIMESTAMPTZ":

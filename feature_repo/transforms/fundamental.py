@@ -22,12 +22,17 @@ MAX_TTM_SPAN_DAYS = 300
 MAX_REPORT_AGE_DAYS = 400
 
 
-def fundamental_features(prices: pd.DataFrame, fundamentals: pd.DataFrame) -> pd.DataFrame:
+def fundamental_features(
+    prices: pd.DataFrame, fundamentals: pd.DataFrame, *, breaks: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Daily fundamental ratios for every (ticker, date) bar in ``prices``.
 
     Args:
         prices: rows with ``ticker``, ``date`` and the unadjusted ``close``.
         fundamentals: quarterly rows in :data:`feature_repo.tables.FUNDAMENTAL_COLUMNS`.
+        breaks: series breaks: a bar after a break uses only reports visible from the break on
+            (a reused code is another company; after a consolidation the old share count would
+            misstate the market capitalisation).
 
     Returns:
         One row per price bar, sorted by ticker and date: ``ticker``, ``date`` and the
@@ -46,15 +51,30 @@ def fundamental_features(prices: pd.DataFrame, fundamentals: pd.DataFrame) -> pd
         allow_exact_matches=False,  # a report dated d is used from the session after d
     )
     age = (joined[DATE] - joined["visible_from"]).dt.days
-    joined.loc[age > MAX_REPORT_AGE_DAYS, list(reports.columns.drop([TICKER, "visible_from"]))] = np.nan
+    stale = (age > MAX_REPORT_AGE_DAYS) | (joined["visible_from"] < _segment_start(joined, breaks))
+    age = age.where(~stale)
+    joined.loc[stale, list(reports.columns.drop([TICKER, "visible_from"]))] = np.nan
     ratios = _ratios(joined)
     for spec in FUNDAMENTAL_RATIOS:
         by_date = ratios.groupby(joined[DATE])[spec.name]
         std = by_date.transform("std").replace(0.0, np.nan)
         ratios[f"{spec.name}_csz"] = (ratios[spec.name] - by_date.transform("mean")) / std
-    ratios["days_since_report"] = age.where(age <= MAX_REPORT_AGE_DAYS).fillna(-1).astype("int64")
+    ratios["days_since_report"] = age.fillna(-1).astype("int64")
     out = pd.concat([joined[[TICKER, DATE]], ratios[[s.name for s in FUNDAMENTAL_FEATURES]]], axis=1)
     return out.sort_values([TICKER, DATE], kind="stable").reset_index(drop=True)
+
+
+def _segment_start(bars: pd.DataFrame, breaks: pd.DataFrame | None) -> pd.Series:
+    """Per bar, the date of the latest series break at or before it (NaT where none)."""
+    none = pd.Series(pd.NaT, index=bars.index, dtype="datetime64[ns]")
+    if breaks is None or breaks.empty:
+        return none
+    cuts = breaks[[TICKER, DATE]].drop_duplicates().astype({DATE: "datetime64[ns]"})
+    cuts = cuts.assign(_start=cuts[DATE]).sort_values(DATE, kind="stable")
+    left = bars[[TICKER, DATE]].astype({DATE: "datetime64[ns]"}).assign(_row=np.arange(len(bars)))
+    found = pd.merge_asof(left.sort_values(DATE, kind="stable"), cuts, on=DATE, by=TICKER, direction="backward")
+    start = found.sort_values("_row")["_start"].to_numpy(dtype="datetime64[ns]")
+    return pd.Series(start, index=bars.index)
 
 
 def _trailing_twelve_months(fundamentals: pd.DataFrame) -> pd.DataFrame:

@@ -12,7 +12,9 @@ Pure and vectorised on a sessions x tickers grid, like the feature transforms. "
 those of the market calendar (the union of every ticker's bars and the benchmark's sessions), so a
 21-session horizon spans the same 21 sessions for every ticker. A missing bar at t+h is bridged
 with *that ticker's* last price at most ``max_gap_sessions`` before t+h; otherwise, and for a
-delisted ticker, there is no outcome. Nothing is filled across tickers or back-filled.
+delisted ticker, there is no outcome. Nothing is filled across tickers or back-filled. With the
+exchange's sessions given, a session missing from the data still counts towards h. Series breaks
+split a ticker's history into segments: no outcome runs from one segment into the next.
 
 Columns of the frame :func:`forward_outcomes` returns, in order: ``ticker``, ``date``,
 ``known_at``, then :func:`feature_repo.schema.outcome_fields` for the horizon: ``fwd_ret_{h}d``,
@@ -26,7 +28,7 @@ import pandas as pd
 
 from feature_repo.schema import OUTCOME_HORIZON, outcome_fields
 from feature_repo.tables import DATE, TICKER
-from feature_repo.transforms.panel import grid, to_long, to_wide
+from feature_repo.transforms.panel import cut_at_ends, grid, restore_tickers, split_at_breaks, to_long, to_wide
 
 MAX_GAP_SESSIONS = 5
 KNOWN_AT = "known_at"
@@ -38,6 +40,8 @@ def forward_outcomes(
     *,
     horizon: int = OUTCOME_HORIZON,
     max_gap_sessions: int = MAX_GAP_SESSIONS,
+    sessions: pd.Index | None = None,
+    breaks: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Forward returns, excess returns over the cross-sectional median, and binary labels.
 
@@ -52,6 +56,11 @@ def forward_outcomes(
         horizon: h, the number of market sessions ahead.
         max_gap_sessions: how many sessions before t+h a ticker's own last price may come from
             when it has no bar at t+h.
+        sessions: the exchange's sessions, added to the calendar so that h counts sessions the
+            exchange was open even where the data holds no rows (``None``: the data's dates).
+        breaks: series breaks (:data:`feature_repo.tables.SERIES_BREAK_COLUMNS`): a bar before a
+            break whose t+h is at or after it has no outcome, and the bars from the break on are
+            labelled from their own segment only.
 
     Returns:
         One row per bar that has a forward return, sorted by ticker and date: ``ticker``,
@@ -66,14 +75,17 @@ def forward_outcomes(
         raise ValueError(f"horizon must be at least one session, got {horizon}")
     if max_gap_sessions < 0:
         raise ValueError(f"max_gap_sessions must be >= 0, got {max_gap_sessions}")
-    sessions = None if benchmark is None else benchmark.dropna().index
-    dates, tickers = grid(prices, sessions)
-    close = to_wide(prices, "adj_close", dates, tickers)
+    extra = None if benchmark is None else pd.DatetimeIndex(benchmark.dropna().index)
+    if sessions is not None:
+        extra = pd.DatetimeIndex(sessions) if extra is None else extra.union(pd.DatetimeIndex(sessions))
+    segments = split_at_breaks(prices, breaks)
+    dates, tickers = grid(segments.frame, extra)
+    close = to_wide(segments.frame, "adj_close", dates, tickers)
 
     # The start price is the bar at t itself (never a filled one), and the end price is the last
     # price at or before t+h within the bridge; since the bar at t exists, that end price always
-    # lies in [t, t+h].
-    fwd_ret = _bridge(close, max_gap_sessions).shift(-horizon) / close - 1.0
+    # lies in [t, t+h]. A segment's bridge stops at the break that ends it.
+    fwd_ret = cut_at_ends(_bridge(close, max_gap_sessions), segments).shift(-horizon) / close - 1.0
     has_outcome = fwd_ret.notna()
     # Every return in the median ends at the same session t+h, so the excess is known at t+h too.
     excess = fwd_ret.sub(fwd_ret.median(axis=1), axis=0)
@@ -87,7 +99,7 @@ def forward_outcomes(
     ordered = {s.name: computed[s.name] for s in specs}
     out = to_long(ordered, has_outcome, {s.name: s.dtype for s in specs})
     out.insert(2, KNOWN_AT, _sessions_ahead(dates, pd.DatetimeIndex(out[DATE]), horizon).to_numpy())
-    return out
+    return restore_tickers(out, segments)
 
 
 def _bridge(levels: pd.DataFrame, max_gap_sessions: int) -> pd.DataFrame:

@@ -7,7 +7,10 @@ fill can never cross from one ticker to another (each ticker is its own column).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from feature_repo.tables import DATE, TICKER
@@ -62,3 +65,106 @@ def cross_sectional_zscore(wide: pd.DataFrame) -> pd.DataFrame:
     mean = wide.mean(axis=1)
     std = wide.std(axis=1).replace(0.0, np.nan)
     return wide.sub(mean, axis=0).div(std, axis=0)
+
+
+# A segment's column label is the ticker, then U+0001 and a zero-padded segment number: U+0001
+# sorts before every character a ticker has, so a ticker's segments sort right after it, in date
+# order, and before any other ticker. The grids (sorted columns) then emit rows already in
+# (ticker, date) order, exactly as without breaks. Not NUL: pandas hashes object strings as C
+# strings, so "AAA\x00..." and "AAA" would be one key.
+_SEGMENT_MARK = "\x01"
+
+
+@dataclass(frozen=True)
+class Segments:
+    """A long frame whose ``ticker`` column names segments of a ticker's history.
+
+    Attributes:
+        frame: the input rows with ``ticker`` relabelled: the first segment keeps the ticker, later
+            ones are ``ticker + U+0001 + nnnn``. Segments of one ticker never overlap in time, so
+            ``(segment, date)`` is as unique as ``(ticker, date)`` was.
+        ends: per segment label that a break ends, the break's date (the first bar of the next
+            segment): nothing of the segment may be carried to that session or later.
+    """
+
+    frame: pd.DataFrame
+    ends: pd.Series
+
+    @property
+    def split(self) -> bool:
+        """Whether any ticker has more than one segment (else ``frame`` is the input unchanged)."""
+        return not self.ends.empty
+
+
+def split_at_breaks(long: pd.DataFrame, breaks: pd.DataFrame | None, *, on: str = DATE) -> Segments:
+    """Relabel each ticker's rows by the segment of its history they fall in.
+
+    Args:
+        long: rows with ``ticker`` and the date column ``on``.
+        breaks: rows with ``ticker`` and ``date`` (:data:`feature_repo.tables.SERIES_BREAK_COLUMNS`;
+            any reason): the bar at ``date`` starts a new segment. ``None`` or empty: no split.
+        on: the column of ``long`` that dates each row (a bar's ``date``, a document's session).
+
+    Returns:
+        :class:`Segments`; compute on ``frame`` as if each segment were a ticker of its own, then
+        :func:`restore_tickers`. A transform that looks back (rolling windows, returns) then never
+        reaches before a break, and one that looks ahead masks with :func:`cut_at_ends`.
+    """
+    none = pd.Series(dtype="datetime64[ns]")
+    if breaks is None or breaks.empty or long.empty:
+        return Segments(long, none)
+    cuts = breaks[[TICKER, DATE]].drop_duplicates().sort_values([TICKER, DATE], kind="stable")
+    cuts = cuts[cuts[TICKER].isin(long[TICKER].unique())]
+    if cuts.empty:
+        return Segments(long, none)
+    cuts = cuts.assign(_k=cuts.groupby(TICKER).cumcount() + 1)
+    affected = long[TICKER].isin(cuts[TICKER].unique()).to_numpy()
+    rows = long.loc[affected, [TICKER, on]].assign(_row=np.flatnonzero(affected))
+    rows[on] = pd.to_datetime(rows[on]).astype("datetime64[ns]")
+    found = pd.merge_asof(
+        rows.sort_values(on, kind="stable"),
+        cuts.rename(columns={DATE: on}).astype({on: "datetime64[ns]"}).sort_values(on, kind="stable"),
+        on=on,
+        by=TICKER,
+        direction="backward",  # a break at d covers the bar at d: it starts the new segment
+    )
+    k = found["_k"].fillna(0).astype("int64").to_numpy()
+    labels = long[TICKER].to_numpy(dtype=object, copy=True)
+    later = k > 0
+    labels[found["_row"].to_numpy()[later]] = _label(found[TICKER].to_numpy()[later], k[later])
+    ends = cuts.assign(_label=_label(cuts[TICKER].to_numpy(), (cuts["_k"] - 1).to_numpy()))
+    return Segments(
+        long.assign(**{TICKER: labels}),
+        pd.Series(ends[DATE].to_numpy(dtype="datetime64[ns]"), index=pd.Index(ends["_label"], name=TICKER)),
+    )
+
+
+def _label(tickers: npt.NDArray[np.object_], k: npt.NDArray[np.integer]) -> npt.NDArray[np.object_]:
+    """Segment labels: segment 0 is the ticker itself, segment k > 0 is ``ticker U+0001 kkkk``."""
+    out = np.asarray(tickers, dtype=object).copy()
+    for i in np.flatnonzero(k > 0):
+        out[i] = f"{tickers[i]}{_SEGMENT_MARK}{int(k[i]):04d}"
+    return out
+
+
+def restore_tickers(out: pd.DataFrame, segments: Segments) -> pd.DataFrame:
+    """Map segment labels in ``out[ticker]`` back to tickers (rows keep their order)."""
+    if not segments.split or out.empty:
+        return out
+    codes, uniques = pd.factorize(out[TICKER])
+    tickers = np.array([str(u).split(_SEGMENT_MARK, 1)[0] for u in uniques], dtype=object)
+    return out.assign(**{TICKER: tickers[codes]})
+
+
+def cut_at_ends(wide: pd.DataFrame, segments: Segments) -> pd.DataFrame:
+    """NaN in each segment's column from its ending break's session on.
+
+    For transforms that carry a segment's values forward (a bridged end price): the last price
+    before a break must not stand in for a session at or after it.
+    """
+    if not segments.split:
+        return wide
+    ends = segments.ends.reindex(wide.columns).to_numpy(dtype="datetime64[ns]")
+    ends = np.where(np.isnat(ends), np.datetime64("2262-04-11", "ns"), ends)
+    before = wide.index.to_numpy(dtype="datetime64[ns]")[:, None] < ends[None, :]
+    return wide.where(before)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from feature_repo.schema import SENTIMENT_FEATURES
 from feature_repo.tables import DATE, TICKER
-from feature_repo.transforms.panel import grid, to_long, to_wide
+from feature_repo.transforms.panel import grid, restore_tickers, split_at_breaks, to_long, to_wide
 
 # US equities close at 16:00 New York, 21:00 UTC in winter; pass the market's own close.
 DEFAULT_SESSION_CLOSE_UTC = pd.Timedelta(hours=21)
@@ -38,6 +38,8 @@ def sentiment_features(
     scored_documents: pd.DataFrame,
     *,
     session_close_utc: pd.Timedelta = DEFAULT_SESSION_CLOSE_UTC,
+    sessions: pd.Index | None = None,
+    breaks: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Daily sentiment features for every (ticker, date) bar in ``prices``.
 
@@ -45,14 +47,20 @@ def sentiment_features(
         prices: rows with ``ticker`` and ``date`` (the sessions to produce features for).
         scored_documents: rows with ``ticker``, ``published_at`` (UTC) and ``score`` in [-1, 1].
         session_close_utc: time of day (UTC) of the market close.
+        sessions: the exchange's sessions, added to the calendar (``None``: the prices' dates).
+        breaks: series breaks: a ticker's documents before a break never count towards the
+            windows after it (a reused code is another company).
 
     Returns:
         One row per price bar, sorted by ticker and date, with the features of
         :data:`feature_repo.schema.SENTIMENT_FEATURES`.
     """
-    dates, tickers = grid(prices)
-    present = to_wide(prices.assign(_one=1.0), "_one", dates, tickers).notna()
+    segments = split_at_breaks(prices, breaks)
+    dates, tickers = grid(segments.frame, sessions)
+    present = to_wide(segments.frame.assign(_one=1.0), "_one", dates, tickers).notna()
     docs = assign_sessions(scored_documents[[TICKER, "published_at", "score"]], dates, session_close_utc)
+    # The same breaks give a ticker's documents the same segment labels as its bars.
+    docs = split_at_breaks(docs, breaks).frame
     daily = docs.groupby([TICKER, DATE])["score"].agg(["sum", "count"]).reset_index()
     sums = to_wide(daily, "sum", dates, tickers).fillna(0.0)
     counts = to_wide(daily, "count", dates, tickers).fillna(0.0)
@@ -72,4 +80,4 @@ def sentiment_features(
         "sent_decay_5d": decayed_sum / decayed_count.where(decayed_count > 1e-9),
         "sent_surprise": surprise,
     }
-    return to_long(columns, present, {s.name: s.dtype for s in SENTIMENT_FEATURES})
+    return restore_tickers(to_long(columns, present, {s.name: s.dtype for s in SENTIMENT_FEATURES}), segments)

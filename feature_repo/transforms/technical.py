@@ -6,9 +6,11 @@ exponential averages and shifts look backwards; cross-sectional statistics use t
 only). A short gap in one ticker's bars is bridged by carrying *that ticker's* last price forward
 for at most ``max_gap_sessions``; nothing is ever filled across tickers or from the future.
 
-"Sessions" are those of the market calendar: the union of the benchmark's sessions and every
-ticker's bars, so a ticker's 21-session return spans the same 21 sessions whatever else is in
-the universe.
+"Sessions" are those of the market calendar: the union of the benchmark's sessions, the exchange's
+sessions when given, and every ticker's bars, so a ticker's 21-session return spans the same 21
+sessions whatever else is in the universe, and a week missing from the data is five missing
+sessions, not skipped. Series breaks split a ticker's history into segments computed apart: no
+window or return reaches from one segment into the next.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from feature_repo.transforms.panel import (
     cross_sectional_rank,
     cross_sectional_zscore,
     grid,
+    restore_tickers,
+    split_at_breaks,
     to_long,
     to_wide,
 )
@@ -41,6 +45,8 @@ def technical_features(
     benchmark: pd.Series,
     *,
     max_gap_sessions: int = MAX_GAP_SESSIONS,
+    sessions: pd.Index | None = None,
+    breaks: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Compute every technical feature for every (ticker, date) bar in ``prices``.
 
@@ -49,12 +55,28 @@ def technical_features(
             (volume may be all NaN).
         benchmark: benchmark level indexed by date.
         max_gap_sessions: longest run of missing sessions bridged with the ticker's own last price.
+        sessions: the exchange's sessions, added to the calendar so that a session missing from
+            the data for every ticker still counts in every window (``None``: the data's dates).
+        breaks: series breaks (:data:`feature_repo.tables.SERIES_BREAK_COLUMNS`); each segment of
+            a ticker's history is computed on its own, so no window or return spans a break.
 
     Returns:
         One row per input bar, sorted by ticker and date: ``ticker``, ``date`` and the
         features of :data:`feature_repo.schema.TECHNICAL_FEATURES` in that order.
     """
-    dates, tickers = grid(prices, benchmark.dropna().index)
+    segments = split_at_breaks(prices, breaks)
+    features = _technical(segments.frame, benchmark, max_gap_sessions, _sessions(benchmark, sessions))
+    return restore_tickers(features, segments)
+
+
+def _sessions(benchmark: pd.Series, sessions: pd.Index | None) -> pd.Index:
+    """The benchmark's sessions, with the exchange's when given."""
+    bench = pd.DatetimeIndex(benchmark.dropna().index)
+    return bench if sessions is None else bench.union(pd.DatetimeIndex(sessions))
+
+
+def _technical(prices: pd.DataFrame, benchmark: pd.Series, max_gap_sessions: int, sessions: pd.Index) -> pd.DataFrame:
+    dates, tickers = grid(prices, sessions)
     close = to_wide(prices, "adj_close", dates, tickers)
     present = close.notna()
     filled = close.ffill(limit=max_gap_sessions)

@@ -11,6 +11,7 @@ from feature_repo.tables import DATE, TICKER
 from feature_repo.transforms.fundamental import fundamental_features
 from feature_repo.transforms.sentiment import sentiment_features
 from feature_repo.transforms.technical import technical_features
+from training.calendar import run_sessions
 from training.context import RunContext
 from training.errors import TrainingError
 from training.sentiment.documents import active_scores
@@ -30,17 +31,26 @@ def run(ctx: RunContext) -> dict[str, object]:
         prices = store.read("prices")
         benchmark = store.read("benchmark")
         fundamentals = store.read("fundamentals")
+        breaks = store.read("series_breaks")
         scored, scored_by = active_scores(store.read("scored_documents"), ctx.data_dir)
     if prices.empty:
         raise TrainingError("the offline store holds no prices: run the ingest stage first")
     if benchmark["symbol"].nunique() > 1:
         raise TrainingError(f"expected one benchmark, found {sorted(benchmark['symbol'].unique())}")
     close = pd.Timedelta(ctx.config.features.session_close_utc + ":00")
+    # Windows count the exchange's sessions (when configured) and never span a series break.
+    sessions = run_sessions(ctx.config.calendar.exchange, prices[DATE])
     jobs = {
-        "technical_features": lambda: technical_features(prices, benchmark.set_index(DATE)["close"]),
-        "fundamental_features": lambda: fundamental_features(prices, fundamentals) if not fundamentals.empty else None,
+        "technical_features": lambda: technical_features(
+            prices, benchmark.set_index(DATE)["close"], sessions=sessions, breaks=breaks
+        ),
+        "fundamental_features": lambda: (
+            fundamental_features(prices, fundamentals, breaks=breaks) if not fundamentals.empty else None
+        ),
         "sentiment_features": lambda: (
-            sentiment_features(prices, scored, session_close_utc=close) if not scored.empty else None
+            sentiment_features(prices, scored, session_close_utc=close, sessions=sessions, breaks=breaks)
+            if not scored.empty
+            else None
         ),
     }
     summary: dict[str, object] = {}

@@ -34,7 +34,9 @@ def run(ctx: RunContext) -> dict[str, object]:
         AuditLog(ctx.data_dir / "registry_audit.jsonl"),
     )
     registry.check_reachable()
-    inputs = load_inputs(config, ctx.offline_store_path, FeatureRepo.open(ctx.settings))
+    inputs = load_inputs(
+        config, ctx.offline_store_path, FeatureRepo.open(ctx.settings), exchange=ctx.config.calendar.exchange
+    )
     decisions: list[GuardDecision] = []
     for name, spec in config.enabled_models.items():
 

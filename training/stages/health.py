@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from feature_repo.tables import DATE
+from training.calendar import run_sessions
 from training.context import RunContext
 from training.health import run_health_checks
 from training.store import OfflineStore
@@ -11,7 +13,9 @@ def run(ctx: RunContext) -> dict[str, object]:
     """Print the health table; raise HealthCheckFailed (non-zero exit) past a threshold."""
     with OfflineStore(ctx.offline_store_path) as store:
         prices = store.read("prices")
-    report = run_health_checks(prices, ctx.config.health)
+    # Against the exchange's sessions when configured: a week missing for every ticker is then seen.
+    sessions = run_sessions(ctx.config.calendar.exchange, prices[DATE])
+    report = run_health_checks(prices, ctx.config.health, sessions)
     print(report.to_table(), file=ctx.out)
     report.raise_if_failed()
     failing = [c.name for c in report.checks if c.affected]

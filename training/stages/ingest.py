@@ -11,6 +11,7 @@ from training.context import RunContext
 from training.errors import InputProblem
 from training.ingest.documents import skipped_records
 from training.ingest.sources import load_source
+from training.instruments import refresh_code_lives
 from training.store import OfflineStore
 
 # Write order matters only for readability of the log; every table is its own transaction.
@@ -46,6 +47,13 @@ def run(ctx: RunContext) -> dict[str, object]:
                 file=ctx.out,
             )
             summary[name] = f"+{result.inserted}/~{result.updated}"
+        if store.count("prices"):
+            # Derived from every stored bar, not this batch: a reuse can span an incremental load.
+            lives, line = refresh_code_lives(
+                store, exchange=ctx.config.calendar.exchange, gap_sessions=ctx.config.health.reuse_gap_sessions
+            )
+            print(f"  {line}", file=ctx.out)
+            summary["reused_codes"] = len(lives.breaks)
     return summary
 
 

@@ -83,7 +83,9 @@ def run(ctx: RunContext) -> dict[str, object]:
         AuditLog(ctx.data_dir / "registry_audit.jsonl"),
     )
     registry.check_reachable()
-    inputs = load_inputs(config, ctx.offline_store_path, FeatureRepo.open(ctx.settings))
+    inputs = load_inputs(
+        config, ctx.offline_store_path, FeatureRepo.open(ctx.settings), exchange=ctx.config.calendar.exchange
+    )
     run_ = _Run(config, registry, inputs, code_version(), ctx.config.data.kind)
     with ray_session() as session:
         print(f"  ray: {session.address}, {session.cpus} CPU(s)", file=ctx.out, flush=True)

@@ -1,11 +1,14 @@
 """``python -m serving.launcher`` (``make serve``): the embedded stack as local processes on 127.0.0.1.
 
 One KServe model server per registered champion, then the gateway wired to them; it waits until
-each reports ready, prints the URLs and a sample ``curl``, sends a few real requests, and stops
-every process it started on Ctrl-C or SIGTERM (each child runs in its own process group, so the
-servers' workers go too: no orphans). ``--once`` stops right after the sample requests (the tail
-of ``make demo``). Processes are started by command line, never imported: the launcher depends on
-the entry points of ``docs/serving-contract.md``, not on the gateway's code.
+each reports ready, prints the URLs and a sample ``curl``, sends a few real requests, then keeps
+the stack up the way a kubelet would (:mod:`serving.supervisor`): a process that exits is
+restarted with an exponential back-off and counts as up again once its readiness probe answers;
+meanwhile the gateway answers degraded (a model server down) and clients retry (the gateway down).
+Ctrl-C or SIGTERM stops every process it started (each child runs in its own process group, so
+the servers' workers go too: no orphans). ``--once`` stops right after the sample requests (the
+tail of ``make demo``), unsupervised. Processes are started by command line, never imported: the
+launcher depends on the entry points of ``docs/serving-contract.md``, not on the gateway's code.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import Final
 
 import httpx
+
+from serving.supervisor import Supervisor
 
 # Entry points of docs/serving-contract.md started when their model has a champion (in this order).
 MODELS: Final = ("technical", "fundamental", "sentiment_signal", "ensemble", "allocator", "sentiment_text")
@@ -86,19 +91,56 @@ def running(services: list[Service], logs: Path) -> Iterator[list[Service]]:
     logs.mkdir(parents=True, exist_ok=True)
     try:
         for service in services:
-            with (logs / f"{service.name}.log").open("wb") as log:
-                service.process = subprocess.Popen(
-                    service.command,
-                    env=child_env(service),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
+            launch(service, logs, "wb")
         for service in services:
             wait_ready(service, logs)
         yield services
     finally:
         stop(services)
+
+
+def launch(service: Service, logs: Path, mode: str = "ab") -> None:
+    """Start the service's process in a session (process group) of its own, output to its log.
+
+    A restart appends (``"ab"``) so the log keeps what the crashed process wrote.
+    """
+    with (logs / f"{service.name}.log").open(mode) as log, _deferred_interrupts():
+        service.process = subprocess.Popen(
+            service.command,
+            env=child_env(service),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def is_ready(service: Service) -> bool:
+    """One readiness probe: the ready path answers 200 within a second."""
+    with suppress(httpx.HTTPError):
+        return httpx.get(service.url + service.ready_path, timeout=1.0).status_code == 200
+    return False
+
+
+@dataclass
+class ProcessDriver:
+    """The :class:`serving.supervisor.Driver` of the launcher: real processes, logs under ``logs``."""
+
+    logs: Path
+
+    def start(self, service: Service) -> None:
+        launch(service, self.logs)
+
+    def ready(self, service: Service) -> bool:
+        return is_ready(service)
+
+    def kill(self, service: Service) -> None:
+        process = service.process
+        if process is None:
+            return
+        # The group outlives its leader when workers were left behind; its id is the leader's pid.
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def child_env(service: Service) -> dict[str, str]:
@@ -121,9 +163,8 @@ def wait_ready(service: Service, logs: Path) -> None:
         if service.process.poll() is not None:
             tail = (logs / f"{service.name}.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{service.name} exited with {service.process.returncode}:\n{tail}")
-        with suppress(httpx.HTTPError):
-            if httpx.get(service.url + service.ready_path, timeout=1.0).status_code == 200:
-                return
+        if is_ready(service):
+            return
         time.sleep(0.25)
     raise RuntimeError(f"{service.name} not ready on {service.url} after {READY_TIMEOUT_S:.0f} s (see {logs})")
 
@@ -191,8 +232,32 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+_critical = {"depth": 0, "pending": 0}
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    if _critical["depth"]:
+        _critical["pending"] = signum  # raised when the critical section ends
+        return
     raise KeyboardInterrupt
+
+
+@contextmanager
+def _deferred_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C/SIGTERM back while a child is started and recorded.
+
+    Raised between ``Popen`` and the assignment, the interrupt would leave a running child that
+    :func:`stop` does not know about: an orphan. (Blocking the signals instead would hand the
+    blocked mask to the child, which could then not be stopped gracefully.)
+    """
+    _critical["depth"] += 1
+    try:
+        yield
+    finally:
+        _critical["depth"] -= 1
+        if not _critical["depth"] and _critical["pending"]:
+            _critical["pending"] = 0
+            raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not started (no champion registered): {', '.join(skipped)}")
     # SIGTERM ends the process the way Ctrl-C does, so the finally-block stops every child.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     if args.free_ports:
         ports = free_ports(len(models) + 1)
     else:
@@ -235,11 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  API docs: {gateway}/docs   metrics: {gateway}/metrics")
             sample_requests(gateway, key, models)
             if not args.once:
-                print("\nServing; Ctrl-C stops every process.", flush=True)
-                while all(s.process is not None and s.process.poll() is None for s in services):
-                    time.sleep(1.0)
-                print("a process exited; stopping the stack", file=sys.stderr)
-                return 1
+                print("\nServing; a process that exits is restarted; Ctrl-C stops every process.", flush=True)
+                Supervisor(services, ProcessDriver(data_dir / "logs")).run()
     except KeyboardInterrupt:
         print("\nstopping...", file=sys.stderr)
     except RuntimeError as e:

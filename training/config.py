@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from training.allocation.config import AllocationRunConfig
 from training.calendar import CalendarConfig
 from training.errors import TrainingError
 from training.health import HealthThresholds
+from training.ingest.bars import BracketPolicy
+from training.ingest.eod_codes import ASX_CODE_PATTERN, ASX_INDEX_CODES
 from training.run_config import SignalRunConfig
 from training.sentiment.config import SentimentRunConfig
 
@@ -49,6 +52,51 @@ class FilesSource(_WithDocuments):
     prices: list[Path] = Field(description="OHLCV files (ticker, date, open, high, low, close, volume[, adj_close]).")
     benchmark: Path | None = Field(None, description="OHLCV file of the benchmark; its ticker becomes the symbol.")
     fundamentals: list[Path] = Field(default_factory=list, description="Quarterly fundamentals files.")
+    bracket_violations: BracketPolicy = Field(
+        "refuse",
+        description=(
+            "A price bar with open/close outside [low, high] or high below low: 'refuse' the file, or 'warn' "
+            "(keep the bar as delivered; the rows are named). The benchmark file always warns."
+        ),
+    )
+
+
+class EodFilesSource(_WithDocuments):
+    """Per-day end-of-day vendor files (headerless CODE,YYYYMMDD,open,high,low,close,volume), e.g. ASX."""
+
+    kind: Literal["eod_files"] = "eod_files"
+    paths: list[Path] = Field(
+        min_length=1, description="Folders and .zip archives of per-day .txt/.csv files (searched recursively)."
+    )
+    code_pattern: str = Field(
+        ASX_CODE_PATTERN,
+        description=(
+            "Regular expression a code must match to be kept (ASX shares: three characters); the others "
+            "(options, warrants, rights) are counted and skipped."
+        ),
+    )
+    index_codes: list[str] = Field(
+        default_factory=lambda: list(ASX_INDEX_CODES),
+        description="Index codes: their closes go to the benchmark table (symbol = code), not to prices.",
+    )
+    bracket_violations: BracketPolicy = Field(
+        "warn",
+        description=(
+            "A share bar with open/close outside [low, high] or high below low: 'warn' (kept as delivered, "
+            "counted and named; vendor files carry some) or 'refuse'. Index bars always only warn."
+        ),
+    )
+    start: date | None = Field(None, description="First session to load (inclusive).")
+    end: date | None = Field(None, description="Last session to load (inclusive).")
+
+    @field_validator("code_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ValueError(f"not a regular expression: {e}") from e
+        return pattern
 
 
 class EodhdSource(_WithDocuments):
@@ -72,7 +120,9 @@ class SyntheticSource(_Strict):
     seed: int = 0
 
 
-DataSource = Annotated[SkfolioSource | FilesSource | EodhdSource | SyntheticSource, Field(discriminator="kind")]
+DataSource = Annotated[
+    SkfolioSource | FilesSource | EodFilesSource | EodhdSource | SyntheticSource, Field(discriminator="kind")
+]
 
 
 class FeatureConfig(_Strict):

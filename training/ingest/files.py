@@ -38,8 +38,17 @@ from feature_repo.tables import (
     TICKER,
 )
 from training.errors import IngestError, InputProblem
+from training.ingest.bars import BracketPolicy, bracket_violations
 
-__all__ = ["CSV_SUFFIXES", "MAX_PROBLEMS", "PARQUET_SUFFIXES", "load_fundamentals", "load_prices"]
+__all__ = [
+    "CSV_SUFFIXES",
+    "MAX_PROBLEMS",
+    "PARQUET_SUFFIXES",
+    "PriceFile",
+    "load_fundamentals",
+    "load_price_file",
+    "load_prices",
+]
 
 MAX_PROBLEMS: Final = 200
 CSV_SUFFIXES: Final[tuple[str, ...]] = (".csv", ".csv.gz")
@@ -73,10 +82,6 @@ _MISSING_TOKENS: Final[frozenset[str]] = frozenset({"", "nan", "na", "n/a", "nul
 # at, because day/month order cannot be inferred safely.
 _DAY_FORMAT: Final = "%Y-%m-%d"
 _ISO_DATE: Final = r"(\d{4}-\d{1,2}-\d{1,2})(?:[T ]00:00(?::00(?:\.0+)?)?)?"
-
-# Exports round OHLC columns independently, so a close can exceed the high by a
-# rounding step; a relative tolerance keeps that from being flagged.
-_BRACKET_TOLERANCE: Final = 1e-6
 
 _PARSER_LINE: Final = re.compile(r"line (\d+)")
 
@@ -139,7 +144,24 @@ class _Table:
     rows: np.ndarray
 
 
+@dataclass(frozen=True)
+class PriceFile:
+    """A loaded price file and the bars kept despite a bracket violation (``warn`` policy)."""
+
+    frame: pd.DataFrame
+    bracket_warnings: tuple[InputProblem, ...] = ()
+    bracket_violations: int = 0
+
+
 def load_prices(path: Path, *, source: str | None = None) -> pd.DataFrame:
+    """Loads daily bars from a user's CSV or Parquet file, refusing inconsistent bars.
+
+    See :func:`load_price_file`, of which this is the ``bracket="refuse"`` case.
+    """
+    return load_price_file(path, source=source).frame
+
+
+def load_price_file(path: Path, *, source: str | None = None, bracket: BracketPolicy = "refuse") -> PriceFile:
     """Loads daily bars from a user's CSV or Parquet file into the price contract.
 
     Headers are matched case-insensitively, ignoring spaces and punctuation;
@@ -151,10 +173,14 @@ def load_prices(path: Path, *, source: str | None = None) -> pd.DataFrame:
     Args:
         path: a ``.csv``, ``.csv.gz``, ``.parquet`` or ``.pq`` file.
         source: the ``source`` value of every row; defaults to ``file:<name>``.
+        bracket: what a bar whose open/close lies outside [low, high] (or whose
+            high is below its low) does: ``refuse`` makes it a problem, ``warn``
+            keeps it as delivered and lists it in ``bracket_warnings`` (a
+            benchmark is read for its close, and an index open is not a trade).
 
     Returns:
         A frame with :data:`feature_repo.tables.PRICE_COLUMNS`, sorted by ticker
-        and date, ``synthetic`` False.
+        and date, ``synthetic`` False, and the bars kept despite a violation.
 
     Raises:
         IngestError: listing every problem found; nothing is returned in that case.
@@ -172,7 +198,8 @@ def load_prices(path: Path, *, source: str | None = None) -> pd.DataFrame:
         problems.add(empty[column], column, "value is missing")
     for column in _PRICE_VALUES:
         _check_positive(out[column], column, problems)
-    _check_bar(out, empty, problems)
+    warnings = _Problems(table.file, table.rows)
+    _check_bar(out, empty, problems, problems if bracket == "refuse" else warnings)
     volume = out["volume"]
     problems.add(
         volume < 0,
@@ -181,7 +208,8 @@ def load_prices(path: Path, *, source: str | None = None) -> pd.DataFrame:
     )
     _check_duplicates(out, PRICE_KEY, problems)
     problems.raise_if_any()
-    return _finish(out, PRICE_COLUMNS, PRICE_KEY, path, source)
+    frame = _finish(out, PRICE_COLUMNS, PRICE_KEY, path, source)
+    return PriceFile(frame, tuple(warnings.found), warnings.total)
 
 
 def load_fundamentals(path: Path, *, source: str | None = None) -> pd.DataFrame:
@@ -438,27 +466,29 @@ def _check_positive(values: pd.Series, column: str, problems: _Problems) -> None
     )
 
 
-def _check_bar(out: Mapping[str, pd.Series], empty: Mapping[str, pd.Series], problems: _Problems) -> None:
-    """Consistency of one bar: complete or absent open/high/low, high >= low, range holds open/close."""
+def _check_bar(
+    out: Mapping[str, pd.Series], empty: Mapping[str, pd.Series], problems: _Problems, bracket: _Problems
+) -> None:
+    """Consistency of one bar: complete or absent open/high/low, high >= low, range holds open/close.
+
+    Violations of the range go to ``bracket`` (the problems, or the warnings when they are tolerated).
+    """
     ohlc = pd.concat([empty[c] for c in _OHLC], axis=1)
     # Close-only sources leave all of open/high/low empty; a partial bar is an error.
     partial = ohlc.any(axis=1) & ~ohlc.all(axis=1)
     for column in _OHLC:
         problems.add(partial & empty[column], column, "missing while other open/high/low values are present")
     high, low = out["high"], out["low"]
-    inverted = high < low
-    problems.add(
-        inverted,
+    found = bracket_violations(*(out[c].to_numpy(dtype="float64") for c in ("open", "high", "low", "close")))
+    bracket.add(
+        found.inverted,
         "high",
         lambda pos: [
             f"high {h:g} is below low {lo:g}" for h, lo in zip(high.to_numpy()[pos], low.to_numpy()[pos], strict=True)
         ],
     )
-    slack = _BRACKET_TOLERANCE * high.abs()
-    for column in ("open", "close"):
-        value = out[column]
-        outside = ~inverted & ((value > high + slack) | (value < low - slack))
-        problems.add(outside, column, _bracket_message(column, value, high, low))
+    for column, outside in (("open", found.open_outside), ("close", found.close_outside)):
+        bracket.add(outside, column, _bracket_message(column, out[column], high, low))
 
 
 def _bracket_message(column: str, value: pd.Series, high: pd.Series, low: pd.Series) -> _MessageFn:

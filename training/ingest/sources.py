@@ -10,8 +10,11 @@ from pathlib import Path
 import pandas as pd
 
 from feature_repo import tables as t
-from training.config import DataSource, EodhdSource, FilesSource, SkfolioSource, SyntheticSource
+from training.config import DataSource, EodFilesSource, EodhdSource, FilesSource, SkfolioSource, SyntheticSource
 from training.errors import InputProblem
+
+# Bars named in a note about bars kept outside their own range; the count covers all of them.
+BRACKET_ROWS_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -19,12 +22,15 @@ class LoadedData:
     """Every table a source produced; tables it has no data for are simply absent.
 
     ``problems`` lists the records that were skipped as malformed (from document
-    files); everything else that is wrong with an input raises instead.
+    files); everything else that is wrong with an input raises instead. ``notes``
+    are lines for the person running the ingest: what was counted, tolerated or
+    skipped on purpose (empty day files, halted bars, an index open outside its range).
     """
 
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     description: str = ""
     problems: tuple[InputProblem, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 def load_source(source: DataSource) -> LoadedData:
@@ -35,6 +41,8 @@ def load_source(source: DataSource) -> LoadedData:
         loaded = _skfolio(source)
     elif isinstance(source, FilesSource):
         loaded = _files(source)
+    elif isinstance(source, EodFilesSource):
+        loaded = _eod_files(source)
     else:
         loaded = _eodhd(source)
     return _with_documents(loaded, source.documents)
@@ -68,14 +76,49 @@ def _skfolio(source: SkfolioSource) -> LoadedData:
 
 
 def _files(source: FilesSource) -> LoadedData:
-    from training.ingest.files import load_fundamentals, load_prices
+    from training.ingest.files import load_fundamentals, load_price_file
 
-    tables = {"prices": pd.concat([load_prices(p) for p in source.prices], ignore_index=True)}
+    loaded = [load_price_file(p, bracket=source.bracket_violations) for p in source.prices]
+    tables = {"prices": pd.concat([f.frame for f in loaded], ignore_index=True)}
+    notes = [
+        _bracket_note(path, f.bracket_violations, f.bracket_warnings)
+        for path, f in zip(source.prices, loaded, strict=True)
+    ]
     if source.benchmark is not None:
-        tables["benchmark"] = prices_to_benchmark(load_prices(source.benchmark))
+        # A benchmark is read for its close; an index open is not a trade and may lie outside the range.
+        benchmark = load_price_file(source.benchmark, bracket="warn")
+        tables["benchmark"] = prices_to_benchmark(benchmark.frame)
+        notes.append(_bracket_note(source.benchmark, benchmark.bracket_violations, benchmark.bracket_warnings))
     if source.fundamentals:
         tables["fundamentals"] = pd.concat([load_fundamentals(p) for p in source.fundamentals], ignore_index=True)
-    return LoadedData(tables, f"{len(source.prices)} user price file(s)")
+    return LoadedData(tables, f"{len(source.prices)} user price file(s)", notes=tuple(n for n in notes if n))
+
+
+def _bracket_note(path: Path, count: int, warnings: Sequence[InputProblem]) -> str:
+    """One line naming the first bars kept outside their own range, or "" when there are none."""
+    if not count:
+        return ""
+    rows = sorted(warnings, key=lambda p: p.row or 0)[:BRACKET_ROWS_SHOWN]
+    shown = "; ".join(f"row {p.row}: {p.message}" for p in rows)
+    more = " ..." if count > len(rows) else ""
+    return f"note: {path}: {count:,} bar value(s) outside the bar's own range, kept as delivered: {shown}{more}"
+
+
+def _eod_files(source: EodFilesSource) -> LoadedData:
+    from training.ingest.eod_files import load_eod_files
+
+    loaded = load_eod_files(
+        source.paths,
+        code_pattern=source.code_pattern,
+        index_codes=source.index_codes,
+        bracket=source.bracket_violations,
+        start=source.start,
+        end=source.end,
+    )
+    tables = {"prices": loaded.prices, "benchmark": loaded.benchmark}
+    report = loaded.report
+    description = f"per-day vendor files ({len(source.paths)} path(s), {report.files_read:,} day files)"
+    return LoadedData(tables, description, notes=tuple(report.lines()))
 
 
 def _eodhd(source: EodhdSource) -> LoadedData:

@@ -24,6 +24,8 @@ def run(ctx: RunContext) -> dict[str, object]:
     """Load, then upsert table by table; return rows inserted/updated per table (and records skipped)."""
     loaded = load_source(ctx.config.data)
     print(f"  source: {loaded.description}", file=ctx.out)
+    for note in loaded.notes:
+        print(f"  {note}", file=ctx.out)
     summary: dict[str, object] = {}
     if loaded.problems:
         summary["skipped_records"] = _report_skipped(loaded.problems, ctx.out)

@@ -109,3 +109,34 @@ SERIES_BREAK_KEY: Final[tuple[str, ...]] = (TICKER, DATE, "reason")
 # ``first_date``/``last_date`` are the life's first and last bar.
 INSTRUMENT_COLUMNS: Final[tuple[str, ...]] = ("instrument_id", TICKER, "first_date", "last_date")
 INSTRUMENT_KEY: Final[tuple[str, ...]] = ("instrument_id",)
+
+# Corporate actions and the adjustment factors derived from them (CRSP/Qlib style). A row is one
+# action of ``ticker`` with ex-date ``date``: its own ``price_factor``/``volume_factor`` and the
+# cumulative ones, i.e. the product over this and every later action of the ticker. A bar dated
+# before ``date`` (and on or after the previous action's date) has ``adj_close = close x
+# cum_price_factor`` and adjusted volume ``volume x cum_volume_factor``; bars on or after the last
+# action keep factor 1, so the latest price is the raw one. ``origin`` is "file" for actions the
+# user confirmed, "suspect" for detected ones applied under the ``adjust`` policy. Derived at
+# ingest and written with ``OfflineStore.replace``; the raw OHLCV columns are never changed.
+CORPORATE_ACTION_KINDS: Final[tuple[str, ...]] = (
+    "split",
+    "consolidation",
+    "bonus_issue",
+    "demerger",
+    "capital_return",
+    "special_dividend",
+    "dividend",
+)
+ADJUSTMENT_FACTOR_COLUMNS: Final[tuple[str, ...]] = (
+    TICKER,
+    DATE,
+    "kind",
+    "ratio",
+    "amount",
+    "price_factor",
+    "volume_factor",
+    "cum_price_factor",
+    "cum_volume_factor",
+    "origin",
+)
+ADJUSTMENT_FACTOR_KEY: Final[tuple[str, ...]] = (TICKER, DATE, "kind")

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from training.allocation.config import AllocationRunConfig
+from training.corporate_actions.config import CorporateActionsConfig
 from training.calendar import CalendarConfig
 from training.errors import TrainingError
 from training.health import HealthThresholds
@@ -145,6 +146,10 @@ class PipelineConfig(_Strict):
         "union of the data's dates).",
     )
     features: FeatureConfig = Field(default_factory=FeatureConfig)
+    corporate_actions: CorporateActionsConfig = Field(
+        default_factory=CorporateActionsConfig,
+        description="Confirmed corporate actions (a file) and the policy for detected, unconfirmed ones.",
+    )
     materialize: Literal["full", "incremental"] = "incremental"
     online_tickers: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "JPM"], min_length=1)
     sentiment: SentimentRunConfig | None = Field(
@@ -154,6 +159,13 @@ class PipelineConfig(_Strict):
     allocation: AllocationRunConfig | None = Field(
         None, description="The allocator and its baselines (needs 'signals' for segments); None skips it."
     )
+
+    @model_validator(mode="after")
+    def _actions_file_needs_raw_prices(self) -> Self:
+        # These sources deliver adjusted closes already: a file would adjust its actions a second time.
+        if self.corporate_actions.file is not None and self.data.kind in ("skfolio", "eodhd"):
+            raise ValueError(f"corporate_actions.file: the {self.data.kind} source's prices are adjusted already")
+        return self
 
     @model_validator(mode="after")
     def _allocation_needs_signals(self) -> Self:

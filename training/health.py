@@ -51,6 +51,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
 
 from feature_repo.tables import DATE, TICKER
+from training.corporate_actions.detect import persistent_jumps
 from training.errors import HealthCheckFailed, TrainingError
 
 __all__ = ["CheckResult", "HealthReport", "HealthThresholds", "run_health_checks"]
@@ -298,12 +299,16 @@ class _Bars:
     absent: npt.NDArray[np.datetime64]
     adj: FloatArray
     prev_ok: BoolArray
+    broken: BoolArray
     starts: IntArray
     ends: IntArray
 
 
 def run_health_checks(
-    prices: pd.DataFrame, thresholds: HealthThresholds | None = None, sessions: pd.DatetimeIndex | None = None
+    prices: pd.DataFrame,
+    thresholds: HealthThresholds | None = None,
+    sessions: pd.DatetimeIndex | None = None,
+    breaks: pd.DataFrame | None = None,
 ) -> HealthReport:
     """Run every health check on a daily price frame.
 
@@ -315,6 +320,8 @@ def run_health_checks(
             when ``None``.
         sessions: the exchange's sessions (:func:`training.calendar.exchange_sessions`); ``None``
             takes the data's own dates as the calendar.
+        breaks: series breaks (``ticker``, ``date``): the return into a break's bar is not a return,
+            so a masked corporate action or a reused code is neither an outlier nor a split.
 
     Returns:
         The report; it does not raise on failed checks (call ``raise_if_failed`` for that).
@@ -329,7 +336,7 @@ def run_health_checks(
         raise TrainingError(f"price frame lacks column(s) {missing}; see feature_repo.tables.PRICE_COLUMNS")
     if prices[TICKER].isna().any() or prices[DATE].isna().any():
         raise TrainingError("price frame has rows without a ticker or a date")
-    bars, duplicates = _index(prices, t, sessions)
+    bars, duplicates = _index(prices, t, sessions, breaks)
     splits = _split_suspects(bars, t)
     checks = [
         _missing_sessions(bars, t),
@@ -345,7 +352,10 @@ def run_health_checks(
 
 
 def _index(
-    prices: pd.DataFrame, t: HealthThresholds, sessions: pd.DatetimeIndex | None = None
+    prices: pd.DataFrame,
+    t: HealthThresholds,
+    sessions: pd.DatetimeIndex | None = None,
+    breaks: pd.DataFrame | None = None,
 ) -> tuple[_Bars, CheckResult]:
     """Sort the frame into :class:`_Bars` and report duplicated keys on the way.
 
@@ -388,9 +398,20 @@ def _index(
         # Non-positive prices are reported by their own check; as returns they would only add noise.
         adj=np.where(adj > 0, adj, np.nan),
         prev_ok=prev_ok,
+        broken=_at_breaks(np.asarray(tickers, dtype=object)[code], all_days[day], breaks),
         starts=starts,
         ends=np.append(starts[1:] - 1, len(code) - 1).astype(np.int64) if len(code) else starts,
     ), duplicates
+
+
+def _at_breaks(
+    tickers: npt.NDArray[np.object_], days: npt.NDArray[np.datetime64], breaks: pd.DataFrame | None
+) -> BoolArray:
+    """Which bars sit on a series break."""
+    if breaks is None or breaks.empty:
+        return np.zeros(len(tickers), dtype=bool)
+    wanted = pd.MultiIndex.from_arrays([breaks[TICKER].to_numpy(), pd.to_datetime(breaks[DATE]).to_numpy()])
+    return np.asarray(pd.MultiIndex.from_arrays([tickers, days]).isin(wanted), dtype=bool)
 
 
 def _duplicates(
@@ -530,7 +551,7 @@ def _returns(bars: _Bars) -> FloatArray:
     """Close-to-close adj_close ratio per bar (NaN on each ticker's first bar)."""
     ratio = np.full(len(bars.adj), np.nan)
     ratio[1:] = bars.adj[1:] / bars.adj[:-1]
-    ratio[~bars.prev_ok] = np.nan
+    ratio[~bars.prev_ok | bars.broken] = np.nan
     return ratio
 
 
@@ -551,19 +572,9 @@ def _split_suspects(bars: _Bars, t: HealthThresholds) -> IntArray:
     with np.errstate(invalid="ignore"):
         for k in t.split_ratios:
             near |= np.abs(ratio / k - 1.0) <= t.split_tolerance
-    idx = np.flatnonzero(near)
-    log_mid = 0.5 * (np.log(bars.adj[idx]) + np.log(bars.adj[idx - 1]))
-    direction = np.sign(np.log(ratio[idx]))
-    keep = np.ones(len(idx), dtype=bool)
-    for step in range(1, t.split_confirm_bars + 1):
-        # After the jump (idx + step) must sit on the new side; before it (idx - 1 - step) on the old.
-        for raw, side in ((idx + step, 1.0), (idx - 1 - step, -1.0)):
-            inside = (raw >= 0) & (raw < len(bars.adj))
-            other = np.clip(raw, 0, max(len(bars.adj) - 1, 0))
-            same = inside & (bars.code[other] == bars.code[idx])
-            crossed = side * direction * (np.log(bars.adj[other]) - log_mid) <= 0
-            keep &= ~(same & crossed)
-    return idx[keep].astype(np.int64)
+    idx = np.flatnonzero(near).astype(np.int64)
+    # The same persistence test the corporate-actions detection uses, so both agree on what persists.
+    return idx[persistent_jumps(bars.code, bars.adj, idx, t.split_confirm_bars)]
 
 
 def _splits_result(bars: _Bars, splits: IntArray, t: HealthThresholds) -> CheckResult:

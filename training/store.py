@@ -108,6 +108,15 @@ TABLES: Final[dict[str, TableSpec]] = {
         {t.TICKER: _S, t.DATE: _D, "reason": _S, "detail": _S},
         t.SERIES_BREAK_KEY,
     ),
+    "adjustment_factors": TableSpec(
+        "adjustment_factors",
+        t.ADJUSTMENT_FACTOR_COLUMNS,
+        {t.TICKER: _S, t.DATE: _D, "kind": _S, "origin": _S}
+        | dict.fromkeys(
+            ("ratio", "amount", "price_factor", "volume_factor", "cum_price_factor", "cum_volume_factor"), _F
+        ),
+        t.ADJUSTMENT_FACTOR_KEY,
+    ),
     "instruments": TableSpec(
         "instruments",
         t.INSTRUMENT_COLUMNS,

@@ -13,6 +13,7 @@ from feature_repo.transforms.sentiment import sentiment_features
 from feature_repo.transforms.technical import technical_features
 from training.calendar import run_sessions
 from training.context import RunContext
+from training.corporate_actions.factors import with_adjusted_volume
 from training.errors import TrainingError
 from training.sentiment.documents import active_scores
 from training.store import OfflineStore
@@ -28,7 +29,9 @@ def empty_features(view: str) -> pd.DataFrame:
 def run(ctx: RunContext) -> dict[str, object]:
     """Compute technical, fundamental and sentiment features from the offline store."""
     with OfflineStore(ctx.offline_store_path) as store:
-        prices = store.read("prices")
+        # Volume adjusted in memory only (the stored volume stays raw): a 1:10 consolidation would
+        # otherwise look like a 90% collapse of trading to the volume features.
+        prices = with_adjusted_volume(store.read("prices"), store.read("adjustment_factors"))
         benchmark = store.read("benchmark")
         fundamentals = store.read("fundamentals")
         breaks = store.read("series_breaks")

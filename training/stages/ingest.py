@@ -8,6 +8,7 @@ from typing import TextIO
 from tqdm.auto import tqdm
 
 from training.context import RunContext
+from training.corporate_actions.step import prepare as prepare_corporate_actions
 from training.errors import InputProblem
 from training.ingest.documents import skipped_records
 from training.ingest.sources import load_source
@@ -30,6 +31,8 @@ def run(ctx: RunContext) -> dict[str, object]:
     if loaded.problems:
         summary["skipped_records"] = _report_skipped(loaded.problems, ctx.out)
     with OfflineStore(ctx.offline_store_path) as store:
+        # Before any write: adj_close is stored adjusted, and policy 'fail' stops with nothing written.
+        loaded, corporate_actions = prepare_corporate_actions(loaded, ctx, store)
         for name in WRITE_ORDER:
             frame = loaded.tables.get(name)
             if frame is None or frame.empty:
@@ -49,6 +52,8 @@ def run(ctx: RunContext) -> dict[str, object]:
                 file=ctx.out,
             )
             summary[name] = f"+{result.inserted}/~{result.updated}"
+        if corporate_actions is not None:
+            summary |= corporate_actions.write(store, ctx)
         if store.count("prices"):
             # Derived from every stored bar, not this batch: a reuse can span an incremental load.
             lives, line = refresh_code_lives(

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 from typing import Final
@@ -135,8 +135,11 @@ def load_eod_files(
     days, counts = _one_file_per_day(parsed, start, end)
     if not days:
         raise IngestError([InputProblem(_names(paths), None, None, "every day file is empty or outside the period")])
-    rows = _Rows.of(days)
-    sorter = _Sorter(rows, re.compile(code_pattern), frozenset(index_codes), bracket)
+    rows, table = _Rows.of(days)
+    # The sorter copies the columns out; dropping the parsed tables here lowers the peak memory.
+    del parsed, days
+    sorter = _Sorter(rows, table, re.compile(code_pattern), frozenset(index_codes), bracket)
+    del table
     return sorter.load(counts)
 
 
@@ -223,21 +226,22 @@ def _one_file_per_day(
 
 @dataclass(frozen=True)
 class _Rows:
-    """Every row of the kept files in one table, and the way back from a row to its file and line."""
+    """The way back from a row of the kept files (in one table) to its file and line."""
 
-    days: list[ParsedDay]
-    table: pa.Table
+    days: list[ParsedDay]  # without their tables
     offsets: np.ndarray
     file_index: np.ndarray
     dates: np.ndarray  # datetime64[D] per file
 
     @classmethod
-    def of(cls, days: list[ParsedDay]) -> _Rows:
+    def of(cls, days: list[ParsedDay]) -> tuple[_Rows, pa.Table]:
+        """The rows' map and every row in one table (files in the order given)."""
         tables = [d.table for d in days if d.table is not None]
         counts = np.array([t.num_rows for t in tables], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)])
         file_dates = np.array([_file_date(d) for d in days], dtype="datetime64[D]")
-        return cls(days, pa.concat_tables(tables), offsets, np.repeat(np.arange(len(days)), counts), file_dates)
+        bare = [replace(d, table=None) for d in days]
+        return cls(bare, offsets, np.repeat(np.arange(len(days)), counts), file_dates), pa.concat_tables(tables)
 
     def per_row(self, values: np.ndarray) -> np.ndarray:
         """A per-file array spread to one value per row."""
@@ -287,10 +291,11 @@ class _Found:
 class _Sorter:
     """Checks every row, then sorts them into shares, indices and skipped rows."""
 
-    def __init__(self, rows: _Rows, rule: re.Pattern[str], index_codes: frozenset[str], bracket: BracketPolicy):
+    def __init__(
+        self, rows: _Rows, table: pa.Table, rule: re.Pattern[str], index_codes: frozenset[str], bracket: BracketPolicy
+    ):
         self.rows = rows
         self.bracket = bracket
-        table = rows.table
         # Codes are few (thousands) and rows many (millions): decide per distinct code, then spread.
         # Spaces around a code are trimmed per distinct spelling, which maps " BHP" and "BHP" to one code.
         encoded = table["code"].combine_chunks().dictionary_encode()
@@ -396,17 +401,15 @@ class _Sorter:
         rows = np.flatnonzero(mask)
         files = self.rows.file_index[rows]
         sources = np.array([d.file.source for d in self.rows.days], dtype=object)
-        frame = pd.DataFrame(
-            {
-                code: self.codes[self.code_index[rows]],  # one shared str object per code, not per row
-                DATE: self.rows.dates.astype("datetime64[ns]")[files],
-                **{name: values[rows] for name, values in columns.items()},
-                SOURCE: sources[files],
-                SYNTHETIC: np.zeros(len(rows), dtype=bool),
-            },
-            copy=False,
-        )
-        return frame[list(names)]
+        data = {
+            code: self.codes[self.code_index[rows]],  # one shared str object per code, not per row
+            DATE: self.rows.dates.astype("datetime64[ns]")[files],
+            **{name: column[rows] for name, column in columns.items()},
+            SOURCE: sources[files],
+            SYNTHETIC: np.zeros(len(rows), dtype=bool),
+        }
+        # Built in contract order: reordering afterwards would copy every column once more.
+        return pd.DataFrame({name: data[name] for name in names}, copy=False)
 
     def _prices(self, ohl: dict[str, np.ndarray]) -> pd.DataFrame:
         close = self.values["close"]

@@ -83,6 +83,7 @@ bench: $(STAMP) ## Run the benchmarks (JSON to stdout and bench/results/)
 	$(PY) -m bench.allocation_backtest
 	$(PY) -m bench.sentiment
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m bench.gateway
+	-$(PY) -m bench.eod_import  # real ASX archives in ../shared/data/asx-eod: says so and is skipped without them
 
 lock: ## Re-resolve the stack from pyproject.toml into requirements/constraints.txt
 	rm -rf .venv-lock && $(PYTHON_SYS) -m venv .venv-lock

@@ -8,6 +8,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Final
 
 from fastapi import FastAPI
@@ -17,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.db import init_db
 from api.handlers import install_error_handlers
+from api.idempotency_http import install_idempotency
 from api.middleware import GatewayMiddleware
 from api.routes import allocations, explanations, health, models, sentiment, signals
 from api.services import Services, build_services
@@ -24,6 +26,13 @@ from api.settings import GatewaySettings, get_settings
 
 log = logging.getLogger(__name__)
 USAGE_FLUSH_S: Final = 10.0
+
+
+async def _maintain_forever(services: Services) -> None:
+    """Audit retention and partitions, expired idempotency keys: at start, then every interval."""
+    while True:
+        await run_in_threadpool(services.maintenance.run_once)
+        await asyncio.sleep(services.settings.maintenance_interval_s)
 
 
 async def _flush_usage_forever(services: Services) -> None:
@@ -52,7 +61,9 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]  # FastAPI's 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
-            await run_in_threadpool(init_db, services.engine)
+            await run_in_threadpool(
+                partial(init_db, services.engine, partitions_ahead=services.settings.audit.partitions_ahead)
+            )
         except SQLAlchemyError:
             # Start anyway: /readyz reports the DB and keyed routes answer 503 until it is back.
             log.exception("could not initialise the gateway database")
@@ -60,12 +71,14 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]  # FastAPI's 
         if services.settings.gc_freeze:
             await run_in_threadpool(_settle_heap, services)
         flusher = asyncio.create_task(_flush_usage_forever(services))
+        maintainer = asyncio.create_task(_maintain_forever(services))
         try:
             yield
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in (flusher, maintainer):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await run_in_threadpool(services.usage.flush)
             await services.aclose()
             services.engine.dispose()
@@ -85,6 +98,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
+    install_idempotency(app)  # its middleware sits inside the gateway middleware added below
     for module in (signals, allocations, explanations, sentiment, models, health):
         app.include_router(module.router)
     if settings.cors_origins:

@@ -1,11 +1,16 @@
 """The gateway database (SQLAlchemy Core): tenants, API keys, usage counters and the audit trail.
 
 SQLite by default, PostgreSQL in production. The audit table is append-only twice over: the code
-has no update or delete path for it, and a trigger in the database rejects UPDATE and DELETE.
+has no update path for it, and a trigger in the database rejects UPDATE and DELETE. Retention is
+the one way rows leave (api/audit_storage.py): PostgreSQL partitions the table by month and drops
+whole partitions (DROP TABLE fires no row trigger); SQLite's trigger admits a DELETE only of rows
+older than the retention horizon recorded in ``gateway_audit_horizon``.
 """
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -19,7 +24,9 @@ from sqlalchemy import (
     Engine,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -29,6 +36,9 @@ from sqlalchemy import (
     text,
 )
 
+from api.audit_partitions import ensure_partitions, is_partitioned
+
+log = logging.getLogger(__name__)
 metadata = MetaData()
 
 tenants = Table(
@@ -78,6 +88,51 @@ audit_log = Table(
     Column("answer", JSON, nullable=False),
 )
 
+# SQLite only: rows created before ``horizon`` may be deleted by retention; one row (id 1).
+audit_horizon = Table(
+    "gateway_audit_horizon",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("horizon", DateTime(timezone=True), nullable=False),
+)
+
+# The stored answer of an Idempotency-Key request (api/idempotency.py), per tenant and key.
+idempotency_keys = Table(
+    "gateway_idempotency_keys",
+    metadata,
+    Column("tenant", String(100), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # "pending" while the first request runs, then "done"
+    Column("status", Integer, nullable=True),
+    Column("content_type", String(100), nullable=True),
+    Column("body", LargeBinary, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("locked_until", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("tenant", "key"),
+)
+
+# PostgreSQL: the audit table is partitioned by month of created_at (declarative partitioning), so
+# retention drops whole partitions. A partitioned table's primary key must hold the partition key.
+_PG_AUDIT_TABLE: Final = (
+    """
+    CREATE TABLE IF NOT EXISTS gateway_audit_log (
+        id BIGSERIAL NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        tenant VARCHAR(100) NOT NULL,
+        route VARCHAR(200) NOT NULL,
+        request_id VARCHAR(64) NOT NULL,
+        request_hash VARCHAR(64) NOT NULL,
+        feature_snapshot_hash VARCHAR(64) NOT NULL,
+        model_versions JSON NOT NULL,
+        answer JSON NOT NULL,
+        PRIMARY KEY (id, created_at)
+    ) PARTITION BY RANGE (created_at)
+    """,
+    "CREATE INDEX IF NOT EXISTS ix_gateway_audit_log_created_at ON gateway_audit_log (created_at)",
+    "CREATE INDEX IF NOT EXISTS ix_gateway_audit_log_tenant ON gateway_audit_log (tenant)",
+)
 _PG_APPEND_ONLY: Final = (
     """
     CREATE OR REPLACE FUNCTION gateway_audit_log_append_only() RETURNS trigger AS $$
@@ -92,12 +147,18 @@ _PG_APPEND_ONLY: Final = (
     FOR EACH ROW EXECUTE FUNCTION gateway_audit_log_append_only()
     """,
 )
-_SQLITE_APPEND_ONLY: Final = tuple(
-    f"""
-    CREATE TRIGGER IF NOT EXISTS gateway_audit_log_no_{op.lower()} BEFORE {op} ON gateway_audit_log
-    BEGIN SELECT RAISE(ABORT, 'gateway_audit_log is append-only'); END
+# The DELETE trigger is dropped and made again: databases made before retention have one without WHEN.
+_SQLITE_APPEND_ONLY: Final = (
     """
-    for op in ("UPDATE", "DELETE")
+    CREATE TRIGGER IF NOT EXISTS gateway_audit_log_no_update BEFORE UPDATE ON gateway_audit_log
+    BEGIN SELECT RAISE(ABORT, 'gateway_audit_log is append-only'); END
+    """,
+    "DROP TRIGGER IF EXISTS gateway_audit_log_no_delete",
+    """
+    CREATE TRIGGER gateway_audit_log_no_delete BEFORE DELETE ON gateway_audit_log
+    WHEN OLD.created_at >= COALESCE((SELECT horizon FROM gateway_audit_horizon WHERE id = 1), '')
+    BEGIN SELECT RAISE(ABORT, 'gateway_audit_log is append-only (only rows past retention may go)'); END
+    """,
 )
 
 
@@ -139,12 +200,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, synchronous: str) ->
         cursor.close()
 
 
-def init_db(engine: Engine) -> None:
-    """Create missing tables and the append-only triggers (idempotent)."""
-    metadata.create_all(engine)
-    statements = _PG_APPEND_ONLY if engine.dialect.name == "postgresql" else _SQLITE_APPEND_ONLY
-    if engine.dialect.name not in ("postgresql", "sqlite"):
+def init_db(engine: Engine, *, partitions_ahead: int = 3, now: datetime | None = None) -> None:
+    """Create missing tables and the append-only triggers (idempotent).
+
+    On PostgreSQL the audit table is made partitioned, with partitions from the month of ``now``
+    to ``partitions_ahead`` months later (the maintenance loop keeps creating them ahead).
+    """
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        metadata.create_all(engine, tables=[t for t in metadata.sorted_tables if t not in (audit_log, audit_horizon)])
+        with engine.begin() as conn:
+            for statement in _PG_AUDIT_TABLE:
+                conn.execute(text(statement))
+        if is_partitioned(engine):
+            ensure_partitions(engine, now or datetime.now(UTC), partitions_ahead)
+        else:
+            log.warning("gateway_audit_log is a plain table (made before partitioning): retention cannot drop months")
+    else:
+        metadata.create_all(engine)
+    if dialect not in ("postgresql", "sqlite"):
         return
+    statements = _PG_APPEND_ONLY if dialect == "postgresql" else _SQLITE_APPEND_ONLY
     with engine.begin() as conn:
         for statement in statements:
             conn.execute(text(statement))

@@ -116,7 +116,12 @@ class GatewayMetrics:
         )
         self.rate_limited = Counter(f"{PREFIX}_rate_limited", "Requests refused by quota.", ["tenant"], registry=r)
         # Not in the contract: the gateway's own failure modes, for alerts.
-        self.audit_failures = Counter(f"{PREFIX}_audit_failures", "Audit writes that failed.", registry=r)
+        self.audit_failures = Counter(f"{PREFIX}_audit_failures", "Audit batch commits that failed.", registry=r)
+        self.audit_rows_dropped = Counter(
+            f"{PREFIX}_audit_rows_dropped", "Audit rows lost (the answer went out).", ["reason"], registry=r
+        )
+        for reason in ("queue_full", "write_failed"):  # exported from the start: an alert sees 0 before a loss
+            self.audit_rows_dropped.labels(reason=reason)
         self.usage_flush_failures = Counter(
             f"{PREFIX}_usage_flush_failures", "Usage counter flushes that failed.", registry=r
         )

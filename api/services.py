@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from api.audit import AuditLog
+from api.audit import AuditLog, utc_now
 from api.circuit import CircuitBreaker
 from api.db import make_engine
 from api.features import OnlineFeatures
+from api.idempotency import IdempotencyStore
 from api.inference import InferenceClient
+from api.maintenance import Maintenance
 from api.metrics import GatewayMetrics
 from api.ratelimit import RateLimiter
 from api.settings import GatewaySettings
@@ -31,6 +34,8 @@ class Services:
     usage: UsageCounter
     audit: AuditLog
     breakers: dict[str, CircuitBreaker]
+    idempotency: IdempotencyStore
+    maintenance: Maintenance
     inference: InferenceClient | None = None
 
     def client(self) -> InferenceClient:
@@ -58,6 +63,12 @@ def build_services(settings: GatewaySettings) -> Services:
     """Wire the services (cheap: no connection is opened here)."""
     metrics = GatewayMetrics()
     engine = make_engine(settings.resolved_database_url, settings.audit_sqlite_synchronous)
+    idempotency = IdempotencyStore(
+        engine,
+        ttl=timedelta(hours=settings.idempotency.ttl_hours),
+        lease=timedelta(seconds=settings.idempotency.lease_seconds),
+        clock=utc_now,
+    )
     return Services(
         settings=settings,
         metrics=metrics,
@@ -66,7 +77,11 @@ def build_services(settings: GatewaySettings) -> Services:
         auth=KeyAuthenticator(engine, settings.pepper, settings.auth_cache_seconds),
         limiter=RateLimiter(settings.rate_limit_storage, metrics),
         usage=UsageCounter(engine, metrics),
-        audit=AuditLog(engine, metrics),
+        audit=AuditLog(
+            engine, metrics, queue_rows=settings.audit.queue_rows, batch_rows=settings.audit.batch_rows, clock=utc_now
+        ),
+        idempotency=idempotency,
+        maintenance=Maintenance(engine, settings.audit, idempotency, clock=utc_now),
         # One breaker per model server, exported from the start so dashboards see every circuit.
         breakers={
             name: CircuitBreaker(

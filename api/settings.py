@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Final, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from feature_repo.settings import FeatureStoreSettings
@@ -18,10 +18,38 @@ COMPONENT_MODELS: Final[tuple[str, ...]] = ("technical", "fundamental", "sentime
 KNOWN_MODELS: Final[tuple[str, ...]] = (*COMPONENT_MODELS, "ensemble", "allocator", "sentiment_text")
 
 
+class AuditSettings(BaseModel):
+    """Audit trail storage: the background writer and retention (``PORTFOLIO_OS_AUDIT__<FIELD>``)."""
+
+    retention_days: int = Field(
+        400,
+        ge=1,
+        description="Rows older than this are removed: PostgreSQL drops whole monthly partitions, "
+        "SQLite deletes in small batches; both off the request path.",
+    )
+    queue_rows: int = Field(10_000, ge=1, description="Rows waiting for the writer; more are dropped (counted).")
+    batch_rows: int = Field(256, ge=1, le=10_000, description="Most rows one transaction commits.")
+    purge_batch_rows: int = Field(500, ge=1, description="Rows per SQLite retention DELETE (short locks).")
+    partitions_ahead: int = Field(3, ge=1, le=24, description="PostgreSQL: monthly partitions created ahead of now.")
+
+
+class IdempotencySettings(BaseModel):
+    """Stored answers of ``Idempotency-Key`` requests (``PORTFOLIO_OS_IDEMPOTENCY__<FIELD>``)."""
+
+    ttl_hours: float = Field(24.0, gt=0, le=24 * 30, description="How long a key's answer is replayed.")
+    lease_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="A key whose first request has not finished in this long may be taken over "
+        "(its gateway died); until then a duplicate gets 409 idempotency_in_progress.",
+    )
+
+
 class GatewaySettings(BaseSettings):
     """Everything the gateway deployable needs; secrets only from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="PORTFOLIO_OS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PORTFOLIO_OS_", env_nested_delimiter="__", extra="ignore")
 
     environment: Literal["local", "production"] = Field("local", description="Selects the feature store config.")
     data_dir: str = Field(str(Path("data").resolve()), description="Data folder (feature store, local DB).")
@@ -61,6 +89,13 @@ class GatewaySettings(BaseSettings):
     )
     audit_sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL", description="SQLite `synchronous` of the audit DB (WAL): FULL survives power loss, NORMAL only crashes."
+    )
+    audit: AuditSettings = Field(default_factory=AuditSettings, description="Audit writer and retention.")
+    idempotency: IdempotencySettings = Field(
+        default_factory=IdempotencySettings, description="Idempotency-Key answers of POST routes."
+    )
+    maintenance_interval_s: float = Field(
+        600.0, gt=0, description="How often audit retention, partitions ahead and expired idempotency keys are seen to."
     )
 
     @field_validator("model_urls")

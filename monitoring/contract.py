@@ -25,6 +25,7 @@ GATEWAY_METRICS: Final[frozenset[str]] = frozenset(
         "portfolio_os_gateway_tenant_requests_total",
         "portfolio_os_gateway_rate_limited_total",
         "portfolio_os_gateway_audit_failures_total",
+        "portfolio_os_gateway_audit_rows_dropped_total",
         "portfolio_os_gateway_usage_flush_failures_total",
     }
 )

@@ -107,6 +107,7 @@ def test_allocation_is_answered_by_the_model_within_max_weight(
     assert reason["code"] == "max_weight_cap" and universe[int(expected.argmax())] in reason["message"]
     assert capped["cash"] == pytest.approx((1 - weights.sum()) * 1_000_000)
 
+    assert client.app.state.services.audit.flush()  # rows are written in the background, in batches
     with client.app.state.services.engine.connect() as conn:
         rows = conn.execute(select(audit_log).where(audit_log.c.tenant == "allocating")).mappings().all()
     assert [r["model_versions"] for r in rows] == [{ALLOCATOR: "1"}, {ALLOCATOR: "1"}]

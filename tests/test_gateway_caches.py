@@ -1,4 +1,4 @@
-"""The gateway's short-lived caches and group-committed audit: TTLs, revocation delay, exactness, fail-closed."""
+"""The gateway's short-lived caches: TTLs, revocation delay, exactness (audit writer: test_gateway_audit_storage)."""
 
 # ruff: noqa: F811  # fixtures imported from tests/gateway_fixtures are parameters by design
 from __future__ import annotations
@@ -7,10 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
 
-from api.audit import AuditLog
-from api.db import audit_log, init_db, make_engine
 from api.errors import ModelCallError, UnknownTickersError
 from api.features import OnlineFeatures
 from api.inference import InferenceClient, fp64_inputs
@@ -158,46 +155,6 @@ def _technical_features() -> list[str]:
     from feature_repo.schema import FEATURES_BY_VIEW, names
 
     return names(FEATURES_BY_VIEW["technical_features"])
-
-
-def test_audit_group_commit_records_every_row_and_fails_closed_then_recovers(tmp_path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'audit.db'}")
-    init_db(engine)
-    with engine.connect() as conn:
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
-    audit = AuditLog(engine, GatewayMetrics())
-
-    def record(i: int) -> Any:
-        return audit.record(
-            tenant="t",
-            route="/v1/signals",
-            request_id=f"r{i}",
-            request={"i": i},
-            feature_snapshot_hash="0" * 64,
-            model_versions={},
-            answer={"i": i},
-        )
-
-    async def burst(n: int) -> list[Any]:
-        return await asyncio.gather(*(record(i) for i in range(n)), return_exceptions=True)
-
-    try:
-        assert asyncio.run(burst(40)) == [None] * 40
-        with engine.connect() as conn:
-            ids = conn.execute(select(audit_log.c.request_id)).scalars().all()
-        assert sorted(ids) == sorted(f"r{i}" for i in range(40))
-        with engine.begin() as conn:
-            conn.execute(text("DROP TABLE gateway_audit_log"))
-        failures = asyncio.run(burst(5))
-        assert all(type(f).__name__ == "AuditWriteError" for f in failures)
-        init_db(engine)  # the table is back: the same writer thread records again
-        assert asyncio.run(burst(3)) == [None] * 3
-        with engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(audit_log)).scalar() == 3
-    finally:
-        audit.close()
-        engine.dispose()
 
 
 def test_memory_moving_window_admits_the_limit_per_window() -> None:

@@ -70,6 +70,7 @@ def test_signals_and_allocations_are_audited(make_gateway, shared_env) -> None:
     r1 = client.get("/v1/signals", params={"tickers": ",".join(shared_env.tickers[:2])}, headers=auth(key))
     r2 = client.post("/v1/allocations", json={"universe": shared_env.tickers[:3], "capital": 1e6}, headers=auth(key))
     assert r1.status_code == r2.status_code == 200
+    assert client.app.state.services.audit.flush()  # rows are written in the background, in batches
     with client.app.state.services.engine.connect() as conn:
         rows = conn.execute(select(audit_log).order_by(audit_log.c.id)).mappings().all()
     assert [r["route"] for r in rows] == ["/v1/signals", "/v1/allocations"]

@@ -14,6 +14,7 @@ from api.errors import ModelCallError
 from api.fallback import allocate, portfolio_volatility
 from api.features import SERVICE_VIEWS, FeatureSnapshot
 from api.handlers import ERROR_RESPONSES
+from api.idempotency_http import IDEMPOTENCY_RESPONSES, AllocationsIdempotency
 from api.inference import InferenceClient
 from api.metrics import GatewayMetrics
 from api.schemas import AllocationPublic, AllocationRequest, DegradedReason, WeightPublic
@@ -116,13 +117,14 @@ async def _decide(
     return _from_model(body, allocation)
 
 
-@router.post("/allocations", response_model=AllocationPublic, responses=ERROR_RESPONSES)
+@router.post("/allocations", response_model=AllocationPublic, responses={**ERROR_RESPONSES, **IDEMPOTENCY_RESPONSES})
 async def create_allocation(
     request: Request,
     body: AllocationRequest,
     services: ServicesDep,
     client: InferenceClientDep,
     principal: AllocationsWriter,
+    _idempotency: AllocationsIdempotency,
 ) -> AllocationPublic:
     """Portfolio weights for a universe from the allocator model, or the gateway's fallback."""
     settings = services.settings

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from api.deps import InferenceClientDep, SentimentReader
 from api.errors import InvalidRequestError, ModelCallError, ModelNotDeployedError, NoModelAvailableError
 from api.handlers import ERROR_RESPONSES
+from api.idempotency_http import IDEMPOTENCY_RESPONSES, SentimentIdempotency
 from api.schemas import SentimentPublic, SentimentRequest, SentimentScores
 
 router = APIRouter(prefix="/v1", tags=["sentiment"])
@@ -35,9 +36,13 @@ def _rows(outputs: dict[str, list[Any]], n: int) -> list[tuple[float, float, flo
     return [(values[3 * i], values[3 * i + 1], values[3 * i + 2]) for i in range(n)]
 
 
-@router.post("/sentiment", response_model=SentimentPublic, responses=ERROR_RESPONSES)
+@router.post("/sentiment", response_model=SentimentPublic, responses={**ERROR_RESPONSES, **IDEMPOTENCY_RESPONSES})
 async def score_sentiment(
-    request: Request, body: SentimentRequest, client: InferenceClientDep, _principal: SentimentReader
+    request: Request,
+    body: SentimentRequest,
+    client: InferenceClientDep,
+    _principal: SentimentReader,
+    _idempotency: SentimentIdempotency,
 ) -> SentimentPublic:
     """Sentiment probabilities for short financial texts."""
     if not client.deployed(MODEL):

@@ -1,0 +1,201 @@
+"""Bounded audit storage: the non-blocking batched writer, its counted losses, and retention on SQLite and PostgreSQL.
+
+Rows are SYNTHETIC (made-up tenants and answers). Time is an injected clock: rows are written
+"in" past months and retention runs "at" a chosen instant, so nothing waits on the wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, select, text
+from sqlalchemy.exc import DBAPIError
+
+from api import audit_partitions
+from api.audit import AuditLog
+from api.audit_storage import apply_retention, row_count
+from api.db import audit_log, init_db, make_engine
+from api.idempotency import IdempotencyStore
+from api.maintenance import Maintenance
+from api.metrics import GatewayMetrics
+from api.settings import AuditSettings
+from tests.gateway_fixtures.databases import fresh_postgres_database
+from tests.serving_fixtures import wait_for
+
+T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Any) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'gateway.db'}")
+    init_db(engine, now=T0)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_engine(database_url: str) -> Iterator[Engine]:
+    with fresh_postgres_database(database_url) as url:
+        engine = make_engine(url)
+        init_db(engine, partitions_ahead=3, now=T0)
+        yield engine
+        engine.dispose()
+
+
+def _record(audit: AuditLog, i: int) -> None:
+    asyncio.run(
+        audit.record(
+            tenant="synthetic",
+            route="/v1/signals",
+            request_id=f"r{i}",
+            request={"i": i},
+            feature_snapshot_hash="0" * 64,
+            model_versions={"ensemble": "1"},
+            answer={"i": i, "synthetic": True},
+        )
+    )
+
+
+def _dropped(metrics: GatewayMetrics, reason: str) -> float:
+    return float(metrics.audit_rows_dropped.labels(reason=reason)._value.get())
+
+
+def test_recording_never_waits_for_a_locked_store_and_flush_commits_in_batches(sqlite_engine: Engine, tmp_path) -> None:
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
+    statements: list[str] = []
+    event.listen(sqlite_engine, "before_cursor_execute", lambda *a: statements.append(a[2].split()[0]))
+    audit = AuditLog(sqlite_engine, GatewayMetrics(), batch_rows=16)
+    locker = sqlite3.connect(tmp_path / "gateway.db", timeout=1)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # another writer holds the database: the audit writer must wait
+        for i in range(40):
+            _record(audit, i)  # returns at once: nothing here waits for the lock
+        assert not audit.flush(timeout=0.2)  # the rows are still queued or in flight
+        locker.rollback()
+        assert audit.flush()
+        assert row_count(sqlite_engine) == 40
+        assert 3 <= statements.count("INSERT") <= 40  # first row alone, the rest in batches of at most 16
+    finally:
+        locker.close()
+        audit.close()
+
+
+def test_a_full_queue_and_a_failed_write_are_counted_never_silent(sqlite_engine: Engine, tmp_path) -> None:
+    metrics = GatewayMetrics()
+    audit = AuditLog(sqlite_engine, metrics, queue_rows=2, batch_rows=1)
+    locker = sqlite3.connect(tmp_path / "gateway.db", timeout=1)
+    try:
+        locker.execute("BEGIN IMMEDIATE")
+        _record(audit, 0)
+        wait_for(lambda: audit._queue.qsize() == 0, 10, "the writer to take the first row")  # now blocked on the lock
+        for i in range(1, 6):
+            _record(audit, i)  # two fit in the queue, three do not
+        assert _dropped(metrics, "queue_full") == 3
+        locker.rollback()
+        assert audit.flush() and row_count(sqlite_engine) == 3
+
+        with sqlite_engine.begin() as conn:
+            conn.execute(text("DROP TABLE gateway_audit_log"))
+        for i in range(6, 11):
+            _record(audit, i)
+        assert audit.flush()
+        # Each of the 5 rows is counted once: failed in its batch, or dropped while the writer was failing.
+        assert _dropped(metrics, "write_failed") + _dropped(metrics, "queue_full") - 3 == 5
+        assert _dropped(metrics, "write_failed") >= 1 and metrics.audit_failures._value.get() >= 1
+        init_db(sqlite_engine, now=T0)  # the table is back: the same writer records again
+        _record(audit, 11)
+    finally:
+        locker.close()
+        audit.close()  # close() commits what is queued
+    assert row_count(sqlite_engine) == 1
+
+
+def test_sqlite_retention_deletes_old_rows_in_small_batches_and_only_those(sqlite_engine: Engine) -> None:
+    clock = Clock(T0 - timedelta(days=100))
+    audit = AuditLog(sqlite_engine, GatewayMetrics(), clock=clock)
+    for i in range(7):  # 100 days old
+        _record(audit, i)
+    assert audit.flush()
+    clock.now = T0 - timedelta(days=10)
+    for i in range(7, 10):
+        _record(audit, i)
+    audit.close()
+    deletes: list[str] = []
+    event.listen(
+        sqlite_engine, "before_cursor_execute", lambda *a: deletes.append(a[2]) if a[2].startswith("DELETE") else None
+    )
+    report = apply_retention(sqlite_engine, AuditSettings(retention_days=30, purge_batch_rows=3), T0)
+    assert report.rows_deleted == 7 and report.horizon == T0 - timedelta(days=30)
+    assert len(deletes) == 3  # 3 + 3 + 1 rows: short transactions, never one long lock
+    with sqlite_engine.connect() as conn:
+        assert sorted(conn.execute(select(audit_log.c.request_id)).scalars()) == ["r7", "r8", "r9"]
+    # Rows younger than the horizon stay append-only; an earlier run never moves the horizon back.
+    with pytest.raises(DBAPIError, match="append-only"), sqlite_engine.begin() as conn:
+        conn.execute(text("DELETE FROM gateway_audit_log WHERE request_id = 'r7'"))
+    assert apply_retention(sqlite_engine, AuditSettings(retention_days=300), T0).rows_deleted == 0
+    with pytest.raises(DBAPIError, match="append-only"), sqlite_engine.begin() as conn:
+        conn.execute(text("UPDATE gateway_audit_log SET tenant = 'forged'"))
+    assert row_count(sqlite_engine) == 3
+
+
+@pytest.mark.slow
+def test_postgres_partitions_by_month_ahead_and_drops_whole_old_months(pg_engine: Engine) -> None:
+    assert audit_partitions.is_partitioned(pg_engine)
+    assert audit_partitions.partitions(pg_engine) == [
+        f"gateway_audit_log_p{m}" for m in ("202612", "202701", "202702", "202703")
+    ]
+    clock = Clock()
+    audit = AuditLog(pg_engine, GatewayMetrics(), clock=clock)
+    for month_offset, count in ((-3, 2), (-2, 3), (0, 4), (5, 1)):  # -3, -2: no partition yet; made on demand
+        clock.now = audit_partitions.add_months(audit_partitions.month_start(T0), month_offset) + timedelta(days=3)
+        for i in range(count):
+            _record(audit, month_offset * 100 + i)
+        assert audit.flush()
+    audit.close()
+    assert row_count(pg_engine) == 10
+    assert audit.metrics.audit_rows_dropped.labels(reason="write_failed")._value.get() == 0
+    names = audit_partitions.partitions(pg_engine)
+    assert {"gateway_audit_log_p202609", "gateway_audit_log_p202610", "gateway_audit_log_p202705"} <= set(names)
+
+    # 2027-01-20 with 100 days kept: the horizon is 2026-10-12, so September goes, October stays (part young).
+    now = datetime(2027, 1, 20, tzinfo=UTC)
+    report = apply_retention(pg_engine, AuditSettings(retention_days=100, partitions_ahead=3), now)
+    assert report.partitions_dropped == ["gateway_audit_log_p202609"]
+    assert "gateway_audit_log_p202704" in report.partitions_created  # the months ahead of the new now
+    assert row_count(pg_engine) == 8
+    for statement in ("UPDATE gateway_audit_log SET tenant = 'forged'", "DELETE FROM gateway_audit_log"):
+        with pytest.raises(DBAPIError, match="append-only"), pg_engine.begin() as conn:
+            conn.execute(text(statement))
+    assert row_count(pg_engine) == 8
+
+
+def test_maintenance_runs_each_step_and_survives_a_failing_one(sqlite_engine: Engine, monkeypatch) -> None:
+    clock = Clock()
+    store = IdempotencyStore(sqlite_engine, ttl=timedelta(hours=1), lease=timedelta(seconds=60), clock=clock)
+    assert store.begin("synthetic", "k1", "a" * 64) is None
+    clock.now = T0 + timedelta(hours=2)
+    maintenance = Maintenance(sqlite_engine, AuditSettings(retention_days=30), store, clock)
+    report = maintenance.run_once()
+    assert report.idempotency_keys_purged == 1 and report.audit is not None and report.audit.rows_deleted == 0
+
+    def broken(*_: Any) -> Any:
+        raise DBAPIError("DELETE", {}, Exception("database is down"))
+
+    monkeypatch.setattr("api.maintenance.apply_retention", broken)
+    report = maintenance.run_once()
+    assert report.audit is None and report.idempotency_keys_purged == 0

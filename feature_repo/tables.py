@@ -140,3 +140,12 @@ ADJUSTMENT_FACTOR_COLUMNS: Final[tuple[str, ...]] = (
     "origin",
 )
 ADJUSTMENT_FACTOR_KEY: Final[tuple[str, ...]] = (TICKER, DATE, "kind")
+
+# A point-in-time universe as a dated membership table. A row says: on reconstitution ``date``,
+# ``ticker`` was chosen into ``universe`` (the rule's id) at ``rank`` (1 = most traded) with the
+# ranked ``traded_value`` (the rule's statistic of close x volume over the sessions before
+# ``date``). Membership holds from ``date`` until the universe's next reconstitution date, and a
+# member whose bars stop leaves from the session after its last bar. Derived from the prices
+# (``training.universe``) and rewritten whole with ``OfflineStore.replace`` per universe.
+UNIVERSE_MEMBERSHIP_COLUMNS: Final[tuple[str, ...]] = ("universe", DATE, TICKER, "rank", "traded_value")
+UNIVERSE_MEMBERSHIP_KEY: Final[tuple[str, ...]] = ("universe", DATE, TICKER)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Literal, Self
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from feature_repo.schema import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE, FEATURES_BY_VIEW, MODEL_SERVICES, names
 from training.errors import TrainingError
@@ -162,11 +162,43 @@ class RegistryConfig(_Strict):
         return f"sqlite:///{(data_dir / 'mlflow.db').resolve()}"
 
 
+class UniverseRule(_Strict):
+    """A point-in-time universe: on each reconstitution date, the ``top_n`` most traded eligible names.
+
+    Decided by :func:`training.universe.compute_membership` from data before the date only, so a
+    name that delists later is a member until it delists (survivorship-free by construction).
+    """
+
+    rule: Literal["liquidity"] = Field(description="How names are ranked: by traded value (close x volume).")
+    top_n: int = Field(ge=1, description="Members chosen on each reconstitution date.")
+    lookback_sessions: int = Field(
+        60, ge=1, description="Sessions of traded value ranked, ending at the session before the date."
+    )
+    statistic: Literal["median", "mean"] = Field(
+        "median", description="How the lookback's daily traded values are summarised (a session without a bar is 0)."
+    )
+    min_price: float = Field(0.0, ge=0, description="Lowest raw close on the session before the date.")
+    min_history_sessions: int = Field(252, ge=1, description="Bars a name must have had before the date.")
+    reconstitute: Literal["monthly", "quarterly"] = Field(
+        "monthly", description="Reconstitution dates: the first session of each month (or of each quarter)."
+    )
+
+    @property
+    def name(self) -> str:
+        """A stable id of the rule's parameters: the ``universe`` column of the membership table."""
+        return (
+            f"{self.rule}-top{self.top_n}-{self.statistic}{self.lookback_sessions}-"
+            f"p{self.min_price:g}-h{self.min_history_sessions}-{self.reconstitute}"
+        )
+
+
 class SignalRunConfig(_Strict):
     """The ``signals:`` section of a run: universe, labels, segments, models, costs, tuning, registry."""
 
-    universe: tuple[str, ...] | Literal["all"] = Field(
-        "all", description="Tickers to train on, or 'all' for every ticker of the data."
+    universe: tuple[str, ...] | Literal["all"] | UniverseRule = Field(
+        "all",
+        description="Tickers to train on, 'all' for every ticker of the data, or a point-in-time rule "
+        "(e.g. {rule: liquidity, top_n: 300}).",
     )
     benchmark: str = Field("SP500", min_length=1, description="Benchmark symbol of the data source.")
     horizon: int = Field(21, ge=1, le=252, description="Label horizon in sessions.")
@@ -178,10 +210,28 @@ class SignalRunConfig(_Strict):
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
+    @field_validator("universe", mode="before")
+    @classmethod
+    def _rule_errors_named(cls, value: object) -> object:
+        # A mapping can only be a rule: validate it as one, so its errors are not buried under the
+        # union's "not a list, not 'all'" alternatives.
+        if not isinstance(value, Mapping):
+            return value
+        try:
+            return UniverseRule.model_validate(value)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'rule'}: {err['msg']}" for err in e.errors()
+            )
+            known = ", ".join(UniverseRule.model_fields)
+            raise ValueError(f"universe rule is invalid ({problems}); its keys are {known}") from None
+
     @field_validator("universe")
     @classmethod
-    def _tickers_listed_once(cls, value: tuple[str, ...] | Literal["all"]) -> tuple[str, ...] | Literal["all"]:
-        if value == "all":
+    def _tickers_listed_once(
+        cls, value: tuple[str, ...] | Literal["all"] | UniverseRule
+    ) -> tuple[str, ...] | Literal["all"] | UniverseRule:
+        if value == "all" or isinstance(value, UniverseRule):
             return value
         if not value:
             raise ValueError("universe is empty: list tickers or write 'all'")
@@ -216,7 +266,7 @@ def check_universe(config: SignalRunConfig, tickers: Collection[str], benchmarks
     Raises:
         TrainingError: naming the missing tickers or benchmark.
     """
-    if config.universe != "all":
+    if isinstance(config.universe, tuple):
         missing = [t for t in config.universe if t not in tickers]
         if missing:
             raise TrainingError(f"universe tickers not in the data: {', '.join(missing)}")

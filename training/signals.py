@@ -30,6 +30,7 @@ from training.models.signal import SignalModel
 from training.run_config import ModelSpec, SignalRunConfig, check_history, check_universe
 from training.store import OfflineStore
 from training.tuning import TuningData, TuningResult, run_search
+from training.universe import Universe, check_member_counts, refresh_universe, restrict_to_members
 from training.validation import SegmentMasks, segment_masks, walk_forward_folds
 
 KEYS = [DATE, TICKER]
@@ -43,6 +44,12 @@ class SignalInputs:
     repo: FeatureRepo
     outcomes: pd.DataFrame
     close: pd.DataFrame
+    universe: Universe | None = None  # a point-in-time rule's membership; None for a list or 'all'
+
+    @property
+    def members(self) -> pd.DataFrame | None:
+        """The daily member mask (sessions x tickers ever members), or None when every name counts."""
+        return None if self.universe is None else self.universe.mask
 
     @property
     def test_window(self) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -74,8 +81,13 @@ def load_inputs(
     Outcomes count the sessions of ``exchange`` (None: the data's own dates) and never span a
     stored series break.
 
+    With a point-in-time universe rule, its membership is recomputed from the stored prices and
+    written to the store (:func:`point_in_time_universe`), and only the outcomes of (ticker, date)
+    pairs that are members on that date remain: they are the training and evaluation samples.
+
     Raises:
-        TrainingError: unknown tickers or benchmark, or too little history for the segments.
+        TrainingError: unknown tickers or benchmark, too little history for the segments, or a
+            universe rule leaving fewer members than ``evaluation.top_k`` on some date.
     """
     prices, bench = read_universe(config, offline_store)
     check_history(config, pd.DatetimeIndex(prices[DATE]))
@@ -86,7 +98,32 @@ def load_inputs(
         sessions=run_sessions(exchange, prices[DATE]),
         breaks=read_series_breaks(offline_store),
     )
-    return SignalInputs(config, repo, outcomes, close_panel(prices))
+    universe = point_in_time_universe(config, offline_store, prices, config.evaluation.top_k, "evaluation.top_k")
+    if universe is not None:
+        outcomes = restrict_to_members(outcomes, universe.mask)
+    return SignalInputs(config, repo, outcomes, close_panel(prices), universe)
+
+
+def point_in_time_universe(
+    config: SignalRunConfig, offline_store: Path, prices: pd.DataFrame, need: int, what: str
+) -> Universe | None:
+    """The universe rule's membership, recomputed from ``prices`` and stored; None without a rule.
+
+    It is computed here, where the prices are read for training, rather than in the features stage:
+    it depends on the run's rule (the ``signals`` section), not on the features, takes seconds, and
+    is rewritten with ``OfflineStore.replace`` so a re-run reports 0 new, 0 changed.
+
+    Raises:
+        TrainingError: fewer than ``need`` members on a reconstitution date governing the segments.
+    """
+    rule = config.universe
+    if isinstance(rule, tuple) or rule == "all":
+        return None
+    with OfflineStore(offline_store) as store:
+        universe = refresh_universe(store, prices, rule)
+    seg = config.segments
+    check_member_counts(universe, start=seg.train[0], end=seg.test[1], need=need, what=what)
+    return universe
 
 
 def read_series_breaks(offline_store: Path) -> pd.DataFrame:
@@ -107,7 +144,7 @@ def read_universe(config: SignalRunConfig, offline_store: Path) -> tuple[pd.Data
     if prices.empty:
         raise TrainingError("the offline store holds no prices: run the ingest stage first")
     check_universe(config, set(prices[TICKER]), set(benchmark["symbol"]))
-    if config.universe != "all":
+    if isinstance(config.universe, tuple):
         prices = prices[prices[TICKER].isin(config.universe)]
     bench = benchmark[benchmark["symbol"] == config.benchmark].set_index(DATE)["close"]
     return prices, bench
@@ -161,8 +198,10 @@ def evaluate_scores(scores: pd.DataFrame, inputs: SignalInputs) -> SignalMetrics
 
 
 def backtest_scores(scores: pd.DataFrame, inputs: SignalInputs) -> BacktestResult:
-    """The top-k long-only book of the scores over the test segment, net of costs."""
+    """The top-k long-only book of the scores over the test segment, net of costs (members only)."""
     cfg = inputs.config
+    if inputs.members is not None:
+        scores = restrict_to_members(scores, inputs.members)
     return topk_backtest(
         scores[[*KEYS, "score"]],
         inputs.close,
@@ -193,6 +232,7 @@ def baselines(inputs: SignalInputs) -> dict[str, tuple[SignalMetrics | None, Bac
             start=first,
             end=last,
             execution_lag=cfg.evaluation.execution_lag,
+            members=inputs.members,
         ),
     )
     return rows

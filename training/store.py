@@ -123,6 +123,12 @@ TABLES: Final[dict[str, TableSpec]] = {
         {"instrument_id": _S, t.TICKER: _S, "first_date": _D, "last_date": _D},
         t.INSTRUMENT_KEY,
     ),
+    "universe_membership": TableSpec(
+        "universe_membership",
+        t.UNIVERSE_MEMBERSHIP_COLUMNS,
+        {"universe": _S, t.DATE: _D, t.TICKER: _S, "rank": "BIGINT", "traded_value": _F},
+        t.UNIVERSE_MEMBERSHIP_KEY,
+    ),
 }
 
 _LOG_DDL = (

@@ -15,6 +15,12 @@ Timing, in sessions of the panel (positions ``start..end`` inclusive):
   ``sum |w_target - w_drifted|``, charged on that close's equity:
   ``net = (1 + gross) * (1 - turnover * cost) - 1`` (the convention of
   :mod:`training.evaluation.topk`, so the two backtests agree).
+* **Names that enter and leave** (a panel with an ``available`` mask). A strategy deciding on the
+  history through ``t - 1`` must put no weight on a name unavailable at ``t - 1`` (refused, named:
+  a strategy that ignores the mask is a bug). A name available at ``t - 1`` but not at the trade
+  session ``t`` (no close: halted or delisted; or out of the universe from ``t``) is not bought:
+  its target weight stays in cash. A held name that loses its close between trades is carried at
+  its last close (return 0) until the next trade sells it: the data hold no delisting return.
 
 Daily returns run from ``start`` (whose return is minus the first buy's cost) to ``end``.
 """
@@ -107,6 +113,8 @@ def backtest(
         # (the environment stops there too).
         if i % config.rebalance_every == 0 and t < last:
             target = _checked(strategy.target(panel.slice(0, t), w.copy()), strategy.name, panel, t)
+            if panel.available is not None:
+                target = np.where(panel.available[t], target, 0.0)
             turnover[i] = float(np.abs(target - w).sum())
             costs[i] = turnover[i] * unit_cost
             w = target
@@ -172,5 +180,12 @@ def _checked(target: FloatArray, name: str, panel: MarketPanel, t: int) -> Float
         raise TrainingError(f"{where} returned a short weight {target[worst]:.4f} on {panel.tickers[worst]!r}")
     if target.sum() > 1.0 + _WEIGHT_TOL:
         raise TrainingError(f"{where} returned weights summing to {target.sum():.6f} > 1 (leverage)")
+    if panel.available is not None and t > 0:
+        barred = np.flatnonzero((target > _WEIGHT_TOL) & ~panel.available[t - 1])
+        if barred.size:
+            raise TrainingError(
+                f"{where} put weight {target[barred[0]]:.4f} on {panel.tickers[barred[0]]!r}, which was not "
+                f"available (not a member, or no close) on {panel.dates[t - 1]}, the last session it saw"
+            )
     clipped: FloatArray = np.clip(target, 0.0, None)
     return clipped

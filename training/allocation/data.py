@@ -23,7 +23,7 @@ from feature_repo.tables import DATE, TICKER
 from training.allocation.panel import MarketPanel, panel_from_frames
 from training.errors import TrainingError
 from training.run_config import SignalRunConfig
-from training.signals import close_panel, read_universe
+from training.signals import close_panel, point_in_time_universe, read_universe
 
 SCORE: Final = "score"
 
@@ -39,7 +39,9 @@ class AllocationData:
         test: positions of the test segment.
         has_scores: whether the ``score`` column holds the signal models' out-of-sample scores.
         dropped: tickers left out because they lack a close on some session of the window (listed
-            later, delisted earlier or suspended): a fixed-universe allocator cannot hold them.
+            later, delisted earlier or suspended): a fixed-universe allocator cannot hold them. With a
+            point-in-time universe rule nothing is dropped: the panel holds every ticker that is a
+            member on some session of the window, with its ``available`` mask.
     """
 
     panel: MarketPanel
@@ -56,16 +58,28 @@ def scores_path(data_dir: Path) -> Path:
 
 
 def load_allocation_data(
-    config: SignalRunConfig, offline_store: Path, repo: FeatureRepo, data_dir: Path, *, label: str, warmup: int
+    config: SignalRunConfig,
+    offline_store: Path,
+    repo: FeatureRepo,
+    data_dir: Path,
+    *,
+    label: str,
+    warmup: int,
+    min_members: int = 2,
 ) -> AllocationData:
     """Closes of the universe, its allocator features and the benchmark, from ``warmup`` sessions before train.
 
+    ``min_members``: with a universe rule, the fewest members any reconstitution date governing the
+    segments may have (the allocation's top-k and the optimisers' cap set it).
+
     Raises:
         TrainingError: no prices, unknown tickers or benchmark, a ticker without a close somewhere
-            in the window (named), or segments outside the data.
+            in the window (named), segments outside the data, or a universe rule with fewer than
+            ``min_members`` members on some date (the date and count named).
     """
     prices, bench = read_universe(config, offline_store)
     close = close_panel(prices)
+    universe = point_in_time_universe(config, offline_store, prices, min_members, "the allocation")
     seg = config.segments
     train_start = int(close.index.searchsorted(pd.Timestamp(seg.train[0])))
     if train_start < warmup:
@@ -74,7 +88,12 @@ def load_allocation_data(
             f"the data hold {train_start}: move the train segment later"
         )
     close = close.loc[close.index[train_start - warmup] : pd.Timestamp(seg.test[1])]
-    incomplete = close.columns[close.isna().any()]
+    members = None
+    if universe is not None:
+        members = universe.mask.loc[close.index[0] : close.index[-1]]
+        members = members.loc[:, members.any(axis=0)]
+        close = close.reindex(columns=members.columns)
+    incomplete = close.columns[close.isna().any()] if members is None else close.columns[:0]
     if len(incomplete) and config.universe != "all":
         first = incomplete[0]
         day = close.index[int(np.argmax(close[first].isna().to_numpy()))].date()
@@ -86,8 +105,8 @@ def load_allocation_data(
     close = close.drop(columns=incomplete)
     if close.shape[1] < 2:
         raise TrainingError(
-            f"only {close.shape[1]} ticker(s) have a close on every session of the allocation window: "
-            "an allocator needs at least 2"
+            f"only {close.shape[1]} ticker(s) have a close on every session of the allocation window "
+            "(or are ever members of its universe): an allocator needs at least 2"
         )
     features = _service_frame(repo, close)
     scores = _scores(data_dir)
@@ -95,7 +114,7 @@ def load_allocation_data(
         features = features.merge(scores, on=[DATE, TICKER], how="left")
     names = [*ALLOCATOR_FEATURES, *([SCORE] if scores is not None else [])]
     bench.index = pd.DatetimeIndex(bench.index)
-    panel = panel_from_frames(close, features, names, benchmark_close=bench, label=label)
+    panel = panel_from_frames(close, features, names, benchmark_close=bench, label=label, members=members)
     return AllocationData(
         panel=panel,
         train=_positions(panel, seg.train),

@@ -16,6 +16,11 @@ the episode's summed reward the log of its final wealth (growth-optimal without 
 square is a variance penalty (for daily returns the mean is small, so ``E[net ** 2]`` is about the
 variance), a mean-variance utility with ``risk_penalty`` as the risk aversion per period.
 
+Names that enter and leave: with a panel's ``available`` mask, the logits of names unavailable at
+the decision session get no weight (the softmax runs over the available names and cash), so
+nothing is bought without a close or outside the universe; a held name that became unavailable is
+sold as far as the turnover cap allows. The observation does not show the mask yet (issue 18).
+
 Start: every episode starts from all cash at its first decision session, with or without
 ``allow_cash``, and the first trade pays for buying the book (turnover = the share invested), as
 a new mandate would; no book is ever handed over for free. ``allow_cash`` decides only whether the
@@ -200,6 +205,7 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
             max_weight=config.max_weight,
             turnover_cap=config.turnover_cap,
             allow_cash=config.allow_cash,
+            present=None if self.panel.available is None else self.panel.available[t],
         )
         turnover = float(np.abs(traded - drifted).sum())
         cost = config.cost_rate * turnover

@@ -22,6 +22,13 @@ method takes it (``max_weights`` of ``MeanRisk`` and ``HierarchicalRiskParity``)
 volatility, which has no such option, is capped afterwards by
 :func:`~training.allocation.weights.cap_weights`; equal weight needs no cap (``1/N`` is feasible).
 
+**Names that enter and leave** (a panel with an ``available`` mask). The skfolio strategies
+estimate and invest over the names available on every session of their trailing window (for equal
+weight: on the decision session), so no return a name did not have enters an estimate; a name that
+just joined the universe waits ``lookback`` sessions. When too few names qualify for the method or
+the cap, the rebalance holds equal weight over the names available now (capped, the rest in cash),
+recorded as a fallback. Top-k ranks only names available now and sells held names that are not.
+
 **Failures.** A solve can fail inside a long backtest: maximum Sharpe has no solution when every
 asset's mean return over the window is negative, a halted asset has zero variance, a solver stops
 short. Such a failure neither stops the backtest nor hides: the strategy holds equal weight at that
@@ -111,16 +118,32 @@ class ClassicStrategy(ABC):
         n = history.n_assets
         cap = self._check_universe(n)
         returns = self._window(history)
+        columns = self._qualified(history, returns.shape[0])
+        if columns is not None:
+            if columns.size < self.min_assets or columns.size * cap < 1.0 - 1e-9:
+                return self._fall_back(history, f"only {columns.size} name(s) available through the window", cap)
+            returns = returns[:, columns]
         try:
             weights = self._solve(returns, cap)
         except _SOLVE_ERRORS as error:
-            return self._fall_back(history, f"solve failed ({type(error).__name__}: {error})")
-        problem = _invalid(weights, n, cap)
+            return self._fall_back(history, f"solve failed ({type(error).__name__}: {error})", cap)
+        problem = _invalid(weights, returns.shape[1], cap)
         if problem is not None:
-            return self._fall_back(history, f"returned invalid weights ({problem})")
+            return self._fall_back(history, f"returned invalid weights ({problem})", cap)
         cleaned = np.clip(weights, 0.0, cap)
         out: FloatArray = cleaned / cleaned.sum()
-        return out
+        if columns is None:
+            return out
+        full: FloatArray = np.zeros(n)
+        full[columns] = out
+        return full
+
+    @staticmethod
+    def _qualified(history: MarketPanel, rows: int) -> npt.NDArray[np.intp] | None:
+        """Names available on each of the window's last ``rows`` sessions; None for a fixed universe."""
+        if history.available is None:
+            return None
+        return np.flatnonzero(history.available[-rows:].all(axis=0))
 
     def _check_universe(self, n: int) -> float:
         """The cap in force (1.0 without one), once ``n`` assets are known to suit the method and the cap."""
@@ -141,11 +164,17 @@ class ClassicStrategy(ABC):
         history.require_window(self.lookback, f"the {self.name} lookback")
         return history.returns[-self.lookback :]
 
-    def _fall_back(self, history: MarketPanel, cause: str) -> FloatArray:
+    def _fall_back(self, history: MarketPanel, cause: str, cap: float) -> FloatArray:
         record = f"{history.dates[-1]}: {self.name} {cause}; held equal weight"
         self.fallbacks.append(record)
         logger.warning(record)
-        return np.full(history.n_assets, 1.0 / history.n_assets)
+        if history.available is None:
+            return np.full(history.n_assets, 1.0 / history.n_assets)
+        now = history.available[-1]
+        weights: FloatArray = np.zeros(history.n_assets)
+        if now.any():
+            weights[now] = cap_weights(np.full(int(now.sum()), 1.0 / int(now.sum())), cap)
+        return weights
 
 
 class EqualWeight(ClassicStrategy):
@@ -295,9 +324,11 @@ class TopkDropout:
         if n < self.k:
             raise TrainingError(f"{self.name} holds k={self.k} names but the universe has {n}")
         scores = history.features[-1, :, column].astype(np.float64)
-        held = np.flatnonzero(np.asarray(current) > _WEIGHT_TOL)
+        # Held names that are no longer available are sold outright (not counted in n_drop).
+        now = history.available_at(history.n_sessions - 1)
+        held = np.flatnonzero((np.asarray(current) > _WEIGHT_TOL) & now)
         ranked_held = held[_ranking(scores[held])][: self.k]
-        candidates = np.setdiff1d(np.flatnonzero(np.isfinite(scores)), held)
+        candidates = np.setdiff1d(np.flatnonzero(np.isfinite(scores) & now), held)
         candidates = candidates[_ranking(scores[candidates])][: self.k - ranked_held.size + self.n_drop]
         pool = np.concatenate([ranked_held, candidates])
         # Held names first in the pool, so a stable sort breaks a tie in their favour.

@@ -3,6 +3,13 @@
 Timing: ``returns[t]`` is the simple return from the close of ``dates[t-1]`` to the close of
 ``dates[t]``; ``features[t]`` is known at the close of ``dates[t]``. A decision made at the close
 of ``t`` may use ``features[: t + 1]`` and ``returns[: t + 1]`` and earns ``returns[t + 1]``.
+
+Names that enter and leave: a panel built for a point-in-time universe holds every ticker that is
+a member at some session, with ``available[t, i]`` true when ticker i is a member on ``dates[t]``
+and has a close there. Where a ticker has no close its return is 0 (a held position is carried at
+its last close), and the return on its next close spans the gap. Nothing may buy an unavailable
+name: the backtester refuses such a target and the environment masks it. A panel without the mask
+(``available`` None) is a fixed universe where every name is always available.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ class MarketPanel:
         feature_names: length ``F``.
         benchmark: simple daily benchmark returns ``[T]`` (``benchmark[0]`` is 0), or None.
         label: where the data came from, shown on every table and plot.
+        available: bool ``[T, N]``, which names may be held on each session (a member with a
+            close), or None when every name always may.
     """
 
     dates: npt.NDArray[np.datetime64]
@@ -39,6 +48,7 @@ class MarketPanel:
     feature_names: tuple[str, ...]
     benchmark: FloatArray | None
     label: str
+    available: npt.NDArray[np.bool_] | None = None
 
     def __post_init__(self) -> None:
         t, n = self.returns.shape if self.returns.ndim == 2 else (-1, -1)
@@ -51,6 +61,10 @@ class MarketPanel:
             raise TrainingError(f"features must be [{t}, {n}, {len(self.feature_names)}], got {self.features.shape}")
         if self.benchmark is not None and self.benchmark.shape != (t,):
             raise TrainingError(f"benchmark must be [{t}], got {self.benchmark.shape}")
+        if self.available is not None and (self.available.shape != (t, n) or self.available.dtype != np.bool_):
+            raise TrainingError(
+                f"available must be a bool [{t}, {n}] mask, got {self.available.dtype} {self.available.shape}"
+            )
         bad = ~np.isfinite(self.returns)
         if bad.any():
             row, col = (int(i) for i in np.argwhere(bad)[0])
@@ -69,6 +83,19 @@ class MarketPanel:
     def n_assets(self) -> int:
         return len(self.tickers)
 
+    def available_at(self, t: int) -> npt.NDArray[np.bool_]:
+        """Which names may be held on session position ``t`` (all of them without a mask)."""
+        if self.available is None:
+            return np.ones(self.n_assets, dtype=bool)
+        row: npt.NDArray[np.bool_] = self.available[t]
+        return row
+
+    def with_features(self, features: npt.NDArray[np.float32], feature_names: tuple[str, ...]) -> MarketPanel:
+        """The same panel (dates, returns, mask) with other features."""
+        return MarketPanel(
+            self.dates, self.tickers, self.returns, features, feature_names, self.benchmark, self.label, self.available
+        )
+
     def slice(self, start: int, stop: int) -> MarketPanel:
         """Sessions ``start:stop`` (positions), as a panel of its own (views, not copies).
 
@@ -85,6 +112,7 @@ class MarketPanel:
             ("feature_names", self.feature_names),
             ("benchmark", None if self.benchmark is None else self.benchmark[start:stop]),
             ("label", self.label),
+            ("available", None if self.available is None else self.available[start:stop]),
         ):
             object.__setattr__(part, name, value)
         return part
@@ -101,9 +129,7 @@ class MarketPanel:
             return self
         shifted = np.full_like(self.features, np.nan)
         shifted[lag:] = self.features[:-lag]
-        return MarketPanel(
-            self.dates, self.tickers, self.returns, shifted, self.feature_names, self.benchmark, self.label
-        )
+        return self.with_features(shifted, self.feature_names)
 
     def position(self, day: str | np.datetime64 | pd.Timestamp) -> int:
         """Position of the first session on or after ``day``."""
@@ -126,13 +152,22 @@ def panel_from_frames(
     *,
     benchmark_close: pd.Series | None,
     label: str,
+    members: pd.DataFrame | None = None,
 ) -> MarketPanel:
     """Build a panel from wide closes, long features (``date, ticker, <features>``) and a benchmark.
 
-    Tickers with any missing close inside the window are refused by name: a portfolio cannot hold
-    a name it has no price for. Restrict the window or the universe first.
+    Without ``members`` (a fixed universe), tickers with any missing close inside the window are
+    refused by name: a portfolio cannot hold a name it has no price for. With ``members`` (a
+    boolean sessions x tickers mask of a point-in-time universe, aligned to ``close``; a ticker or
+    session absent from it is not a member), missing closes are allowed and the panel carries the
+    ``available`` mask: member and priced (module docstring).
     """
     close = close.sort_index()
+    if members is not None:
+        returns, available = _returns_with_gaps(close, members)
+        return _assemble(
+            close, returns, available, features, feature_names, benchmark_close=benchmark_close, label=label
+        )
     missing = close.isna()
     if missing.to_numpy().any():
         counts = missing.sum()
@@ -143,11 +178,36 @@ def panel_from_frames(
             f"{worst.index[0]!r} first lacks one on {pd.Timestamp(first_day).date()}: "
             "restrict the universe or the window to where every ticker trades"
         )
-    dates = pd.DatetimeIndex(close.index).values.astype("datetime64[D]")
-    tickers = tuple(str(c) for c in close.columns)
     values = close.to_numpy(np.float64)
     returns = np.zeros_like(values)
     returns[1:] = values[1:] / values[:-1] - 1.0
+    return _assemble(close, returns, None, features, feature_names, benchmark_close=benchmark_close, label=label)
+
+
+def _returns_with_gaps(close: pd.DataFrame, members: pd.DataFrame) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """Returns of names that enter and leave (0 without a close) and their availability mask."""
+    values = close.to_numpy(np.float64, na_value=np.nan)
+    priced = np.isfinite(values)
+    # The last close at or before t-1, within each ticker's own column: never across tickers.
+    previous = np.vstack([np.full((1, values.shape[1]), np.nan), close.ffill().to_numpy(np.float64)[:-1]])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        returns = np.where(priced & np.isfinite(previous), values / previous - 1.0, 0.0)
+    aligned = members.reindex(index=close.index, columns=close.columns, fill_value=False).to_numpy(bool)
+    return returns, aligned & priced
+
+
+def _assemble(
+    close: pd.DataFrame,
+    returns: FloatArray,
+    available: npt.NDArray[np.bool_] | None,
+    features: pd.DataFrame | None,
+    feature_names: list[str],
+    *,
+    benchmark_close: pd.Series | None,
+    label: str,
+) -> MarketPanel:
+    dates = pd.DatetimeIndex(close.index).values.astype("datetime64[D]")
+    tickers = tuple(str(c) for c in close.columns)
     feats = np.full((len(dates), len(tickers), len(feature_names)), np.nan, dtype=np.float32)
     if features is not None and feature_names:
         frame = features.copy()
@@ -163,7 +223,7 @@ def panel_from_frames(
             raise TrainingError("the benchmark has no level on the first session of the window")
         bench = np.zeros_like(b)
         bench[1:] = b[1:] / b[:-1] - 1.0
-    return MarketPanel(dates, tickers, returns, feats, tuple(feature_names), bench, label)
+    return MarketPanel(dates, tickers, returns, feats, tuple(feature_names), bench, label, available)
 
 
 def synthetic_panel(

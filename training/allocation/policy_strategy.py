@@ -72,14 +72,8 @@ class PolicyStrategy:
 
         torch.set_num_threads(1)
         columns = self._columns(history)
-        own = MarketPanel(
-            history.dates,
-            history.tickers,
-            history.returns,
-            np.ascontiguousarray(history.features[:, :, columns]),
-            self.feature_names,
-            history.benchmark,
-            history.label,
+        own = history.with_features(
+            np.ascontiguousarray(history.features[:, :, columns]), self.feature_names
         ).with_feature_lag(1)
         env = PortfolioEnv(own, replace(self.env, episode_length=self.retrain.episode_length))
         model = build_model(self.retrain.hyper_parameters, env, self.retrain.net_arch)
@@ -101,5 +95,6 @@ class PolicyStrategy:
             max_weight=self.env.max_weight,
             turnover_cap=self.env.turnover_cap,
             allow_cash=self.env.allow_cash,
+            present=None if history.available is None else history.available[-1],
         )
         return weights

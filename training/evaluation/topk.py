@@ -169,12 +169,15 @@ def equal_weight_backtest(
     start: DateBound,
     end: DateBound,
     execution_lag: int = 1,
+    members: pd.DataFrame | None = None,
 ) -> BacktestResult:
     """Equal weight on every ticker with a bar, rebalanced on a fixed schedule: the no-skill baseline.
 
     Same timing, drift and costs as :func:`topk_backtest`; signal dates run every
     ``rebalance_every`` sessions from the first session in ``[start, end]``, and each rebalance
-    holds every ticker with a bar on both its signal date and its trade session.
+    holds every ticker with a bar on both its signal date and its trade session and, with
+    ``members`` (a boolean sessions x tickers mask of a point-in-time universe), a member on the
+    signal date; a ticker absent from the mask is never a member.
 
     Raises:
         TrainingError: a bad parameter (named), or a rebalance date where no ticker has a bar.
@@ -184,6 +187,9 @@ def equal_weight_backtest(
     lo, hi = _window(pd.DatetimeIndex(close.index), start, end)
     signal_pos, trade_pos = _schedule(lo, hi, rebalance_every, execution_lag)
     eligible = np.isfinite(raw[signal_pos]) & np.isfinite(raw[trade_pos])
+    if members is not None:
+        aligned = members.reindex(index=close.index, columns=close.columns, fill_value=False)
+        eligible &= aligned.to_numpy(bool)[signal_pos]
     counts = eligible.sum(axis=1)
     if (counts == 0).any():
         day = close.index[signal_pos[int(np.argmin(counts))]].date()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,8 +140,16 @@ def _inputs(ctx: RunContext, cfg: AllocationRunConfig, signals: SignalRunConfig)
     # RL's first observation needs the window (plus the one-session feature lag) before the train
     # segment; the optimisers' lookback before the test segment is always there (train + valid).
     warmup = cfg.window + 1
+    # A universe rule must leave enough members for the top-k book and a fully invested book under the cap.
+    need = max(cfg.topk.k, math.ceil(1.0 / cfg.max_weight - 1e-9), 2)
     data = load_allocation_data(
-        signals, ctx.offline_store_path, FeatureRepo.open(ctx.settings), ctx.data_dir, label=label, warmup=warmup
+        signals,
+        ctx.offline_store_path,
+        FeatureRepo.open(ctx.settings),
+        ctx.data_dir,
+        label=label,
+        warmup=warmup,
+        min_members=need,
     )
     env = EnvConfig(
         window=cfg.window,
@@ -169,14 +178,8 @@ def _observation_panel(inputs: _Inputs, start: int, stop: int) -> MarketPanel:
     if SCORE not in panel.feature_names:
         return panel
     keep = [i for i, name in enumerate(panel.feature_names) if name != SCORE]
-    return MarketPanel(
-        panel.dates,
-        panel.tickers,
-        panel.returns,
-        np.ascontiguousarray(panel.features[:, :, keep]),
-        tuple(panel.feature_names[i] for i in keep),
-        panel.benchmark,
-        panel.label,
+    return panel.with_features(
+        np.ascontiguousarray(panel.features[:, :, keep]), tuple(panel.feature_names[i] for i in keep)
     )
 
 

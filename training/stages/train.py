@@ -86,6 +86,8 @@ def run(ctx: RunContext) -> dict[str, object]:
     inputs = load_inputs(
         config, ctx.offline_store_path, FeatureRepo.open(ctx.settings), exchange=ctx.config.calendar.exchange
     )
+    if inputs.universe is not None:
+        print(f"  {inputs.universe.summary()}", file=ctx.out, flush=True)
     run_ = _Run(config, registry, inputs, code_version(), ctx.config.data.kind)
     with ray_session() as session:
         print(f"  ray: {session.address}, {session.cpus} CPU(s)", file=ctx.out, flush=True)

@@ -1,0 +1,133 @@
+"""The allocation panel keeps names that enter and leave; nothing is bought while a name is unavailable.
+
+Every price here is SYNTHETIC, generated in the test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.allocation.backtest import BacktestConfig, backtest
+from training.allocation.env import EnvConfig, PortfolioEnv
+from training.allocation.optimisers import TopkDropout, classic_strategies
+from training.allocation.panel import MarketPanel, panel_from_frames
+from training.errors import TrainingError
+
+T = 400
+DAYS = pd.bdate_range("2019-01-01", periods=T)
+TICKERS = ["A", "B", "C", "D", "E", "F"]
+HALT = 265  # A has no close on this session, a rebalance day of the backtests below
+
+
+def closes_and_members() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """SYNTHETIC: D lists at 150, E's last bar is 299, F is a member 200..299 only, A halts at 265."""
+    rng = np.random.default_rng(7)
+    close = pd.DataFrame(
+        20.0 * np.exp(np.cumsum(rng.normal(0.0003, 0.012, (T, len(TICKERS))), axis=0)), index=DAYS, columns=TICKERS
+    )
+    close.iloc[:150, 3] = np.nan
+    close.iloc[300:, 4] = np.nan
+    close.iloc[HALT, 0] = np.nan
+    members = pd.DataFrame(True, index=DAYS, columns=TICKERS)
+    members.iloc[:150, 3] = False
+    members.iloc[300:, 4] = False
+    members.iloc[:200, 5] = False
+    members.iloc[300:, 5] = False
+    return close, members
+
+
+def scores() -> pd.DataFrame:
+    """A fixed score per ticker: F best, then D, E, C, B, A."""
+    rank = {"A": 0.0, "B": 1.0, "C": 2.0, "D": 4.0, "E": 3.0, "F": 5.0}
+    return pd.DataFrame(
+        {"date": np.repeat(DAYS, len(TICKERS)), "ticker": TICKERS * T, "score": [rank[t] for t in TICKERS] * T}
+    )
+
+
+def panel() -> MarketPanel:
+    close, members = closes_and_members()
+    return panel_from_frames(close, scores(), ["score"], benchmark_close=None, label="SYNTHETIC", members=members)
+
+
+def test_the_panel_keeps_every_member_with_an_availability_mask() -> None:
+    close, members = closes_and_members()
+    p = panel()
+    assert p.tickers == tuple(TICKERS)
+    assert p.available is not None
+    np.testing.assert_array_equal(p.available, members.to_numpy() & close.notna().to_numpy())
+    assert np.isfinite(p.returns).all()
+    assert (p.returns[:151, 3] == 0).all()  # D before and on its first bar: no return
+    assert (p.returns[300:, 4] == 0).all()  # E after its last bar
+    assert p.returns[HALT, 0] == 0
+    # The return after the halt spans it: last close before the halt to the close after.
+    assert p.returns[HALT + 1, 0] == pytest.approx(close.iloc[HALT + 1, 0] / close.iloc[HALT - 1, 0] - 1.0)
+    assert p.returns[250, 5] == pytest.approx(close.iloc[250, 5] / close.iloc[249, 5] - 1.0)
+    assert p.slice(100, 200).available is not None and p.slice(100, 200).available.shape == (100, 6)
+    assert p.with_feature_lag(1).available is p.available
+    # Without a membership mask a gap is still refused, as for a fixed universe.
+    with pytest.raises(TrainingError, match="closes missing"):
+        panel_from_frames(close, None, [], benchmark_close=None, label="SYNTHETIC")
+
+
+def _trade_rows(result_weights: np.ndarray, start: int, last: int, every: int) -> list[tuple[int, np.ndarray]]:
+    return [(t, result_weights[t - start]) for t in range(start, last) if (t - start) % every == 0]
+
+
+@pytest.mark.parametrize("strategy_index", range(6))
+def test_no_strategy_buys_an_unavailable_name(strategy_index: int) -> None:
+    p = panel()
+    strategies = [*classic_strategies(max_weight=None, lookback=40), TopkDropout(k=2, n_drop=2)]
+    strategy = strategies[strategy_index]
+    config = BacktestConfig(rebalance_every=5, cost_bps=0.0, slippage_bps=0.0, refit_every=100, min_history=60)
+    result = backtest(strategy, p, config, start=140, end=T - 1)
+    assert p.available is not None
+    for t, row in _trade_rows(result.weights, 140, T - 1, 5):
+        assert (row[~p.available[t]] == 0).all(), (strategy.name, t)
+        assert row.sum() <= 1.0 + 1e-9
+    held = result.weights.sum(axis=0)
+    # Names that enter are held once available (F only while a member, D after it lists).
+    if strategy.name in ("equal_weight", "topk_dropout"):
+        assert held[5] > 0 and held[3] > 0
+    # A halted name is not bought on its trade session: that share stays in cash.
+    if strategy.name == "equal_weight":
+        assert result.weights[HALT - 140, 0] == 0 and result.cash[HALT - 140] > 0.1
+
+
+def test_the_backtester_refuses_a_strategy_that_ignores_the_mask() -> None:
+    class EveryName:
+        name = "every_name"
+
+        def fit(self, history: MarketPanel) -> None:
+            pass
+
+        def target(self, history: MarketPanel, current: np.ndarray) -> np.ndarray:
+            return np.full(history.n_assets, 1.0 / history.n_assets)
+
+    config = BacktestConfig(rebalance_every=5, refit_every=100, min_history=60)
+    with pytest.raises(TrainingError, match=r"'D', which was not available .* 2019-05-"):
+        backtest(EveryName(), panel(), config, start=100, end=T - 1)
+
+
+def test_topk_sells_a_held_name_once_it_is_unavailable() -> None:
+    p = panel()
+    current = np.zeros(6)
+    current[[4, 5]] = 0.5  # E and F, both gone after session 299
+    target = TopkDropout(k=2, n_drop=0).target(p.slice(0, 320), current)
+    assert target[4] == 0 and target[5] == 0
+    assert target[3] == 0.5 and target.sum() == pytest.approx(1.0)  # D, the best name still available
+
+
+def test_the_environment_gives_no_weight_to_an_unavailable_name() -> None:
+    p = panel()
+    env = PortfolioEnv(p, EnvConfig(window=1, cost_bps=0.0, slippage_bps=0.0))
+    env.reset(options={"start": 100})  # D is not listed yet
+    logits = np.zeros(7, dtype=np.float32)
+    logits[3] = 10.0
+    _, _, _, _, info = env.step(logits)
+    assert info["weights"][3] == 0.0
+    assert info["weights"].sum() == pytest.approx(4 / 5)  # A, B, C, E and cash share the softmax (F is out)
+    env.reset(options={"start": 250})
+    _, _, _, _, info = env.step(logits)
+    assert info["weights"][3] > 0.99

@@ -284,3 +284,13 @@ def test_load_source_adds_the_notes_for_the_stage(tmp_path: Path, bars: pd.DataF
     loaded = load_source(EodFilesSource(paths=[archive], index_codes=["XJO"]))
     assert set(loaded.tables) == {"prices", "benchmark"} and "5 day files" in loaded.description
     assert loaded.notes[0].startswith("eod files: 5 read")
+
+
+def test_a_folder_is_searched_for_archives_and_loose_day_files(tmp_path: Path, bars: pd.DataFrame) -> None:
+    files = eod.day_files(bars)
+    names = list(files)
+    eod.write_zip(tmp_path / "vendor" / "zips" / "2024.zip", {n: files[n] for n in names[:3]})
+    eod.write_folder(tmp_path / "vendor" / "loose", {n: files[n] for n in names[3:]})
+    loaded = load(tmp_path / "vendor")
+    assert loaded.report.files_read == 5 and len(loaded.prices) == 15
+    assert set(loaded.prices["source"]) == {"eod:2024.zip", "eod:vendor"}

@@ -5,15 +5,21 @@ Every price here is SYNTHETIC, generated in the test.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.test_universe import SIGNALS, _store_with, rule, synthetic_prices
 from training.allocation.backtest import BacktestConfig, backtest
+from training.allocation.data import load_allocation_data
 from training.allocation.env import EnvConfig, PortfolioEnv
 from training.allocation.optimisers import TopkDropout, classic_strategies
 from training.allocation.panel import MarketPanel, panel_from_frames
 from training.errors import TrainingError
+from training.run_config import SignalRunConfig
 
 T = 400
 DAYS = pd.bdate_range("2019-01-01", periods=T)
@@ -131,3 +137,38 @@ def test_the_environment_gives_no_weight_to_an_unavailable_name() -> None:
     env.reset(options={"start": 250})
     _, _, _, _, info = env.step(logits)
     assert info["weights"][3] > 0.99
+
+
+# --- the allocation stage's loader ------------------------------------------------------------------
+
+
+class _FeaturesOfZero:
+    """Stands in for the Feast repo: every allocator feature is 0 for every entity row."""
+
+    def historical(self, service: str, entity: pd.DataFrame) -> pd.DataFrame:
+        from feature_repo.schema import ALLOCATOR_FEATURES
+
+        return entity.assign(**dict.fromkeys(ALLOCATOR_FEATURES, 0.0))
+
+
+def test_the_allocation_loader_keeps_members_that_enter_and_leave(tmp_path: Path) -> None:
+    prices = synthetic_prices(spans={"T7": ("2020-01-01", "2020-08-14"), "T6": ("2020-05-01", "2021-06-30")})
+    path = _store_with(tmp_path, prices)
+    ruled = SignalRunConfig.model_validate(SIGNALS | {"universe": rule().model_dump()})
+    repo: Any = _FeaturesOfZero()
+    data = load_allocation_data(ruled, path, repo, tmp_path, label="SYNTHETIC", warmup=2, min_members=3)
+    p = data.panel
+    assert p.tickers == ("T4", "T5", "T6", "T7") and data.dropped == ()
+    assert p.available is not None
+    days = pd.DatetimeIndex(p.dates)
+    t7, t6, t4 = p.tickers.index("T7"), p.tickers.index("T6"), p.tickers.index("T4")
+    assert p.available[days <= pd.Timestamp("2020-08-14"), t7].all()
+    assert not p.available[days > pd.Timestamp("2020-08-14"), t7].any()
+    assert not p.available[days < pd.Timestamp("2020-07-01"), t6].any()  # 40 bars first
+    assert p.available[days >= pd.Timestamp("2020-09-01"), t4].all()
+    # The same data with 'all' keeps today's fixed-universe rule: names without every close are dropped.
+    everyone = SignalRunConfig.model_validate(SIGNALS | {"universe": "all"})
+    fixed = load_allocation_data(everyone, path, repo, tmp_path, label="SYNTHETIC", warmup=2)
+    assert fixed.dropped == ("T6", "T7") and fixed.panel.available is None
+    with pytest.raises(TrainingError, match=r"3 member\(s\) on reconstitution date .* fewer than the 4 the allocation"):
+        load_allocation_data(ruled, path, repo, tmp_path, label="SYNTHETIC", warmup=2, min_members=4)

@@ -40,7 +40,7 @@ class CircuitBreaker:
         self.threshold = threshold
         self.reset_s = reset_s
         self._gauge = gauge.labels(model=model)
-        self._clock = clock
+        self.clock = clock  # public so a test can move time past the cool-down instead of sleeping
         self._failures = 0
         self._opened_at = 0.0
         self._probe_started: float | None = None
@@ -53,7 +53,7 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """Whether a call may go out now (claims the probe slot when half-open)."""
-        now = self._clock()
+        now = self.clock()
         if self._state is CircuitState.CLOSED:
             return True
         if self._state is CircuitState.OPEN:
@@ -75,7 +75,7 @@ class CircuitBreaker:
     def record_failure(self) -> None:
         self._failures += 1
         if self._state is CircuitState.HALF_OPEN or self._failures >= self.threshold:
-            self._opened_at = self._clock()
+            self._opened_at = self.clock()
             self._probe_started = None
             self._set(CircuitState.OPEN)
 

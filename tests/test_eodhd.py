@@ -271,8 +271,10 @@ def test_no_retry_on_client_errors(
 
 def test_read_timeout_is_retried_then_succeeds(fake: FakeEodhd, sleeps: list[float]) -> None:
     fake.prices["AAPL.US"] = price_rows(2)
-    fake.delay_first, fake.delay_s = 1, 2.0
-    with make_client(fake, sleeps, timeout=0.1) as client:
+    # The delayed answer never comes in time (the fake releases it when it stops); the next one has
+    # the default 2 s, plenty for a loopback answer on a busy machine (a 0.1 s budget was not).
+    fake.delay_first, fake.delay_s = 1, 60.0
+    with make_client(fake, sleeps) as client:
         prices = client.eod_prices("AAPL.US", "2024-01-01", "2024-01-31")
 
     assert len(prices) == 2
@@ -399,11 +401,11 @@ def test_key_never_appears_in_logs_errors_or_repr(
     caplog.set_level(logging.DEBUG)  # the root logger, so httpx and httpcore records too
     fake.prices["AAPL.US"] = price_rows(2)
     fake.fail_first, fake.fail_status, fake.retry_after = 1, 429, "0"
-    fake.delay_first, fake.delay_s = 2, 2.0  # the first two requests also time out
+    fake.delay_first, fake.delay_s = 2, 60.0  # the first two requests also time out (released at stop)
     # A server that echoes the key in an error body must not get it into a message either.
     fake.raw_bodies["/api/fundamentals/AAPL.US"] = f"<bad> token={TEST_TOKEN}".encode()
     errors: list[BaseException] = []
-    with make_client(fake, sleeps, timeout=0.1) as client:
+    with make_client(fake, sleeps) as client:
         texts = [repr(client), str(client)]
         assert len(client.eod_prices("AAPL.US", "2024-01-01", "2024-01-31")) == 2
         for call in (

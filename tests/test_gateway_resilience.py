@@ -3,13 +3,19 @@
 # ruff: noqa: F811  # fixtures imported from tests/gateway_fixtures are parameters by design
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from tests.gateway_fixtures.fixtures import assert_error_body, auth, make_gateway, new_key, shared_env  # noqa: F401
 
 pytestmark = pytest.mark.slow
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
@@ -27,6 +33,8 @@ def test_killed_model_server_degrades_then_recovers_through_half_open(make_gatew
     own_technical = shared_technical
     # No score cache: the call right after the kill must go to the (dead) server.
     client = make_gateway(circuit_failure_threshold=2, circuit_reset_s=1.0, score_cache_seconds=0)
+    clock = Clock()
+    client.app.state.services.breakers["technical"].clock = clock  # the cool-down elapses when the test says
     key = auth(new_key(client))
     params = {"tickers": ",".join(shared_env.tickers)}
     healthy = client.get("/v1/signals", params=params, headers=key).json()
@@ -43,7 +51,9 @@ def test_killed_model_server_degrades_then_recovers_through_half_open(make_gatew
     assert 'portfolio_os_gateway_circuit_state{model="technical"} 2.0' in client.get("/metrics").text
 
     own_technical.start().wait_ready()
-    time.sleep(1.1)  # past the cool-down: the next call is the half-open probe
+    recovering = client.get("/v1/signals", params=params, headers=key).json()
+    assert recovering["reasons"][0]["code"] == "circuit_open"  # the cool-down has not elapsed: still not sent
+    clock.now += 1.0  # past the cool-down: the next call is the half-open probe
     recovered = client.get("/v1/signals", params=params, headers=key).json()
     assert recovered["degraded"] is False and recovered["signals"][0]["components"]["technical"] is not None
     assert 'portfolio_os_gateway_circuit_state{model="technical"} 0.0' in client.get("/metrics").text
@@ -66,11 +76,12 @@ def test_ensemble_down_falls_back_to_the_equal_weight_mean(make_gateway, shared_
 def test_slow_model_times_out_into_a_degraded_answer(make_gateway, shared_env):
     slow = shared_env.servers["slow"]
     client = make_gateway(model_urls={**shared_env.model_urls(), "fundamental": slow.url}, model_timeout_s=0.2)
-    start = time.perf_counter()
     r = client.get("/v1/signals", params={"tickers": shared_env.tickers[0]}, headers=auth(new_key(client)))
-    elapsed = time.perf_counter() - start
-    assert r.status_code == 200 and elapsed < 0.9
+    # The reason is the proof the gateway stopped waiting (the slow server answers after 1 s, and
+    # would have answered well): no wall-clock bound, which a busy machine would break.
+    assert r.status_code == 200
     assert [(x["model"], x["code"]) for x in r.json()["reasons"]] == [("fundamental", "timeout")]
+    assert r.json()["signals"][0]["components"]["fundamental"] is None
 
 
 def test_no_component_at_all_is_503_with_the_error_body(make_gateway, shared_env):

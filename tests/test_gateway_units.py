@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import pytest
 
@@ -94,18 +93,24 @@ def test_client_retries_429_honouring_retry_after(shared_env, tmp_path) -> None:
         from api.keys import create_key
 
         key = create_key(services.engine, "t", ("signals:read", "models:read"), "2/second", services.settings.pepper)
+        # The quota's window runs on a clock the client's back-off moves: no request races a second.
+        clock = Clock()
+        window = services.limiter._memory
+        assert window is not None
+        window.clock = clock
         waits: list[float] = []
 
         def sleep(seconds: float) -> None:
             waits.append(seconds)
-            time.sleep(seconds)
+            clock.now += seconds
 
-        with PortfolioOSClient(url, key.plaintext, timeout_s=5, sleep=sleep) as client:
+        with PortfolioOSClient(url, key.plaintext, timeout_s=30, sleep=sleep) as client:
             client.signals(shared_env.tickers[:1])  # warm-up: opens the feature store
-            time.sleep(1.0)
+            clock.now += 1.0
             answers = [client.signals(shared_env.tickers[:2]) for _ in range(5)]
             assert all(len(a.signals) == 2 for a in answers)
-            assert waits and all(1 <= w <= 2 for w in waits)  # Retry-After honoured
+            # Requests 3 and 5 find the window full; each waits the Retry-After (1 s), then passes.
+            assert waits == [1.0, 1.0], waits
             with pytest.raises(GatewayClientError) as caught:
                 client.explanation(shared_env.tickers[0])
             assert caught.value.status == 403 and caught.value.code == "forbidden"

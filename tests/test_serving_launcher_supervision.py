@@ -16,7 +16,6 @@ and its circuit cool-down is 1 s so recovery is measured in the launcher's terms
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -25,22 +24,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
 import pytest
 
 from api.client import PortfolioOSClient
 from serving.contract import service_features
 from tests.gateway_fixtures.feast_repo import build_feature_repo
+from tests.gateway_fixtures.load import Load
 from tests.serving_fixtures import Registry, mlflow_uris_restored, server_env, train_booster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-CLIENTS = 8
 RECOVERY_BUDGET_S = 5.0
 # Deadlines that only stop a hung test; nothing asserts on them.
 BOOT_DEADLINE_S = 180.0
@@ -87,71 +85,6 @@ class LauncherOutput:
     def text(self) -> str:
         with self.changed:
             return "\n".join(line for _, line in self.lines)
-
-
-@dataclass(frozen=True)
-class Answer:
-    sent: float
-    done: float
-    status: int  # 0: a connection error (or any transport error)
-    degraded: bool | None
-    technical_present: bool
-
-
-@dataclass
-class Load:
-    """``CLIENTS`` concurrent clients on /v1/signals until stopped; every answer and error recorded."""
-
-    url: str
-    key: str
-    tickers: str
-    answers: list[Answer] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-    changed: threading.Condition = field(default_factory=threading.Condition)
-
-    def _record(self, answer: Answer) -> None:
-        with self.changed:
-            self.answers.append(answer)
-            self.changed.notify_all()
-
-    async def _client(self, client: httpx.AsyncClient) -> None:
-        while not self.stop.is_set():
-            sent = time.monotonic()
-            try:
-                response = await client.get("/v1/signals", params={"tickers": self.tickers})
-            except httpx.TransportError as e:
-                self.errors.append(repr(e))
-                self._record(Answer(sent, time.monotonic(), 0, None, False))
-                continue
-            body = response.json() if response.status_code == 200 else {}
-            present = bool(body) and body["signals"][0]["components"]["technical"] is not None
-            self._record(Answer(sent, time.monotonic(), response.status_code, body.get("degraded"), present))
-
-    def run(self) -> None:
-        async def main() -> None:
-            headers = {"Authorization": f"Bearer {self.key}"}
-            async with httpx.AsyncClient(base_url=self.url, headers=headers, timeout=30.0) as client:
-                await asyncio.gather(*(self._client(client) for _ in range(CLIENTS)))
-
-        asyncio.run(main())
-
-    def wait(self, condition: Callable[[list[Answer]], bool], what: str) -> None:
-        deadline = time.monotonic() + EVENT_DEADLINE_S
-        with self.changed:
-            while not condition(self.answers):
-                if not self.changed.wait(timeout=max(0.0, deadline - time.monotonic())):
-                    raise AssertionError(f"timed out waiting for {what}; {len(self.answers)} answers")
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Load]:
-        thread = threading.Thread(target=self.run, name="signals-load", daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self.stop.set()
-            thread.join(timeout=60)
 
 
 def _registry(folder: Path) -> str:

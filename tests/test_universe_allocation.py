@@ -172,3 +172,14 @@ def test_the_allocation_loader_keeps_members_that_enter_and_leave(tmp_path: Path
     assert fixed.dropped == ("T6", "T7") and fixed.panel.available is None
     with pytest.raises(TrainingError, match=r"3 member\(s\) on reconstitution date .* fewer than the 4 the allocation"):
         load_allocation_data(ruled, path, repo, tmp_path, label="SYNTHETIC", warmup=2, min_members=4)
+
+
+def test_one_partial_data_day_does_not_disqualify_names_from_an_estimate() -> None:
+    close, members = closes_and_members()
+    close.iloc[240, 1:] = np.nan  # a partial day: only A has a close (the ASX files hold such a day)
+    p = panel_from_frames(close, None, [], benchmark_close=None, label="SYNTHETIC", members=members)
+    inverse_vol = classic_strategies(max_weight=None, lookback=40)[1]
+    weights = inverse_vol.target(p.slice(0, 260), np.zeros(6))
+    assert (weights[[0, 1, 2, 3, 4, 5]] > 0).all() and weights.sum() == pytest.approx(1.0)
+    inverse_vol.min_coverage = 1.0  # every session of the window: the partial day leaves A alone
+    assert inverse_vol.target(p.slice(0, 260), np.zeros(6))[0] == pytest.approx(1.0)

@@ -23,10 +23,14 @@ volatility, which has no such option, is capped afterwards by
 :func:`~training.allocation.weights.cap_weights`; equal weight needs no cap (``1/N`` is feasible).
 
 **Names that enter and leave** (a panel with an ``available`` mask). The skfolio strategies
-estimate and invest over the names available on every session of their trailing window (for equal
-weight: on the decision session), so no return a name did not have enters an estimate; a name that
-just joined the universe waits ``lookback`` sessions. When too few names qualify for the method or
-the cap, the rebalance holds equal weight over the names available now (capped, the rest in cash),
+estimate and invest over the names available on the decision session and on at least
+``min_coverage`` (90%) of the sessions of their trailing window (for equal weight: on the decision
+session only). Not "every session": one partial data day (the ASX files hold one with 85 rows
+instead of ~1,100) would otherwise disqualify almost every name for a year. A session without a
+close contributes a return of 0 and the next close's return spans the gap, so the window's total
+return is right and its variance slightly understated. A name that just joined the universe waits
+until it has been available long enough. When too few names qualify for the method or the cap,
+the rebalance holds equal weight over the names available now (capped, the rest in cash),
 recorded as a fallback. Top-k ranks only names available now and sells held names that are not.
 
 **Failures.** A solve can fail inside a long backtest: maximum Sharpe has no solution when every
@@ -87,6 +91,8 @@ class ClassicStrategy(ABC):
 
     # Assets the method needs; a universe below it is refused, not solved.
     min_assets: int = 2
+    # With an availability mask: the share of the window's sessions a name must have been available.
+    min_coverage: float = 0.9
 
     def __init__(self, name: str, *, lookback: int | None, max_weight: float | None) -> None:
         if lookback is not None and lookback < 2:
@@ -118,7 +124,7 @@ class ClassicStrategy(ABC):
         n = history.n_assets
         cap = self._check_universe(n)
         returns = self._window(history)
-        columns = self._qualified(history, returns.shape[0])
+        columns = self._qualified(history, returns.shape[0], self.min_coverage)
         if columns is not None:
             if columns.size < self.min_assets or columns.size * cap < 1.0 - 1e-9:
                 return self._fall_back(history, f"only {columns.size} name(s) available through the window", cap)
@@ -139,11 +145,12 @@ class ClassicStrategy(ABC):
         return full
 
     @staticmethod
-    def _qualified(history: MarketPanel, rows: int) -> npt.NDArray[np.intp] | None:
-        """Names available on each of the window's last ``rows`` sessions; None for a fixed universe."""
+    def _qualified(history: MarketPanel, rows: int, coverage: float) -> npt.NDArray[np.intp] | None:
+        """Names available now and on ``coverage`` of the window's last ``rows`` sessions; None: fixed universe."""
         if history.available is None:
             return None
-        return np.flatnonzero(history.available[-rows:].all(axis=0))
+        window = history.available[-rows:]
+        return np.flatnonzero(window[-1] & (window.mean(axis=0) >= coverage - 1e-12))
 
     def _check_universe(self, n: int) -> float:
         """The cap in force (1.0 without one), once ``n`` assets are known to suit the method and the cap."""

@@ -140,3 +140,14 @@ def test_feature_windows_and_labels_count_the_missing_week_as_sessions() -> None
     assert labels.loc[("AAA", before), "known_at"] == ASX_2014[ASX_2014.get_loc(before) + h]
     plain = forward_outcomes(prices, bench, horizon=h).set_index(["ticker", "date"])
     assert plain.loc[("AAA", before), "known_at"] > labels.loc[("AAA", before), "known_at"]
+
+
+def test_a_holiday_filled_with_a_copy_of_the_day_before_is_reported() -> None:
+    prices = synthetic_prices({t: ASX_2014 for t in ("AAA", "BBB", "CCC")})
+    # The "vendor" wrote Anzac Day (closed) as a copy of the Thursday before it.
+    copy = prices[prices["date"] == pd.Timestamp("2014-04-24")].assign(date=pd.Timestamp("2014-04-25"))
+    prices = pd.concat([prices, copy], ignore_index=True)
+    check = run_health_checks(prices, sessions=ASX_2014).check("off_calendar_dates")
+    assert check.affected == 1 and check.failed
+    assert check.examples == ["2014-04-25: 3 bars, 100% repeat the previous close"]
+    assert run_health_checks(prices).check("off_calendar_dates").affected == 0

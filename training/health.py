@@ -26,6 +26,10 @@ The checks, in report order:
 * ``missing_market_sessions``: sessions the exchange was open (``sessions``, from the configured
   exchange calendar) on which the data holds no bar at all, e.g. a week the vendor never
   delivered. Named as runs of consecutive sessions. Without ``sessions`` it finds nothing.
+* ``off_calendar_dates``: dates with bars on which the exchange was closed (needs ``sessions``).
+  Vendors fill some holidays with a copy of the previous session's file: phantom bars with a zero
+  return and the same volume, which would count as a session in every window. Each example says
+  how many of that day's bars repeat the ticker's previous close.
 * ``reused_codes``: tickers absent for more than ``reuse_gap_sessions`` sessions that trade again:
   the ingest stage makes each life its own instrument (``training.instruments``). Listed, never
   failed: the split is the handling.
@@ -69,6 +73,7 @@ CHECK_NAMES: Final[tuple[str, ...]] = (
     "unadjusted_splits",
     "duplicate_rows",
     "missing_market_sessions",
+    "off_calendar_dates",
     "reused_codes",
 )
 # Forward splits (price / k), US reverse splits and ASX-style consolidations (price x k; small
@@ -138,6 +143,12 @@ class HealthThresholds(BaseModel):
         ge=0,
         description="Fail when more exchange sessions than this have no row at all (needs calendar.exchange): "
         "a session missing for every ticker is a file the vendor never delivered, not a market event.",
+    )
+    max_off_calendar_dates: int = Field(
+        default=0,
+        ge=0,
+        description="Fail when more dates than this have bars although the exchange was closed (needs "
+        "calendar.exchange): such a day is a holiday the data fills, usually with a copy of the day before.",
     )
     max_missing_ticker_share: float = Field(
         default=0.10, ge=0.0, le=1.0, description="Fail when more than this share of tickers miss sessions."
@@ -287,7 +298,8 @@ class _Bars:
     """Bars sorted by (ticker, date), one per key, without rows whose adj_close is NaN.
 
     ``code`` indexes ``tickers``; ``session`` is each bar's position in ``calendar``; ``absent``
-    holds the exchange's sessions on which no ticker has a bar;
+    holds the exchange's sessions on which no ticker has a bar, ``closed`` the dates with bars
+    on which the exchange was closed;
     ``starts``/``ends`` index each ticker's first and last bar; ``prev_ok`` is True where the
     previous bar belongs to the same ticker.
     """
@@ -297,6 +309,7 @@ class _Bars:
     session: IntArray
     calendar: npt.NDArray[np.datetime64]
     absent: npt.NDArray[np.datetime64]
+    closed: npt.NDArray[np.datetime64]
     adj: FloatArray
     prev_ok: BoolArray
     broken: BoolArray
@@ -346,6 +359,7 @@ def run_health_checks(
         _splits_result(bars, splits, t),
         duplicates,
         _missing_market_sessions(bars, t),
+        _off_calendar_dates(bars, t),
         _reused_codes(bars, t),
     ]
     return HealthReport(checks=checks, n_rows=len(prices), n_tickers=len(bars.tickers), n_sessions=len(bars.calendar))
@@ -380,12 +394,13 @@ def _index(
     used = np.zeros(len(all_days), dtype=bool)
     used[day] = True
     traded = all_days[used]
-    calendar, absent = traded, traded[:0]
+    calendar, absent, closed = traded, traded[:0], traded[:0]
     if sessions is not None and len(traded):
         open_days = pd.DatetimeIndex(sessions).to_numpy(dtype="datetime64[ns]")
         open_days = open_days[(open_days >= traded[0]) & (open_days <= traded[-1])]
         calendar = np.union1d(traded, open_days)
         absent = np.setdiff1d(open_days, traded)
+        closed = np.setdiff1d(traded, open_days)
     prev_ok = np.zeros(len(code), dtype=bool)
     prev_ok[1:] = code[1:] == code[:-1]
     starts = np.flatnonzero(~prev_ok).astype(np.int64)
@@ -395,6 +410,7 @@ def _index(
         session=np.searchsorted(calendar, all_days[day]).astype(np.int64),
         calendar=calendar,
         absent=absent,
+        closed=closed,
         # Non-positive prices are reported by their own check; as returns they would only add noise.
         adj=np.where(adj > 0, adj, np.nan),
         prev_ok=prev_ok,
@@ -493,6 +509,33 @@ def _missing_market_sessions(bars: _Bars, t: HealthThresholds) -> CheckResult:
         examples,
         total=len(bars.calendar),
         unit="sessions",
+    )
+
+
+def _off_calendar_dates(bars: _Bars, t: HealthThresholds) -> CheckResult:
+    """Dates with bars although the exchange was closed, each with how many bars repeat the day before."""
+    examples = []
+    if len(bars.closed):
+        on_closed = np.isin(bars.calendar[bars.session], bars.closed)
+        # A repeat: the same adj_close as the ticker's previous bar (volume is not in _Bars; a
+        # repeated close on a whole day's file is evidence enough of a copied file).
+        repeat = np.zeros(len(bars.adj), dtype=bool)
+        repeat[1:] = bars.prev_ok[1:] & (bars.adj[1:] == bars.adj[:-1])
+        day = bars.session[on_closed]
+        n_bars = np.bincount(day, minlength=len(bars.calendar))
+        n_repeat = np.bincount(day, weights=repeat[on_closed], minlength=len(bars.calendar))
+        for d in bars.closed[: t.max_examples]:
+            i = int(np.searchsorted(bars.calendar, d))
+            examples.append(
+                f"{_day(d)}: {n_bars[i]} bars, {n_repeat[i] / max(n_bars[i], 1):.0%} repeat the previous close"
+            )
+    return _result(
+        "off_calendar_dates",
+        len(bars.closed),
+        t.max_off_calendar_dates,
+        examples,
+        total=len(bars.calendar),
+        unit="dates",
     )
 
 

@@ -56,12 +56,13 @@ def code_lives(prices: pd.DataFrame, *, gap_sessions: int, sessions: pd.Datetime
     """
     if gap_sessions < 1:
         raise ValueError(f"gap_sessions must be at least 1, got {gap_sessions}")
-    keys = prices[[TICKER, DATE]].drop_duplicates()
-    codes, tickers = pd.factorize(keys[TICKER], sort=True)
-    dates = pd.to_datetime(keys[DATE]).to_numpy(dtype="datetime64[ns]")
-    calendar = np.unique(dates if sessions is None else np.concatenate([dates, sessions.to_numpy("datetime64[ns]")]))
-    order = np.lexsort((dates, codes))
-    code, day = codes[order], dates[order]
+    # Integer keys throughout: on millions of rows, sorting and de-duplicating strings and
+    # timestamps in pandas is what would take the time.
+    codes, tickers = pd.factorize(prices[TICKER], sort=True)
+    days, day_index = np.unique(pd.to_datetime(prices[DATE]).to_numpy(dtype="datetime64[ns]"), return_inverse=True)
+    keys = np.unique(codes.astype(np.int64) * len(days) + day_index)  # sorted by ticker, then date
+    code, day = keys // max(len(days), 1), days[keys % max(len(days), 1)]
+    calendar = days if sessions is None else np.union1d(days, sessions.to_numpy("datetime64[ns]"))
     position = np.searchsorted(calendar, day)
     same = np.zeros(len(code), dtype=bool)
     same[1:] = code[1:] == code[:-1]

@@ -109,7 +109,7 @@ def refresh_code_lives(store: OfflineStore, *, exchange: str | None, gap_session
     lives = code_lives(keys, gap_sessions=gap_sessions, sessions=run_sessions(exchange, keys[DATE]))
     instruments, breaks = write_code_lives(store, lives)
     line = (
-        f"instruments {len(lives.instruments):>9,} rows: {instruments.inserted:,} new, "
+        f"{'instruments':<17} {len(lives.instruments):>9,} rows: {instruments.inserted:,} new, "
         f"{instruments.updated:,} changed; "
         f"{len(lives.breaks):,} reused code(s) (absent > {gap_sessions} sessions): "
         f"{breaks.inserted:,} new, {breaks.updated:,} changed"

@@ -254,3 +254,14 @@ def store_columns() -> tuple[str, ...]:
     from feature_repo.tables import PRICE_COLUMNS
 
     return PRICE_COLUMNS
+
+
+def test_the_store_reads_only_the_columns_asked_for(tmp_path: Path) -> None:
+    from training.errors import StoreError
+
+    with OfflineStore(tmp_path / "offline.duckdb") as store:
+        store.upsert("series_breaks", breaks_at("BBB", SESSIONS[10]))
+        keys = store.read("series_breaks", columns=["ticker", "date"])
+        assert list(keys.columns) == ["ticker", "date"] and keys["date"].dtype == "datetime64[ns]"
+        with pytest.raises(StoreError, match="no column"):
+            store.read("series_breaks", columns=["ticker", "price"])

@@ -88,7 +88,12 @@ def sort_bars(prices: pd.DataFrame, breaks: pd.DataFrame | None = None) -> Sorte
     usable = np.flatnonzero(price_all > 0)
     codes, tickers = pd.factorize(prices[TICKER].to_numpy()[usable], sort=True)
     days = pd.to_datetime(prices[DATE]).to_numpy(dtype="datetime64[D]")[usable]
-    order = np.lexsort((np.arange(len(usable)), days, codes))
+    # One int64 key per (ticker, day); a stable sort keeps the input order within a key (the last one wins).
+    day_number = days.astype(np.int64)
+    span = int(day_number.max() - day_number.min()) + 1 if len(days) else 1
+    order = np.argsort(
+        codes.astype(np.int64) * span + (day_number - (day_number.min() if len(days) else 0)), kind="stable"
+    )
     code, day = codes[order].astype(np.int64), days[order]
     last_of_key = np.ones(len(code), dtype=bool)
     last_of_key[:-1] = (code[1:] != code[:-1]) | (day[1:] != day[:-1])

@@ -94,8 +94,11 @@ def bar_factors(prices: pd.DataFrame, factors: pd.DataFrame) -> tuple[FloatArray
 def apply_factors(prices: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``prices`` whose ``adj_close`` is the given ``adj_close`` times each bar's price factor.
 
-    The raw ``open``/``high``/``low``/``close``/``volume`` are returned unchanged.
+    The raw ``open``/``high``/``low``/``close``/``volume`` are returned unchanged; without factors the
+    input frame itself is returned (copying millions of rows for nothing is most of the cost).
     """
+    if factors.empty:
+        return prices
     price, _ = bar_factors(prices, factors)
     out = prices.copy()
     out["adj_close"] = prices["adj_close"].to_numpy(dtype=np.float64) * price

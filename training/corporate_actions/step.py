@@ -70,13 +70,17 @@ def prepare(loaded: LoadedData, ctx: RunContext, store: OfflineStore) -> tuple[L
         held = prices.loc[~raw, "ticker"].nunique()
         print(f"  corporate actions: {held:,} ticker(s) with their own adj_close kept as given", file=ctx.out)
     known = _known_breaks(prices, ctx, store)
-    outcome = process_prices(prices[raw], ctx.config.corporate_actions, known)
+    everything = bool(raw.all())
+    outcome = process_prices(prices if everything else prices[raw], ctx.config.corporate_actions, known)
     report = ctx.data_dir / "reports" / REPORT_NAME
     write_report(outcome.suspects, report)
     print(f"  corporate actions: {outcome.summary()}; report {report}", file=ctx.out)
     outcome.raise_if_refused(report)
-    adjusted = prices.copy()
-    adjusted.loc[raw, "adj_close"] = outcome.prices["adj_close"].to_numpy()
+    if everything:
+        adjusted = outcome.prices
+    else:
+        adjusted = prices.copy()
+        adjusted.loc[raw, "adj_close"] = outcome.prices["adj_close"].to_numpy()
     tickers = sorted(map(str, prices["ticker"].unique()))
     return replace(loaded, tables=loaded.tables | {"prices": adjusted}), CorporateActionsStep(outcome, tickers)
 

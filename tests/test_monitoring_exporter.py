@@ -72,11 +72,12 @@ def test_textfile_and_loopback_server_export_the_same_series(tmp_path):
     thread = threading.Thread(target=serve, args=(tmp_path, "127.0.0.1", port, stop), daemon=True)
     thread.start()
     try:
-        for _ in range(50):
+        served = ""
+        deadline = time.monotonic() + 60  # only stops a hung test: the thread may start late on a busy machine
+        while not served and time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
                     served = response.read().decode()
-                break
             except OSError:
                 time.sleep(0.1)
         assert _samples(served)[("portfolio_os_model_rolling_rank_ic", (("model", "technical"),))] == 0.03

@@ -56,16 +56,18 @@ EXPECTED_FIRING = ("PortfolioOSModelReadyMissing", "PortfolioOSCircuitOpen", "Po
 # Alerts that must stay quiet: other model servers still report readiness (not absent); a dead server
 # reports nothing (not "not ready"); degraded answers are 200s (no error rate).
 EXPECTED_QUIET = ("PortfolioOSModelReadyAbsent", "PortfolioOSModelNotReady", "PortfolioOSGatewayErrorRateHigh")
-ALERT_BUDGET_S = 30.0
+# Only stops a hung test (the latencies are printed, not asserted).
+ALERT_BUDGET_S = 60.0
 # Series no process of this stack exports, by design: written by `python -m monitoring`'s exporter.
 FROM_MONITORING = frozenset(EXPORTED_METRICS)
 
 
 @dataclass(frozen=True)
 class Answer:
-    """One /v1/signals answer of the background load."""
+    """One /v1/signals answer of the background load: when its request went out, when it came back."""
 
-    at: float
+    sent: float
+    done: float
     status: int
     degraded: bool | None
     technical_present: bool
@@ -87,10 +89,12 @@ class Load:
         try:
             with httpx.Client(base_url=self.url, headers=headers, timeout=10.0) as client:
                 while not self.stop.is_set():
+                    sent = time.monotonic()
                     response = client.get("/v1/signals", params={"tickers": self.tickers})
                     body = response.json() if response.status_code == 200 else {}
                     present = bool(body) and body["signals"][0]["components"]["technical"] is not None
-                    self.answers.append(Answer(time.monotonic(), response.status_code, body.get("degraded"), present))
+                    answer = Answer(sent, time.monotonic(), response.status_code, body.get("degraded"), present)
+                    self.answers.append(answer)
                     self.stop.wait(0.2)
         except BaseException as e:  # surfaced by the test's assertion on ``errors``
             self.errors.append(e)
@@ -137,6 +141,9 @@ def _services(tmp_path: Path, tracking_uri: str, database_url: str) -> list[Serv
         "PORTFOLIO_OS_API_KEY_PEPPER": PEPPER,
         # Two cores boot four Python servers and Prometheus: a healthy call must never time out.
         "PORTFOLIO_OS_MODEL_TIMEOUT_S": "2.0",
+        # No score cache: a request sent after the kill cannot be answered with the dead model's score,
+        # however long the machine takes (with the 2 s cache, that depended on how busy it was).
+        "PORTFOLIO_OS_SCORE_CACHE_SECONDS": "0",
     }
     return plan(list(MODELS), free_ports(len(MODELS) + 1), env)
 
@@ -229,17 +236,19 @@ def _check_quiet(api: PrometheusAPI) -> None:
     for a moment at Prometheus' start; it must resolve within a few evaluations once scraped.
     """
     try:
-        _wait(lambda: not _noisy(api), 10, "a quiet healthy stack")
+        _wait(lambda: not _noisy(api), 30, "a quiet healthy stack")
     except AssertionError as e:
         raise AssertionError(f"{e}; alerts active on a healthy stack: {_noisy(api)}") from e
 
 
-def _kill_and_time_alerts(api: PrometheusAPI, victim: Service) -> tuple[float, dict[str, float]]:
-    """SIGKILL the victim's process group (a crashed pod); seconds from the kill to each alert firing."""
+def _kill_and_time_alerts(api: PrometheusAPI, victim: Service) -> tuple[float, float, dict[str, float]]:
+    """SIGKILL the victim's process group (a crashed pod); when the signal was sent, when the server was
+    gone, and the seconds from then to each alert firing."""
     assert victim.process is not None
-    killed_at = time.monotonic()
+    kill_sent_at = time.monotonic()
     os.killpg(victim.process.pid, signal.SIGKILL)
-    victim.process.wait(timeout=10)
+    victim.process.wait(timeout=60)
+    killed_at = time.monotonic()  # the server is gone: every request sent from now on finds it gone
     latencies: dict[str, float] = {}
 
     def all_firing() -> bool:
@@ -249,7 +258,7 @@ def _kill_and_time_alerts(api: PrometheusAPI, victim: Service) -> tuple[float, d
         return len(latencies) == len(EXPECTED_FIRING)
 
     _wait(all_firing, ALERT_BUDGET_S, f"{EXPECTED_FIRING} to fire for {KILLED}")
-    return killed_at, latencies
+    return kill_sent_at, killed_at, latencies
 
 
 def _check_after_kill(api: PrometheusAPI) -> None:
@@ -314,10 +323,10 @@ def test_killed_model_server_fires_its_alerts_in_a_real_prometheus(
                 _check_loopback_only(earlier_children)
                 _check_quiet(api)
                 clock["series and quiet"] = time.monotonic()
-                killed_at, latencies = _kill_and_time_alerts(api, by_name[KILLED])
+                kill_sent_at, killed_at, latencies = _kill_and_time_alerts(api, by_name[KILLED])
                 _check_after_kill(api)
                 clock["alerts fired"] = time.monotonic()
-                time.sleep(0.5)  # a few more answers with the circuit open
+                _wait(lambda: sum(a.sent > killed_at for a in load.answers) >= 3, 60, "answers after the kill")
         clock["stopped"] = time.monotonic()
     assert load.errors == [], load.errors
     statuses = sorted({a.status for a in load.answers})
@@ -328,11 +337,11 @@ def test_killed_model_server_fires_its_alerts_in_a_real_prometheus(
         + f"; total {steps[-1][1] - steps[0][1]:.1f}s"
         + "\nkill->firing: "
         + ", ".join(f"{n} {v:.1f}s" for n, v in latencies.items())
-        + f"\nload answers {len(load.answers)} ({sum(a.at > killed_at for a in load.answers)} after the kill),"
+        + f"\nload answers {len(load.answers)} ({sum(a.sent > killed_at for a in load.answers)} after the kill),"
         f" statuses {statuses}"
     )
     assert statuses == [200], statuses  # degraded answers while technical is down, never a 5xx
-    healthy = [a for a in load.answers if a.at < killed_at]
-    outage = [a for a in load.answers if a.at > killed_at + 2.5]  # past the 2 s score cache
+    healthy = [a for a in load.answers if a.done < kill_sent_at]
+    outage = [a for a in load.answers if a.sent > killed_at]
     assert healthy and all(a.degraded is False and a.technical_present for a in healthy), healthy
     assert outage and all(a.degraded is True and not a.technical_present for a in outage), outage

@@ -16,7 +16,7 @@ from feature_repo.tables import DATE, TICKER, UNIVERSE_MEMBERSHIP_COLUMNS
 from training.config import load_config
 from training.errors import TrainingError
 from training.run_config import SignalRunConfig, UniverseRule
-from training.signals import load_inputs, point_in_time_universe
+from training.signals import baselines, load_inputs, point_in_time_universe
 from training.store import OfflineStore
 from training.universe import (
     check_member_counts,
@@ -275,3 +275,26 @@ def test_no_rule_means_no_universe_table(tmp_path: Path) -> None:
     assert point_in_time_universe(config, path, synthetic_prices(), 2, "evaluation.top_k") is None
     with OfflineStore(path, read_only=True) as store:
         assert store.count("universe_membership") == 0
+
+
+def test_evaluation_books_hold_members_only(tmp_path: Path) -> None:
+    prices = synthetic_prices(spans={"T7": ("2020-01-01", "2021-02-12")})
+    path = _store_with(tmp_path, prices)
+    evaluation = {"top_k": 2, "rebalance_every": 5}
+    ruled = rule(top_n=5).model_dump()  # the metrics need 5 tickers a date
+    config = SignalRunConfig.model_validate(SIGNALS | {"universe": ruled, "evaluation": evaluation})
+    inputs = load_inputs(config, path, repo=None)  # type: ignore[arg-type]  # the repo is only carried
+    assert inputs.members is not None
+    rows = baselines(inputs)
+    held_any = set()
+    for name in ("momentum_12_1", "reversal_1m", "equal_weight"):
+        book = rows[name][1]
+        for trade_day, weights in book.weights.iterrows():
+            signal = book.signal_dates[trade_day]
+            held = list(weights.index[weights > 0])
+            held_any |= set(held)
+            assert all(inputs.members.loc[signal, t] for t in held), (name, signal, held)
+    assert held_any <= {"T2", "T3", "T4", "T5", "T6", "T7"} and "T2" in held_any  # T2 replaces T7 from March 2021
+    with pytest.raises(TrainingError, match="no date has at least 5 tickers"):
+        small = SignalRunConfig.model_validate(SIGNALS | {"universe": rule().model_dump(), "evaluation": evaluation})
+        baselines(load_inputs(small, path, repo=None))  # type: ignore[arg-type]

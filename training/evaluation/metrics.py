@@ -159,6 +159,12 @@ def per_date_statistics(frame: pd.DataFrame, *, min_tickers: int = 5) -> pd.Data
         grouped[TARGET].transform("max") > grouped[TARGET].transform("min")
     )
     keep = (size >= min_tickers) & varies
+    if not keep.any():
+        raise TrainingError(
+            f"no date has at least {min_tickers} tickers with varying scores and targets "
+            f"({data[DATE].nunique()} date(s), at most {int(size.max()) if len(size) else 0} ticker(s) on one): "
+            "a universe this small cannot be evaluated"
+        )
     n_tickers = size[keep].to_numpy().astype(np.int64)
     data = data.loc[keep].reset_index(drop=True)
     grouped = data.groupby(DATE, sort=True)

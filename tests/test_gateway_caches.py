@@ -178,7 +178,7 @@ def test_feature_rows_past_half_their_life_are_reread_in_the_background(shared_e
     clock.now += 0.2  # past half: served at once, and one background read renews the rows
     served = features.cached([a, b])
     assert served is not None and served.digest() == first.digest()
-    wait_for(lambda: not features._refreshing, 10.0, "the background feature refresh")
+    wait_for(lambda: not features._refreshing, 60.0, "the background feature refresh")
     assert calls == [[a, b], [a, b]]
     # The renewed rows carry the renewal's read time: at 1.5 TTL after the first read they are fresh.
     clock.now += 3.9
@@ -200,7 +200,7 @@ def test_a_failed_background_feature_refresh_leaves_the_rows_to_expire(shared_en
     monkeypatch.setattr(store, "get_online_features", broken)
     clock.now += 3.0
     assert features.cached([a]) is not None  # still within its life: served
-    wait_for(lambda: not features._refreshing, 10.0, "the background feature refresh")
+    wait_for(lambda: not features._refreshing, 60.0, "the background feature refresh")
     clock.now += 1.0
     assert features.cached([a]) is None
     # The failure dropped the repository: the next request's own read reopens it (the store is back).
@@ -293,7 +293,7 @@ def test_the_same_tickers_get_the_same_snapshot_until_a_row_is_replaced(shared_e
     assert again is not None and again is not first and again.digest() == first.digest()
     clock.now += 2.5  # past half the life: checked row by row (and renewed), never served stale
     assert features.cached([a, b]) is not None
-    wait_for(lambda: not features._refreshing, 10.0, "the background feature refresh")
+    wait_for(lambda: not features._refreshing, 60.0, "the background feature refresh")
     clock.now += 1.5  # the renewed rows are 1.5 s old: assembled anew once, then reused
     renewed = features.cached([a, b])
     assert renewed is not None and renewed is not again and features.cached([a, b]) is renewed

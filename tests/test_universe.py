@@ -298,3 +298,23 @@ def test_evaluation_books_hold_members_only(tmp_path: Path) -> None:
     with pytest.raises(TrainingError, match="no date has at least 5 tickers"):
         small = SignalRunConfig.model_validate(SIGNALS | {"universe": rule().model_dump(), "evaluation": evaluation})
         baselines(load_inputs(small, path, repo=None))  # type: ignore[arg-type]
+
+
+def test_a_reused_code_counts_its_history_from_the_break() -> None:
+    # T7's first company trades until 2020-03-31; a new company takes the code from 2020-06-01.
+    prices = synthetic_prices()
+    gap = (prices[TICKER] == "T7") & prices[DATE].between(pd.Timestamp("2020-04-01"), pd.Timestamp("2020-05-29"))
+    prices = prices[~gap]
+    breaks = pd.DataFrame(
+        {TICKER: ["T7"], DATE: [pd.Timestamp("2020-06-01")], "reason": ["code_reused"], "detail": ["synthetic"]}
+    )
+
+    def first_member(frame: pd.DataFrame) -> pd.Timestamp:
+        return frame.loc[frame[TICKER] == "T7", DATE][frame[DATE] >= pd.Timestamp("2020-06-01")].min()
+
+    # Without the break the old company's bars count: a member once it trades again.
+    assert first_member(compute_membership(prices, rule())) == pd.Timestamp("2020-07-01")
+    # With it the new company needs its own 40 bars (2020-06-01..2020-07-27).
+    assert first_member(compute_membership(prices, rule(), breaks=breaks)) == pd.Timestamp("2020-08-03")
+    corporate = breaks.assign(reason="corporate_action_suspect")  # the same company: history kept
+    assert first_member(compute_membership(prices, rule(), breaks=corporate)) == pd.Timestamp("2020-07-01")

@@ -19,6 +19,7 @@ import pandas as pd
 from feature_repo.store import FeatureRepo
 from feature_repo.tables import DATE, TICKER
 from feature_repo.transforms.outcomes import forward_outcomes
+from feature_repo.transforms.panel import link_across_breaks
 from training.calendar import run_sessions
 from training.datasets import TrainingFrame, build_training_frame
 from training.errors import TrainingError
@@ -91,17 +92,14 @@ def load_inputs(
     """
     prices, bench = read_universe(config, offline_store)
     check_history(config, pd.DatetimeIndex(prices[DATE]))
+    breaks = read_series_breaks(offline_store)
     outcomes = forward_outcomes(
-        prices,
-        bench,
-        horizon=config.horizon,
-        sessions=run_sessions(exchange, prices[DATE]),
-        breaks=read_series_breaks(offline_store),
+        prices, bench, horizon=config.horizon, sessions=run_sessions(exchange, prices[DATE]), breaks=breaks
     )
     universe = point_in_time_universe(config, offline_store, prices, config.evaluation.top_k, "evaluation.top_k")
     if universe is not None:
         outcomes = restrict_to_members(outcomes, universe.mask)
-    return SignalInputs(config, repo, outcomes, close_panel(prices), universe)
+    return SignalInputs(config, repo, outcomes, close_panel(prices, breaks), universe)
 
 
 def point_in_time_universe(
@@ -119,8 +117,9 @@ def point_in_time_universe(
     rule = config.universe
     if isinstance(rule, tuple) or rule == "all":
         return None
+    breaks = read_series_breaks(offline_store)
     with OfflineStore(offline_store) as store:
-        universe = refresh_universe(store, prices, rule)
+        universe = refresh_universe(store, prices, rule, breaks=breaks)
     seg = config.segments
     check_member_counts(universe, start=seg.train[0], end=seg.test[1], need=need, what=what)
     return universe
@@ -150,11 +149,16 @@ def read_universe(config: SignalRunConfig, offline_store: Path) -> tuple[pd.Data
     return prices, bench
 
 
-def close_panel(prices: pd.DataFrame) -> pd.DataFrame:
-    """Wide adjusted closes: sessions (a DatetimeIndex, ascending) x tickers."""
+def close_panel(prices: pd.DataFrame, breaks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Wide adjusted closes: sessions (a DatetimeIndex, ascending) x tickers.
+
+    With series ``breaks``, each ticker's closes before a break are rescaled so the return across
+    it is 0 (:func:`feature_repo.transforms.panel.link_across_breaks`): a book holding the name over
+    a reused code or a masked corporate action earns nothing there, never the jump.
+    """
     close = prices.pivot(index=DATE, columns=TICKER, values="adj_close").sort_index()
     close.index = pd.DatetimeIndex(close.index)
-    return close
+    return link_across_breaks(close, breaks)
 
 
 def train_model(name: str, spec: ModelSpec, inputs: SignalInputs, storage: Path, progress: bool) -> TrainedModel:

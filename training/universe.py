@@ -84,12 +84,26 @@ def _grid(prices: pd.DataFrame) -> _Grid:
     return _Grid(pd.DatetimeIndex(sessions), pd.Index(tickers), close, traded)
 
 
-def compute_membership(prices: pd.DataFrame, rule: UniverseRule) -> pd.DataFrame:
+def _life_starts(grid: _Grid, breaks: pd.DataFrame | None) -> list[tuple[int, int]]:
+    """(session position, ticker column) of each ``code_reused`` series break, in session order."""
+    if breaks is None or breaks.empty:
+        return []
+    reused = breaks[breaks["reason"] == "code_reused"]
+    rows = grid.sessions.get_indexer(pd.DatetimeIndex(reused[DATE]))
+    cols = grid.tickers.get_indexer(pd.Index(reused[TICKER].astype(str)))
+    keep = (rows >= 0) & (cols >= 0)
+    return sorted(zip(rows[keep].tolist(), cols[keep].tolist(), strict=True))
+
+
+def compute_membership(prices: pd.DataFrame, rule: UniverseRule, *, breaks: pd.DataFrame | None = None) -> pd.DataFrame:
     """The membership table of ``rule`` over the prices' sessions (module docstring: the rule).
 
     Args:
         prices: long rows with ``ticker``, ``date``, ``close`` (raw) and ``volume``.
         rule: the universe rule.
+        breaks: stored series breaks; a ``code_reused`` break starts a new company under the same
+            code, so its history (``min_history_sessions``) counts from the break, not from the
+            previous company's bars.
 
     Returns:
         Rows in the :data:`~feature_repo.tables.UNIVERSE_MEMBERSHIP_COLUMNS` contract, sorted by
@@ -103,6 +117,7 @@ def compute_membership(prices: pd.DataFrame, rule: UniverseRule) -> pd.DataFrame
     summarise = np.median if rule.statistic == "median" else np.mean
     bars_so_far = np.zeros(len(grid.tickers), dtype=np.int64)
     counted = 0  # bars are counted over sessions [0, counted)
+    starts, next_start = _life_starts(grid, breaks), 0
     days, tickers, ranks, values = [], [], [], []
     for day in reconstitution_dates(grid.sessions, rule.reconstitute):
         p = int(grid.sessions.searchsorted(day))
@@ -111,6 +126,10 @@ def compute_membership(prices: pd.DataFrame, rule: UniverseRule) -> pd.DataFrame
         prev = p - 1
         bars_so_far += has_bar[counted:p].sum(axis=0)
         counted = p
+        while next_start < len(starts) and starts[next_start][0] < p:
+            at, col = starts[next_start]
+            bars_so_far[col] = int(has_bar[at:p, col].sum())  # a new company: its own bars only
+            next_start += 1
         with np.errstate(invalid="ignore"):
             candidates = np.flatnonzero(
                 has_bar[prev] & (grid.close[prev] >= rule.min_price) & (bars_so_far >= rule.min_history_sessions)
@@ -220,6 +239,7 @@ class Universe:
     membership: pd.DataFrame
     mask: pd.DataFrame
     written: UpsertResult
+    removed: int = 0
 
     def summary(self) -> str:
         counts = self.membership.groupby(DATE).size() if len(self.membership) else pd.Series(dtype=int)
@@ -227,18 +247,23 @@ class Universe:
         return (
             f"universe {self.rule.name}: {len(counts)} reconstitution(s), {span}, "
             f"{self.mask.shape[1]} ticker(s) ever members; stored {self.written.inserted} new, "
-            f"{self.written.updated} changed"
+            f"{self.written.updated} changed, {self.removed} removed"
         )
 
 
-def refresh_universe(offline_store: OfflineStore, prices: pd.DataFrame, rule: UniverseRule) -> Universe:
-    """Recompute the rule's membership from ``prices``, replace its rows in the store, expand it daily.
+def refresh_universe(
+    offline_store: OfflineStore, prices: pd.DataFrame, rule: UniverseRule, *, breaks: pd.DataFrame | None = None
+) -> Universe:
+    """Recompute the rule's membership from ``prices`` (and series ``breaks``), store it, expand it daily.
 
-    Deterministic: a re-run on the same prices stores the same rows and reports 0 new, 0 changed.
+    Deterministic: a re-run on the same prices stores the same rows and reports 0 new, 0 changed
+    (and 0 removed: rows no longer derived are deleted by the replace and counted).
     """
-    membership = compute_membership(prices, rule)
+    membership = compute_membership(prices, rule, breaks=breaks)
+    before = len(offline_store.read(TABLE, "universe = ?", [rule.name]))
     written = offline_store.replace(TABLE, membership, "universe = ?", [rule.name])
+    removed = before - written.updated - written.unchanged
     sessions = pd.DatetimeIndex(prices[DATE]).unique().sort_values()
     last_bar = prices.groupby(prices[TICKER].astype(str))[DATE].max()
     mask = member_mask(membership, sessions, rule.reconstitute, last_bar=last_bar)
-    return Universe(rule, membership, mask, written)
+    return Universe(rule, membership, mask, written, removed)

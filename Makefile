@@ -82,6 +82,8 @@ bench: $(STAMP) ## Run the benchmarks (JSON to stdout and bench/results/)
 	$(PY) -m bench.allocation_rl
 	$(PY) -m bench.allocation_backtest
 	$(PY) -m bench.sentiment
+	$(PY) -m bench.audit
+	$(PY) -m bench.idempotency
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m bench.gateway
 	-$(PY) -m bench.eod_import  # real ASX archives in ../shared/data/asx-eod: says so and is skipped without them
 

@@ -93,12 +93,13 @@ class IdempotencyStore:
         """
         for _ in range(3):  # a lost race re-reads; three rounds settle any interleaving of two replicas
             now = self.clock()
-            if self._insert(tenant, key, fingerprint, now):
-                return None
+            # Read first: a replay is then a read, which never waits for a writer (SQLite's WAL).
             with self.engine.connect() as conn:
                 row = conn.execute(select(keys).where(keys.c.tenant == tenant, keys.c.key == key)).mappings().first()
             if row is None:
-                continue  # purged between the two statements
+                if self._insert(tenant, key, fingerprint, now):
+                    return None
+                continue  # another request claimed it between the two statements
             if _aware(row["expires_at"]) <= now or (row["state"] == PENDING and _aware(row["locked_until"]) <= now):
                 if self._take_over(tenant, key, fingerprint, now, row):
                     return None

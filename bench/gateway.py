@@ -88,6 +88,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(e.g. 3000: an ordering recurs only after its cached model answers expired, so every request calls "
         "the model servers, while feature rows stay cached per ticker); 0 skips it",
     )
+    parser.add_argument(
+        "--idempotency-keys",
+        action="store_true",
+        help="also run POST /v1/allocations at concurrency 8 without Idempotency-Key, with a new key per "
+        "request and replaying keys (bench/idempotency.py's modes, httpx client)",
+    )
     parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
     return parser.parse_args(argv)
 
@@ -338,6 +344,11 @@ def _run(args: argparse.Namespace, data_dir: Path, models: list[str], tickers: l
             results["distinct_sets_concurrency_8"] = _level(args, urls, key, 8, gateway=gateway, pids=pids)
             results["distinct_sets_concurrency_8"]["distinct_orderings"] = args.distinct_sets
             common.log(f"distinct sets, concurrency 8: {results['distinct_sets_concurrency_8']}")
+        if args.idempotency_keys:
+            from bench.idempotency import modes
+
+            body = {"universe": tickers, "capital": 1_000_000}
+            results["allocations_concurrency_8"] = modes(gateway + "/v1/allocations", key, body, 8, args.seconds)
     load_after = os.getloadavg()[0]
     baseline = in_process(data_dir, tickers, models, 200)
     return {

@@ -265,3 +265,19 @@ def test_the_store_reads_only_the_columns_asked_for(tmp_path: Path) -> None:
         assert list(keys.columns) == ["ticker", "date"] and keys["date"].dtype == "datetime64[ns]"
         with pytest.raises(StoreError, match="no column"):
             store.read("series_breaks", columns=["ticker", "price"])
+
+
+def test_a_close_panel_links_across_breaks_so_a_held_name_earns_nothing_there() -> None:
+    from training.signals import close_panel
+
+    prices = reused_prices()  # ZZZ: a tenth of the price after 200 absent sessions
+    plain = close_panel(prices)
+    linked = close_panel(prices, code_lives(prices, gap_sessions=126).breaks)
+    zzz, raw = linked["ZZZ"].dropna(), plain["ZZZ"].dropna()
+    assert raw.pct_change().loc[SESSIONS[500]] == pytest.approx(raw[SESSIONS[500]] / raw[SESSIONS[299]] - 1)
+    assert zzz.pct_change().loc[SESSIONS[500]] == pytest.approx(0.0)
+    # Every other return, and every close from the break on, is unchanged.
+    others = zzz.index != SESSIONS[500]
+    np.testing.assert_allclose(zzz.pct_change()[others].dropna(), raw.pct_change()[others].dropna())
+    assert (linked.loc[SESSIONS[500] :, "ZZZ"] == plain.loc[SESSIONS[500] :, "ZZZ"]).all()
+    assert linked.drop(columns="ZZZ").equals(plain.drop(columns="ZZZ"))

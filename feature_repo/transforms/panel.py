@@ -168,3 +168,33 @@ def cut_at_ends(wide: pd.DataFrame, segments: Segments) -> pd.DataFrame:
     ends = np.where(np.isnat(ends), np.datetime64("2262-04-11", "ns"), ends)
     before = wide.index.to_numpy(dtype="datetime64[ns]")[:, None] < ends[None, :]
     return wide.where(before)
+
+
+def link_across_breaks(close: pd.DataFrame, breaks: pd.DataFrame | None) -> pd.DataFrame:
+    """Rescale each ticker's closes before each of its breaks so the return across the break is 0.
+
+    For consumers that need one price column per ticker (backtests, allocation panels): a position
+    held over a break earns nothing from the last bar before it to the break's bar, instead of a
+    10x consolidation or the jump from one company's price to another's. Every other return is
+    unchanged, since both of its closes are scaled alike.
+
+    Args:
+        close: wide closes (sessions x tickers, ascending sessions).
+        breaks: rows with ``ticker`` and ``date``; breaks of other tickers, or at a ticker's first
+            bar, change nothing.
+    """
+    if breaks is None or breaks.empty or close.empty:
+        return close
+    values = close.to_numpy(dtype="float64", copy=True)
+    index = pd.DatetimeIndex(close.index)
+    column_of = {ticker: i for i, ticker in enumerate(close.columns)}
+    for ticker, date in breaks[[TICKER, DATE]].drop_duplicates().itertuples(index=False):
+        if ticker not in column_of:
+            continue
+        column = values[:, column_of[ticker]]  # a view: scaling it scales ``values``
+        at = int(index.searchsorted(pd.Timestamp(date)))
+        after = np.flatnonzero(~np.isnan(column[at:]))
+        before = np.flatnonzero(~np.isnan(column[:at]))
+        if len(after) and len(before):
+            column[:at] *= column[at + after[0]] / column[before[-1]]
+    return pd.DataFrame(values, index=close.index, columns=close.columns)

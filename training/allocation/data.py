@@ -23,7 +23,7 @@ from feature_repo.tables import DATE, TICKER
 from training.allocation.panel import MarketPanel, panel_from_frames
 from training.errors import TrainingError
 from training.run_config import SignalRunConfig
-from training.signals import close_panel, point_in_time_universe, read_universe
+from training.signals import close_panel, point_in_time_universe, read_series_breaks, read_universe
 
 SCORE: Final = "score"
 
@@ -78,7 +78,8 @@ def load_allocation_data(
             ``min_members`` members on some date (the date and count named).
     """
     prices, bench = read_universe(config, offline_store)
-    close = close_panel(prices)
+    # A return across a series break (reused code, masked corporate action) counts 0, never the jump.
+    close = close_panel(prices, read_series_breaks(offline_store))
     universe = point_in_time_universe(config, offline_store, prices, min_members, "the allocation")
     seg = config.segments
     train_start = int(close.index.searchsorted(pd.Timestamp(seg.train[0])))

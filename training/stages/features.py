@@ -38,8 +38,7 @@ def run(ctx: RunContext) -> dict[str, object]:
         scored, scored_by = active_scores(store.read("scored_documents"), ctx.data_dir)
     if prices.empty:
         raise TrainingError("the offline store holds no prices: run the ingest stage first")
-    if benchmark["symbol"].nunique() > 1:
-        raise TrainingError(f"expected one benchmark, found {sorted(benchmark['symbol'].unique())}")
+    benchmark = _run_benchmark(ctx, benchmark)
     close = pd.Timedelta(ctx.config.features.session_close_utc + ":00")
     # Windows count the exchange's sessions (when configured) and never span a series break.
     sessions = run_sessions(ctx.config.calendar.exchange, prices[DATE])
@@ -68,3 +67,21 @@ def run(ctx: RunContext) -> dict[str, object]:
         print(f"  {view:<22} {len(frame):>9,} rows -> {path}{note}", file=ctx.out)
         summary[view] = len(frame)
     return summary
+
+
+def _run_benchmark(ctx: RunContext, benchmark: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the run's benchmark: ``signals.benchmark`` when set, else the only one stored.
+
+    Per-day vendor files route every index of the exchange to the benchmark table (XJO, XAO, XKO and
+    the sector indices), so the table may hold many symbols; the run names the one it measures by.
+    """
+    symbols = sorted(benchmark["symbol"].unique())
+    wanted = ctx.config.signals.benchmark if ctx.config.signals is not None else None
+    if wanted is None:
+        if len(symbols) > 1:
+            raise TrainingError(f"the store holds {len(symbols)} benchmarks {symbols[:10]}: name one in signals.benchmark")
+        return benchmark
+    if wanted not in symbols:
+        raise TrainingError(f"signals.benchmark '{wanted}' is not in the store; it holds {symbols[:20]}")
+    return benchmark[benchmark["symbol"] == wanted]
+

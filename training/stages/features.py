@@ -79,9 +79,10 @@ def _run_benchmark(ctx: RunContext, benchmark: pd.DataFrame) -> pd.DataFrame:
     wanted = ctx.config.signals.benchmark if ctx.config.signals is not None else None
     if wanted is None:
         if len(symbols) > 1:
-            raise TrainingError(f"the store holds {len(symbols)} benchmarks {symbols[:10]}: name one in signals.benchmark")
+            raise TrainingError(
+                f"the store holds {len(symbols)} benchmarks {symbols[:10]}: name one in signals.benchmark"
+            )
         return benchmark
     if wanted not in symbols:
         raise TrainingError(f"signals.benchmark '{wanted}' is not in the store; it holds {symbols[:20]}")
     return benchmark[benchmark["symbol"] == wanted]
-

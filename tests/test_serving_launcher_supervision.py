@@ -201,6 +201,8 @@ def test_launcher_restarts_crashed_servers_and_gateway_and_stops_without_orphans
             carried = client.signals(tickers[:2])  # sent while the gateway is down
         assert waits, "the call met no connection error: the gateway was not down"
         assert [s.ticker for s in carried.signals] == tickers[:2]
+        _, gateway_ready_at, _ = output.wait_line(r"gateway ready again", gone)
+        print(f"gateway exit->ready {gateway_ready_at - output.lines[gone][0]:.1f}s, retries {len(waits)}")
 
         children = parent.children(recursive=True)
         assert len(children) >= 4  # three model servers and the gateway

@@ -37,7 +37,7 @@ from tests.gateway_fixtures.feast_repo import build_feature_repo
 from tests.gateway_fixtures.load import Load
 from tests.serving_fixtures import Registry, mlflow_uris_restored, server_env, train_booster
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = pytest.mark.slow  # the suite-wide 600 s timeout only stops a hung run
 
 RECOVERY_BUDGET_S = 5.0
 # Deadlines that only stop a hung test; nothing asserts on them.

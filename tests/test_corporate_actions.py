@@ -156,7 +156,10 @@ def test_detection_tells_splits_reconstructions_and_bad_ticks_apart() -> None:
     rebuilt[JUMP:] = np.round(rebuilt[JUMP:] * 1.63 / 164.5, 4)  # a capital reconstruction: no ratio fits
     tick = drifting(3.0, seed=3)
     tick[JUMP] *= 10  # one bad print, undone the next day
-    prices = pd.concat([bars("SPL", split), bars("REC", rebuilt), bars("TCK", tick)], ignore_index=True)
+    penny = np.full(40, 0.001)
+    penny[JUMP:] = 0.002  # one price step of a sub-cent share: x2 that persists, but tick noise
+    frames = [bars("SPL", split), bars("REC", rebuilt), bars("TCK", tick), bars("PNY", penny)]
+    prices = pd.concat(frames, ignore_index=True)
     suspects = detect_suspects(prices).set_index("ticker")
     assert sorted(suspects.index) == ["REC", "SPL"]
     assert (suspects.at["SPL", "kind"], suspects.at["SPL", "ratio"], suspects.at["SPL", "match"]) == (

@@ -35,6 +35,12 @@ class DetectionSettings(BaseModel):
         "1:10 consolidation to x9.5 or x10.6; further away the move is proposed as a capital return "
         "(a drop) or a consolidation at the measured ratio (a rise).",
     )
+    min_price: float = Field(
+        default=0.01,
+        ge=0.0,
+        description="A jump between two closes both below this is tick noise, not a corporate action: "
+        "sub-cent ASX shares trade in 0.001 steps, so 0.001 -> 0.002 is one tick and x2.",
+    )
     confirm_bars: int = Field(
         default=5,
         ge=1,

@@ -138,6 +138,7 @@ def detect_suspects(
     ratio[bars.starts_segment] = np.nan
     with np.errstate(invalid="ignore"):
         idx = np.flatnonzero(np.abs(np.log(ratio)) >= np.log(s.min_jump)).astype(np.int64)
+    idx = idx[np.maximum(bars.price[idx], bars.price[idx - 1]) >= s.min_price]
     idx = idx[persistent_jumps(bars.code, bars.price, idx, s.confirm_bars)]
     return _proposals(bars, idx, ratio[idx], s)
 

@@ -20,6 +20,7 @@ from api.db import init_db
 from api.handlers import install_error_handlers
 from api.idempotency_http import install_idempotency
 from api.middleware import GatewayMiddleware
+from api.openapi import RATE_LIMIT, install_openapi
 from api.routes import allocations, explanations, health, models, sentiment, signals
 from api.services import Services, build_services
 from api.settings import GatewaySettings, get_settings
@@ -101,13 +102,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_idempotency(app)  # its middleware sits inside the gateway middleware added below
     for module in (signals, allocations, explanations, sentiment, models, health):
         app.include_router(module.router)
+    install_openapi(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
-            expose_headers=["X-Request-ID", "Retry-After"],
+            expose_headers=["X-Request-ID", "Retry-After", *RATE_LIMIT],
         )
     # Added last, so it wraps everything (CORS included) and sees every response.
     app.add_middleware(GatewayMiddleware, services=services)

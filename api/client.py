@@ -2,7 +2,8 @@
 
 Retries 429 and 503 (and connection errors) with exponential backoff and full jitter, honouring
 ``Retry-After`` when the gateway sends it; every call has a timeout. Non-retryable errors raise
-:class:`GatewayClientError` carrying the gateway's error body.
+:class:`GatewayClientError` carrying the gateway's error body. The key's quota after the latest
+answer (the ``RateLimit-*`` headers) is in :attr:`PortfolioOSClient.rate_limit`, to pace by.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final, Self, TypeVar
 
 import httpx
@@ -27,6 +29,24 @@ from api.schemas import (
 
 RETRYABLE: Final = frozenset({429, 502, 503, 504})
 Model = TypeVar("Model", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class RateLimitState:
+    """The key's quota after an answer: requests per window, left, and seconds until one more frees up."""
+
+    limit: int
+    remaining: int
+    reset_s: int
+
+    @classmethod
+    def from_headers(cls, headers: httpx.Headers) -> RateLimitState | None:
+        """From ``RateLimit-Limit``/``-Remaining``/``-Reset``; ``None`` when absent or not integers."""
+        values = [headers.get(f"RateLimit-{name}", "") for name in ("Limit", "Remaining", "Reset")]
+        if not all(v.isdigit() for v in values):
+            return None
+        limit, remaining, reset_s = (int(v) for v in values)
+        return cls(limit=limit, remaining=remaining, reset_s=reset_s)
 
 
 class GatewayClientError(Exception):
@@ -65,6 +85,7 @@ class PortfolioOSClient:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._sleep = sleep
+        self.rate_limit: RateLimitState | None = None  # after the latest answer that carried it
 
     def __enter__(self) -> Self:
         return self
@@ -107,6 +128,7 @@ class PortfolioOSClient:
                 if attempt >= self.max_retries:
                     raise
             else:
+                self.rate_limit = RateLimitState.from_headers(response.headers) or self.rate_limit
                 if response.status_code < 400:
                     return model.model_validate(response.json())
                 if response.status_code not in RETRYABLE or attempt >= self.max_retries:

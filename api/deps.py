@@ -9,7 +9,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from api.errors import PermissionDeniedError
+from api.errors import PermissionDeniedError, RateLimitedError
 from api.inference import InferenceClient
 from api.services import Services
 from api.settings import GatewaySettings
@@ -57,17 +57,36 @@ async def authenticated(
     return principal
 
 
-def require(scope: str) -> Callable[[ServicesDep, Principal], Awaitable[Principal]]:
-    """A dependency that admits callers holding ``scope`` and within their quota."""
+async def _count(request: Request, services: Services, principal: Principal) -> None:
+    """Count the request against the key's quota; the state goes out as ``RateLimit-*`` headers.
 
-    async def dependency(services: ServicesDep, principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
-        if scope not in principal.scopes:
-            raise PermissionDeniedError(f"this API key lacks the {scope} scope")
+    The middleware adds the headers to whatever answer follows (a 2xx, a 4xx, the 429 itself).
+    """
+    try:
         # In-memory windows are a dict update; only a networked storage (Redis) needs a thread.
         if services.limiter.blocking:
-            await run_in_threadpool(services.limiter.hit, principal)
+            quota = await run_in_threadpool(services.limiter.hit, principal)
         else:
-            services.limiter.hit(principal)
+            quota = services.limiter.hit(principal)
+    except RateLimitedError as e:
+        request.state.quota = e.quota
+        raise
+    request.state.quota = quota
+
+
+def require(scope: str) -> Callable[[Request, ServicesDep, Principal], Awaitable[Principal]]:
+    """A dependency that admits callers within their quota and holding ``scope``.
+
+    Every authenticated request counts, a 403 too, so every answer to a known key can carry the
+    quota it leaves.
+    """
+
+    async def dependency(
+        request: Request, services: ServicesDep, principal: Annotated[Principal, Depends(authenticated)]
+    ) -> Principal:
+        await _count(request, services, principal)
+        if scope not in principal.scopes:
+            raise PermissionDeniedError(f"this API key lacks the {scope} scope")
         return principal
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"

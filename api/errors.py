@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from api.ratelimit import Quota
 
 
 class GatewayError(Exception):
@@ -63,9 +66,10 @@ class RateLimitedError(GatewayError):
     status_code = 429
     code = "rate_limited"
 
-    def __init__(self, retry_after_s: int, limit: str) -> None:
+    def __init__(self, retry_after_s: int, limit: str, quota: Quota | None = None) -> None:
         super().__init__(f"rate limit {limit} exceeded; retry after {retry_after_s} s")
         self.headers = {"Retry-After": str(retry_after_s)}
+        self.quota = quota  # for the RateLimit-* headers
 
 
 class FeatureStoreUnavailableError(GatewayError):

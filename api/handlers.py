@@ -25,11 +25,31 @@ HTTP_CODES: Final[dict[int, str]] = {
     500: "internal_error",
     503: "unavailable",
 }
-ERROR_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
-    status: {"model": ErrorPublic, "description": code.replace("_", " ")}
-    for status, code in HTTP_CODES.items()
-    if status in (401, 403, 404, 413, 422, 429, 503)
+# What each documented status means on this API; every one carries the error envelope.
+DESCRIPTIONS: Final[dict[int, str]] = {
+    400: "Bad request: a body that is not valid JSON (or not UTF-8), or an invalid Content-Length",
+    401: "Unauthenticated: a missing, malformed, unknown or revoked API key",
+    403: "Forbidden: the key lacks the endpoint's scope",
+    404: "Not found: unknown tickers (not in the online feature store)",
+    413: "Payload too large: the body is over the gateway's limit",
+    422: "Validation error: the request does not match the schema",
+    429: "Rate limited: the key's quota is spent; retry after Retry-After seconds",
+    500: "Internal error: a bug; the request id finds it in the logs",
+    503: "Unavailable: the feature store, the database or the model behind the endpoint is down",
 }
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for ``statuses``, each with the error envelope."""
+    return {status: {"model": ErrorPublic, "description": DESCRIPTIONS[status]} for status in statuses}
+
+
+# Any route: the outer middleware answers 400 (Content-Length), 413 and 500 before or after it runs.
+COMMON_RESPONSES: Final = error_responses(400, 413, 500)
+# A route behind an API key, its quota and its request validation.
+ERROR_RESPONSES: Final = {**COMMON_RESPONSES, **error_responses(401, 403, 422, 429, 503)}
+# ... that names tickers (404 for those the online store does not know).
+TICKER_ERROR_RESPONSES: Final = {**ERROR_RESPONSES, **error_responses(404)}
 
 
 def error_body(
@@ -50,8 +70,15 @@ async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        # Not JSON at all is a malformed request (400), as an undecodable body already is (FastAPI's
+        # own 400); 422 is for JSON that does not match the schema.
+        why = next((err.get("ctx") or {}).get("error", "") for err in errors if err.get("type") == "json_invalid")
+        message = f"the body is not valid JSON: {why}" if why else "the body is not valid JSON"
+        return error_body(400, HTTP_CODES[400], message, _request_id(request))
     problems = []
-    for err in exc.errors()[:5]:
+    for err in errors[:5]:
         where = ".".join(str(p) for p in err.get("loc", ()))
         problems.append(f"{where}: {err.get('msg', 'invalid')}")
     message = "invalid request: " + "; ".join(problems) if problems else "invalid request"

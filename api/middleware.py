@@ -1,4 +1,4 @@
-"""Outer ASGI middleware: request ids, body size limit, access log, request metrics, usage counters.
+"""Outer ASGI middleware: request ids, rate-limit headers, body size limit, access log, metrics, usage counters.
 
 A plain ASGI middleware (not ``BaseHTTPMiddleware``) so streaming bodies are counted as they
 arrive and an unhandled exception still gets the error body and the request id.
@@ -87,7 +87,12 @@ class GatewayMiddleware:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["status"], state["started"] = message["status"], True
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                # Set by the quota dependency once the key is known: every answer after it, errors too.
+                quota = scope["state"].get("quota")
+                if quota is not None:
+                    headers.update(quota.headers())
             await send(message)
 
         try:

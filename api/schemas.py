@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
-from typing import Annotated, Final, Literal, Self
+from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Ticker = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,14}$", to_upper=True, strip_whitespace=True)
-]
+from api.tickers import TICKER_PATTERN
+
+# Exactly the declared pattern: no whitespace stripped, so what the schema refuses the handler refuses.
+Ticker = Annotated[str, StringConstraints(pattern=TICKER_PATTERN, to_upper=True)]
+# A key of ``current_weights`` as sent: keys differing only in letter case are merged by the route
+# (pydantic would otherwise keep only the last of them, silently).
+BookTicker = Annotated[str, StringConstraints(pattern=TICKER_PATTERN)]
+# Python's whitespace (``str.isspace``) spelled out, so ECMA, Rust and Python regexes read it alike:
+# a text is refused by the sentiment model when ``text.strip()`` is empty.
+_SPACE: Final = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK: Final = f"[^{_SPACE}]"
 
 
 class ErrorDetail(BaseModel):
@@ -76,35 +83,25 @@ Weight = Annotated[float, Field(ge=0.0, le=1.0)]
 class AllocationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    universe: list[Ticker] = Field(min_length=1, description="Tickers to allocate across (no duplicates).")
+    universe: list[Ticker] = Field(
+        min_length=1,
+        description="Tickers to allocate across, at most max_tickers (declared as maxItems). A ticker named "
+        "more than once (in any letter case) is allocated once, with a `duplicate_tickers` note in `reasons`.",
+    )
     capital: float = Field(gt=0.0, le=1e13, description="Amount to allocate, in the account currency.")
     constraints: AllocationConstraints = Field(default_factory=AllocationConstraints)
     risk_tolerance: Literal["low", "medium", "high"] = Field(
         "medium", description="Fallback mapping: low = inverse variance, medium = inverse volatility, high = equal."
     )
-    current_weights: dict[Ticker, Weight] = Field(
+    current_weights: dict[BookTicker, Weight] = Field(
         default_factory=dict,
-        description="The book held now, ticker -> weight in [0, 1], tickers of the universe only, summing to at "
-        "most 1 (the rest is cash). Empty = all cash. The allocator model takes it into account (turnover); "
-        "the fallbacks ignore it.",
+        description="The book held now, ticker -> weight in [0, 1] (the rest is cash). Empty = all cash. The "
+        "allocator model takes it into account (turnover); the fallbacks ignore it. A held ticker outside the "
+        "universe is taken as sold (note `book_outside_universe`); a book summing above 1 is scaled to sum to 1 "
+        "(note `book_scaled`); keys differing only in letter case are added up.",
+        # pydantic declares the key pattern as patternProperties, which alone lets any other key through.
+        json_schema_extra={"additionalProperties": False},
     )
-
-    @field_validator("universe")
-    @classmethod
-    def _no_duplicates(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError("universe has duplicate tickers")
-        return value
-
-    @model_validator(mode="after")
-    def _book_within_universe(self) -> Self:
-        outside = sorted(set(self.current_weights) - set(self.universe))
-        if outside:
-            raise ValueError(f"current_weights names tickers outside the universe: {', '.join(outside[:10])}")
-        total = math.fsum(self.current_weights.values())
-        if total > 1.0 + BOOK_TOLERANCE:
-            raise ValueError(f"current_weights sum to {total:.6g}; a long-only book sums to at most 1")
-        return self
 
 
 class WeightPublic(BaseModel):
@@ -159,7 +156,11 @@ class ExplanationPublic(BaseModel):
 class SentimentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    texts: list[Annotated[str, StringConstraints(min_length=1, max_length=2000)]] = Field(min_length=1, max_length=64)
+    texts: list[Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NOT_BLANK)]] = Field(
+        min_length=1,
+        max_length=64,
+        description="1 to 64 texts of 1 to 2,000 characters, each with a non-whitespace character.",
+    )
 
 
 class SentimentScores(BaseModel):

@@ -1,4 +1,4 @@
-"""Ticker list parsing shared by the routes."""
+"""Tickers as the API spells them: one pattern, declared in the OpenAPI and enforced by the routes."""
 
 from __future__ import annotations
 
@@ -7,19 +7,35 @@ from typing import Final
 
 from api.errors import InvalidRequestError
 
-TICKER_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,14}$"
-_TICKER: Final = re.compile(TICKER_PATTERN)
+# One ticker: a letter or digit, then up to 14 letters, digits, dots or dashes (BRK.B, RDS-A).
+TICKER: Final = r"[A-Za-z0-9][A-Za-z0-9.\-]{0,14}"
+TICKER_PATTERN: Final = rf"^{TICKER}$"
+_TICKER: Final = re.compile(TICKER)
+# Most characters the ``tickers`` query parameter may hold (also declared as its maxLength).
+TICKERS_QUERY_MAX_LENGTH: Final = 4096
+
+
+def tickers_query_pattern(limit: int) -> str:
+    """The ``tickers`` query parameter as a JSON-Schema (ECMA-262) pattern: 1..``limit`` tickers.
+
+    Tickers are separated by commas; spaces around a ticker and empty entries (``A,,B,``) are
+    allowed. :func:`parse_tickers` accepts exactly the strings this pattern matches; it does not
+    run it (nested stars on a 4 KiB string backtrack quadratically in Python's ``re``).
+    """
+    return rf"^[ ,]*{TICKER}(?: *,[ ,]*{TICKER}){{0,{limit - 1}}}[ ,]*$"
 
 
 def parse_tickers(raw: str, limit: int) -> list[str]:
     """``"aapl, MSFT,AAPL"`` -> ``["AAPL", "MSFT"]`` (upper case, order kept, duplicates dropped).
 
     Raises:
-        InvalidRequestError: an empty list, a malformed ticker, or more than ``limit`` tickers.
+        InvalidRequestError: no ticker, a malformed entry, or more than ``limit`` tickers named
+            (duplicates count: the limit is on what the request names, as the pattern declares).
     """
-    tickers = list(dict.fromkeys(t.strip().upper() for t in raw.split(",") if t.strip()))
-    check_tickers(tickers, limit)
-    return tickers
+    named = [entry.strip(" ") for entry in raw.split(",")]
+    named = [entry for entry in named if entry]
+    check_tickers(named, limit)
+    return list(dict.fromkeys(t.upper() for t in named))
 
 
 def check_tickers(tickers: list[str], limit: int) -> None:
@@ -28,6 +44,7 @@ def check_tickers(tickers: list[str], limit: int) -> None:
         raise InvalidRequestError("no tickers given")
     if len(tickers) > limit:
         raise InvalidRequestError(f"at most {limit} tickers per request (max_tickers); got {len(tickers)}")
-    bad = [t for t in tickers if not _TICKER.match(t)]
+    bad = [t for t in tickers if not _TICKER.fullmatch(t)]
     if bad:
-        raise InvalidRequestError(f"malformed tickers: {', '.join(bad[:10])}")
+        shown = ", ".join(t if len(t) <= 20 else f"{t[:20]}..." for t in bad[:10])
+        raise InvalidRequestError(f"malformed tickers: {shown}")

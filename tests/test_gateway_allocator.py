@@ -140,19 +140,34 @@ def test_a_ticker_outside_the_trained_universe_falls_back(
     assert allocate(client, key, trained[:2])["method"] == "allocator"
 
 
-def test_invalid_current_weights_are_422(make_gateway, shared_env) -> None:
+def test_current_weights_out_of_bounds_are_422(make_gateway, shared_env) -> None:
     client = make_gateway()
     key = new_key(client)
     universe = shared_env.tickers[:2]
     for book, words in [
-        ({"NOPE": 0.1}, "outside the universe: NOPE"),
-        ({universe[0]: 0.7, universe[1]: 0.6}, "sum to 1.3"),
         ({universe[0]: -0.1}, "greater than or equal to 0"),
         ({universe[0]: 1.5}, "less than or equal to 1"),
+        ({"BAD TICKER": 0.1}, "current_weights"),
     ]:
         body = {"universe": universe, "capital": 10, "current_weights": book}
         response = client.post("/v1/allocations", json=body, headers=auth(key))
         assert words in assert_error_body(response, 422, "validation_error")["message"]
+
+
+def test_a_schema_valid_book_is_answered_with_notes(make_gateway, shared_env) -> None:
+    """What JSON Schema cannot declare is adjusted and named, never refused (the contract test fuzzes it)."""
+    client = make_gateway()
+    key = new_key(client)
+    a, b = shared_env.tickers[:2]
+    book = {a: 0.7, b.lower(): 0.3, b: 0.3, "NOPE": 0.1}  # sums to 1.4; NOPE is outside the universe
+    body = {"universe": [a, b, a.lower()], "capital": 10, "current_weights": book}
+    answer = client.post("/v1/allocations", json=body, headers=auth(key)).json()
+    assert [x["ticker"] for x in answer["allocations"]] == [a, b]
+    notes = {r["code"]: r["message"] for r in answer["reasons"] if r["model"] == "request"}
+    assert set(notes) == {"duplicate_tickers", "book_scaled", "book_outside_universe"}
+    assert (
+        a in notes["duplicate_tickers"] and "1.4" in notes["book_scaled"] and "NOPE" in notes["book_outside_universe"]
+    )
 
 
 def test_a_stopped_allocator_falls_back_and_never_500s(

@@ -76,7 +76,8 @@ def test_keys_are_stored_hashed_never_in_plaintext(client) -> None:
     [
         ("GET", "/v1/nowhere", {}, 404, "not_found"),
         ("DELETE", "/v1/signals", {}, 405, "method_not_allowed"),
-        ("POST", "/v1/allocations", {"content": b"{not json"}, 422, "validation_error"),
+        ("POST", "/v1/allocations", {"content": b"{not json"}, 400, "bad_request"),
+        ("POST", "/v1/sentiment", {"content": b"\xff\xfe{"}, 400, "bad_request"),
         ("POST", "/v1/allocations", {"json": {"universe": [], "capital": -1}}, 422, "validation_error"),
         ("GET", "/v1/signals", {}, 422, "validation_error"),
         ("GET", "/v1/explanations/bad%20ticker!", {}, 422, "validation_error"),

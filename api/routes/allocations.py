@@ -8,12 +8,13 @@ from typing import Final
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from api.allocation_inputs import AllocationInputs, allocation_inputs
 from api.allocator import ALLOCATOR, OUTSIDE_UNIVERSE, ModelAllocation, model_allocation
 from api.deps import AllocationsWriter, InferenceClientDep, ServicesDep
 from api.errors import ModelCallError
 from api.fallback import allocate, portfolio_volatility
 from api.features import SERVICE_VIEWS, FeatureSnapshot
-from api.handlers import ERROR_RESPONSES
+from api.handlers import TICKER_ERROR_RESPONSES
 from api.idempotency_http import IDEMPOTENCY_RESPONSES, AllocationsIdempotency
 from api.inference import InferenceClient
 from api.metrics import GatewayMetrics
@@ -105,11 +106,15 @@ def _fallback(body: AllocationRequest, vols: list[float | None], error: ModelCal
 
 
 async def _decide(
-    client: InferenceClient, body: AllocationRequest, snapshot: FeatureSnapshot, metrics: GatewayMetrics
+    client: InferenceClient,
+    body: AllocationRequest,
+    inputs: AllocationInputs,
+    snapshot: FeatureSnapshot,
+    metrics: GatewayMetrics,
 ) -> Decision:
     """The allocator model's capped weights, or the fallback's when it cannot answer (counted)."""
     try:
-        allocation = await model_allocation(client, snapshot, body.current_weights, body.constraints.max_weight)
+        allocation = await model_allocation(client, snapshot, inputs.book, body.constraints.max_weight)
     except ModelCallError as e:
         metrics.fallbacks.labels(model=ALLOCATOR, reason=e.reason).inc()
         metrics.degraded.labels(route=ROUTE).inc()
@@ -117,7 +122,9 @@ async def _decide(
     return _from_model(body, allocation)
 
 
-@router.post("/allocations", response_model=AllocationPublic, responses={**ERROR_RESPONSES, **IDEMPOTENCY_RESPONSES})
+@router.post(
+    "/allocations", response_model=AllocationPublic, responses={**TICKER_ERROR_RESPONSES, **IDEMPOTENCY_RESPONSES}
+)
 async def create_allocation(
     request: Request,
     body: AllocationRequest,
@@ -128,17 +135,18 @@ async def create_allocation(
 ) -> AllocationPublic:
     """Portfolio weights for a universe from the allocator model, or the gateway's fallback."""
     settings = services.settings
-    check_tickers(body.universe, settings.max_tickers)
-    snapshot = services.features.cached(body.universe, VIEWS)
+    check_tickers(body.universe, settings.max_tickers)  # the declared maxItems, before duplicates merge
+    inputs = allocation_inputs(body)
+    snapshot = services.features.cached(inputs.universe, VIEWS)
     if snapshot is None:
-        snapshot = await run_in_threadpool(services.features.read, body.universe, VIEWS)
-    decision = await _decide(client, body, snapshot, services.metrics)
+        snapshot = await run_in_threadpool(services.features.read, inputs.universe, VIEWS)
+    decision = await _decide(client, body, inputs, snapshot, services.metrics)
     vols = snapshot.values["vol_63d"]
     rho = settings.assumed_correlation
     answer = AllocationPublic(
         allocations=[
             WeightPublic(ticker=t, weight=w, amount=w * body.capital, volatility=v)
-            for t, w, v in zip(body.universe, decision.weights, vols, strict=True)
+            for t, w, v in zip(inputs.universe, decision.weights, vols, strict=True)
         ],
         cash=max(0.0, (1.0 - sum(decision.weights)) * body.capital),
         expected_volatility=portfolio_volatility(decision.weights, vols, rho),
@@ -150,7 +158,7 @@ async def create_allocation(
         model_versions=decision.model_versions,
         as_of=snapshot.as_of(),
         degraded=decision.degraded,
-        reasons=decision.reasons,
+        reasons=[*decision.reasons, *inputs.notes],
         request_id=request.state.request_id,
     )
     await services.audit.record(

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import ExplanationsReader, InferenceClientDep, ServicesDep
 from api.errors import ModelCallError, ModelNotDeployedError, NoModelAvailableError
-from api.handlers import ERROR_RESPONSES
+from api.handlers import TICKER_ERROR_RESPONSES
 from api.inference import fp64_inputs
 from api.narrative import narrative
 from api.schemas import ContributionPublic, ExplanationPublic
@@ -22,7 +22,7 @@ EXPLAINER = "technical-explain"
 SERVICE = "technical_model_v1"
 
 
-@router.get("/explanations/{ticker}", response_model=ExplanationPublic, responses=ERROR_RESPONSES)
+@router.get("/explanations/{ticker}", response_model=ExplanationPublic, responses=TICKER_ERROR_RESPONSES)
 async def get_explanation(
     request: Request,
     services: ServicesDep,

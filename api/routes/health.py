@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from api.db import ping
 from api.deps import ServicesDep
 from api.errors import FeatureStoreUnavailableError, GatewayError
-from api.handlers import ERROR_RESPONSES
+from api.handlers import COMMON_RESPONSES, error_responses
 from api.schemas import HealthPublic
 
 router = APIRouter(tags=["health"])
@@ -23,13 +23,13 @@ class NotReadyError(GatewayError):
     code = "not_ready"
 
 
-@router.get("/healthz", response_model=HealthPublic)
+@router.get("/healthz", response_model=HealthPublic, responses=COMMON_RESPONSES)
 async def healthz() -> HealthPublic:
     """Liveness: the process answers."""
     return HealthPublic(status="ok")
 
 
-@router.get("/readyz", response_model=HealthPublic, responses={503: ERROR_RESPONSES[503]})
+@router.get("/readyz", response_model=HealthPublic, responses={**COMMON_RESPONSES, **error_responses(503)})
 async def readyz(services: ServicesDep) -> HealthPublic:
     """Readiness: the online store is readable and the DB reachable (model servers are optional)."""
     failures = []

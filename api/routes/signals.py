@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.compose import compose_signals
 from api.deps import InferenceClientDep, ServicesDep, SignalsReader
-from api.handlers import ERROR_RESPONSES
+from api.handlers import TICKER_ERROR_RESPONSES
 from api.schemas import SignalsPublic
 from api.tickers import parse_tickers
 
@@ -18,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["signals"])
 ROUTE = "/v1/signals"
 
 
-@router.get("/signals", response_model=SignalsPublic, responses=ERROR_RESPONSES)
+@router.get("/signals", response_model=SignalsPublic, responses=TICKER_ERROR_RESPONSES)
 async def get_signals(
     request: Request,
     services: ServicesDep,

@@ -145,9 +145,12 @@ def test_the_environment_gives_no_weight_to_an_unavailable_name() -> None:
 class _FeaturesOfZero:
     """Stands in for the Feast repo: every allocator feature is 0 for every entity row."""
 
+    asked = 0
+
     def historical(self, service: str, entity: pd.DataFrame) -> pd.DataFrame:
         from feature_repo.schema import ALLOCATOR_FEATURES
 
+        self.asked = len(entity)
         return entity.assign(**dict.fromkeys(ALLOCATOR_FEATURES, 0.0))
 
 
@@ -166,6 +169,11 @@ def test_the_allocation_loader_keeps_members_that_enter_and_leave(tmp_path: Path
     assert not p.available[days > pd.Timestamp("2020-08-14"), t7].any()
     assert not p.available[days < pd.Timestamp("2020-07-01"), t6].any()  # 40 bars first
     assert p.available[days >= pd.Timestamp("2020-09-01"), t4].all()
+    # Features are asked for members (and the session before a name joins) only.
+    assert repo.asked < p.n_sessions * p.n_assets
+    member = p.available[:, t4]  # T4 always has a close: available = member (April-June, then September on)
+    wanted = member | np.r_[member[1:], False]
+    assert not member.all() and (~np.isnan(p.features[:, t4, 0]) == wanted).all()
     # The same data with 'all' keeps today's fixed-universe rule: names without every close are dropped.
     everyone = SignalRunConfig.model_validate(SIGNALS | {"universe": "all"})
     fixed = load_allocation_data(everyone, path, repo, tmp_path, label="SYNTHETIC", warmup=2)

@@ -109,7 +109,7 @@ def load_allocation_data(
             f"only {close.shape[1]} ticker(s) have a close on every session of the allocation window "
             "(or are ever members of its universe): an allocator needs at least 2"
         )
-    features = _service_frame(repo, close)
+    features = _service_frame(repo, close, members)
     scores = _scores(data_dir)
     if scores is not None:
         features = features.merge(scores, on=[DATE, TICKER], how="left")
@@ -126,9 +126,16 @@ def load_allocation_data(
     )
 
 
-def _service_frame(repo: FeatureRepo, close: pd.DataFrame) -> pd.DataFrame:
+def _service_frame(repo: FeatureRepo, close: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame:
     dates = np.repeat(close.index.to_numpy(), close.shape[1])
     tickers = np.tile(close.columns.to_numpy(), close.shape[0])
+    if members is not None:
+        # Only where a name is a member, or becomes one the next session (the environment reads
+        # features one session late): elsewhere it cannot be held, and on the ASX set this asks
+        # Feast for a quarter of the (session x ever-member) grid.
+        wanted = members | members.shift(-1, fill_value=False)
+        keep = wanted.reindex(index=close.index, columns=close.columns, fill_value=False).to_numpy(bool).ravel()
+        dates, tickers = dates[keep], tickers[keep]
     entity = pd.DataFrame({TICKER: tickers, EVENT_TIMESTAMP: pd.DatetimeIndex(dates).tz_localize("UTC")})
     joined = repo.historical(ALLOCATOR_SERVICE, entity)
     stamps = pd.to_datetime(joined[EVENT_TIMESTAMP])

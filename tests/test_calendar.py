@@ -143,7 +143,7 @@ def test_feature_windows_and_labels_count_the_missing_week_as_sessions() -> None
 
 
 def test_a_holiday_filled_with_a_copy_of_the_day_before_is_reported() -> None:
-    prices = synthetic_prices({t: ASX_2014 for t in ("AAA", "BBB", "CCC")})
+    prices = synthetic_prices(dict.fromkeys(("AAA", "BBB", "CCC"), ASX_2014))
     # The "vendor" wrote Anzac Day (closed) as a copy of the Thursday before it.
     copy = prices[prices["date"] == pd.Timestamp("2014-04-24")].assign(date=pd.Timestamp("2014-04-25"))
     prices = pd.concat([prices, copy], ignore_index=True)
@@ -151,3 +151,26 @@ def test_a_holiday_filled_with_a_copy_of_the_day_before_is_reported() -> None:
     assert check.affected == 1 and check.failed
     assert check.examples == ["2014-04-25: 3 bars, 100% repeat the previous close"]
     assert run_health_checks(prices).check("off_calendar_dates").affected == 0
+
+
+def test_bars_on_a_closed_day_are_left_out_of_windows_and_labels() -> None:
+    from training.calendar import on_sessions
+
+    prices = synthetic_prices(dict.fromkeys(("AAA", "BBB"), ASX_2014))
+    holiday, thursday, monday = (pd.Timestamp(d) for d in ("2014-04-25", "2014-04-24", "2014-04-28"))
+    copy = prices[prices["date"] == thursday].assign(date=holiday)
+    with_copy = pd.concat([prices, copy], ignore_index=True)
+    bench = pd.Series(100.0, index=pd.DatetimeIndex(sorted(with_copy["date"].unique())))
+    assert on_sessions(with_copy, None) is with_copy
+    kept = on_sessions(with_copy, ASX_2014)
+    assert len(kept) == len(prices) and holiday not in set(kept["date"])
+
+    features = technical_features(kept, bench, sessions=ASX_2014).set_index(["ticker", "date"])
+    phantom = technical_features(with_copy, bench).set_index(["ticker", "date"])
+    aaa = prices[prices["ticker"] == "AAA"].set_index("date")["adj_close"]
+    # Monday's 1-session return is from Thursday; with the copy it would be from the phantom Friday.
+    assert features.loc[("AAA", monday), "ret_1d"] == pytest.approx(aaa[monday] / aaa[thursday] - 1)
+    assert phantom.loc[("AAA", holiday), "ret_1d"] == 0.0
+    assert ("AAA", holiday) not in features.index
+    labels = forward_outcomes(kept, bench, horizon=1, sessions=ASX_2014).set_index(["ticker", "date"])
+    assert labels.loc[("AAA", thursday), "known_at"] == monday

@@ -22,7 +22,7 @@ from training.errors import TrainingError
 if TYPE_CHECKING:
     from exchange_calendars import ExchangeCalendar
 
-__all__ = ["CalendarConfig", "exchange_sessions", "run_sessions"]
+__all__ = ["CalendarConfig", "exchange_sessions", "on_sessions", "run_sessions"]
 
 
 class CalendarConfig(BaseModel):
@@ -77,6 +77,19 @@ def run_sessions(exchange: str | None, dates: Any) -> pd.DatetimeIndex | None:
     if index.empty:
         return pd.DatetimeIndex([], dtype="datetime64[ns]", name="date")
     return exchange_sessions(exchange, index.min(), index.max())
+
+
+def on_sessions(frame: pd.DataFrame, sessions: pd.DatetimeIndex | None, column: str = "date") -> pd.DataFrame:
+    """The rows of ``frame`` dated on one of ``sessions``; all of them when ``sessions`` is None.
+
+    Some vendors fill an exchange holiday with a copy of the day before: bars with a zero return
+    that would count as a session in every window. The health check names those days
+    (``off_calendar_dates``); the transforms leave them out.
+    """
+    if sessions is None:
+        return frame
+    keep = pd.DatetimeIndex(frame[column]).isin(sessions)
+    return frame if keep.all() else frame[keep]
 
 
 def _calendar(exchange: str, first: pd.Timestamp, last: pd.Timestamp) -> ExchangeCalendar:

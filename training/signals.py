@@ -20,7 +20,7 @@ from feature_repo.store import FeatureRepo
 from feature_repo.tables import DATE, TICKER
 from feature_repo.transforms.outcomes import forward_outcomes
 from feature_repo.transforms.panel import link_across_breaks
-from training.calendar import run_sessions
+from training.calendar import on_sessions, run_sessions
 from training.datasets import TrainingFrame, build_training_frame
 from training.errors import TrainingError
 from training.evaluation.baselines import momentum_12_1, short_term_reversal
@@ -93,9 +93,9 @@ def load_inputs(
     prices, bench = read_universe(config, offline_store)
     check_history(config, pd.DatetimeIndex(prices[DATE]))
     breaks = read_series_breaks(offline_store)
-    outcomes = forward_outcomes(
-        prices, bench, horizon=config.horizon, sessions=run_sessions(exchange, prices[DATE]), breaks=breaks
-    )
+    sessions = run_sessions(exchange, prices[DATE])
+    prices = on_sessions(prices, sessions)  # a bar on a day the exchange was closed is no session
+    outcomes = forward_outcomes(prices, bench, horizon=config.horizon, sessions=sessions, breaks=breaks)
     universe = point_in_time_universe(config, offline_store, prices, config.evaluation.top_k, "evaluation.top_k")
     if universe is not None:
         outcomes = restrict_to_members(outcomes, universe.mask)

@@ -56,8 +56,9 @@ def forward_outcomes(
         horizon: h, the number of market sessions ahead.
         max_gap_sessions: how many sessions before t+h a ticker's own last price may come from
             when it has no bar at t+h.
-        sessions: the exchange's sessions, added to the calendar so that h counts sessions the
-            exchange was open even where the data holds no rows (``None``: the data's dates).
+        sessions: the exchange's sessions, in place of the benchmark's dates, so that h counts
+            sessions the exchange was open even where the data holds no rows (``None``: the data's
+            and the benchmark's dates). Pass bars on sessions only.
         breaks: series breaks (:data:`feature_repo.tables.SERIES_BREAK_COLUMNS`): a bar before a
             break whose t+h is at or after it has no outcome, and the bars from the break on are
             labelled from their own segment only.
@@ -77,7 +78,7 @@ def forward_outcomes(
         raise ValueError(f"max_gap_sessions must be >= 0, got {max_gap_sessions}")
     extra = None if benchmark is None else pd.DatetimeIndex(benchmark.dropna().index)
     if sessions is not None:
-        extra = pd.DatetimeIndex(sessions) if extra is None else extra.union(pd.DatetimeIndex(sessions))
+        extra = pd.DatetimeIndex(sessions)  # a benchmark row on a day the exchange was closed is no session
     segments = split_at_breaks(prices, breaks)
     dates, tickers = grid(segments.frame, extra)
     close = to_wide(segments.frame, "adj_close", dates, tickers)

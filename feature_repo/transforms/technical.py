@@ -55,8 +55,10 @@ def technical_features(
             (volume may be all NaN).
         benchmark: benchmark level indexed by date.
         max_gap_sessions: longest run of missing sessions bridged with the ticker's own last price.
-        sessions: the exchange's sessions, added to the calendar so that a session missing from
-            the data for every ticker still counts in every window (``None``: the data's dates).
+        sessions: the exchange's sessions, in place of the benchmark's dates, so that a session
+            missing from the data for every ticker still counts in every window (``None``: the
+            benchmark's and the data's dates). Pass bars on sessions only
+            (:func:`training.calendar.on_sessions`): a bar on another day adds that day.
         breaks: series breaks (:data:`feature_repo.tables.SERIES_BREAK_COLUMNS`); each segment of
             a ticker's history is computed on its own, so no window or return spans a break.
 
@@ -70,9 +72,8 @@ def technical_features(
 
 
 def _sessions(benchmark: pd.Series, sessions: pd.Index | None) -> pd.Index:
-    """The benchmark's sessions, with the exchange's when given."""
-    bench = pd.DatetimeIndex(benchmark.dropna().index)
-    return bench if sessions is None else bench.union(pd.DatetimeIndex(sessions))
+    """The exchange's sessions when given (a benchmark row on a closed day is no session), else the benchmark's."""
+    return pd.DatetimeIndex(benchmark.dropna().index) if sessions is None else pd.DatetimeIndex(sessions)
 
 
 def _technical(prices: pd.DataFrame, benchmark: pd.Series, max_gap_sessions: int, sessions: pd.Index) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from feature_repo.tables import DATE, TICKER
 from feature_repo.transforms.fundamental import fundamental_features
 from feature_repo.transforms.sentiment import sentiment_features
 from feature_repo.transforms.technical import technical_features
-from training.calendar import run_sessions
+from training.calendar import on_sessions, run_sessions
 from training.context import RunContext
 from training.corporate_actions.factors import with_adjusted_volume
 from training.errors import TrainingError
@@ -42,6 +42,15 @@ def run(ctx: RunContext) -> dict[str, object]:
     close = pd.Timedelta(ctx.config.features.session_close_utc + ":00")
     # Windows count the exchange's sessions (when configured) and never span a series break.
     sessions = run_sessions(ctx.config.calendar.exchange, prices[DATE])
+    kept = on_sessions(prices, sessions)
+    if len(kept) < len(prices):
+        closed = prices.loc[~prices.index.isin(kept.index), DATE].nunique()
+        print(
+            f"  {len(prices) - len(kept):,} bars on {closed} day(s) {ctx.config.calendar.exchange} was closed left out "
+            "(health: off_calendar_dates)",
+            file=ctx.out,
+        )
+    prices = kept
     jobs = {
         "technical_features": lambda: technical_features(
             prices, benchmark.set_index(DATE)["close"], sessions=sessions, breaks=breaks

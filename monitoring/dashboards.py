@@ -67,6 +67,7 @@ GATEWAY: Final = [
         "Audit and usage-flush failures",
         [
             (f"sum(increase({G}_audit_failures_total[{RATE}]))", "audit"),
+            (f"sum by (reason) (increase({G}_audit_rows_dropped_total[{RATE}]))", "audit rows lost ({{reason}})"),
             (f"sum(increase({G}_usage_flush_failures_total[{RATE}]))", "usage flush"),
         ],
     ),

@@ -65,6 +65,7 @@ def test_ingest_masks_by_default_reruns_idempotently_and_a_confirmation_changes_
     third = ingest(confirmed, data)
     assert re.search(rf"prices +80 rows: 0 new, {JUMP} changed, {80 - JUMP} unchanged", third)
     assert re.search(r"adjustment_factors +1 rows: 1 new, 0 changed", third)
+    assert re.search(r"suspect breaks +0 rows: 0 new, 0 changed, 0 unchanged, 1 removed", third)
     with OfflineStore(data / "offline.duckdb", read_only=True) as store:
         assert store.read("series_breaks", "reason = ?", [BREAK_REASON]).empty
         stored = store.read("prices").set_index(["ticker", "date"])

@@ -36,15 +36,20 @@ class CorporateActionsStep:
 
     def write(self, store: OfflineStore, ctx: RunContext) -> dict[str, object]:
         """Replace this run's adjustment factors and suspect breaks; print and return the counts."""
-        factors = store.replace("adjustment_factors", self.outcome.factors, _FOR_TICKERS, [self.tickers])
-        breaks = store.replace(
-            "series_breaks", self.outcome.breaks, f"reason = ? AND {_FOR_TICKERS}", [BREAK_REASON, self.tickers]
-        )
         summary: dict[str, object] = {}
-        for label, result in (("adjustment_factors", factors), ("suspect breaks", breaks)):
+        suspects_where = f"reason = ? AND {_FOR_TICKERS}"
+        writes: list[tuple[str, str, pd.DataFrame, str, list[object]]] = [
+            ("adjustment_factors", "adjustment_factors", self.outcome.factors, _FOR_TICKERS, [self.tickers]),
+            ("suspect breaks", "series_breaks", self.outcome.breaks, suspects_where, [BREAK_REASON, self.tickers]),
+        ]
+        for label, table, frame, where, params in writes:
+            # Replace's counts compare the new rows with the old: the rows no longer derived are counted here.
+            before = len(store.read(table, where, params, columns=["ticker"]))
+            result = store.replace(table, frame, where, params)
+            removed = before - result.updated - result.unchanged
             print(
                 f"  {label:<17} {result.rows:>9,} rows: {result.inserted:,} new, {result.updated:,} changed, "
-                f"{result.unchanged:,} unchanged",
+                f"{result.unchanged:,} unchanged, {removed:,} removed",
                 file=ctx.out,
             )
             summary[label.replace(" ", "_")] = f"+{result.inserted}/~{result.updated}"

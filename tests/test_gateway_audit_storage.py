@@ -199,3 +199,25 @@ def test_maintenance_runs_each_step_and_survives_a_failing_one(sqlite_engine: En
     monkeypatch.setattr("api.maintenance.apply_retention", broken)
     report = maintenance.run_once()
     assert report.audit is None and report.idempotency_keys_purged == 0
+
+
+@pytest.mark.slow
+def test_a_plain_postgres_audit_table_of_an_older_install_is_kept_and_retention_skips_it(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with fresh_postgres_database(database_url) as url:
+        engine = make_engine(url)
+        try:
+            audit_log.create(engine)  # what init_db made before partitioning: a plain table
+            with caplog.at_level("WARNING"):
+                init_db(engine, now=T0)
+            assert not audit_partitions.is_partitioned(engine) and "plain table" in caplog.text
+            audit = AuditLog(engine, GatewayMetrics(), clock=Clock(T0 - timedelta(days=900)))
+            _record(audit, 0)
+            audit.close()
+            report = apply_retention(engine, AuditSettings(retention_days=30), T0)
+            assert report.partitions_dropped == [] and row_count(engine) == 1  # nothing is lost by surprise
+            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+                conn.execute(text("DELETE FROM gateway_audit_log"))
+        finally:
+            engine.dispose()

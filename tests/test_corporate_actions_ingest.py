@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+import zipfile
 from datetime import date
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from feature_repo.settings import FeatureStoreSettings
 from tests.corporate_action_fixtures import DAYS, JUMP, bars, consolidated, drifting, write_text
 from training.__main__ import main
-from training.config import FilesSource, PipelineConfig, SkfolioSource
+from training.config import EodFilesSource, FilesSource, PipelineConfig, SkfolioSource
 from training.context import RunContext
 from training.corporate_actions.config import CorporateActionsConfig
 from training.corporate_actions.policy import BREAK_REASON, REPORT_NAME
@@ -92,3 +93,47 @@ def test_ingest_policy_fail_exits_3_and_writes_nothing_but_the_report(tmp_path: 
 def test_an_actions_file_is_refused_for_a_source_adjusted_already(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="skfolio source's prices are adjusted already"):
         PipelineConfig(data=SkfolioSource(start=date(2020, 1, 1)), corporate_actions={"file": tmp_path / "a.csv"})
+
+
+def per_day_archive(path: Path) -> Path:
+    """A synthetic yearly zip of headerless per-day files (CODE,YYYYMMDD,open,high,low,close,volume).
+
+    AAA has a planted 1:10 consolidation at JUMP (prices written like ``.05`` as vendors do), BBB is
+    clean, XJO is an index row (routed to the benchmark, never checked for corporate actions).
+    """
+    aaa, aaa_volume = consolidated()
+    bbb = drifting(20.0, seed=1)
+    with zipfile.ZipFile(path, "w") as archive:
+        for i, day in enumerate(DAYS):
+            lines = [
+                f"AAA,{day:%Y%m%d},{aaa[i]:g},{aaa[i] * 1.01:.4f},{aaa[i] * 0.99:.4f},{aaa[i]:g},{aaa_volume[i]:.0f}",
+                f"BBB,{day:%Y%m%d},{bbb[i]:g},{bbb[i] * 1.01:.4f},{bbb[i] * 0.99:.4f},{bbb[i]:g},50000",
+                f"XJO,{day:%Y%m%d},4000,4010,3990,{4000 + i},0",
+            ]
+            text = "\n".join(line.replace(",0.", ",.") for line in lines) + "\n"
+            archive.writestr(f"{day:%Y}/{day:%Y%m%d}.txt", text)
+    return path
+
+
+def test_per_day_vendor_files_with_a_planted_consolidation_are_masked_then_adjusted(tmp_path: Path) -> None:
+    source = EodFilesSource(paths=[per_day_archive(tmp_path / "synthetic-eod-2010.zip")])
+    data = tmp_path / "data"
+    out = ingest(PipelineConfig(data=source), data, ("ingest", "health"))
+    assert "1 suspected (policy mask: 1 series break(s))" in out and "unadjusted_splits        0/" in out
+    with OfflineStore(data / "offline.duckdb", read_only=True) as store:
+        assert store.read("series_breaks", "reason = ?", [BREAK_REASON])["ticker"].tolist() == ["AAA"]
+        assert store.count("benchmark") == len(DAYS)
+    adjust = PipelineConfig(data=source, corporate_actions=CorporateActionsConfig(policy="adjust"))
+    out = ingest(adjust, data)
+    assert re.search(rf"prices +80 rows: 0 new, {JUMP} changed", out)
+    with OfflineStore(data / "offline.duckdb", read_only=True) as store:
+        assert store.read("series_breaks", "reason = ?", [BREAK_REASON]).empty
+        aaa = store.read("prices", "ticker = ?", ["AAA"])
+        factors = store.read("adjustment_factors")
+    assert factors[["ticker", "kind", "ratio", "origin"]].to_numpy().tolist() == [
+        ["AAA", "consolidation", 0.1, "suspect"]
+    ]
+    adj, close = aaa["adj_close"].to_numpy(), aaa["close"].to_numpy()
+    jump = adj[JUMP] / adj[JUMP - 1]
+    assert jump == pytest.approx(1.04, rel=0.02)  # only the day's own move is left
+    assert close[0] == pytest.approx(adj[0] / 10)  # the raw close is kept

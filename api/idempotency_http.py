@@ -35,11 +35,20 @@ REPLAYED: Final = "Idempotent-Replayed"
 KEY_PATTERN: Final = r"^[!-~]{1,255}$"  # visible ASCII: a UUID, a ULID, an order id...
 STATE_KEY: Final = "idempotency_claim"
 IDEMPOTENCY_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "headers": {
+            REPLAYED: {
+                "description": "`true` when this is the stored answer of an earlier request with the same "
+                "Idempotency-Key (absent otherwise)",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        }
+    },
     409: {
         "model": ErrorPublic,
         "description": "Idempotency-Key conflict: `idempotency_key_reused` (the key was used with another "
         "request) or `idempotency_in_progress` (its first request is still running; retry after Retry-After)",
-    }
+    },
 }
 KeyHeader = Annotated[
     str | None,

@@ -220,6 +220,7 @@ def test_a_malformed_key_is_422_and_the_header_is_documented(make_gateway, share
         schema = param["schema"]["anyOf"][0] if "anyOf" in param["schema"] else param["schema"]
         assert schema["maxLength"] == 255 and schema["pattern"] == r"^[!-~]{1,255}$"
         assert "409" in operation["responses"]
+        assert operation["responses"]["200"]["headers"]["Idempotent-Replayed"]["schema"]["enum"] == ["true"]
         assert operation["responses"]["409"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorPublic")
 
 

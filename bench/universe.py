@@ -4,10 +4,10 @@ What is measured: the wall time of :func:`training.universe.compute_membership` 
 table: one ranking per reconstitution date) and of :func:`training.universe.member_mask` (its daily
 expansion) for a rule given on the command line (default: top 300 by median traded value over 60
 sessions, close >= 0.05, 252 bars of history, monthly), on the prices of every 3-character code in
-``/work/shared/data/asx-eod`` (raw closes and volumes, as the vendor files hold them). Reading the
-zips is timed separately (a plain pyarrow reader here; the project's importer is
-``training.ingest.eod_files``, benchmarked on its own). Index codes carry volume 0 and never
-qualify (their traded value is 0).
+``/work/shared/data/asx-eod`` as the project's importer reads them
+(:func:`training.ingest.eod_files.load_eod_files`: raw closes and volumes; index codes go to the
+benchmark table), timed separately and once. No series breaks are applied here (a reused code's
+history is not reset).
 
 Membership figures: members per reconstitution date; turnover per reconstitution (names that
 entered / members); tickers ever members; members whose bars stopped before the next
@@ -20,29 +20,25 @@ the test suite). One JSON document on stdout, also written to ``bench/results/un
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import json
 import sys
 import time
-import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pacsv
 
 from bench import common
 from feature_repo.tables import DATE, TICKER
+from training.ingest.eod_files import load_eod_files
 from training.run_config import UniverseRule
 from training.universe import compute_membership, member_mask
 
 NAME: Final = "universe"
 DATA: Final = Path("/work/shared/data/asx-eod")
-_COLUMNS: Final = ["code", "day", "open", "high", "low", "close", "volume"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,31 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def read_asx(folder: Path) -> pd.DataFrame:
-    """Every 3-character code's rows of every per-day file in the yearly zips: ticker, date, close, volume."""
-    options = pacsv.ReadOptions(column_names=_COLUMNS)
-    convert = pacsv.ConvertOptions(
-        column_types={"code": pa.string(), "day": pa.string(), "close": pa.float64(), "volume": pa.float64()},
-        include_columns=["code", "day", "close", "volume"],
-    )
-    tables = []
-    for archive in sorted(folder.glob("asx-eod-*.zip")):
-        with zipfile.ZipFile(archive) as zf:
-            for member in sorted(zf.namelist()):
-                data = zf.read(member)
-                if member.endswith("/") or not data.strip():
-                    continue  # a folder entry or an empty day file
-                tables.append(pacsv.read_csv(io.BytesIO(data), read_options=options, convert_options=convert))
-    frame = pa.concat_tables(tables).to_pandas()
-    frame = frame[frame["code"].str.len() == 3]
-    frame = frame[frame["close"] > 0]
-    return pd.DataFrame(
-        {
-            TICKER: frame["code"].to_numpy(),
-            DATE: pd.to_datetime(frame["day"], format="%Y%m%d").to_numpy(),
-            "close": frame["close"].to_numpy(),
-            "volume": frame["volume"].to_numpy(),
-        }
-    ).drop_duplicates([TICKER, DATE], keep="last")
+    """The price rows the ingest stage stores from the yearly zips (raw closes; halts keep their close)."""
+    return load_eod_files(sorted(folder.glob("asx-eod-*.zip"))).prices
 
 
 def _median_seconds(repeats: int, work: Any) -> tuple[float, Any]:
@@ -153,13 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     doc = {
         "benchmark": NAME,
-        "data": f"real ASX end-of-day prices, {args.data} (raw, 3-character codes), "
+        "data": f"real ASX end-of-day prices, {args.data} (raw, via load_eod_files), "
         f"{sessions[0].date()}..{sessions[-1].date()}",
         "rule": rule.model_dump(),
         "universe": rule.name,
         "input": {"price_rows": len(prices), "tickers": int(prices[TICKER].nunique()), "sessions": len(sessions)},
         "seconds": {
-            "read_zips_pyarrow": round(read_seconds, 2),
+            "load_eod_files_once": round(read_seconds, 2),
             "compute_membership": round(compute_seconds, 3),
             "member_mask": round(mask_seconds, 3),
             "repeats": args.repeats,

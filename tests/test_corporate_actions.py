@@ -138,6 +138,7 @@ def test_detection_proposes_1_10_with_evidence_and_its_csv_loads_as_an_actions_f
     assert s.day_ratio == pytest.approx(10.4, rel=0.02)
     assert s.close_before == closes[JUMP - 1] and s.close_after == closes[JUMP]
     assert s.level_ratio == pytest.approx(10.4, rel=0.05) and s.bars_after == 5
+    assert s.volume_ratio == pytest.approx(0.1)  # the share count fell tenfold: the volume too
     report = tmp_path / "reports" / REPORT_NAME
     write_report(suspects, report)
     confirmed = load_actions(report)  # the evidence columns are ignored by the loader

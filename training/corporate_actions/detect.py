@@ -38,6 +38,7 @@ EVIDENCE_COLUMNS: Final[tuple[str, ...]] = (
     "median_after",
     "level_ratio",
     "bars_after",
+    "volume_ratio",
 )
 SUSPECT_COLUMNS: Final[tuple[str, ...]] = (*ACTION_FILE_COLUMNS, *EVIDENCE_COLUMNS)
 
@@ -76,6 +77,7 @@ class SortedBars:
     dates: npt.NDArray[np.datetime64]
     price: FloatArray
     close: FloatArray
+    volume: FloatArray
     starts_segment: BoolArray
 
 
@@ -108,7 +110,12 @@ def sort_bars(prices: pd.DataFrame, breaks: pd.DataFrame | None = None) -> Sorte
             [breaks[TICKER].to_numpy(), pd.to_datetime(breaks[DATE]).to_numpy(dtype="datetime64[ns]")]
         )
         starts |= at.isin(wanted)
-    return SortedBars(np.asarray(tickers, dtype=object), code, day, price_all[rows], close, starts)
+    volume = (
+        prices["volume"].to_numpy(dtype=np.float64, na_value=np.nan)[rows] if "volume" in prices else close * np.nan
+    )
+    # A zero volume is a day without trades (or an index), not a level to compare.
+    volume = np.where(volume > 0, volume, np.nan)
+    return SortedBars(np.asarray(tickers, dtype=object), code, day, price_all[rows], close, volume, starts)
 
 
 def detect_suspects(
@@ -159,7 +166,7 @@ def _proposals(bars: SortedBars, idx: IntArray, ratio: FloatArray, s: DetectionS
         np.where(drop, [f"{k:g}:1" for k in nearest], [f"1:{k:g}" for k in nearest]),
         "none",
     )
-    median_before, bars_after, median_after = _levels(bars, idx, s.confirm_bars)
+    median_before, bars_after, median_after, volume_ratio = _levels(bars, idx, s.confirm_bars)
     frame = pd.DataFrame(
         {
             "ticker": bars.tickers[bars.code[idx]],
@@ -175,30 +182,41 @@ def _proposals(bars: SortedBars, idx: IntArray, ratio: FloatArray, s: DetectionS
             "median_after": median_after,
             "level_ratio": median_after / median_before,
             "bars_after": bars_after,
+            "volume_ratio": volume_ratio,
         },
         columns=list(SUSPECT_COLUMNS),
     )
     return frame.sort_values(["ticker", "ex_date"], kind="stable").reset_index(drop=True)
 
 
-def _levels(bars: SortedBars, idx: IntArray, n: int) -> tuple[FloatArray, IntArray, FloatArray]:
-    """Median price of the ``n`` bars before the jump, bars after it (within ``n``), and their median.
+def _levels(bars: SortedBars, idx: IntArray, n: int) -> tuple[FloatArray, IntArray, FloatArray, FloatArray]:
+    """Around each jump: the median price of the ``n`` bars before, the bars after it (within ``n``), the
+    median price from the jump bar on, and the ratio of the median volumes after and before.
 
-    The median after includes the jump bar itself, so it is the new level even at a series end.
+    The median after includes the jump bar itself, so it is the new level even at a series end. A real
+    1:k consolidation divides the share count, so its volume ratio is near 1/k; a genuine crash trades more.
     """
     last = max(len(bars.price) - 1, 0)
 
-    def window(offsets: IntArray) -> tuple[FloatArray, BoolArray]:
+    def window(values: FloatArray, offsets: IntArray) -> tuple[FloatArray, BoolArray]:
         raw = idx[:, None] + offsets[None, :]
         other = np.clip(raw, 0, last)
         same = (raw >= 0) & (raw <= last) & (bars.code[other] == bars.code[idx][:, None])
-        return np.where(same, bars.price[other], np.nan), same
+        return np.where(same, values[other], np.nan), same
 
-    before, _ = window(-np.arange(1, n + 1, dtype=np.int64))
-    after, seen = window(np.arange(0, n + 1, dtype=np.int64))
+    before_offsets = -np.arange(1, n + 1, dtype=np.int64)
+    after_offsets = np.arange(0, n + 1, dtype=np.int64)
+    before, _ = window(bars.price, before_offsets)
+    after, seen = window(bars.price, after_offsets)
+    if not len(idx):
+        empty = np.zeros(0)
+        return empty, np.zeros(0, dtype=np.int64), empty, empty
     with warnings.catch_warnings():
-        # A window with no bar at all (never the jump's own side) gives an all-NaN median: NaN is right.
+        # A window with no value at all (no volume, or a series end) gives an all-NaN median: NaN is right.
         warnings.simplefilter("ignore", RuntimeWarning)
-        median_before = np.nanmedian(before, axis=1) if len(idx) else np.zeros(0)
-        median_after = np.nanmedian(after, axis=1) if len(idx) else np.zeros(0)
-    return median_before, (seen[:, 1:].sum(axis=1) if len(idx) else np.zeros(0)).astype(np.int64), median_after
+        median_before = np.nanmedian(before, axis=1)
+        median_after = np.nanmedian(after, axis=1)
+        volume_ratio = np.nanmedian(window(bars.volume, after_offsets)[0], axis=1) / np.nanmedian(
+            window(bars.volume, before_offsets)[0], axis=1
+        )
+    return median_before, seen[:, 1:].sum(axis=1).astype(np.int64), median_after, volume_ratio

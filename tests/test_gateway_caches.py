@@ -160,12 +160,13 @@ def _technical_features() -> list[str]:
 def test_memory_moving_window_admits_the_limit_per_window() -> None:
     clock = Clock()
     window = MemoryMovingWindow(clock)
-    assert [window.hit("k", 2, 10.0) for _ in range(2)] == [0.0, 0.0]
+    # (admitted, remaining, seconds until the oldest hit leaves the window)
+    assert [window.hit("k", 2, 10.0) for _ in range(2)] == [(True, 1, 10.0), (True, 0, 10.0)]
     clock.now += 4.0
-    assert window.hit("k", 2, 10.0) == pytest.approx(6.0)  # the first hit leaves the window in 6 s
-    assert window.hit("other", 2, 10.0) == 0.0
+    assert window.hit("k", 2, 10.0) == (False, 0, pytest.approx(6.0))  # the first hit leaves in 6 s
+    assert window.hit("other", 2, 10.0) == (True, 1, 10.0)
     clock.now += 6.0
-    assert window.hit("k", 2, 10.0) == 0.0
+    assert window.hit("k", 2, 10.0) == (True, 1, 10.0)
 
 
 def test_feature_rows_past_half_their_life_are_reread_in_the_background(shared_env, monkeypatch) -> None:

@@ -8,18 +8,23 @@ is full, or its batch could not be committed) is counted in
 alerted on (``PortfolioOSAuditRowsDropped``): the loss is never silent. Every batch that fails to
 commit also counts in ``portfolio_os_gateway_audit_failures_total``.
 
-Cost: a durable commit is one fsync (several milliseconds) and on SQLite commits serialise; the
-writer shares each commit among every row waiting. ``flush`` waits for the rows queued before it
-(tests and shutdown); ``close`` flushes and stops the writer.
+Cost: a durable commit is one fsync (several milliseconds) and on SQLite commits serialise; a
+writer shares each commit among every row waiting. PostgreSQL spends its time per row in the
+server (JSON input, TOAST compression), one backend per connection, so it gets ``writers``
+threads, each with its own queue (rows are dealt round-robin): FIFO per queue keeps ``flush``
+exact. ``flush`` waits for the rows queued before it (tests and shutdown); ``close`` flushes and
+stops the writers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,14 +70,18 @@ class AuditLog:
         *,
         queue_rows: int = 10_000,
         batch_rows: int = 256,
+        writers: int = 1,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.batch_rows = batch_rows
         self.clock = clock
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_rows)
-        self._writer: threading.Thread | None = None
+        self._queues: list[queue.Queue[Any]] = [
+            queue.Queue(maxsize=max(1, queue_rows // writers)) for _ in range(writers)
+        ]
+        self._deal = itertools.count()
+        self._writers: list[threading.Thread] = []
         self._start_lock = threading.Lock()
 
     async def record(
@@ -100,42 +109,50 @@ class AuditLog:
             "model_versions": model_versions,
             "answer": answer,
         }
-        self._ensure_writer()
+        self._ensure_writers()
+        target = self._queues[next(self._deal) % len(self._queues)]
         try:
-            self._queue.put_nowait(row)
+            target.put_nowait(row)
         except queue.Full:
             self.metrics.audit_rows_dropped.labels(reason=QUEUE_FULL).inc()
-            log.error("audit queue full (%d rows): row of request %s dropped", self._queue.maxsize, request_id)
+            log.error("audit queue full (%d rows): row of request %s dropped", target.maxsize, request_id)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every row queued before this call is committed or dropped; False on timeout."""
-        if self._writer is None:
+        if not self._writers:
             return True
-        marker = _Flush()
-        self._queue.put(marker)  # blocking: a flush waits for room rather than being lost
-        return marker.done.wait(timeout)
+        markers = [_Flush() for _ in self._queues]
+        for q, marker in zip(self._queues, markers, strict=True):
+            q.put(marker)  # blocking: a flush waits for room rather than being lost
+        deadline = time.monotonic() + timeout
+        return all(marker.done.wait(max(0.0, deadline - time.monotonic())) for marker in markers)
 
     def close(self) -> None:
-        """Commit the rows already queued, then stop the writer (idempotent)."""
+        """Commit the rows already queued, then stop the writers (idempotent)."""
         with self._start_lock:
-            writer, self._writer = self._writer, None
-        if writer is not None:
-            self._queue.put(_STOP)
+            writers, self._writers = self._writers, []
+        for q in self._queues if writers else []:
+            q.put(_STOP)
+        for writer in writers:
             writer.join(timeout=30)
 
-    def _ensure_writer(self) -> None:
-        if self._writer is None:
+    def _ensure_writers(self) -> None:
+        if not self._writers:
             with self._start_lock:
-                if self._writer is None:
-                    self._writer = threading.Thread(target=self._write_forever, name="audit-writer", daemon=True)
-                    self._writer.start()
+                if not self._writers:
+                    self._writers = [
+                        threading.Thread(target=self._write_forever, args=(q,), name=f"audit-writer-{i}", daemon=True)
+                        for i, q in enumerate(self._queues)
+                    ]
+                    for writer in self._writers:
+                        writer.start()
 
-    def _write_forever(self) -> None:
+    def _write_forever(self, source: queue.Queue[Any]) -> None:
         while True:
-            batch = [self._queue.get()]
+            batch = [source.get()]
             while len(batch) < self.batch_rows:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(source.get_nowait())
                 except queue.Empty:
                     break
             self._commit([item for item in batch if isinstance(item, dict)])

@@ -78,7 +78,12 @@ def build_services(settings: GatewaySettings) -> Services:
         limiter=RateLimiter(settings.rate_limit_storage, metrics),
         usage=UsageCounter(engine, metrics),
         audit=AuditLog(
-            engine, metrics, queue_rows=settings.audit.queue_rows, batch_rows=settings.audit.batch_rows, clock=utc_now
+            engine,
+            metrics,
+            queue_rows=settings.audit.queue_rows,
+            batch_rows=settings.audit.batch_rows,
+            writers=settings.audit.writers or (2 if engine.dialect.name == "postgresql" else 1),
+            clock=utc_now,
         ),
         idempotency=idempotency,
         maintenance=Maintenance(engine, settings.audit, idempotency, clock=utc_now),

@@ -29,6 +29,13 @@ class AuditSettings(BaseModel):
     )
     queue_rows: int = Field(10_000, ge=1, description="Rows waiting for the writer; more are dropped (counted).")
     batch_rows: int = Field(256, ge=1, le=10_000, description="Most rows one transaction commits.")
+    writers: int | None = Field(
+        None,
+        ge=1,
+        le=16,
+        description="Writer threads (connections); default 1 on SQLite (one writer at a time "
+        "anyway), 2 on PostgreSQL (its per-row cost is in the server, one backend per connection).",
+    )
     purge_batch_rows: int = Field(500, ge=1, description="Rows per SQLite retention DELETE (short locks).")
     partitions_ahead: int = Field(3, ge=1, le=24, description="PostgreSQL: monthly partitions created ahead of now.")
 

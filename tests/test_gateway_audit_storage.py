@@ -102,7 +102,9 @@ def test_a_full_queue_and_a_failed_write_are_counted_never_silent(sqlite_engine:
     try:
         locker.execute("BEGIN IMMEDIATE")
         _record(audit, 0)
-        wait_for(lambda: audit._queue.qsize() == 0, 10, "the writer to take the first row")  # now blocked on the lock
+        wait_for(
+            lambda: audit._queues[0].qsize() == 0, 10, "the writer to take the first row"
+        )  # now blocked on the lock
         for i in range(1, 6):
             _record(audit, i)  # two fit in the queue, three do not
         assert _dropped(metrics, "queue_full") == 3
@@ -221,3 +223,19 @@ def test_a_plain_postgres_audit_table_of_an_older_install_is_kept_and_retention_
                 conn.execute(text("DELETE FROM gateway_audit_log"))
         finally:
             engine.dispose()
+
+
+@pytest.mark.slow
+def test_two_writers_on_postgres_commit_every_row_and_flush_is_exact(pg_engine: Engine) -> None:
+    audit = AuditLog(pg_engine, GatewayMetrics(), writers=2, batch_rows=8, clock=Clock())
+    try:
+        for i in range(101):
+            _record(audit, i)
+            if i in (0, 37, 100):
+                assert audit.flush()  # every row queued so far is in, whichever writer had it
+                assert row_count(pg_engine) == i + 1
+    finally:
+        audit.close()
+    with pg_engine.connect() as conn:
+        ids = conn.execute(select(audit_log.c.request_id)).scalars().all()
+    assert sorted(ids) == sorted(f"r{i}" for i in range(101))

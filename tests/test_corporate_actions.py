@@ -148,6 +148,13 @@ def test_detection_proposes_1_10_with_evidence_and_its_csv_loads_as_an_actions_f
     config = CorporateActionsConfig(file=report)
     outcome = process_prices(prices, config)
     assert outcome.suspects.empty and outcome.confirmed == 1 and outcome.breaks.empty
+    # An action for a ticker that is not loaded (a typo; a short row, its missing fields empty) adjusts
+    # nothing, and the summary says so.
+    typo = write_text(tmp_path / "typo.csv", report.read_text() + f"AAX,{DAYS[JUMP]:%Y-%m-%d},consolidation,0.1\n")
+    assert (
+        "1 confirmed action(s) applied (1 matched no bar)"
+        in process_prices(prices, CorporateActionsConfig(file=typo)).summary()
+    )
 
 
 def test_detection_tells_splits_reconstructions_and_bad_ticks_apart() -> None:

@@ -88,10 +88,12 @@ def actions_frame(lines: list[list[str]], name: str) -> pd.DataFrame:
     for number, fields in enumerate(lines[1:], start=2):
         if not any(f.strip() for f in fields) or fields[0].lstrip().startswith("#"):
             continue
-        if len(fields) != len(header):
+        if len(fields) > len(header):
             problems.append(InputProblem(name, number, None, f"{len(fields)} fields, the header has {len(header)}"))
             continue
-        row, found = _row(name, number, {c: fields[i].strip() for c, i in pos.items()})
+        # Missing trailing fields are empty: "AAA,2010-05-17,consolidation,0.1" needs no amount column.
+        padded = fields + [""] * (len(header) - len(fields))
+        row, found = _row(name, number, {c: padded[i].strip() for c, i in pos.items()})
         problems.extend(found)
         if found:
             continue

@@ -47,6 +47,8 @@ class CorporateActionsOutcome:
         breaks: series-break rows for the suspects under ``mask`` (empty otherwise).
         suspects: every detected suspect in :data:`~training.corporate_actions.detect.SUSPECT_COLUMNS`.
         policy: the policy that was applied.
+        unmatched: confirmed actions that adjust no bar (a ticker not loaded, or an ex-date before its
+            first bar): usually a typo in the file, so the summary says how many.
     """
 
     prices: pd.DataFrame
@@ -54,6 +56,7 @@ class CorporateActionsOutcome:
     breaks: pd.DataFrame
     suspects: pd.DataFrame
     policy: str
+    unmatched: int = 0
 
     @property
     def confirmed(self) -> int:
@@ -61,8 +64,9 @@ class CorporateActionsOutcome:
 
     def summary(self) -> str:
         applied = {"mask": f"{len(self.breaks)} series break(s)", "adjust": "applied", "fail": "refused"}
+        unmatched = f" ({self.unmatched} matched no bar)" if self.unmatched else ""
         return (
-            f"{self.confirmed} confirmed action(s) applied, {len(self.suspects)} suspected "
+            f"{self.confirmed} confirmed action(s) applied{unmatched}, {len(self.suspects)} suspected "
             f"(policy {self.policy}: {applied[self.policy]})"
         )
 
@@ -107,7 +111,8 @@ def process_prices(
             },
             columns=list(SERIES_BREAK_COLUMNS),
         )
-    return CorporateActionsOutcome(adjusted, factors, breaks, suspects, config.policy)
+    unmatched = len(actions) - int((factors["origin"] == "file").sum())
+    return CorporateActionsOutcome(adjusted, factors, breaks, suspects, config.policy, unmatched)
 
 
 def suspects_as_actions(suspects: pd.DataFrame) -> pd.DataFrame:

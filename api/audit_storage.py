@@ -37,8 +37,8 @@ def apply_retention(engine: Engine, settings: AuditSettings, now: datetime) -> R
     """Drop or delete audit rows older than ``settings.retention_days`` before ``now``."""
     report = RetentionReport(horizon=now - timedelta(days=settings.retention_days))
     if engine.dialect.name == "postgresql":
-        if not audit_partitions.is_partitioned(engine):
-            log.warning("gateway_audit_log is not partitioned: audit retention skipped (migrate the table)")
+        if not audit_partitions.is_partitioned(engine):  # init_db partitions it; it has not run yet
+            log.warning("gateway_audit_log is not partitioned yet: audit retention skipped")
             return report
         report.partitions_created = audit_partitions.ensure_partitions(engine, now, settings.partitions_ahead)
         report.partitions_dropped = audit_partitions.drop_before(engine, report.horizon)

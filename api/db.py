@@ -36,7 +36,7 @@ from sqlalchemy import (
     text,
 )
 
-from api.audit_partitions import ensure_partitions, is_partitioned
+from api.audit_partitions import LEGACY, ensure_partitions, migrate_plain_table, table_kind
 
 log = logging.getLogger(__name__)
 metadata = MetaData()
@@ -209,13 +209,15 @@ def init_db(engine: Engine, *, partitions_ahead: int = 3, now: datetime | None =
     dialect = engine.dialect.name
     if dialect == "postgresql":
         metadata.create_all(engine, tables=[t for t in metadata.sorted_tables if t not in (audit_log, audit_horizon)])
-        with engine.begin() as conn:
-            for statement in _PG_AUDIT_TABLE:
-                conn.execute(text(statement))
-        if is_partitioned(engine):
-            ensure_partitions(engine, now or datetime.now(UTC), partitions_ahead)
+        now = now or datetime.now(UTC)
+        if table_kind(engine) == "r":
+            rows = migrate_plain_table(engine, _PG_AUDIT_TABLE, now)
+            log.warning("gateway_audit_log was a plain table: now partitioned, its %d rows in %s", rows, LEGACY)
         else:
-            log.warning("gateway_audit_log is a plain table (made before partitioning): retention cannot drop months")
+            with engine.begin() as conn:
+                for statement in _PG_AUDIT_TABLE:
+                    conn.execute(text(statement))
+        ensure_partitions(engine, now, partitions_ahead)
     else:
         metadata.create_all(engine)
     if dialect not in ("postgresql", "sqlite"):

@@ -204,23 +204,40 @@ def test_maintenance_runs_each_step_and_survives_a_failing_one(sqlite_engine: En
 
 
 @pytest.mark.slow
-def test_a_plain_postgres_audit_table_of_an_older_install_is_kept_and_retention_skips_it(
+def test_a_plain_postgres_audit_table_of_an_older_install_becomes_the_legacy_partition(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with fresh_postgres_database(database_url) as url:
         engine = make_engine(url)
         try:
             audit_log.create(engine)  # what init_db made before partitioning: a plain table
+            old = AuditLog(engine, GatewayMetrics(), clock=Clock(datetime(2026, 10, 20, tzinfo=UTC)))
+            for i in range(3):
+                _record(old, i)
+            old.close()
             with caplog.at_level("WARNING"):
                 init_db(engine, now=T0)
-            assert not audit_partitions.is_partitioned(engine) and "plain table" in caplog.text
-            audit = AuditLog(engine, GatewayMetrics(), clock=Clock(T0 - timedelta(days=900)))
-            _record(audit, 0)
+            assert audit_partitions.is_partitioned(engine) and "its 3 rows in gateway_audit_log_legacy" in caplog.text
+            # The legacy partition holds everything before November; the months from then on are their own.
+            assert audit_partitions.partitions(engine) == [
+                "gateway_audit_log_legacy",
+                *(f"gateway_audit_log_p{m}" for m in ("202612", "202701", "202702", "202703")),
+            ]
+            init_db(engine, now=T0)  # idempotent
+            audit = AuditLog(engine, GatewayMetrics(), clock=Clock(datetime(2026, 11, 2, tzinfo=UTC)))
+            _record(audit, 3)  # November: a partition of its own, made on demand
+            audit.clock = Clock(datetime(2026, 10, 30, tzinfo=UTC))
+            _record(audit, 4)  # October: the legacy partition's
             audit.close()
-            report = apply_retention(engine, AuditSettings(retention_days=30), T0)
-            assert report.partitions_dropped == [] and row_count(engine) == 1  # nothing is lost by surprise
+            with engine.connect() as conn:
+                ids = conn.execute(select(audit_log.c.id).order_by(audit_log.c.id)).scalars().all()
+            assert len(ids) == len(set(ids)) == 5  # the id sequence carried on
             with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
-                conn.execute(text("DELETE FROM gateway_audit_log"))
+                conn.execute(text("DELETE FROM gateway_audit_log_legacy"))  # the parent's trigger guards it
+            kept = apply_retention(engine, AuditSettings(retention_days=30), datetime(2026, 11, 20, tzinfo=UTC))
+            assert kept.partitions_dropped == [] and row_count(engine) == 5
+            report = apply_retention(engine, AuditSettings(retention_days=30), datetime(2026, 12, 2, tzinfo=UTC))
+            assert report.partitions_dropped == ["gateway_audit_log_legacy"] and row_count(engine) == 1
         finally:
             engine.dispose()
 

@@ -281,3 +281,47 @@ def test_a_close_panel_links_across_breaks_so_a_held_name_earns_nothing_there() 
     np.testing.assert_allclose(zzz.pct_change()[others].dropna(), raw.pct_change()[others].dropna())
     assert (linked.loc[SESSIONS[500] :, "ZZZ"] == plain.loc[SESSIONS[500] :, "ZZZ"]).all()
     assert linked.drop(columns="ZZZ").equals(plain.drop(columns="ZZZ"))
+
+
+def test_the_ingest_stage_writes_lives_and_breaks_and_a_rerun_changes_nothing(tmp_path: Path) -> None:
+    from tests.test_pipeline_cli import cli, write_config
+    from training.calendar import exchange_sessions
+
+    sessions = exchange_sessions("XASX", "2013-01-01", "2014-12-31")
+    rng = np.random.default_rng(8)
+    rows = [("AAA", d) for d in sessions] + [("ZZZ", d) for d in (*sessions[:100], *sessions[300:])]
+    frame = pd.DataFrame(rows, columns=["ticker", "date"])
+    frame["close"] = 10 * np.exp(np.cumsum(rng.normal(0, 0.01, len(frame))))
+    frame = frame.assign(open=frame["close"], high=frame["close"] * 1.01, low=frame["close"] * 0.99, volume=1000.0)
+    path = tmp_path / "synthetic_prices.csv"
+    frame.to_csv(path, index=False)
+    config = write_config(
+        tmp_path / "run.yaml", f"data: {{kind: files, prices: [{path}]}}\ncalendar: {{exchange: XASX}}\n"
+    )
+    data = tmp_path / "d"
+    first = cli("ingest", "--config", str(config), data_dir=data)
+    assert first.returncode == 0, first.stderr
+    assert instruments_line(first.stdout).endswith(
+        "3 rows: 3 new, 0 changed; 1 reused code(s) (absent > 126 sessions): 1 new, 0 changed"
+    )
+    second = cli("ingest", "--config", str(config), data_dir=data)
+    assert second.returncode == 0, second.stderr
+    assert instruments_line(second.stdout).endswith(
+        "3 rows: 0 new, 0 changed; 1 reused code(s) (absent > 126 sessions): 0 new, 0 changed"
+    )
+    with OfflineStore(data / "offline.duckdb", read_only=True) as store:
+        assert store.read("instruments")["instrument_id"].tolist() == [
+            f"AAA:{sessions[0]:%Y%m%d}",
+            f"ZZZ:{sessions[0]:%Y%m%d}",
+            f"ZZZ:{sessions[300]:%Y%m%d}",
+        ]
+        breaks = store.read("series_breaks")
+        assert breaks[["ticker", "date", "reason"]].to_dict("records") == [
+            {"ticker": "ZZZ", "date": sessions[300], "reason": "code_reused"}
+        ]
+
+
+def instruments_line(stdout: str) -> str:
+    """The ingest log's instruments line (one per run)."""
+    (line,) = [x for x in stdout.splitlines() if x.strip().startswith("instruments ")]
+    return line

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,19 @@ def test_the_quota_follows_a_moving_window() -> None:
         "RateLimit-Reset": "10",
         "RateLimit-Policy": "2;w=60",
     }
+
+
+@pytest.mark.slow
+def test_the_quota_is_the_same_on_redis(redis_url: str) -> None:
+    """The replicas' shared windows (``limits`` on a real Redis) report what the memory ones do."""
+    principal = Principal(tenant="t", key_id=uuid.uuid4().hex, scopes=frozenset(), rate_limit="2/hour")
+    limiter = RateLimiter(redis_url, GatewayMetrics())
+    first, second = limiter.hit(principal), limiter.hit(principal)
+    with pytest.raises(RateLimitedError) as refused:
+        limiter.hit(principal)
+    assert (first.limit, first.remaining, second.remaining, first.window_s) == (2, 1, 0, 3600)
+    assert 3590 <= second.reset_s <= 3600  # an hour's window: the test takes seconds of it
+    assert refused.value.quota is not None and refused.value.quota.remaining == 0
 
 
 @pytest.mark.slow

@@ -1,7 +1,11 @@
 """A typed Python client for B2B consumers of the gateway.
 
 Retries 429 and 503 (and connection errors) with exponential backoff and full jitter, honouring
-``Retry-After`` when the gateway sends it; every call has a timeout. Non-retryable errors raise
+``Retry-After`` when the gateway sends it; every call has a timeout. The default budget (6 retries,
+0.5 s doubling to 10 s) carries a caller through a gateway restart of several seconds. Every POST
+carries an ``Idempotency-Key`` made once per call and kept across its retries, so a retry of a
+request whose first attempt did reach the gateway is answered from the stored answer instead of
+running twice. Non-retryable errors raise
 :class:`GatewayClientError` carrying the gateway's error body. The key's quota after the latest
 answer (the ``RateLimit-*`` headers) is in :attr:`PortfolioOSClient.rate_limit`, to pace by.
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import random
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Self, TypeVar
@@ -17,6 +22,7 @@ from typing import Any, Final, Self, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from api.errors import IDEMPOTENCY_IN_PROGRESS
 from api.schemas import (
     AllocationPublic,
     AllocationRequest,
@@ -69,8 +75,8 @@ class PortfolioOSClient:
         api_key: str,
         *,
         timeout_s: float = 5.0,
-        max_retries: int = 3,
-        backoff_s: float = 0.2,
+        max_retries: int = 6,
+        backoff_s: float = 0.5,
         max_backoff_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -99,18 +105,24 @@ class PortfolioOSClient:
     def signals(self, tickers: list[str]) -> SignalsPublic:
         return self._call(SignalsPublic, "GET", "/v1/signals", params={"tickers": ",".join(tickers)})
 
-    def allocations(self, request: AllocationRequest) -> AllocationPublic:
-        return self._call(AllocationPublic, "POST", "/v1/allocations", json=request.model_dump(mode="json"))
+    def allocations(self, request: AllocationRequest, *, idempotency_key: str | None = None) -> AllocationPublic:
+        body = request.model_dump(mode="json")
+        return self._post(AllocationPublic, "/v1/allocations", body, idempotency_key)
 
     def explanation(self, ticker: str, top: int = 5) -> ExplanationPublic:
         return self._call(ExplanationPublic, "GET", f"/v1/explanations/{ticker}", params={"top": top})
 
-    def sentiment(self, texts: list[str]) -> SentimentPublic:
+    def sentiment(self, texts: list[str], *, idempotency_key: str | None = None) -> SentimentPublic:
         body = SentimentRequest(texts=texts).model_dump(mode="json")
-        return self._call(SentimentPublic, "POST", "/v1/sentiment", json=body)
+        return self._post(SentimentPublic, "/v1/sentiment", body, idempotency_key)
 
     def models(self) -> ModelsPublic:
         return self._call(ModelsPublic, "GET", "/v1/models")
+
+    def _post(self, model: type[Model], path: str, body: dict[str, Any], key: str | None) -> Model:
+        """A POST whose retries are safe: one idempotency key for the call (the caller's, or a new one)."""
+        headers = {"Idempotency-Key": key or uuid.uuid4().hex}
+        return self._call(model, "POST", path, json=body, headers=headers)
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
         retry_after = response.headers.get("Retry-After") if response is not None else None
@@ -131,10 +143,17 @@ class PortfolioOSClient:
                 self.rate_limit = RateLimitState.from_headers(response.headers) or self.rate_limit
                 if response.status_code < 400:
                     return model.model_validate(response.json())
-                if response.status_code not in RETRYABLE or attempt >= self.max_retries:
+                if not _retryable(response) or attempt >= self.max_retries:
                     raise _error(response)
             self._sleep(self._delay(attempt, response))
             attempt += 1
+
+
+def _retryable(response: httpx.Response) -> bool:
+    """429/5xx of a busy or restarting gateway, and a duplicate of a call still in progress."""
+    if response.status_code in RETRYABLE:
+        return True
+    return response.status_code == 409 and _error(response).code == IDEMPOTENCY_IN_PROGRESS
 
 
 def _error(response: httpx.Response) -> GatewayClientError:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+# Error codes a client acts on (the typed client retries this one), defined once for both sides.
+IDEMPOTENCY_IN_PROGRESS = "idempotency_in_progress"
+
 if TYPE_CHECKING:
     from api.ratelimit import Quota
 

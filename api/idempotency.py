@@ -25,7 +25,7 @@ from sqlalchemy import Engine, RowMapping, and_, delete, insert, or_, select, up
 from sqlalchemy.exc import IntegrityError
 
 from api.db import idempotency_keys as keys
-from api.errors import GatewayError
+from api.errors import IDEMPOTENCY_IN_PROGRESS, GatewayError
 
 PENDING: Final = "pending"
 DONE: Final = "done"
@@ -43,7 +43,7 @@ class IdempotencyInProgressError(GatewayError):
     """The first request with this key has not finished yet."""
 
     status_code = 409
-    code = "idempotency_in_progress"
+    code = IDEMPOTENCY_IN_PROGRESS
 
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message, headers={"Retry-After": str(retry_after_s)})

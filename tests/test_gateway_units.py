@@ -173,3 +173,43 @@ def test_bulk_score_histogram_exposes_what_a_prometheus_histogram_would() -> Non
     assert got.pop(("score_sum", "", "m")) == pytest.approx(want.pop(("score_sum", "", "m")))
     assert got.pop(("score_count", "", "other")) == 0.0
     assert {k: v for k, v in got.items() if k[2] == "m"} == want
+
+
+def test_client_posts_keep_one_idempotency_key_across_retries_and_retry_in_progress() -> None:
+    import httpx
+
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Idempotency-Key"))
+        if len(seen) == 1:
+            raise httpx.ConnectError("gateway restarting", request=request)
+        if len(seen) == 2:
+            body = {"error": {"code": "idempotency_in_progress", "message": "first still running", "request_id": "r"}}
+            return httpx.Response(409, json=body, headers={"Retry-After": "1"})
+        return httpx.Response(200, json={"results": [], "model_version": "3", "request_id": "r"})
+
+    waits: list[float] = []
+    client = PortfolioOSClient("http://127.0.0.1:9", "k", transport=httpx.MockTransport(handler), sleep=waits.append)
+    assert client.sentiment(["Profit rose."]).model_version == "3"
+    assert len(seen) == 3 and seen[0] is not None and len(set(seen)) == 1  # one key for the whole call
+    assert waits[1] == 1.0  # the in-progress duplicate waited its Retry-After
+    seen.clear()
+    client.sentiment(["Profit rose."], idempotency_key="order-42")
+    assert set(seen) == {"order-42"}  # the caller's key, on every attempt
+
+
+def test_client_does_not_retry_a_reused_idempotency_key() -> None:
+    import httpx
+
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        body = {"error": {"code": "idempotency_key_reused", "message": "other body", "request_id": "r"}}
+        return httpx.Response(409, json=body)
+
+    client = PortfolioOSClient("http://127.0.0.1:9", "k", transport=httpx.MockTransport(handler), sleep=lambda _: None)
+    with pytest.raises(GatewayClientError) as caught:
+        client.sentiment(["Profit rose."], idempotency_key="order-42")
+    assert caught.value.status == 409 and caught.value.code == "idempotency_key_reused" and len(calls) == 1

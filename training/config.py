@@ -11,8 +11,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from training.allocation.config import AllocationRunConfig
-from training.corporate_actions.config import CorporateActionsConfig
 from training.calendar import CalendarConfig
+from training.corporate_actions.config import CorporateActionsConfig
 from training.errors import TrainingError
 from training.health import HealthThresholds
 from training.ingest.bars import BracketPolicy

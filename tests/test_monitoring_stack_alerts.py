@@ -43,6 +43,7 @@ from serving.contract import service_features
 from serving.launcher import Service, free_ports, plan, running
 from tests.gateway_fixtures.feast_repo import build_feature_repo
 from tests.gateway_fixtures.fixtures import PEPPER
+from tests.gateway_fixtures.load import Answer
 from tests.servers import free_port
 from tests.serving_fixtures import Registry, mlflow_uris_restored, server_env, train_booster
 
@@ -61,17 +62,6 @@ EXPECTED_QUIET = ("PortfolioOSModelReadyAbsent", "PortfolioOSModelNotReady", "Po
 ALERT_BUDGET_S = 60.0
 # Series no process of this stack exports, by design: written by `python -m monitoring`'s exporter.
 FROM_MONITORING = frozenset(EXPORTED_METRICS)
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One /v1/signals answer of the background load: when its request went out, when it came back."""
-
-    sent: float
-    done: float
-    status: int
-    degraded: bool | None
-    technical_present: bool
 
 
 @dataclass

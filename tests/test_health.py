@@ -198,6 +198,18 @@ def test_asx_style_consolidation_is_flagged() -> None:
     assert report.check("unadjusted_splits").examples[0].endswith("~ 10)")
 
 
+def test_a_sub_cent_tick_is_not_a_split_below_the_tick_noise_price() -> None:
+    # A share at 0.001 that trades at 0.002 from then on: one tick, x2, persistent.
+    prices = make_prices(("PNY.AX", "BHP.AX"), start_price=0.001)
+    prices = scale_from(prices, "PNY.AX", 40, 2.0)
+    assert run_health_checks(prices).check("unadjusted_splits").affected == 1
+    report = run_health_checks(prices, tick_noise_below=0.01)
+    assert report.check("unadjusted_splits").affected == 0
+    # The same x2 on a share above the tick-noise price is still a split.
+    dearer = scale_from(make_prices(("PNY.AX", "BHP.AX"), start_price=0.05), "PNY.AX", 40, 2.0)
+    assert run_health_checks(dearer, tick_noise_below=0.01).check("unadjusted_splits").affected == 1
+
+
 def test_genuine_crash_is_not_a_split() -> None:
     # -30% that stays down: far from every split ratio, and under the outlier bound.
     prices = scale_from(make_prices(), "AAA", 30, 0.7)

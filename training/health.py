@@ -322,6 +322,7 @@ def run_health_checks(
     thresholds: HealthThresholds | None = None,
     sessions: pd.DatetimeIndex | None = None,
     breaks: pd.DataFrame | None = None,
+    tick_noise_below: float = 0.0,
 ) -> HealthReport:
     """Run every health check on a daily price frame.
 
@@ -335,6 +336,9 @@ def run_health_checks(
             takes the data's own dates as the calendar.
         breaks: series breaks (``ticker``, ``date``): the return into a break's bar is not a return,
             so a masked corporate action or a reused code is neither an outlier nor a split.
+        tick_noise_below: a jump between two adjusted closes both below this is one price tick of a
+            sub-cent share (0.001 -> 0.002 is x2), not a split: the corporate-actions detection's own
+            ``min_price``, so the two agree on what they call a split (still an outlier return).
 
     Returns:
         The report; it does not raise on failed checks (call ``raise_if_failed`` for that).
@@ -350,7 +354,7 @@ def run_health_checks(
     if prices[TICKER].isna().any() or prices[DATE].isna().any():
         raise TrainingError("price frame has rows without a ticker or a date")
     bars, duplicates = _index(prices, t, sessions, breaks)
-    splits = _split_suspects(bars, t)
+    splits = _split_suspects(bars, t, tick_noise_below)
     checks = [
         _missing_sessions(bars, t),
         _stale_tickers(bars, t),
@@ -598,7 +602,7 @@ def _returns(bars: _Bars) -> FloatArray:
     return ratio
 
 
-def _split_suspects(bars: _Bars, t: HealthThresholds) -> IntArray:
+def _split_suspects(bars: _Bars, t: HealthThresholds, tick_noise_below: float = 0.0) -> IntArray:
     """Bars whose adj_close jump looks like an unadjusted split or consolidation.
 
     Heuristic: the ratio to the previous bar is within ``split_tolerance`` (relative) of one of
@@ -616,6 +620,7 @@ def _split_suspects(bars: _Bars, t: HealthThresholds) -> IntArray:
         for k in t.split_ratios:
             near |= np.abs(ratio / k - 1.0) <= t.split_tolerance
     idx = np.flatnonzero(near).astype(np.int64)
+    idx = idx[np.maximum(bars.adj[idx], bars.adj[idx - 1]) >= tick_noise_below]
     # The same persistence test the corporate-actions detection uses, so both agree on what persists.
     return idx[persistent_jumps(bars.code, bars.adj, idx, t.split_confirm_bars)]
 

@@ -19,7 +19,9 @@ def run(ctx: RunContext) -> dict[str, object]:
     sessions = run_sessions(ctx.config.calendar.exchange, prices[DATE])
     # Returns across series breaks are not returns: masked corporate actions and reused codes neither
     # fail nor hide here, they are listed below the table.
-    report = run_health_checks(prices, ctx.config.health, sessions, breaks)
+    report = run_health_checks(
+        prices, ctx.config.health, sessions, breaks, tick_noise_below=ctx.config.corporate_actions.detection.min_price
+    )
     print(report.to_table(), file=ctx.out)
     note = masked_suspects_note(breaks, ctx.data_dir)
     if note:

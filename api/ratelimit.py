@@ -99,9 +99,10 @@ class RateLimiter:
             admitted = self._limiter.hit(item, "key", principal.key_id)
             stats = self._limiter.get_window_stats(item, "key", principal.key_id)
             remaining, reset = stats.remaining, stats.reset_time - time.time()
-        quota = Quota(
-            limit=item.amount, remaining=max(0, remaining), reset_s=max(0, math.ceil(reset)), window_s=window_s
-        )
+        # Clamped to the window: clock arithmetic (a float a hair past the window, or Redis's reset
+        # stamp against this process's clock) must never announce more than one window to wait.
+        reset_s = min(window_s, max(0, math.ceil(reset)))
+        quota = Quota(limit=item.amount, remaining=max(0, remaining), reset_s=reset_s, window_s=window_s)
         if admitted:
             return quota
         self.metrics.rate_limited.labels(tenant=principal.tenant).inc()

@@ -184,7 +184,7 @@ def _summarise(grid: Any, base: SignalModelParams, max_t: int, seconds: float, c
     errors = [r.error for r in grid if r.error is not None]
     if len(errors) == len(grid):
         raise RuntimeError(f"every tuning trial failed; the first error: {errors[0]}")
-    best = grid.get_best_result(metric=METRIC, mode="max", scope="last")
+    best = _best_of_the_finished(grid, max_t)
     rows = []
     for result in grid:
         if result.metrics is None or METRIC not in result.metrics:
@@ -207,6 +207,19 @@ def _summarise(grid: Any, base: SignalModelParams, max_t: int, seconds: float, c
         cpus=cpus,
         stopped_early=int((trials["folds"] < max_t).sum()) if len(trials) else 0,
     )
+
+
+def _best_of_the_finished(grid: Any, max_t: int) -> Any:
+    """The best trial among those that ran every fold (ASHA's survivors).
+
+    A trial ASHA stopped after its first fold carries a one-fold mean; picking the best ``last``
+    result over all trials would let a lucky single fold beat trials measured on every fold. So
+    only trials with ``max_t`` folds compete; when none finished (a failed search), all do.
+    """
+    finished = [r for r in grid if r.error is None and r.metrics and r.metrics.get("training_iteration", 0) >= max_t]
+    if not finished:
+        return grid.get_best_result(metric=METRIC, mode="max", scope="last")
+    return max(finished, key=lambda r: float(r.metrics[METRIC]))
 
 
 def _progress_callback(total: int, name: str) -> Any:

@@ -157,6 +157,37 @@ class BookConfig(_Strict):
     book_aud: float = Field(10_000_000.0, gt=0, description="Book size in AUD for the ADV cap and market impact.")
 
 
+class LearningConfig(_Strict):
+    """What the signal models learn (issue 18): label, objective, seed averaging, horizons reported."""
+
+    objective: Literal["auto", "binary", "regression", "lambdarank"] = Field(
+        "binary",
+        description="binary: P(excess > 0) (the first models); regression on the cross-sectional label; "
+        "lambdarank with one query per date; auto: the search picks regression or lambdarank by "
+        "out-of-fold rank IC.",
+    )
+    label: Literal["rank", "zscore", "raw"] = Field(
+        "rank",
+        description="Regression target and lambdarank grades' source: the per-date rank or z-score "
+        "of the forward excess return among the date's universe members, or the raw excess return.",
+    )
+    relevance_grades: int = Field(5, ge=2, le=31, description="lambdarank: within-date quantile grades 0..n-1.")
+    seeds: int = Field(1, ge=1, le=32, description="Boosters with different seeds averaged in the final model.")
+    report_horizons: tuple[int, ...] = Field(
+        (), description="Horizons (sessions) whose out-of-fold rank IC is reported beside the trained one."
+    )
+
+    @field_validator("report_horizons")
+    @classmethod
+    def _horizons_valid(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [h for h in value if not 1 <= h <= 252]
+        if bad:
+            raise ValueError(f"report_horizons must lie in 1..252 sessions, got {bad}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"report_horizons lists a horizon twice: {list(value)}")
+        return value
+
+
 class EvaluationConfig(_Strict):
     """How models and baselines are compared on the test segment."""
 
@@ -254,6 +285,7 @@ class SignalRunConfig(_Strict):
     costs: CostConfig = Field(default_factory=CostConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
+    learning: LearningConfig = Field(default_factory=LearningConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
     @field_validator("universe", mode="before")

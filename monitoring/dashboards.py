@@ -196,6 +196,32 @@ DASHBOARDS: Final[dict[str, tuple[str, list[Panel]]]] = {
 }
 
 
+# Grafana's panel schemas (grafana-foundation-sdk) require these options per panel kind; the values
+# are Grafana's own defaults, written out so a dashboard validates and renders the same in any
+# Grafana version rather than relying on the frontend to fill them in.
+_LEGEND: Final = {"displayMode": "list", "placement": "bottom", "showLegend": True, "calcs": []}
+PANEL_OPTIONS: Final[dict[str, dict[str, Any]]] = {
+    "timeseries": {"legend": _LEGEND, "tooltip": {"mode": "multi", "sort": "desc"}},
+    "stat": {
+        "graphMode": "area",
+        "colorMode": "value",
+        "justifyMode": "auto",
+        "textMode": "auto",
+        "wideLayout": True,
+        "showPercentChange": False,
+        "percentChangeColorMode": "standard",
+        "orientation": "auto",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+    },
+    "table": {"frameIndex": 0, "showHeader": True},
+}
+FIELD_CUSTOM: Final[dict[str, dict[str, Any]]] = {
+    "timeseries": {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "spanNulls": False},
+    "stat": {},
+    "table": {"align": "auto", "inspect": False},
+}
+
+
 def _panel_json(panel_id: int, panel: Panel) -> dict[str, Any]:
     steps = [{"color": "green", "value": None}] + [
         {"color": "orange" if i < len(panel.thresholds) - 1 else "red", "value": v}
@@ -206,9 +232,14 @@ def _panel_json(panel_id: int, panel: Panel) -> dict[str, Any]:
         "type": panel.kind,
         "title": panel.title,
         "datasource": DATASOURCE,
+        "options": PANEL_OPTIONS[panel.kind],
         "gridPos": {"x": 12 * ((panel_id - 1) % 2), "y": 8 * ((panel_id - 1) // 2), "w": 12, "h": 8},
         "fieldConfig": {
-            "defaults": {"unit": panel.unit, "thresholds": {"mode": "absolute", "steps": steps}},
+            "defaults": {
+                "unit": panel.unit,
+                "thresholds": {"mode": "absolute", "steps": steps},
+                "custom": FIELD_CUSTOM[panel.kind],
+            },
             "overrides": [],
         },
         "targets": [
@@ -265,4 +296,4 @@ def exprs(board: dict[str, Any]) -> Iterator[str]:
             yield str(variable.get("query", ""))
 
 
-__all__ = ["DASHBOARDS", "dashboard", "exprs", "render_all", "write_all"]
+__all__ = ["DASHBOARDS", "FIELD_CUSTOM", "PANEL_OPTIONS", "dashboard", "exprs", "render_all", "write_all"]

@@ -1,4 +1,10 @@
-"""``python -m monitoring drift|decay|retrain|rules|dashboards|serve-metrics|write-metrics``.
+"""``python -m monitoring SUBCOMMAND``: every monitoring job behind one command.
+
+Subcommands: ``drift`` (Evidently feature drift), ``prediction-drift`` (drift of each model's
+scores), ``decay`` (rolling IC per model), ``retrain`` (the drift/decay-triggered retraining
+decision), ``rules`` (check the Prometheus alert rules with promtool), ``dashboards`` (write or list
+the Grafana dashboards), ``serve-metrics`` / ``write-metrics`` (export the job metrics) and
+``prometheus`` (a local Prometheus on 127.0.0.1 scraping ``make serve``).
 
 Exit codes: 0 fine, 1 a finding (drift detected, decay, retrain recommended, a failed check),
 2 an error (bad arguments, missing data or tools).

@@ -127,3 +127,54 @@ def outcome_frame_columns(horizon: int = OUTCOME_HORIZON, *, with_benchmark: boo
     """Columns of the frame :func:`forward_outcomes` returns for ``horizon``."""
     specs = outcome_fields(horizon, with_benchmark=with_benchmark)
     return [TICKER, DATE, KNOWN_AT, *(s.name for s in specs)]
+
+
+# The cross-sectional labels of issue 18: what the signal models learn is how a name ranks against
+# the other names of the same date, not the market's level that month. Both are computed per date
+# over exactly the rows passed in, so the caller decides the cross-section (the point-in-time
+# universe's members of that date: restrict first, then label). Every row of a date shares the
+# date's ``known_at`` (t+h), so a row's label is known when its own outcome is: no look-ahead.
+CROSS_SECTIONAL_LABELS = ("rank", "zscore", "raw")
+
+
+def label_column(kind: str, horizon: int = OUTCOME_HORIZON) -> str:
+    """The outcome column holding the ``kind`` label (rank, zscore or raw) at ``horizon``.
+
+    Raises:
+        ValueError: an unknown kind, naming the known ones.
+    """
+    columns = {"rank": f"xs_rank_{horizon}d", "zscore": f"xs_z_{horizon}d", "raw": f"fwd_excess_{horizon}d"}
+    if kind not in columns:
+        raise ValueError(f"unknown label kind '{kind}'; known kinds: {', '.join(CROSS_SECTIONAL_LABELS)}")
+    return columns[kind]
+
+
+def cross_sectional_labels(outcomes: pd.DataFrame, horizon: int = OUTCOME_HORIZON) -> pd.DataFrame:
+    """``outcomes`` with the per-date rank and z-score of ``fwd_excess_{h}d`` added.
+
+    * ``xs_rank_{h}d``: the centred percentile rank within the date, ``(rank - 0.5) / n - 0.5``, in
+      (-0.5, 0.5) with mean 0 (ties share their average rank; a date with one row gets 0);
+    * ``xs_z_{h}d``: ``(x - mean) / std`` within the date (population std; 0 where it is 0).
+
+    Rows are compared only with rows of the same date in ``outcomes``: pass the members of the
+    point-in-time universe only, and a non-member can never move a member's label.
+
+    Raises:
+        ValueError: ``outcomes`` lacks ``date`` or the horizon's excess return.
+    """
+    source = f"fwd_excess_{horizon}d"
+    missing = [c for c in (DATE, source) if c not in outcomes.columns]
+    if missing:
+        raise ValueError(f"outcomes lack column(s) {missing} for the {horizon}-session cross-sectional labels")
+    out = outcomes.copy()
+    values = out[source].astype("float64")
+    by_date = values.groupby(out[DATE], sort=False)
+    count = by_date.transform("count").to_numpy()
+    rank = by_date.rank(method="average").to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[f"xs_rank_{horizon}d"] = np.where(count > 0, (rank - 0.5) / count - 0.5, np.nan)
+        std = by_date.transform("std", ddof=0).to_numpy()
+        centred = values.to_numpy() - by_date.transform("mean").to_numpy()
+        out[f"xs_z_{horizon}d"] = np.where(std > 0, centred / np.where(std > 0, std, 1.0), 0.0)
+    out.loc[values.isna(), [f"xs_rank_{horizon}d", f"xs_z_{horizon}d"]] = np.nan
+    return out

@@ -68,7 +68,7 @@ def build_definitions(data_uri: str) -> FeatureDefinitions:
         name: FeatureService(
             name=name,
             features=[views[v] for v in view_names],
-            description=f"Inputs of the {name.removesuffix('_v1').replace('_', ' ')}, in signature order.",
+            description=f"Inputs of the {name.rsplit('_v', 1)[0].replace('_', ' ')} ({name}), in signature order.",
         )
         for name, view_names in MODEL_SERVICES.items()
     }

@@ -107,8 +107,90 @@ SENTIMENT_FEATURES: Final[tuple[FeatureSpec, ...]] = (
     ),
 )
 
+# Alpha158-style price/volume library (Qlib's ``Alpha158`` handler as the reference definitions,
+# names in lower case). Prices are the adjusted ones: open/high/low are scaled by the bar's own
+# adj_close/close, so every ratio is free of splits and consolidations. Qlib's VWAP0 has no input
+# here (no source delivers a volume-weighted price), so the typical price (H+L+C)/3 stands in.
+ALPHA_WINDOWS: Final[tuple[int, ...]] = (5, 10, 20, 30, 60)
+ALPHA_LIQUIDITY_WINDOWS: Final[tuple[int, ...]] = (20, 60)
+
+_KBAR: Final[tuple[tuple[str, str], ...]] = (
+    ("kmid", "(close - open) / open."),
+    ("klen", "(high - low) / open."),
+    ("kmid2", "(close - open) / (high - low + 1e-12)."),
+    ("kup", "(high - max(open, close)) / open: the upper shadow."),
+    ("kup2", "(high - max(open, close)) / (high - low + 1e-12)."),
+    ("klow", "(min(open, close) - low) / open: the lower shadow."),
+    ("klow2", "(min(open, close) - low) / (high - low + 1e-12)."),
+    ("ksft", "(2 close - high - low) / open."),
+    ("ksft2", "(2 close - high - low) / (high - low + 1e-12)."),
+)
+_PRICE_RATIOS: Final[tuple[tuple[str, str], ...]] = (
+    ("open0", "Open over close of the session."),
+    ("high0", "High over close of the session."),
+    ("low0", "Low over close of the session."),
+    ("typ0", "Typical price (high + low + close) / 3 over close; stands in for Qlib's VWAP0 (no VWAP in the data)."),
+)
+# (name, description with {w} for the window), in Qlib's order; every one needs a full window.
+_ROLLING: Final[tuple[tuple[str, str], ...]] = (
+    ("roc", "Close {w} sessions ago over today's close."),
+    ("ma", "Mean close of the last {w} sessions over today's close."),
+    ("std", "Standard deviation of the close over {w} sessions, over today's close."),
+    ("beta", "Slope of the close on time over {w} sessions, over today's close."),
+    ("rsqr", "R-squared of the close's linear trend over {w} sessions."),
+    ("resi", "Today's residual from the close's linear trend over {w} sessions, over today's close."),
+    ("max", "Highest high of the last {w} sessions over today's close."),
+    ("min", "Lowest low of the last {w} sessions over today's close."),
+    ("qtlu", "80% quantile of the close over {w} sessions, over today's close."),
+    ("qtld", "20% quantile of the close over {w} sessions, over today's close."),
+    ("rank", "Percentile of today's close among the last {w} closes (ties averaged)."),
+    ("rsv", "(close - lowest low) / (highest high - lowest low + 1e-12) over {w} sessions."),
+    ("imax", "Position (1..{w}) of the highest high in the last {w} sessions, over {w}."),
+    ("imin", "Position (1..{w}) of the lowest low in the last {w} sessions, over {w}."),
+    ("imxd", "imax{w} - imin{w}: the order of the window's high and low."),
+    ("corr", "Correlation of the close with log(volume + 1) over {w} sessions."),
+    ("cord", "Correlation of close/previous close with log(volume/previous volume + 1) over {w} sessions."),
+    ("cntp", "Share of the last {w} sessions with a rise of the close."),
+    ("cntn", "Share of the last {w} sessions with a fall of the close."),
+    ("cntd", "cntp{w} - cntn{w}."),
+    ("sump", "Sum of the close's rises over the sum of its absolute changes, over {w} sessions."),
+    ("sumn", "Sum of the close's falls over the sum of its absolute changes, over {w} sessions."),
+    ("sumd", "sump{w} - sumn{w}."),
+    ("vma", "Mean volume of the last {w} sessions over today's volume."),
+    ("vstd", "Standard deviation of the volume over {w} sessions, over today's volume."),
+    ("wvma", "Std over mean of |daily return| x volume over {w} sessions (volume-weighted volatility)."),
+    ("vsump", "Sum of the volume's rises over the sum of its absolute changes, over {w} sessions."),
+    ("vsumn", "Sum of the volume's falls over the sum of its absolute changes, over {w} sessions."),
+    ("vsumd", "vsump{w} - vsumn{w}."),
+)
+ALPHA_ROLLING_OPS: Final[tuple[str, ...]] = tuple(op for op, _ in _ROLLING)
+
+ALPHA_FEATURES: Final[tuple[FeatureSpec, ...]] = (
+    *(_f(n, d) for n, d in _KBAR),
+    *(_f(n, d) for n, d in _PRICE_RATIOS),
+    *(_f(f"{op}{w}", d.format(w=w)) for op, d in _ROLLING for w in ALPHA_WINDOWS),
+    *(
+        _f(
+            f"log_med_value_{w}",
+            f"log(1 + median traded value (raw close x raw volume) over {w} sessions); a session without a bar "
+            "traded nothing.",
+        )
+        for w in ALPHA_LIQUIDITY_WINDOWS
+    ),
+    *(
+        _f(
+            f"log_amihud_{w}",
+            f"log(1 + 1e6 x mean of |daily return| / traded value over the sessions of the last {w} that "
+            f"traded, at least {w // 2}) (Amihud illiquidity).",
+        )
+        for w in ALPHA_LIQUIDITY_WINDOWS
+    ),
+    _f("log_price", "log of the raw close, the price level as the market saw it (not adjusted)."),
+)
+
 FEATURES_BY_VIEW: Final[dict[str, tuple[FeatureSpec, ...]]] = {
     "technical_features": TECHNICAL_FEATURES,
+    "alpha_features": ALPHA_FEATURES,
     "fundamental_features": FUNDAMENTAL_FEATURES,
     "sentiment_features": SENTIMENT_FEATURES,
 }
@@ -127,6 +209,8 @@ ALLOCATOR_FEATURES: Final[tuple[str, ...]] = (
 # Feature service name -> the views (all of their features) it serves.
 MODEL_SERVICES: Final[dict[str, tuple[str, ...]]] = {
     "technical_model_v1": ("technical_features",),
+    # v1's features then the Alpha158-style library; v1 keeps serving until v2 is promoted.
+    "technical_model_v2": ("technical_features", "alpha_features"),
     "fundamental_model_v1": ("fundamental_features",),
     "sentiment_signal_model_v1": ("sentiment_features",),
 }

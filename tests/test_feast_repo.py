@@ -17,6 +17,7 @@ from feature_repo.files import read_feature_file, write_feature_file
 from feature_repo.schema import FEATURES_BY_VIEW, names
 from feature_repo.settings import FeatureStoreSettings
 from feature_repo.store import FeatureRepo, FeatureStoreConfigError, full_window, redis_url_to_feast
+from feature_repo.transforms.alpha import alpha_features
 from feature_repo.transforms.fundamental import fundamental_features
 from feature_repo.transforms.sentiment import sentiment_features
 from feature_repo.transforms.technical import technical_features
@@ -71,6 +72,7 @@ def compute_views(sp500, end: str) -> dict[str, pd.DataFrame]:
     dates = pd.DatetimeIndex(prices["date"].unique())
     return {
         "technical_features": technical_features(prices, benchmark_series(sp500.benchmark)),
+        "alpha_features": alpha_features(prices),
         "fundamental_features": fundamental_features(prices, fundamentals_fixture()),
         "sentiment_features": sentiment_features(prices, documents_fixture(dates)),
     }

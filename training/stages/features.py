@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 from feature_repo.files import write_feature_file
 from feature_repo.schema import FEATURES_BY_VIEW
 from feature_repo.tables import DATE, TICKER
+from feature_repo.transforms.alpha import alpha_features
 from feature_repo.transforms.fundamental import fundamental_features
 from feature_repo.transforms.sentiment import sentiment_features
 from feature_repo.transforms.technical import technical_features
@@ -27,11 +28,14 @@ def empty_features(view: str) -> pd.DataFrame:
 
 
 def run(ctx: RunContext) -> dict[str, object]:
-    """Compute technical, fundamental and sentiment features from the offline store."""
+    """Compute technical, alpha, fundamental and sentiment features from the offline store."""
     with OfflineStore(ctx.offline_store_path) as store:
         # Volume adjusted in memory only (the stored volume stays raw): a 1:10 consolidation would
         # otherwise look like a 90% collapse of trading to the volume features.
-        prices = with_adjusted_volume(store.read("prices"), store.read("adjustment_factors"))
+        raw = store.read("prices")
+        # Traded value from the raw close and volume (the alpha view's liquidity), before adjusting.
+        raw = raw.assign(traded_value=raw["close"] * raw["volume"])
+        prices = with_adjusted_volume(raw, store.read("adjustment_factors"))
         benchmark = store.read("benchmark")
         fundamentals = store.read("fundamentals")
         breaks = store.read("series_breaks")
@@ -55,6 +59,7 @@ def run(ctx: RunContext) -> dict[str, object]:
         "technical_features": lambda: technical_features(
             prices, benchmark.set_index(DATE)["close"], sessions=sessions, breaks=breaks
         ),
+        "alpha_features": lambda: alpha_features(prices, sessions=sessions, breaks=breaks),
         "fundamental_features": lambda: (
             fundamental_features(prices, fundamentals, breaks=breaks) if not fundamentals.empty else None
         ),

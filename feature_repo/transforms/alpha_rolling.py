@@ -1,0 +1,133 @@
+"""The rolling operators of the Alpha158-style library, on sessions x tickers grids.
+
+Each function takes wide frames (one row per session, one column per ticker) and returns a frame
+of the same shape, computed for every ticker in one vectorised call. Every window is *full*: a
+value needs ``w`` sessions with an input, so a NaN anywhere in the window gives NaN (Qlib computes
+partial windows from the first bar on; a full window is the stricter, comparable choice). Nothing
+looks forward: the value at row t uses rows t-w+1..t only.
+
+Qlib's expressions (``qlib/contrib/data/loader.py``, ``Alpha158DL``) are the reference; each
+function's docstring quotes the one it implements.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+from pandas.api.typing import Rolling
+
+# Qlib adds this to denominators that may be zero (a bar with high == low, a flat window).
+EPS = 1e-12
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def full(frame: pd.DataFrame, w: int) -> Rolling[pd.DataFrame]:
+    """``frame.rolling(w)`` that needs every one of the ``w`` sessions."""
+    return frame.rolling(w, min_periods=w)
+
+
+def safe_div(num: pd.DataFrame, den: pd.DataFrame) -> pd.DataFrame:
+    """``num / den`` with NaN where ``den`` is not positive (a zero volume, a missing open)."""
+    return num / den.where(den > 0)
+
+
+def trend(close: pd.DataFrame, w: int) -> dict[str, pd.DataFrame]:
+    """Linear trend of the close on time over ``w`` sessions.
+
+    ``Slope($close, w)/$close``, ``Rsquare($close, w)`` and ``Resi($close, w)/$close``: the least
+    squares line through (1, c_{t-w+1}) .. (w, c_t); the residual is that of today's close.
+    Sums over lags are w vectorised passes over the grid, exact in float64 (no running sums).
+    """
+    y = close.to_numpy(dtype=np.float64)
+    k = np.arange(w, dtype=np.float64) - (w - 1) / 2.0  # centred time, oldest first
+    sxy = np.zeros_like(y)
+    for lag in range(w):
+        sxy += k[w - 1 - lag] * _shifted(y, lag)
+    slope = sxy / float((k**2).sum())
+    mean = full(close, w).mean().to_numpy()
+    var = full(close, w).var(ddof=0).to_numpy()
+    fitted_today = mean + slope * k[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rsqr = np.where(var > 0, slope**2 * float((k**2).mean()) / var, np.nan)
+    resi = y - fitted_today
+    return {
+        "beta": _frame(slope, close) / close,
+        "rsqr": _frame(np.clip(rsqr, 0.0, 1.0), close),
+        "resi": _frame(resi, close) / close,
+    }
+
+
+def _shifted(y: FloatArray, lag: int) -> FloatArray:
+    """``y`` moved down ``lag`` rows (NaN on top): row t holds y[t - lag]."""
+    if lag == 0:
+        return y
+    out = np.full_like(y, np.nan)
+    out[lag:] = y[:-lag]
+    return out
+
+
+def _frame(values: FloatArray, like: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame(values, index=like.index, columns=like.columns)
+
+
+def position_of_extreme(values: pd.DataFrame, w: int, *, highest: bool) -> pd.DataFrame:
+    """``IdxMax(x, w)`` / ``IdxMin(x, w)``: 1-based position of the first extreme in the window.
+
+    Position 1 is the oldest session of the window, ``w`` today.
+    """
+    y = values.to_numpy(dtype=np.float64)
+    out = np.full_like(y, np.nan)
+    if len(y) < w:
+        return _frame(out, values)
+    windows = sliding_window_view(y, w, axis=0)  # (T - w + 1, N, w), a view: no copy
+    # A NaN anywhere leaves the window out; fill it so argmax/argmin never sees one.
+    complete = ~np.isnan(windows).any(axis=2)
+    filler = -np.inf if highest else np.inf
+    pick = np.argmax if highest else np.argmin
+    idx = pick(np.where(np.isnan(windows), filler, windows), axis=2).astype(np.float64) + 1.0
+    out[w - 1 :] = np.where(complete, idx, np.nan)
+    return _frame(out, values)
+
+
+def ups_and_downs(series: pd.DataFrame, w: int, prefix: str) -> dict[str, pd.DataFrame]:
+    """Shares of rises and falls: ``Sum(Greater(d, 0), w) / (Sum(Abs(d), w) + 1e-12)``.
+
+    ``d`` is the session's change of ``series``; gives ``{prefix}p``, ``{prefix}n`` and
+    ``{prefix}d`` (their difference), as Qlib's SUMP/SUMN/SUMD and VSUMP/VSUMN/VSUMD.
+    """
+    change = series.diff()
+    total = full(change.abs(), w).sum() + EPS
+    up = full(change.clip(lower=0.0), w).sum() / total
+    down = full((-change).clip(lower=0.0), w).sum() / total
+    return {f"{prefix}p": up, f"{prefix}n": down, f"{prefix}d": up - down}
+
+
+def counts(close: pd.DataFrame, w: int) -> dict[str, pd.DataFrame]:
+    """``Mean($close>Ref($close,1), w)`` and its fall twin: CNTP, CNTN and CNTD."""
+    change = close.diff()
+    valid = change.notna()
+    rise = (change > 0).astype(np.float64).where(valid)
+    fall = (change < 0).astype(np.float64).where(valid)
+    p, n = full(rise, w).mean(), full(fall, w).mean()
+    return {"cntp": p, "cntn": n, "cntd": p - n}
+
+
+def correlation(a: pd.DataFrame, b: pd.DataFrame, w: int) -> pd.DataFrame:
+    """``Corr(a, b, w)`` of matching columns; NaN (not inf) over a window where either is flat."""
+    both = a.notna() & b.notna()
+    a, b = a.where(both), b.where(both)
+    cov = full(a, w).cov(b, pairwise=False)
+    var_a, var_b = full(a, w).var(), full(b, w).var()
+    corr = cov / np.sqrt(var_a.where(var_a > 0) * var_b.where(var_b > 0))
+    return cast(pd.DataFrame, corr.clip(-1.0, 1.0))
+
+
+def log_volume_change(volume: pd.DataFrame) -> pd.DataFrame:
+    """``Log($volume/Ref($volume, 1)+1)``; NaN where the previous volume is zero."""
+    previous = volume.shift(1)
+    return cast(pd.DataFrame, np.log(volume / previous.where(previous > 0) + 1.0))

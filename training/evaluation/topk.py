@@ -60,7 +60,10 @@ class BacktestResult:
         weights: target weights set at each rebalance (rows: trade sessions; columns: the tickers
             ever held).
         signal_dates: the signal date of each rebalance, indexed by its trade session.
-        cost_per_side: the cost charged per unit of turnover, as a fraction.
+        cost_per_side: the cost charged per unit of turnover, as a fraction (with costs by
+            liquidity: the brokerage, the part every trade pays).
+        costs: the cost charged at each rebalance as a fraction of that close's equity, indexed by
+            its trade session; None means ``turnover * cost_per_side``.
     """
 
     returns: pd.Series
@@ -69,6 +72,7 @@ class BacktestResult:
     weights: pd.DataFrame
     signal_dates: pd.Series
     cost_per_side: float
+    costs: pd.Series | None = None
 
     def metrics(self) -> dict[str, float]:
         """Summary statistics of the net returns, with n the number of daily returns.
@@ -80,8 +84,12 @@ class BacktestResult:
           starting from 1.0 before the first day (a negative number, 0 if it never fell).
         * ``avg_turnover``: mean one-way turnover per rebalance, the initial buy (1.0) included.
         * ``n_rebalances``: rebalances made.
-        * ``total_cost``: sum over rebalances of ``turnover * cost_per_side``, each a fraction of
-          the equity at that trade.
+        * ``one_way_turnover``: ``avg_turnover / 2``, the share of the book replaced per rebalance
+          (a full switch is 1.0).
+        * ``total_cost``: sum over rebalances of the cost charged (``turnover * cost_per_side``
+          with flat costs), each a fraction of the equity at that trade.
+        * ``cost_ann``: ``total_cost`` per year, ``total_cost * 252 / n``.
+        * ``gross_ann_return`` and ``gross_sharpe``: as ``ann_return`` and ``sharpe``, before costs.
         """
         r = self.returns.to_numpy(np.float64)
         n = r.size
@@ -91,6 +99,9 @@ class BacktestResult:
         equity = np.cumprod(1.0 + r)
         peak = np.maximum.accumulate(np.concatenate([[1.0], equity]))[1:]
         turnover = self.turnover.to_numpy(np.float64)
+        charged = self.costs.to_numpy(np.float64) if self.costs is not None else turnover * self.cost_per_side
+        g = self.gross_returns.to_numpy(np.float64)
+        gross_vol = float(g.std(ddof=1)) if n > 1 else math.nan
         return {
             "ann_return": ann_return,
             "ann_vol": ann_vol,
@@ -98,7 +109,11 @@ class BacktestResult:
             "max_drawdown": float((equity / peak - 1.0).min()) if n else math.nan,
             "avg_turnover": float(turnover.mean()) if turnover.size else math.nan,
             "n_rebalances": int(turnover.size),
-            "total_cost": float(turnover.sum()) * self.cost_per_side,
+            "one_way_turnover": float(turnover.mean()) / 2.0 if turnover.size else math.nan,
+            "total_cost": float(charged.sum()),
+            "cost_ann": float(charged.sum()) * SESSIONS_PER_YEAR / n if n else math.nan,
+            "gross_ann_return": float(np.prod(1.0 + g)) ** (SESSIONS_PER_YEAR / n) - 1.0 if n else math.nan,
+            "gross_sharpe": float(g.mean()) * math.sqrt(SESSIONS_PER_YEAR) / gross_vol if gross_vol > 0 else math.nan,
         }
 
 

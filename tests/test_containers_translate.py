@@ -81,7 +81,7 @@ def test_empty_dirs_are_tmpfs_and_claims_are_volumes(release: Release, key) -> N
             assert spec.startswith("type=tmpfs,")
         elif "persistentVolumeClaim" in volume:
             name = release.cluster.volume(volume["persistentVolumeClaim"]["claimName"])
-            assert spec == f"type=volume,source={name},{target}" and name in run.volumes
+            assert spec == f"type=volume,source={name},{target},volume-nocopy" and name in run.volumes
         else:
             assert spec.startswith("type=bind,") and spec.endswith(",readonly")
 

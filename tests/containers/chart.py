@@ -67,6 +67,18 @@ def render(images_values: Path | None) -> list[dict[str, Any]]:
     return rendered_objects(DEV_VALUES, *extra)
 
 
+def chart_image_keys() -> set[str]:
+    """The image names the chart's values declare (``images.<name>.repository``)."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    return {k for k, v in values["images"].items() if isinstance(v, dict) and "repository" in v}
+
+
 def write_image_values(manifest: Mapping[str, Any], path: Path) -> Path:
-    path.write_text(yaml.safe_dump(image_values(manifest)))
+    """The manifest's images as a values file (only images the chart declares; the schema refuses others)."""
+    images = image_values(manifest)["images"]
+    declared = chart_image_keys()
+    missing = declared - set(images)
+    if missing:
+        raise ManifestError(f"{MANIFEST} lacks {sorted(missing)}: run `make images`")
+    path.write_text(yaml.safe_dump({"images": {k: v for k, v in images.items() if k in declared}}))
     return path

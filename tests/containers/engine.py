@@ -166,3 +166,30 @@ def remove(prefix: str) -> None:
 
 def exec_in(name: str, command: Sequence[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return cli(["docker", "exec", name, *command], timeout=timeout)
+
+
+def wait_all_ready(
+    runs: Sequence[DockerRun], timeout_s: float, clock: Callable[[], float] = time.monotonic
+) -> dict[str, float]:
+    """Poll every run's readiness probe in turn until all pass; seconds from this call to each one's first pass.
+
+    Containers started together are measured together: one slow probe does not delay the others' times.
+    """
+    started = clock()
+    ready: dict[str, float] = {}
+    while len(ready) < len(runs):
+        for run in (r for r in runs if r.name not in ready):
+            if run.probe is None:
+                raise ContainerError(f"{run.workload.label}: no readiness probe to wait on")
+            if probe_once(run, run.probe):
+                ready[run.name] = clock() - started
+                continue
+            current = state(run.name)
+            if not current.running:
+                why = "was killed for memory (OOMKilled)" if current.oom_killed else f"exited with {current.exit_code}"
+                raise failure(run, f"{why} before its readiness probe passed")
+        if clock() - started > timeout_s:
+            late = [r for r in runs if r.name not in ready]
+            raise failure(late[0], f"not ready in {timeout_s:.0f}s (also waiting: {[r.name for r in late[1:]]})")
+        time.sleep(0.2)
+    return ready

@@ -172,7 +172,8 @@ def _mounts(cluster: Cluster, workload: Workload) -> tuple[list[str], list[str],
         elif "persistentVolumeClaim" in volume:
             name = cluster.volume(volume["persistentVolumeClaim"]["claimName"])
             claims.append(name)
-            spec = f"type=volume,source={name},destination={target}"
+            # volume-nocopy: a PVC never receives the image's files at its mount path (docker's copy-up).
+            spec = f"type=volume,source={name},destination={target},volume-nocopy"
             options += ["--mount", spec + (",readonly" if read_only else "")]
         elif "configMap" in volume:
             folder, named = _write_configmap(cluster, workload, volume)

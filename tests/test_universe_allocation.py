@@ -61,8 +61,13 @@ def test_the_panel_keeps_every_member_with_an_availability_mask() -> None:
     close, members = closes_and_members()
     p = panel()
     assert p.tickers == tuple(TICKERS)
-    assert p.available is not None
-    np.testing.assert_array_equal(p.available, members.to_numpy() & close.notna().to_numpy())
+    assert p.available is not None and p.priced is not None and p.exits is not None
+    np.testing.assert_array_equal(p.priced, close.notna().to_numpy())
+    # E's last bar (299) is its delisting: an exit there, so it may not be bought on that close.
+    assert np.argwhere(p.exits).tolist() == [[299, 4]]
+    expected = members.to_numpy() & close.notna().to_numpy()
+    expected[299, 4] = False
+    np.testing.assert_array_equal(p.available, expected)
     assert np.isfinite(p.returns).all()
     assert (p.returns[:151, 3] == 0).all()  # D before and on its first bar: no return
     assert (p.returns[300:, 4] == 0).all()  # E after its last bar
@@ -89,16 +94,21 @@ def test_no_strategy_buys_an_unavailable_name(strategy_index: int) -> None:
     config = BacktestConfig(rebalance_every=5, cost_bps=0.0, slippage_bps=0.0, refit_every=100, min_history=60)
     result = backtest(strategy, p, config, start=140, end=T - 1)
     assert p.available is not None
+    assert p.priced is not None
     for t, row in _trade_rows(result.weights, 140, T - 1, 5):
-        assert (row[~p.available[t]] == 0).all(), (strategy.name, t)
+        # Unavailable names hold nothing, except a held name without a close (a halt): it cannot trade.
+        assert (row[~p.available[t] & p.priced[t]] == 0).all(), (strategy.name, t)
         assert row.sum() <= 1.0 + 1e-9
     held = result.weights.sum(axis=0)
     # Names that enter are held once available (F only while a member, D after it lists).
     if strategy.name in ("equal_weight", "topk_dropout"):
         assert held[5] > 0 and held[3] > 0
-    # A halted name is not bought on its trade session: that share stays in cash.
+    # A halted name is neither bought nor sold on its trade session: it keeps its drifted weight.
     if strategy.name == "equal_weight":
-        assert result.weights[HALT - 140, 0] == 0 and result.cash[HALT - 140] > 0.1
+        i = HALT - 140
+        drifted = result.weights[i - 1, 0] / (1.0 + result.gross_returns[i])
+        assert result.weights[i, 0] == pytest.approx(drifted) and result.weights[i, 0] > 0.1
+        assert result.cash[i] < 0.01  # the rest stays invested
 
 
 def test_the_backtester_refuses_a_strategy_that_ignores_the_mask() -> None:
@@ -165,8 +175,9 @@ def test_the_allocation_loader_keeps_members_that_enter_and_leave(tmp_path: Path
     assert p.available is not None
     days = pd.DatetimeIndex(p.dates)
     t7, t6, t4 = p.tickers.index("T7"), p.tickers.index("T6"), p.tickers.index("T4")
-    assert p.available[days <= pd.Timestamp("2020-08-14"), t7].all()
-    assert not p.available[days > pd.Timestamp("2020-08-14"), t7].any()
+    assert p.available[days < pd.Timestamp("2020-08-14"), t7].all()
+    assert not p.available[days >= pd.Timestamp("2020-08-14"), t7].any()
+    assert p.exits is not None and p.exits[days == pd.Timestamp("2020-08-14"), t7].all()  # its delisting
     assert not p.available[days < pd.Timestamp("2020-07-01"), t6].any()  # 40 bars first
     assert p.available[days >= pd.Timestamp("2020-09-01"), t4].all()
     # Features are asked for members (and the session before a name joins) only.
@@ -174,10 +185,15 @@ def test_the_allocation_loader_keeps_members_that_enter_and_leave(tmp_path: Path
     member = p.available[:, t4]  # T4 always has a close: available = member (April-June, then September on)
     wanted = member | np.r_[member[1:], False]
     assert not member.all() and (~np.isnan(p.features[:, t4, 0]) == wanted).all()
-    # The same data with 'all' keeps today's fixed-universe rule: names without every close are dropped.
+    # The same data with 'all' keeps names without a full history too, each a member while priced.
     everyone = SignalRunConfig.model_validate(SIGNALS | {"universe": "all"})
     fixed = load_allocation_data(everyone, path, repo, tmp_path, label="SYNTHETIC", warmup=2)
-    assert fixed.dropped == ("T6", "T7") and fixed.panel.available is None
+    assert fixed.dropped == () and {"T6", "T7"} <= set(fixed.panel.tickers)
+    q = fixed.panel
+    assert q.available is not None and q.priced is not None and q.exits is not None
+    t6, t7 = q.tickers.index("T6"), q.tickers.index("T7")
+    assert not q.priced[:, t6].all() and q.exits[:, t7].sum() == 1  # T6 lists late, T7 delists in the window
+    np.testing.assert_array_equal(q.available, q.priced & ~q.exits)
     with pytest.raises(TrainingError, match=r"3 member\(s\) on reconstitution date .* fewer than the 4 the allocation"):
         load_allocation_data(ruled, path, repo, tmp_path, label="SYNTHETIC", warmup=2, min_members=4)
 

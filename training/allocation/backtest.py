@@ -15,12 +15,15 @@ Timing, in sessions of the panel (positions ``start..end`` inclusive):
   ``sum |w_target - w_drifted|``, charged on that close's equity:
   ``net = (1 + gross) * (1 - turnover * cost) - 1`` (the convention of
   :mod:`training.evaluation.topk`, so the two backtests agree).
-* **Names that enter and leave** (a panel with an ``available`` mask). A strategy deciding on the
-  history through ``t - 1`` must put no weight on a name unavailable at ``t - 1`` (refused, named:
-  a strategy that ignores the mask is a bug). A name available at ``t - 1`` but not at the trade
-  session ``t`` (no close: halted or delisted; or out of the universe from ``t``) is not bought:
-  its target weight stays in cash. A held name that loses its close between trades is carried at
-  its last close (return 0) until the next trade sells it: the data hold no delisting return.
+* **Names that enter and leave** (a panel with masks, :mod:`training.allocation.panel`). A
+  strategy deciding on the history through ``t - 1`` must put no weight on a name unavailable at
+  ``t - 1`` (refused, named: a strategy that ignores the mask is a bug). A name available at
+  ``t - 1`` but not at the trade session ``t`` (out of the universe, or its last close) is not
+  bought, and sold if held: its target weight stays in cash. A held name without a close at ``t``
+  (a halt) cannot trade: it keeps its weight, carried at its last close, and the rest of the
+  target is scaled to fit. A held name whose series ends at ``t`` (a delisting, or the last bar
+  before a series break) is sold at that close, rebalance day or not, and the sale pays the costs
+  like any trade; after a break the name may be bought again once available.
 
 Daily returns run from ``start`` (whose return is minus the first buy's cost) to ``end``.
 """
@@ -37,7 +40,7 @@ import numpy as np
 from training.allocation.panel import MarketPanel
 from training.allocation.results import FloatArray, StrategyResult
 from training.allocation.strategy import Strategy
-from training.allocation.weights import drift
+from training.allocation.weights import drift, hold_unpriced, sell_exits
 from training.errors import TrainingError
 
 _WEIGHT_TOL = 1e-6
@@ -115,9 +118,12 @@ def backtest(
             target = _checked(strategy.target(panel.slice(0, t), w.copy()), strategy.name, panel, t)
             if panel.available is not None:
                 target = np.where(panel.available[t], target, 0.0)
+            target = hold_unpriced(target, w, None if panel.priced is None else panel.priced[t])
             turnover[i] = float(np.abs(target - w).sum())
-            costs[i] = turnover[i] * unit_cost
             w = target
+        w, sold = sell_exits(w, None if panel.exits is None else panel.exits[t])
+        turnover[i] += sold
+        costs[i] = turnover[i] * unit_cost
         weights[i] = w
     net = (1.0 + gross) * (1.0 - costs) - 1.0
     return StrategyResult(

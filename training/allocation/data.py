@@ -38,10 +38,10 @@ class AllocationData:
         valid: positions of the valid segment.
         test: positions of the test segment.
         has_scores: whether the ``score`` column holds the signal models' out-of-sample scores.
-        dropped: tickers left out because they lack a close on some session of the window (listed
-            later, delisted earlier or suspended): a fixed-universe allocator cannot hold them. With a
-            point-in-time universe rule nothing is dropped: the panel holds every ticker that is a
-            member on some session of the window, with its ``available`` mask.
+        dropped: tickers left out; always empty now. Names without a close on every session
+            (listed later, delisted earlier, suspended) stay in the panel with its masks: with a
+            universe rule, every ticker that is a member on some session of the window; without
+            one, every listed ticker, a member whenever it has a close.
     """
 
     panel: MarketPanel
@@ -73,13 +73,15 @@ def load_allocation_data(
     segments may have (the allocation's top-k and the optimisers' cap set it).
 
     Raises:
-        TrainingError: no prices, unknown tickers or benchmark, a ticker without a close somewhere
-            in the window (named), segments outside the data, or a universe rule with fewer than
+        TrainingError: no prices, unknown tickers or benchmark, fewer than 2 names priced in the
+            window, segments outside the data, or a universe rule with fewer than
             ``min_members`` members on some date (the date and count named).
     """
     prices, bench = read_universe(config, offline_store)
-    # A return across a series break (reused code, masked corporate action) counts 0, never the jump.
-    close = close_panel(prices, read_series_breaks(offline_store))
+    breaks = read_series_breaks(offline_store)
+    # A return across a series break (reused code, masked corporate action) counts 0, never the jump;
+    # the panel also ends the series there (a forced exit at the last close before the break).
+    close = close_panel(prices, breaks)
     universe = point_in_time_universe(config, offline_store, prices, min_members, "the allocation")
     seg = config.segments
     train_start = int(close.index.searchsorted(pd.Timestamp(seg.train[0])))
@@ -89,25 +91,20 @@ def load_allocation_data(
             f"the data hold {train_start}: move the train segment later"
         )
     close = close.loc[close.index[train_start - warmup] : pd.Timestamp(seg.test[1])]
-    members = None
     if universe is not None:
         members = universe.mask.loc[close.index[0] : close.index[-1]]
         members = members.loc[:, members.any(axis=0)]
         close = close.reindex(columns=members.columns)
-    incomplete = close.columns[close.isna().any()] if members is None else close.columns[:0]
-    if len(incomplete) and config.universe != "all":
-        first = incomplete[0]
-        day = close.index[int(np.argmax(close[first].isna().to_numpy()))].date()
-        raise TrainingError(
-            f"the allocation universe lists {len(incomplete)} ticker(s) without a close on every session of "
-            f"{close.index[0].date()}..{close.index[-1].date()} ({', '.join(map(str, incomplete[:5]))}; "
-            f"{first!r} first lacks one on {day}): remove them from signals.universe or move the segments"
-        )
-    close = close.drop(columns=incomplete)
+    else:
+        # A fixed list of names: each is a member whenever it has a close (listed later, delisted
+        # earlier or suspended names are kept; the masks say when they may be held).
+        close = close.loc[:, close.notna().any(axis=0)]
+        members = pd.DataFrame(True, index=close.index, columns=close.columns)
     if close.shape[1] < 2:
         raise TrainingError(
-            f"only {close.shape[1]} ticker(s) have a close on every session of the allocation window "
-            "(or are ever members of its universe): an allocator needs at least 2"
+            f"only {close.shape[1]} ticker(s) have a close in the allocation window "
+            f"{close.index[0].date()}..{close.index[-1].date()} (or are ever members of its universe): "
+            "an allocator needs at least 2"
         )
     features = _service_frame(repo, close, members)
     scores = _scores(data_dir)
@@ -115,27 +112,27 @@ def load_allocation_data(
         features = features.merge(scores, on=[DATE, TICKER], how="left")
     names = [*ALLOCATOR_FEATURES, *([SCORE] if scores is not None else [])]
     bench.index = pd.DatetimeIndex(bench.index)
-    panel = panel_from_frames(close, features, names, benchmark_close=bench, label=label, members=members)
+    panel = panel_from_frames(
+        close, features, names, benchmark_close=bench, label=label, members=members, breaks=breaks
+    )
     return AllocationData(
         panel=panel,
         train=_positions(panel, seg.train),
         valid=_positions(panel, seg.valid),
         test=_positions(panel, seg.test),
         has_scores=scores is not None,
-        dropped=tuple(str(t) for t in incomplete),
     )
 
 
-def _service_frame(repo: FeatureRepo, close: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame:
+def _service_frame(repo: FeatureRepo, close: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
     dates = np.repeat(close.index.to_numpy(), close.shape[1])
     tickers = np.tile(close.columns.to_numpy(), close.shape[0])
-    if members is not None:
-        # Only where a name is a member, or becomes one the next session (the environment reads
-        # features one session late): elsewhere it cannot be held, and on the ASX set this asks
-        # Feast for a quarter of the (session x ever-member) grid.
-        wanted = members | members.shift(-1, fill_value=False)
-        keep = wanted.reindex(index=close.index, columns=close.columns, fill_value=False).to_numpy(bool).ravel()
-        dates, tickers = dates[keep], tickers[keep]
+    # Only where a name is a member, or becomes one the next session (the environment reads
+    # features one session late): elsewhere it cannot be held, and on the ASX set this asks
+    # Feast for a quarter of the (session x ever-member) grid.
+    wanted = members | members.shift(-1, fill_value=False)
+    keep = wanted.reindex(index=close.index, columns=close.columns, fill_value=False).to_numpy(bool).ravel()
+    dates, tickers = dates[keep], tickers[keep]
     entity = pd.DataFrame({TICKER: tickers, EVENT_TIMESTAMP: pd.DatetimeIndex(dates).tz_localize("UTC")})
     joined = repo.historical(ALLOCATOR_SERVICE, entity)
     stamps = pd.to_datetime(joined[EVENT_TIMESTAMP])

@@ -16,10 +16,21 @@ the episode's summed reward the log of its final wealth (growth-optimal without 
 square is a variance penalty (for daily returns the mean is small, so ``E[net ** 2]`` is about the
 variance), a mean-variance utility with ``risk_penalty`` as the risk aversion per period.
 
-Names that enter and leave: with a panel's ``available`` mask, the logits of names unavailable at
-the decision session get no weight (the softmax runs over the available names and cash), so
-nothing is bought without a close or outside the universe; a held name that became unavailable is
-sold as far as the turnover cap allows. The observation does not show the mask yet (issue 18).
+Names that enter and leave (a panel's masks, :mod:`training.allocation.panel`): the logits of
+names unavailable at the decision session get no weight (the softmax runs over the available names
+and cash), so nothing is bought without a close or outside the universe; a held name that became
+unavailable is sold as far as the turnover cap allows, except a held name without a close (a
+halt), which cannot trade and keeps its weight. A held name whose series ends (a delisting: its
+last close, then none; or the bar before a series break) is sold at that close, inside a period
+too, and the sale pays the costs. Unavailable names have no features: they are left out of the
+cross-sectional normalisation and show zeros.
+
+Fixed width (``max_assets``): the observation and the action have ``max_assets`` slots whatever the
+panel's width, so one policy serves any membership. At each decision the slots are filled point in
+time (:func:`training.allocation.observation.assign_slots`: held names first, then by the
+``slot_feature`` rank) and the observation carries a mask (1 for a slot whose name may be traded);
+empty and masked slots get no weight. Without ``max_assets`` the width is the panel's (a fixed
+universe, names in panel order).
 
 Start: every episode starts from all cash at its first decision session, with or without
 ``allow_cash``, and the first trade pays for buying the book (turnover = the share invested), as
@@ -41,10 +52,17 @@ import numpy as np
 import numpy.typing as npt
 from gymnasium import spaces
 
-from training.allocation.observation import FEATURE_CLIP, build_observation, normalise_features
+from training.allocation.observation import (
+    FEATURE_CLIP,
+    assign_slots,
+    build_observation,
+    build_slot_observation,
+    normalise_features,
+    slot_observation_size,
+)
 from training.allocation.panel import MarketPanel
 from training.allocation.results import StrategyResult
-from training.allocation.weights import check_feasible, constrained_target, drift
+from training.allocation.weights import check_feasible, constrained_target, drift, hold_unpriced, sell_exits
 from training.errors import TrainingError
 
 FloatArray = npt.NDArray[np.float64]
@@ -75,6 +93,9 @@ class EnvConfig:
         episode_length: decisions per episode from a random start drawn from the seeded RNG, or
             None to run from the first decision session to the panel's end.
         rebalance_every: sessions between decisions (1 daily, 5 weekly); one step is one period.
+        max_assets: slots of a fixed-width observation and action (module docstring), or None for
+            the panel's own width.
+        slot_feature: the feature whose rank (ascending) orders the slots; None: panel order.
     """
 
     window: int = 20
@@ -86,10 +107,14 @@ class EnvConfig:
     allow_cash: bool = True
     episode_length: int | None = None
     rebalance_every: int = 1
+    max_assets: int | None = None
+    slot_feature: str | None = None
 
     def __post_init__(self) -> None:
         _require_count("window", self.window)
         _require_count("rebalance_every", self.rebalance_every)
+        if self.max_assets is not None:
+            _require_count("max_assets", self.max_assets)
         if self.episode_length is not None:
             _require_count("episode_length", self.episode_length)
         for name in ("cost_bps", "slippage_bps", "risk_penalty"):
@@ -152,24 +177,34 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
 
     def __init__(self, panel: MarketPanel, config: EnvConfig) -> None:
         panel.require_window(config.window)
-        check_feasible(panel.n_assets, config.max_weight, config.allow_cash)
+        width = panel.n_assets if config.max_assets is None else config.max_assets
+        check_feasible(width, config.max_weight, config.allow_cash)
         self.panel = panel
         self.config = config
+        self.width = width
         self.first_decision = config.window - 1
         self.last_start = self._last_start()
-        self._features = normalise_features(panel.features)
+        self._features = normalise_features(_masked(panel.features, panel.available))
         self._returns = np.ascontiguousarray(panel.returns, dtype=np.float64)
-        n, n_obs = panel.n_assets, config.window * panel.n_assets * len(panel.feature_names)
+        self._key = _slot_key(panel, config.slot_feature)
+        n_feat = config.window * width * len(panel.feature_names)
+        n_obs = (
+            n_feat
+            if config.max_assets is None
+            else slot_observation_size(config.window, width, len(panel.feature_names)) - 2 * width - 1
+        )
+        n_state = width + 1 if config.max_assets is None else 2 * width + 1
         self.action_space = spaces.Box(
-            -ACTION_BOUND, ACTION_BOUND, shape=(n + 1 if config.allow_cash else n,), dtype=np.float32
+            -ACTION_BOUND, ACTION_BOUND, shape=(width + 1 if config.allow_cash else width,), dtype=np.float32
         )
         self.observation_space = spaces.Box(
-            low=np.concatenate([np.full(n_obs, -FEATURE_CLIP), np.zeros(n + 1)]).astype(np.float32),
-            high=np.concatenate([np.full(n_obs, FEATURE_CLIP), np.ones(n + 1)]).astype(np.float32),
+            low=np.concatenate([np.full(n_obs, -FEATURE_CLIP), np.zeros(n_state)]).astype(np.float32),
+            high=np.concatenate([np.full(n_obs, FEATURE_CLIP), np.ones(n_state)]).astype(np.float32),
             dtype=np.float32,
         )
         self._t = self.first_decision
-        self._weights: FloatArray = np.zeros(n)
+        self._weights: FloatArray = np.zeros(panel.n_assets)
+        self._slots: npt.NDArray[np.intp] = np.arange(0)
         self._steps = 0
         self._wealth = 1.0
 
@@ -199,20 +234,14 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
             raise TrainingError(f"the episode reached the data end ({self.panel.dates[t]}): call reset() first")
         logits = np.clip(np.asarray(action, dtype=np.float64), -ACTION_BOUND, ACTION_BOUND)
         drifted = self._weights
-        traded, share = constrained_target(
-            logits,
-            drifted,
-            max_weight=config.max_weight,
-            turnover_cap=config.turnover_cap,
-            allow_cash=config.allow_cash,
-            present=None if self.panel.available is None else self.panel.available[t],
-        )
+        traded, share = self._target(logits, drifted, t)
         turnover = float(np.abs(traded - drifted).sum())
         cost = config.cost_rate * turnover
         end = min(t + config.rebalance_every, self.panel.n_sessions - 1)
-        session_gross, session_weights = self._hold(traded, t, end)
+        session_gross, session_weights, session_sold = self._hold(traded, t, end)
+        session_costs = config.cost_rate * session_sold
         growth = float(np.prod(1.0 + session_gross))
-        net = (1.0 - cost) * growth - 1.0
+        net = (1.0 - cost) * growth * float(np.prod(1.0 - session_costs)) - 1.0
         reward = math.log1p(net) - config.risk_penalty * net * net
         self._t, self._weights = end, session_weights[-1].copy()  # info holds the path; callers may edit it
         self._steps += 1
@@ -230,22 +259,63 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
             "weights": traded,
             "session_gross_returns": session_gross,
             "session_weights": session_weights,
+            "session_costs": session_costs,
+            "session_turnover": session_sold,
             "wealth": self._wealth,
         }
         return self._observation(), reward, terminated, truncated, info
 
-    def _hold(self, weights: FloatArray, t: int, end: int) -> tuple[FloatArray, FloatArray]:
-        """Drift ``weights`` over sessions ``t + 1 .. end``: each session's gross return and weights."""
+    def _target(self, logits: FloatArray, drifted: FloatArray, t: int) -> tuple[FloatArray, float]:
+        """The book after trading at ``t`` on ``logits`` (panel order) and the share of the wanted trade made."""
+        config, available = self.config, self.panel.available
+        if config.max_assets is None:
+            traded, share = constrained_target(
+                logits,
+                drifted,
+                max_weight=config.max_weight,
+                turnover_cap=config.turnover_cap,
+                allow_cash=config.allow_cash,
+                present=None if available is None else available[t],
+            )
+        else:
+            slots, k = self._slots, self._slots.size
+            in_slots = np.zeros(self.width)
+            in_slots[:k] = drifted[slots]
+            present = np.zeros(self.width, dtype=bool)
+            present[:k] = self.panel.available_at(t)[slots]
+            chosen, share = constrained_target(
+                logits,
+                in_slots,
+                max_weight=config.max_weight,
+                turnover_cap=config.turnover_cap,
+                allow_cash=config.allow_cash,
+                present=present,
+            )
+            traded = np.zeros(drifted.size)
+            traded[slots] = chosen[:k]
+        return hold_unpriced(traded, drifted, None if self.panel.priced is None else self.panel.priced[t]), share
+
+    def _hold(self, weights: FloatArray, t: int, end: int) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Drift ``weights`` over sessions ``t + 1 .. end``: each session's gross return, weights and forced sales."""
         gross = np.empty(end - t)
+        sold = np.zeros(end - t)
         path = np.empty((end - t, weights.size))
+        exits = self.panel.exits
         for i in range(end - t):
             weights, gross[i] = drift(weights, self._returns[t + 1 + i])
+            if exits is not None:
+                weights, sold[i] = sell_exits(weights, exits[t + 1 + i])
             path[i] = weights
-        return gross, path
+        return gross, path, sold
 
     def _observation(self) -> ObsArray:
-        t = self._t
-        return build_observation(self._features[t - self.config.window + 1 : t + 1], self._weights)
+        t, window = self._t, self.config.window
+        features = self._features[t - window + 1 : t + 1]
+        if self.config.max_assets is None:
+            return build_observation(features, self._weights)
+        available = self.panel.available_at(t)
+        self._slots = assign_slots(self._key[t], available, self._weights > 0.0, self.width)
+        return build_slot_observation(features, self._weights, self._slots, available[self._slots], self.width)
 
     def _start(self, options: dict[str, Any] | None) -> int:
         """The first decision session of an episode: pinned by ``options["start"]``, drawn, or the first."""
@@ -278,6 +348,23 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
         return n_sessions - 1 - length * every
 
 
+def _masked(features: npt.NDArray[np.float32], available: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.float32]:
+    """Features with NaN where a name is unavailable: it has no features and no say in the normalisation."""
+    if available is None:
+        return features
+    return np.where(available[:, :, None], features, np.float32(np.nan))
+
+
+def _slot_key(panel: MarketPanel, feature: str | None) -> FloatArray:
+    """``[T, N]`` the values that order the slots: ``feature``'s, or 0 everywhere (panel order)."""
+    if feature is None:
+        return np.zeros((panel.n_sessions, panel.n_assets))
+    if feature not in panel.feature_names:
+        raise TrainingError(f"slot_feature {feature!r} is not among the panel's features {list(panel.feature_names)}")
+    key: FloatArray = panel.features[:, :, panel.feature_names.index(feature)].astype(np.float64)
+    return key
+
+
 def run_policy(
     env: PortfolioEnv, policy: Callable[[ObsArray], npt.ArrayLike], *, name: str = "policy"
 ) -> StrategyResult:
@@ -308,6 +395,8 @@ def run_policy(
         costs[i], turnover[i], weights[i] = info["cost"], info["turnover"], info["weights"]
         last = i + len(info["session_gross_returns"])
         gross[i + 1 : last + 1] = info["session_gross_returns"]
+        costs[i + 1 : last + 1] = info["session_costs"]
+        turnover[i + 1 : last + 1] = info["session_turnover"]
         weights[i + 1 : last + 1] = info["session_weights"]
         done = terminated or truncated
     kept = slice(0, last + 1)

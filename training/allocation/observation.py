@@ -74,3 +74,75 @@ def build_observation(window_features: ObsArray, weights: FloatArray) -> ObsArra
     out[size:-1] = weights
     out[-1] = max(0.0, 1.0 - float(weights.sum()))
     return out
+
+
+def slot_observation_size(window: int, width: int, n_features: int) -> int:
+    """Length of a fixed-width observation (:func:`build_slot_observation`)."""
+    return window * width * n_features + 2 * width + 1
+
+
+def assign_slots(key: npt.ArrayLike, eligible: npt.ArrayLike, held: npt.ArrayLike, width: int) -> npt.NDArray[np.intp]:
+    """Which names fill a fixed-width observation's slots, in slot order, from what is known now.
+
+    A policy of fixed width serves any membership: each decision fills up to ``width`` slots with
+    the eligible names (available, or held), held names first so a book is never dropped for lack
+    of room, then the rest by ``key`` ascending (a feature's value: for ``vol_63d`` the calmest
+    names first). The chosen names are laid out by ``key`` ascending (missing last, ties in their
+    given order), so a slot's position means the same rank in training and in serving.
+
+    Args:
+        key: ``[N]`` the ranking feature's values (NaN: unknown, ranked last).
+        eligible: ``[N]`` bool, names that may take a slot.
+        held: ``[N]`` bool, names in the current book (taken first).
+        width: the number of slots.
+
+    Returns:
+        Positions of the chosen names (at most ``width``), in slot order.
+    """
+    values = np.nan_to_num(np.asarray(key, dtype=np.float64), nan=np.inf, posinf=np.inf, neginf=-np.inf)
+    candidates = np.flatnonzero(np.asarray(eligible, dtype=bool) | np.asarray(held, dtype=bool))
+    if candidates.size > width:
+        first = np.lexsort((candidates, values[candidates], ~np.asarray(held, dtype=bool)[candidates]))
+        candidates = np.sort(candidates[first[:width]])
+    order: npt.NDArray[np.intp] = candidates[np.lexsort((candidates, values[candidates]))]
+    return order
+
+
+def build_slot_observation(
+    window_features: ObsArray,
+    weights: FloatArray,
+    slots: npt.NDArray[np.intp],
+    tradable: npt.ArrayLike,
+    width: int,
+) -> ObsArray:
+    """The fixed-width observation: ``width`` slots of (features, mask, weight) and the cash weight.
+
+    Layout, length ``W * M * F + 2 * M + 1`` (float32, ``M = width``):
+
+    * ``[0, W*M*F)``: the features of the name in each slot (``[W, M, F]`` in C order, from
+      ``window_features[:, slots]``); an empty slot holds zeros;
+    * ``[W*M*F, W*M*F + M)``: the mask, 1 where the slot's name may be traded now, 0 for an empty
+      slot or a held name that may not (it shows its weight but gets no logit);
+    * the next ``M``: each slot's current (drifted) weight, 0 for an empty slot;
+    * the last entry: the cash weight ``1 - sum(weights)``, floored at 0.
+
+    Args:
+        window_features: ``[W, N, F]`` normalised features of every candidate name.
+        weights: ``[N]`` current weights.
+        slots: positions of the names in slot order (:func:`assign_slots`), at most ``width``.
+        tradable: ``[len(slots)]`` bool, whether each slot's name may be traded.
+        width: the number of slots ``M``.
+    """
+    w, _, f = window_features.shape
+    k = slots.size
+    if k > width:
+        raise TrainingError(f"{k} names for an observation of {width} slots")
+    feats = np.zeros((w, width, f), dtype=np.float32)
+    feats[:, :k] = window_features[:, slots]
+    size = feats.size
+    out = np.zeros(size + 2 * width + 1, dtype=np.float32)
+    out[:size] = feats.reshape(-1)
+    out[size : size + k] = np.asarray(tradable, dtype=np.float32)
+    out[size + width : size + width + k] = weights[slots]
+    out[-1] = max(0.0, 1.0 - float(weights.sum()))
+    return out

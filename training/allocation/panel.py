@@ -4,12 +4,21 @@ Timing: ``returns[t]`` is the simple return from the close of ``dates[t-1]`` to 
 ``dates[t]``; ``features[t]`` is known at the close of ``dates[t]``. A decision made at the close
 of ``t`` may use ``features[: t + 1]`` and ``returns[: t + 1]`` and earns ``returns[t + 1]``.
 
-Names that enter and leave: a panel built for a point-in-time universe holds every ticker that is
-a member at some session, with ``available[t, i]`` true when ticker i is a member on ``dates[t]``
-and has a close there. Where a ticker has no close its return is 0 (a held position is carried at
-its last close), and the return on its next close spans the gap. Nothing may buy an unavailable
-name: the backtester refuses such a target and the environment masks it. A panel without the mask
-(``available`` None) is a fixed universe where every name is always available.
+Names that enter and leave: a panel may hold every ticker that is ever a member (of a
+point-in-time universe) or ever priced (a fixed list of names with partial histories). Three
+masks, kept apart because they mean different things to a book:
+
+* ``priced[t, i]``: ticker i has a close on ``dates[t]``. Without one its return is 0 and the
+  return on its next close spans the gap; a held name without a close (a halt) cannot be traded,
+  so it is carried at its last close until it trades again.
+* ``exits[t, i]``: ``dates[t]`` is the last close of one of i's series: a delisting (a last
+  close, then none in the data) or the last bar before a series break (a reused code, a masked
+  corporate action). A held position is sold at that close, with costs, whether or not the day is
+  a rebalance: there is no later price to sell at. After a break the name may enter again.
+* ``available[t, i]``: i may be bought on ``dates[t]``: a member, priced, and not exiting there.
+  The backtester refuses a target on an unavailable name and the environment masks it.
+
+A panel without the masks (all None) is a fixed universe where every name is always available.
 """
 
 from __future__ import annotations
@@ -37,8 +46,10 @@ class MarketPanel:
         feature_names: length ``F``.
         benchmark: simple daily benchmark returns ``[T]`` (``benchmark[0]`` is 0), or None.
         label: where the data came from, shown on every table and plot.
-        available: bool ``[T, N]``, which names may be held on each session (a member with a
-            close), or None when every name always may.
+        available: bool ``[T, N]``, which names may be bought on each session (a member with a
+            close that is not its last), or None when every name always may.
+        priced: bool ``[T, N]``, which names have a close on each session, or None (all do).
+        exits: bool ``[T, N]``, the last close of a series (delisting or break), or None (none).
     """
 
     dates: npt.NDArray[np.datetime64]
@@ -49,6 +60,8 @@ class MarketPanel:
     benchmark: FloatArray | None
     label: str
     available: npt.NDArray[np.bool_] | None = None
+    priced: npt.NDArray[np.bool_] | None = None
+    exits: npt.NDArray[np.bool_] | None = None
 
     def __post_init__(self) -> None:
         t, n = self.returns.shape if self.returns.ndim == 2 else (-1, -1)
@@ -61,10 +74,10 @@ class MarketPanel:
             raise TrainingError(f"features must be [{t}, {n}, {len(self.feature_names)}], got {self.features.shape}")
         if self.benchmark is not None and self.benchmark.shape != (t,):
             raise TrainingError(f"benchmark must be [{t}], got {self.benchmark.shape}")
-        if self.available is not None and (self.available.shape != (t, n) or self.available.dtype != np.bool_):
-            raise TrainingError(
-                f"available must be a bool [{t}, {n}] mask, got {self.available.dtype} {self.available.shape}"
-            )
+        for name in ("available", "priced", "exits"):
+            mask = getattr(self, name)
+            if mask is not None and (mask.shape != (t, n) or mask.dtype != np.bool_):
+                raise TrainingError(f"{name} must be a bool [{t}, {n}] mask, got {mask.dtype} {mask.shape}")
         bad = ~np.isfinite(self.returns)
         if bad.any():
             row, col = (int(i) for i in np.argwhere(bad)[0])
@@ -90,10 +103,33 @@ class MarketPanel:
         row: npt.NDArray[np.bool_] = self.available[t]
         return row
 
+    def priced_at(self, t: int) -> npt.NDArray[np.bool_]:
+        """Which names have a close on session position ``t`` (all of them without a mask)."""
+        if self.priced is None:
+            return np.ones(self.n_assets, dtype=bool)
+        row: npt.NDArray[np.bool_] = self.priced[t]
+        return row
+
+    def exits_at(self, t: int) -> npt.NDArray[np.bool_]:
+        """Which names have their last close of a series on session position ``t`` (none without a mask)."""
+        if self.exits is None:
+            return np.zeros(self.n_assets, dtype=bool)
+        row: npt.NDArray[np.bool_] = self.exits[t]
+        return row
+
     def with_features(self, features: npt.NDArray[np.float32], feature_names: tuple[str, ...]) -> MarketPanel:
-        """The same panel (dates, returns, mask) with other features."""
+        """The same panel (dates, returns, masks) with other features."""
         return MarketPanel(
-            self.dates, self.tickers, self.returns, features, feature_names, self.benchmark, self.label, self.available
+            self.dates,
+            self.tickers,
+            self.returns,
+            features,
+            feature_names,
+            self.benchmark,
+            self.label,
+            self.available,
+            self.priced,
+            self.exits,
         )
 
     def slice(self, start: int, stop: int) -> MarketPanel:
@@ -113,6 +149,8 @@ class MarketPanel:
             ("benchmark", None if self.benchmark is None else self.benchmark[start:stop]),
             ("label", self.label),
             ("available", None if self.available is None else self.available[start:stop]),
+            ("priced", None if self.priced is None else self.priced[start:stop]),
+            ("exits", None if self.exits is None else self.exits[start:stop]),
         ):
             object.__setattr__(part, name, value)
         return part
@@ -153,21 +191,25 @@ def panel_from_frames(
     benchmark_close: pd.Series | None,
     label: str,
     members: pd.DataFrame | None = None,
+    breaks: pd.DataFrame | None = None,
 ) -> MarketPanel:
     """Build a panel from wide closes, long features (``date, ticker, <features>``) and a benchmark.
 
     Without ``members`` (a fixed universe), tickers with any missing close inside the window are
     refused by name: a portfolio cannot hold a name it has no price for. With ``members`` (a
     boolean sessions x tickers mask of a point-in-time universe, aligned to ``close``; a ticker or
-    session absent from it is not a member), missing closes are allowed and the panel carries the
-    ``available`` mask: member and priced (module docstring).
+    session absent from it is not a member; all True for a fixed list of names with partial
+    histories), missing closes are allowed and the panel carries the ``available``, ``priced`` and
+    ``exits`` masks (module docstring). ``breaks`` (rows with ``ticker`` and ``date``, the first bar
+    of a new series) end a series at the last close before them.
     """
     close = close.sort_index()
     if members is not None:
-        returns, available = _returns_with_gaps(close, members)
-        return _assemble(
-            close, returns, available, features, feature_names, benchmark_close=benchmark_close, label=label
-        )
+        returns, priced = _returns_with_gaps(close)
+        exits = _series_ends(close, priced, breaks)
+        aligned = members.reindex(index=close.index, columns=close.columns, fill_value=False).to_numpy(bool)
+        masks = (aligned & priced & ~exits, priced, exits)
+        return _assemble(close, returns, masks, features, feature_names, benchmark_close=benchmark_close, label=label)
     missing = close.isna()
     if missing.to_numpy().any():
         counts = missing.sum()
@@ -184,22 +226,47 @@ def panel_from_frames(
     return _assemble(close, returns, None, features, feature_names, benchmark_close=benchmark_close, label=label)
 
 
-def _returns_with_gaps(close: pd.DataFrame, members: pd.DataFrame) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
-    """Returns of names that enter and leave (0 without a close) and their availability mask."""
+def _returns_with_gaps(close: pd.DataFrame) -> tuple[FloatArray, npt.NDArray[np.bool_]]:
+    """Returns of names with gaps (0 without a close, the next close spanning the gap) and where they are priced."""
     values = close.to_numpy(np.float64, na_value=np.nan)
     priced = np.isfinite(values)
     # The last close at or before t-1, within each ticker's own column: never across tickers.
     previous = np.vstack([np.full((1, values.shape[1]), np.nan), close.ffill().to_numpy(np.float64)[:-1]])
     with np.errstate(invalid="ignore", divide="ignore"):
         returns = np.where(priced & np.isfinite(previous), values / previous - 1.0, 0.0)
-    aligned = members.reindex(index=close.index, columns=close.columns, fill_value=False).to_numpy(bool)
-    return returns, aligned & priced
+    return returns, priced
+
+
+def _series_ends(
+    close: pd.DataFrame, priced: npt.NDArray[np.bool_], breaks: pd.DataFrame | None
+) -> npt.NDArray[np.bool_]:
+    """The last close of each series: before the panel's end with no close after it, or before a break."""
+    t, n = priced.shape
+    exits = np.zeros((t, n), dtype=bool)
+    any_price = priced.any(axis=0)
+    # Position of each column's last close; a name priced on the last session has not delisted.
+    last = t - 1 - np.argmax(priced[::-1], axis=0)
+    ended = any_price & (last < t - 1)
+    exits[last[ended], np.flatnonzero(ended)] = True
+    if breaks is None or breaks.empty:
+        return exits
+    column_of = {str(c): i for i, c in enumerate(close.columns)}
+    index = pd.DatetimeIndex(close.index)
+    for ticker, date in breaks[["ticker", "date"]].drop_duplicates().itertuples(index=False):
+        col = column_of.get(str(ticker))
+        at = int(index.searchsorted(pd.Timestamp(date)))
+        if col is None or at >= t:  # another ticker's break, or one after the panel's end
+            continue
+        before = np.flatnonzero(priced[:at, col])
+        if before.size:
+            exits[before[-1], col] = True
+    return exits
 
 
 def _assemble(
     close: pd.DataFrame,
     returns: FloatArray,
-    available: npt.NDArray[np.bool_] | None,
+    masks: tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.bool_]] | None,
     features: pd.DataFrame | None,
     feature_names: list[str],
     *,
@@ -223,7 +290,8 @@ def _assemble(
             raise TrainingError("the benchmark has no level on the first session of the window")
         bench = np.zeros_like(b)
         bench[1:] = b[1:] / b[:-1] - 1.0
-    return MarketPanel(dates, tickers, returns, feats, tuple(feature_names), bench, label, available)
+    available, priced, exits = (None, None, None) if masks is None else masks
+    return MarketPanel(dates, tickers, returns, feats, tuple(feature_names), bench, label, available, priced, exits)
 
 
 def synthetic_panel(

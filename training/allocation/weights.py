@@ -139,3 +139,34 @@ def drift(weights: FloatArray, returns: FloatArray) -> tuple[FloatArray, float]:
     if value <= 0.0:
         raise TrainingError("the portfolio lost all of its value in one session")
     return grown / value, gross
+
+
+def hold_unpriced(target: FloatArray, drifted: FloatArray, priced: npt.NDArray[np.bool_] | None) -> FloatArray:
+    """``target`` where every held name without a close keeps its drifted weight (it cannot trade).
+
+    A halted name is carried at its last close until it trades again; the rest of the target is
+    scaled down, if need be, so the book still sums to at most 1.
+    """
+    if priced is None:
+        return target
+    frozen = ~priced & (drifted > 0.0)
+    if not frozen.any():
+        return target
+    out = np.where(frozen, drifted, target)
+    room = max(0.0, 1.0 - float(drifted[frozen].sum()))
+    free = float(out[~frozen].sum())
+    if free > room:
+        out[~frozen] *= room / free
+    return out
+
+
+def sell_exits(weights: FloatArray, exits: npt.NDArray[np.bool_] | None) -> tuple[FloatArray, float]:
+    """The book after selling, at this close, every held name whose series ends here; and that turnover."""
+    if exits is None:
+        return weights, 0.0
+    sold = exits & (weights > 0.0)
+    if not sold.any():
+        return weights, 0.0
+    out = weights.copy()
+    out[sold] = 0.0
+    return out, float(weights[sold].sum())

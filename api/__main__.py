@@ -31,11 +31,21 @@ def main(argv: list[str] | None = None) -> None:
 
     from api.app import create_app
     from api.settings import get_settings
+    from api.tickers import tickers_query_max_length
 
     settings = get_settings()
     configure_logging(settings.log_level)
     # uvicorn's own access log lacks the request id; the gateway middleware logs each request.
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, access_log=False, log_config=None)
+    # h11 refuses request heads above 16 KiB by default; a GET naming max_tickers tickers may need more.
+    head_bytes = max(16 * 1024, tickers_query_max_length(settings.max_tickers) + 8 * 1024)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_config=None,
+        h11_max_incomplete_event_size=head_bytes,
+    )
 
 
 if __name__ == "__main__":

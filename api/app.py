@@ -73,10 +73,13 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]  # FastAPI's 
             await run_in_threadpool(_settle_heap, services)
         flusher = asyncio.create_task(_flush_usage_forever(services))
         maintainer = asyncio.create_task(_maintain_forever(services))
+        tasks = [flusher, maintainer]
+        if services.settings.scored.enabled and services.settings.scored.background:
+            tasks.append(asyncio.create_task(services.scored.run_forever()))
         try:
             yield
         finally:
-            for task in (flusher, maintainer):
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -119,11 +119,13 @@ async def compose_signals(
     blend_body = last.blend_body if same_components else encode_inputs(fp64_inputs(scores))
     blend = await _blend(client, blend_body, out, metrics)
     if same_components and blend is not None and blend is last.blend and last.composed is not None:
-        _observe(metrics, scores, last.composed)
+        observe_scores(metrics, scores, last.composed.signals)
         return last.composed
-    blended, coverage = _blended(blend, scores, n, out, metrics)
-    _compose(out, snapshot, scores, blended, coverage)
-    _observe(metrics, scores, out)
+    blended, coverage = blended_scores(blend, scores, n, out, metrics)
+    compose_into(
+        out, snapshot.tickers, as_of=snapshot.tickers_as_of(), scores=scores, blended=blended, coverage=coverage
+    )
+    observe_scores(metrics, scores, out.signals)
     if None not in outcomes and blend is not None and not out.degraded:
         snapshot.keep("composition", _LastComposition(outcomes, scores, blend_body, blend, out))
     return out
@@ -148,16 +150,18 @@ def _same(outcomes: tuple[Outcome, ...], previous: tuple[Outcome, ...]) -> bool:
     return all(a is b or (isinstance(a, str) and a == b) for a, b in zip(outcomes, previous, strict=True))
 
 
-def _compose(
+def compose_into(
     out: ComposedSignals,
-    snapshot: FeatureSnapshot,
+    tickers: list[str],
+    *,
+    as_of: list[datetime | None],
     scores: dict[str, list[float | None]],
     blended: list[float | None],
     coverage: list[float | None],
 ) -> None:
-    ranks = _ranks(blended)
-    as_of = snapshot.tickers_as_of()
-    for i, ticker in enumerate(snapshot.tickers):
+    """Append one ranked :class:`SignalPublic` per ticker to ``out``."""
+    ranks = ranks_of(blended)
+    for i, ticker in enumerate(tickers):
         components = ComponentScores(**{m: s[i] for m, s in scores.items()})
         out.signals.append(
             SignalPublic(
@@ -183,7 +187,7 @@ async def _blend(
         return None
 
 
-def _blended(
+def blended_scores(
     blend: InferResult | None,
     scores: dict[str, list[float | None]],
     n: int,
@@ -221,7 +225,7 @@ def equal_weight_blend(scores: dict[str, list[float | None]], n: int) -> tuple[l
     return blended, coverage
 
 
-def _ranks(scores: list[float | None]) -> list[int | None]:
+def ranks_of(scores: list[float | None]) -> list[int | None]:
     order = sorted((i for i, s in enumerate(scores) if s is not None), key=lambda i: -scores[i])  # type: ignore[operator]
     ranks: list[int | None] = [None] * len(scores)
     for rank, i in enumerate(order, start=1):
@@ -229,8 +233,8 @@ def _ranks(scores: list[float | None]) -> list[int | None]:
     return ranks
 
 
-def _observe(metrics: GatewayMetrics, scores: dict[str, list[float | None]], composed: ComposedSignals) -> None:
+def observe_scores(metrics: GatewayMetrics, scores: dict[str, list[float | None]], signals: list[SignalPublic]) -> None:
     """Every score served, per model (the ensemble's from the answer, whichever blend made it)."""
     for model, values in scores.items():
         metrics.signal_score.observe_many(model, [v for v in values if v is not None])
-    metrics.signal_score.observe_many(ENSEMBLE, [s.score for s in composed.signals if s.score is not None])
+    metrics.signal_score.observe_many(ENSEMBLE, [s.score for s in signals if s.score is not None])

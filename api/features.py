@@ -15,6 +15,7 @@ from typing import Any, Final, TypeVar, cast
 
 from api.errors import FeatureStoreUnavailableError, UnknownTickersError
 from api.metrics import GatewayMetrics
+from api.universe import UniverseScan, scan_universe
 from feature_repo.schema import FEATURES_BY_VIEW, MODEL_SERVICES, names
 from feature_repo.settings import FeatureStoreSettings
 from feature_repo.store import FeatureRepo
@@ -80,6 +81,27 @@ class FeatureSnapshot:
         every feature value (that re-serialisation was the gateway's largest cost per request).
         """
         return self.remember("digest", self._digest)
+
+    def subset(self, rows: list[int], views: tuple[str, ...], *, with_values: bool = True) -> FeatureSnapshot:
+        """The snapshot of the tickers at ``rows`` (in that order), for ``views`` only.
+
+        Its values, ``as_of`` and digest are exactly those a read of the same tickers and views
+        from the same online rows would give (the scored universe answers from such subsets).
+        Without values it still has the event times and digests (all an audit row needs).
+        """
+        values: dict[str, list[float | None]] = {}
+        if with_values:
+            for view in views:
+                for name in names(FEATURES_BY_VIEW[view]):
+                    column = self.values.get(name)
+                    if column is not None:
+                        values[name] = [column[i] for i in rows]
+        return FeatureSnapshot(
+            tickers=[self.tickers[i] for i in rows],
+            values=values,
+            event_times={v: [self.event_times[v][i] for i in rows] for v in views},
+            row_digests={v: [self.row_digests[v][i] for i in rows] for v in views},
+        )
 
     def _digest(self) -> str:
         hasher = hashlib.sha256()
@@ -204,6 +226,30 @@ class OnlineFeatures:
         if unknown:
             raise UnknownTickersError(unknown)
         return snapshot
+
+    def scan(self) -> UniverseScan:
+        """The online universe and its marker (blocking; see :mod:`api.universe`).
+
+        Raises:
+            FeatureStoreUnavailableError: the registry or online store cannot be read.
+        """
+        with self._lock:
+            try:
+                return scan_universe(self.open())
+            except Exception as e:
+                self._repo = None
+                raise FeatureStoreUnavailableError(f"online universe unreadable: {type(e).__name__}") from e
+
+    def read_known(self, tickers: list[str]) -> FeatureSnapshot:
+        """Every feature of ``tickers`` in one online call, leaving out those with no row at all (blocking).
+
+        Raises:
+            FeatureStoreUnavailableError: the registry or online store cannot be read.
+        """
+        with self._lock:
+            rows = self._read_online(tickers, ALL_VIEWS)
+        known = [t for t in tickers if any(rows[(v, t)].event_time is not None for v in ALL_VIEWS)]
+        return _assemble(known, ALL_VIEWS, rows)
 
     def _refresh_ahead(self, views: tuple[str, ...], rows: dict[tuple[str, str], _Row]) -> None:
         """Start a background re-read of the tickers whose rows are past half their life."""

@@ -161,6 +161,16 @@ class InferenceClient:
         # One live call whose outcome every concurrent identical request awaits; success is cached.
         return await self._call_into(self._share(key), key, model, server, body=body, timeout_s=timeout_s)
 
+    async def infer_once(self, model: str, body: bytes, *, timeout_s: float | None = None) -> InferResult:
+        """:meth:`infer_encoded` past the answer cache (a batch of the whole universe is asked once).
+
+        Raises:
+            ModelCallError: any failure, with a short reason code.
+        """
+        if model not in self.urls:
+            raise ModelCallError(model, "not_deployed")
+        return await self._call(model, model, body, timeout_s)
+
     def _renew(self, key: CacheKey, model: str, server: str, body: bytes, timeout_s: float | None) -> None:
         """Start one background call for ``key`` (its success replaces the cached answer)."""
         # Registered before the task runs, so the next request does not start a second renewal.

@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 # Request and model-call latencies: loopback model calls take ~2 ms, the default timeout is 0.5 s.
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 FEATURE_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+BUILD_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SCORE_BUCKETS: Final = tuple(round(0.1 * i, 1) for i in range(1, 10))
 PREFIX: Final = "portfolio_os_gateway"
 
@@ -122,6 +123,30 @@ class GatewayMetrics:
         )
         for reason in ("queue_full", "write_failed"):  # exported from the start: an alert sees 0 before a loss
             self.audit_rows_dropped.labels(reason=reason)
+        # The scored universe (api/scored.py): how old, how long to build, how many requests it answered.
+        self.scored_age = Gauge(
+            f"{PREFIX}_scored_universe_age_seconds",
+            "Seconds since the scored snapshot was last confirmed current (NaN: none yet).",
+            registry=r,
+        )
+        self.scored_build_duration = Histogram(
+            f"{PREFIX}_scored_universe_build_seconds",
+            "One build of the scored universe (read, batched model calls, composition), by outcome.",
+            ["outcome"],
+            buckets=BUILD_BUCKETS,
+            registry=r,
+        )
+        self.scored_tickers = Gauge(
+            f"{PREFIX}_scored_universe_tickers", "Tickers in the current scored snapshot.", registry=r
+        )
+        self.scored_lookups = Counter(
+            f"{PREFIX}_scored_universe_lookups",
+            "Signal requests by how the scored universe served them: hit, or why not (none, stale, missing).",
+            ["outcome"],
+            registry=r,
+        )
+        for outcome in ("hit", "none", "stale", "missing"):
+            self.scored_lookups.labels(outcome=outcome)
         self.usage_flush_failures = Counter(
             f"{PREFIX}_usage_flush_failures", "Usage counter flushes that failed.", registry=r
         )

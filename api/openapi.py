@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api.settings import GatewaySettings
-from api.tickers import tickers_query_pattern
+from api.tickers import tickers_query_max_length, tickers_query_pattern
 
 REQUEST_ID: Final = {
     "X-Request-ID": {
@@ -49,6 +49,7 @@ def _declare_limits(document: dict[str, Any], max_tickers: int) -> None:
     for parameter in document["paths"]["/v1/signals"]["get"]["parameters"]:
         if parameter["name"] == "tickers":
             parameter["schema"]["pattern"] = tickers_query_pattern(max_tickers)
+            parameter["schema"]["maxLength"] = tickers_query_max_length(max_tickers)
             parameter["description"] += f" 1 to {max_tickers} tickers (max_tickers); duplicates are answered once."
     universe = document["components"]["schemas"]["AllocationRequest"]["properties"]["universe"]
     universe["maxItems"] = max_tickers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from api.inference import InferenceClient
@@ -9,6 +10,7 @@ from api.schemas import RegistryPublic, RegistryVersion
 
 ALIASES: Final = ("champion", "challenger")
 MAX_METRICS: Final = 12
+_LABEL: Final = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 async def _version(client: InferenceClient, base: str, model: str, alias: str) -> RegistryVersion | None:
@@ -37,3 +39,14 @@ async def registry_info(client: InferenceClient, mlflow_url: str, model: str) ->
     except (RuntimeError, KeyError, TypeError, ValueError) as e:
         return RegistryPublic(error=str(e))
     return RegistryPublic(champion=champion, challenger=challenger)
+
+
+def info_version(metrics_text: str, model: str) -> str | None:
+    """The ``version`` label of ``portfolio_os_model_info{model="<model>"}`` in a Prometheus text page."""
+    for line in metrics_text.splitlines():
+        if not line.startswith("portfolio_os_model_info{"):
+            continue
+        labels: dict[str, str] = dict(_LABEL.findall(line[line.index("{") + 1 : line.rindex("}")]))
+        if labels.get("model") == model and labels.get("version"):
+            return labels["version"]
+    return None

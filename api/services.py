@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -17,6 +17,7 @@ from api.inference import InferenceClient
 from api.maintenance import Maintenance
 from api.metrics import GatewayMetrics
 from api.ratelimit import RateLimiter
+from api.scored import ScoredUniverse
 from api.settings import GatewaySettings
 from api.tenants import KeyAuthenticator, UsageCounter
 
@@ -37,6 +38,8 @@ class Services:
     idempotency: IdempotencyStore
     maintenance: Maintenance
     inference: InferenceClient | None = None
+    # Built right after the rest (it calls back into :meth:`client`).
+    scored: ScoredUniverse = field(init=False)
 
     def client(self) -> InferenceClient:
         """The shared model client, created on the running event loop on first use."""
@@ -69,11 +72,12 @@ def build_services(settings: GatewaySettings) -> Services:
         lease=timedelta(seconds=settings.idempotency.lease_seconds),
         clock=utc_now,
     )
-    return Services(
+    features = OnlineFeatures(settings.feature_store(), metrics, settings.feature_cache_seconds)
+    services = Services(
         settings=settings,
         metrics=metrics,
         engine=engine,
-        features=OnlineFeatures(settings.feature_store(), metrics, settings.feature_cache_seconds),
+        features=features,
         auth=KeyAuthenticator(engine, settings.pepper, settings.auth_cache_seconds),
         limiter=RateLimiter(settings.rate_limit_storage, metrics),
         usage=UsageCounter(engine, metrics),
@@ -95,3 +99,5 @@ def build_services(settings: GatewaySettings) -> Services:
             for name in settings.model_urls
         },
     )
+    services.scored = ScoredUniverse(features, services.client, settings.scored, metrics)
+    return services

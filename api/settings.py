@@ -15,6 +15,7 @@ from feature_repo.settings import FeatureStoreSettings
 # the box; production refuses to start without a real secret (see the validator below).
 LOCAL_DEV_PEPPER: Final = "portfolio-os-local-development-pepper"  # not a secret by design
 COMPONENT_MODELS: Final[tuple[str, ...]] = ("technical", "fundamental", "sentiment_signal")
+MAX_TICKERS_CAP: Final = 5000
 KNOWN_MODELS: Final[tuple[str, ...]] = (*COMPONENT_MODELS, "ensemble", "allocator", "sentiment_text")
 
 
@@ -53,6 +54,25 @@ class IdempotencySettings(BaseModel):
     )
 
 
+class ScoredSettings(BaseModel):
+    """Every model scores the whole online universe once per snapshot (``PORTFOLIO_OS_SCORED__<FIELD>``)."""
+
+    enabled: bool = Field(True, description="Score the online universe in the background and answer signals from it.")
+    poll_seconds: float = Field(
+        5.0, gt=0, le=3600, description="How often the online store and the served versions are checked for changes."
+    )
+    max_age_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="A snapshot not confirmed current for this long is stale: requests call the models themselves.",
+    )
+    build_timeout_s: float = Field(30.0, gt=0, le=600, description="Timeout of one batched model call of a build.")
+    max_in_flight: int = Field(2, ge=1, le=16, description="Batched model calls of a build running at once.")
+    background: bool = Field(
+        True, description="Poll in a background task from start-up; off only where a test drives the polls itself."
+    )
+
+
 class GatewaySettings(BaseSettings):
     """Everything the gateway deployable needs; secrets only from the environment."""
 
@@ -72,7 +92,7 @@ class GatewaySettings(BaseSettings):
     model_timeout_s: float = Field(0.5, gt=0, le=30, description="Per-call timeout to a model server.")
     circuit_failure_threshold: int = Field(3, ge=1, description="Consecutive failures that open a circuit.")
     circuit_reset_s: float = Field(5.0, gt=0, description="Cool-down before a half-open probe.")
-    max_tickers: int = Field(200, ge=1, le=5000, description="Most tickers one request may name.")
+    max_tickers: int = Field(200, ge=1, le=MAX_TICKERS_CAP, description="Most tickers one request may name.")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Request bodies above this get 413.")
     cors_origins: list[str] = Field(default_factory=list, description="Allowed CORS origins; none by default.")
     default_rate_limit: str = Field("600/minute", description="Rate limit of new keys (`limits` notation).")
@@ -101,6 +121,7 @@ class GatewaySettings(BaseSettings):
     idempotency: IdempotencySettings = Field(
         default_factory=IdempotencySettings, description="Idempotency-Key answers of POST routes."
     )
+    scored: ScoredSettings = Field(default_factory=ScoredSettings, description="The scored universe.")
     maintenance_interval_s: float = Field(
         600.0, gt=0, description="How often audit retention, partitions ahead and expired idempotency keys are seen to."
     )

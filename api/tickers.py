@@ -11,8 +11,15 @@ from api.errors import InvalidRequestError
 TICKER: Final = r"[A-Za-z0-9][A-Za-z0-9.\-]{0,14}"
 TICKER_PATTERN: Final = rf"^{TICKER}$"
 _TICKER: Final = re.compile(TICKER)
-# Most characters the ``tickers`` query parameter may hold (also declared as its maxLength).
+# Most characters the ``tickers`` query parameter may hold (declared as its maxLength): 4 KiB, or
+# room for ``max_tickers`` tickers of 15 characters and their commas when that is more.
 TICKERS_QUERY_MAX_LENGTH: Final = 4096
+TICKER_WITH_COMMA: Final = 16
+
+
+def tickers_query_max_length(limit: int) -> int:
+    """The ``tickers`` query parameter's maxLength for ``limit`` tickers per request."""
+    return max(TICKERS_QUERY_MAX_LENGTH, limit * TICKER_WITH_COMMA)
 
 
 def tickers_query_pattern(limit: int) -> str:
@@ -32,6 +39,8 @@ def parse_tickers(raw: str, limit: int) -> list[str]:
         InvalidRequestError: no ticker, a malformed entry, or more than ``limit`` tickers named
             (duplicates count: the limit is on what the request names, as the pattern declares).
     """
+    if len(raw) > tickers_query_max_length(limit):
+        raise InvalidRequestError(f"tickers holds {len(raw)} characters; at most {tickers_query_max_length(limit)}")
     named = [entry.strip(" ") for entry in raw.split(",")]
     named = [entry for entry in named if entry]
     check_tickers(named, limit)

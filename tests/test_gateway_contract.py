@@ -190,7 +190,8 @@ def _schemathesis(url: str, key: str, config: Path, report: Path) -> subprocess.
 @pytest.mark.slow
 def test_schemathesis_with_every_check_finds_no_gap(shared_env, tmp_path: Path) -> None:
     config = _config(shared_env.tickers, tmp_path / "schemathesis.toml")
-    with running_gateway(settings_for(shared_env, tmp_path)) as (url, app):
+    # The production default: signals answered from the scored universe once it is built.
+    with running_gateway(settings_for(shared_env, tmp_path, scored={"enabled": True})) as (url, app):
         services = app.state.services
         key = create_key(services.engine, "fuzzer", ALL_SCOPES, "1000000/minute", services.settings.pepper)
         run = _schemathesis(url, key.plaintext, config, tmp_path / "report.json")

@@ -137,7 +137,8 @@ async def create_allocation(
     settings = services.settings
     check_tickers(body.universe, settings.max_tickers)  # the declared maxItems, before duplicates merge
     inputs = allocation_inputs(body)
-    snapshot = services.features.cached(inputs.universe, VIEWS)
+    # The scored universe's rows when fresh (the rows the signals were scored from), else the store's.
+    snapshot = services.scored.features_for(inputs.universe, VIEWS) or services.features.cached(inputs.universe, VIEWS)
     if snapshot is None:
         snapshot = await run_in_threadpool(services.features.read, inputs.universe, VIEWS)
     decision = await _decide(client, body, inputs, snapshot, services.metrics)

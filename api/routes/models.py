@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -12,12 +11,11 @@ from api.circuit import CircuitState
 from api.deps import InferenceClientDep, ModelsReader, ServicesDep
 from api.handlers import ERROR_RESPONSES
 from api.inference import InferenceClient
-from api.registry import registry_info
+from api.registry import info_version, registry_info
 from api.schemas import ModelPublic, ModelsPublic
 from api.settings import KNOWN_MODELS
 
 router = APIRouter(prefix="/v1", tags=["models"])
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 STATE_NAMES: dict[CircuitState, Literal["closed", "half_open", "open"]] = {
     CircuitState.CLOSED: "closed",
     CircuitState.HALF_OPEN: "half_open",
@@ -41,17 +39,6 @@ async def _serving(client: InferenceClient, name: str) -> tuple[bool | None, str
         status, text = await client.get_text(f"{client.urls[name]}/metrics")
         version = info_version(text, name) if status == 200 else None
     return is_ready, version
-
-
-def info_version(metrics_text: str, model: str) -> str | None:
-    """The ``version`` label of ``portfolio_os_model_info{model="<model>"}`` in a Prometheus text page."""
-    for line in metrics_text.splitlines():
-        if not line.startswith("portfolio_os_model_info{"):
-            continue
-        labels: dict[str, str] = dict(_LABEL.findall(line[line.index("{") + 1 : line.rindex("}")]))
-        if labels.get("model") == model and labels.get("version"):
-            return labels["version"]
-    return None
 
 
 async def _one(services: ServicesDep, client: InferenceClient, name: str) -> ModelPublic:

@@ -98,6 +98,8 @@ def settings_for(env: SharedEnv, tmp_path: Path, **overrides: Any) -> GatewaySet
         "model_urls": env.model_urls(),
         "api_key_pepper": PEPPER,
         "model_timeout_s": 1.0,
+        # The per-request path unless a test asks for the scored universe (tests/test_gateway_scored.py).
+        "scored": {"enabled": False},
     }
     values.update(overrides)
     return GatewaySettings(**values)

@@ -120,6 +120,16 @@ def _sentiment(texts: list[str]) -> dict[str, np.ndarray]:
     return {"negative": matrix[:, 0], "neutral": matrix[:, 1], "positive": matrix[:, 2]}
 
 
+def _export_versions(names: list[str], version: str) -> None:
+    """``portfolio_os_model_info`` on ``/metrics``, as serving/metrics.py exports it (the gateway reads it)."""
+    from prometheus_client import Gauge
+
+    info = Gauge("portfolio_os_model_info", "Always 1; the labels name the version being served.", ["model", "version"])
+    for name in names:
+        if not name.endswith("-explain"):
+            info.labels(model=name, version=version).set(1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http_port", type=int, required=True)
@@ -139,6 +149,7 @@ def main() -> None:
 
     kserve.model_server.RESTServer = LoopbackRESTServer
     models = build_models(args.models.split(","), args.version, args.delay_s)
+    _export_versions(args.models.split(","), args.version)
     for model in models:
         model.load()
     ModelServer(http_port=args.http_port, enable_grpc=False, workers=1).start(models)

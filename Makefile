@@ -11,6 +11,7 @@ DATA_DIR   ?= data
 CONFIG     ?= configs/demo.yaml
 DRIFT_REFERENCE ?= 1996-01-01:2014-12-31
 PYTEST_ARGS ?=
+IMAGES_ARGS ?=
 
 # Telemetry off and hubs offline for everything a target runs.
 export FEAST_USAGE := False
@@ -20,7 +21,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv install demo serve monitor test lint typecheck unit bench lock clean clean-data
+.PHONY: help venv install demo serve monitor test lint typecheck unit bench lock clean clean-data images engine
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "Portfolio OS targets:\n"} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -58,9 +59,16 @@ serve: $(STAMP) ## Start the model servers and the gateway on 127.0.0.1 (after m
 monitor: $(STAMP) ## Local Prometheus on 127.0.0.1:9090 with the alert rules, scraping what make serve runs
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m monitoring prometheus
 
-test: $(STAMP) ## Lint, type-check and run the whole test suite
+test: $(STAMP) ## Lint, type-check, build the images and run the whole test suite (container tests included)
 	$(MAKE) --no-print-directory lint typecheck
+	$(MAKE) --no-print-directory images
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+engine: ## Install (apt) and start a local Docker engine with no bridge network (idempotent; root)
+	scripts/docker_engine.sh
+
+images: $(STAMP) engine ## Build the base and the four images, tagged by input digest (manifest: build/images.json)
+	$(PY) scripts/images.py $(IMAGES_ARGS)
 
 lint: $(STAMP) ## ruff check + ruff format --check + import contracts
 	$(VENV)/bin/ruff check .

@@ -1,34 +1,57 @@
-# syntax=docker/dockerfile:1.7
-# The model server image: one KServe predictor per model (`python -m serving.<name>`), loading its
-# champion from MLflow; torch (CPU build) and transformers run the sentiment_text transformer. The
-# same image runs the Feast feature server (`feast serve`, from the `features` extra the `serving`
-# extra includes) and the dev-only in-chart MLflow server.
-# Build from the repository root: docker build -f docker/model-server.Dockerfile -t portfolio-os/model-server:0.1.0 .
+# The model server image: one KServe predictor per model (`python -m serving.<name>`) loading its
+# champion from MLflow (LightGBM, MLflow pyfuncs; no torch). The same image runs the Feast feature
+# server (`feast serve`) and the dev-only in-chart MLflow server (`mlflow server`).
+# Build from the repository root with `make images` (scripts/images.py), or by hand:
+#   docker build -f docker/model-server.Dockerfile -t portfolio-os/model-server:dev .
+# BASE_IMAGE: any Debian bookworm image with Python 3.11 and venv (the official slim image, or the
+# registry-free one from scripts/base_image.sh). /opt/venv/bin/python is the only Python used.
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm
 
-FROM python:3.11.14-slim-bookworm AS builder
+# One requirements file per extra, from pyproject.toml's dependency lists only (docker/requirements.py).
+FROM ${BASE_IMAGE} AS requirements
+COPY pyproject.toml docker/requirements.py /src/
+RUN python3 /src/requirements.py /src/pyproject.toml /reqs
+
+# Dependencies only, pinned by requirements/constraints.txt: cached until a dependency changes.
+# The index settings arrive as build arguments of this stage only (never in the final image).
+FROM ${BASE_IMAGE} AS deps
+ARG PIP_INDEX_URL
+# torch==2.13.0+cpu (constraints) is served by the PyTorch CPU index, never a multi-GB CUDA build;
+# `make images` replaces this with the machine's own indexes. Same line in every image sharing
+# the `serving` layer, so that layer is built once.
+ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG PIP_FIND_LINKS
+ARG PIP_TRUSTED_HOST
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
-# The constraints pin torch==2.13.0+cpu, a local version only the PyTorch CPU index serves:
-# never a multi-GB CUDA build.
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-RUN python -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH
-WORKDIR /src
-COPY requirements/constraints.txt requirements/constraints.txt
-COPY pyproject.toml README.md ./
-COPY feature_repo feature_repo
-COPY api api
-COPY training training
-COPY serving serving
-COPY monitoring monitoring
-RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" \
-      -c requirements/constraints.txt ".[serving]" \
-    && pip check
+RUN python3 -m venv /opt/venv
+COPY requirements/constraints.txt /src/constraints.txt
+COPY --from=requirements /reqs /reqs
+# Each group is a layer of its own, in the same order in every Dockerfile, so the images share them.
+RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/serving.txt \
+    && /opt/venv/bin/pip check
 
-FROM python:3.11.14-slim-bookworm AS runtime
+# The project itself, without dependencies, into a folder of its own: a code-only change rebuilds
+# from here, and the runtime copies this small folder over the cached venv layer.
+FROM deps AS code
+# Build arguments end at a stage's end: the project's build backend (setuptools) needs the index too.
+ARG PIP_INDEX_URL
+ARG PIP_EXTRA_INDEX_URL
+ARG PIP_FIND_LINKS
+ARG PIP_TRUSTED_HOST
+COPY pyproject.toml README.md /src/
+COPY feature_repo /src/feature_repo
+COPY api /src/api
+COPY training /src/training
+COPY serving /src/serving
+COPY monitoring /src/monitoring
+RUN /opt/venv/bin/pip install --quiet --no-cache-dir --no-deps --no-compile --target /opt/code /src \
+    && mkdir -p /opt/code-bin && mv /opt/code/bin/* /opt/code-bin/ && rmdir /opt/code/bin
+
+FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    PATH=/opt/venv/bin:$PATH \
+    PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/tmp \
     PORTFOLIO_OS_DATA_DIR=/data \
     FEAST_USAGE=False \
@@ -41,7 +64,9 @@ RUN groupadd --system --gid 10001 portfolio \
        --shell /usr/sbin/nologin portfolio \
     && mkdir -p /data \
     && chown 10001:10001 /data
-COPY --from=builder /opt/venv /opt/venv
+COPY --from=deps /opt/venv /opt/venv
+COPY --from=code /opt/code /opt/venv/lib/python3.11/site-packages/
+COPY --from=code /opt/code-bin /opt/venv/bin/
 # The Feast repo folder (feature_store*.yaml) for `feast --chdir /app/feature_repo serve`.
 COPY feature_repo /app/feature_repo
 WORKDIR /app

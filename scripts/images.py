@@ -1,0 +1,212 @@
+"""Build the four Portfolio OS images, each tagged with a digest of its inputs (``make images``).
+
+    python scripts/images.py                       # base (no registry) + all four images
+    python scripts/images.py --only gateway        # one image
+    python scripts/images.py --base python:3.11.14-slim-bookworm   # with registry access
+
+Each image's tag is a digest of everything that decides its content: the Dockerfile, every file
+and folder it COPYs from the build context, and the base image's id. A tag that already exists
+is not rebuilt. The pip indexes this machine is configured with (``pip config list``) reach the
+build through scripts/index_proxy.py; nothing of them is written into an image. The manifest
+(``build/images.json``, ``{"gateway": "portfolio-os/gateway:<digest>", ...}``) is what the
+container tests and docs/deploy.md read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from index_proxy import INDEX_HOST, IndexProxy, proxied
+
+ROOT = Path(__file__).resolve().parent.parent
+# Build order matters for time: each image's dependency layers extend the previous one's.
+IMAGES = ("gateway", "model-server", "text-model-server", "training")
+NO_ENGINE = (
+    "make images needs a Docker engine: run scripts/docker_engine.sh as root (installs Debian's docker.io and "
+    "starts dockerd), or point DOCKER_HOST at a running engine"
+)
+_SKIP_PARTS = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+_COPY = re.compile(r"^\s*(?:COPY|ADD)\s+(?P<args>.+)$", re.IGNORECASE)
+
+
+def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=False, text=True, capture_output=True, **kw)  # type: ignore[call-overload]
+
+
+def copied_sources(dockerfile: Path) -> list[str]:
+    """The build-context paths a Dockerfile COPYs (COPY --from=stage lines copy from a stage)."""
+    sources: list[str] = []
+    for line in dockerfile.read_text(encoding="utf-8").splitlines():
+        match = _COPY.match(line)
+        if not match:
+            continue
+        words = shlex.split(match["args"])
+        if any(w.startswith("--from") for w in words):
+            continue
+        sources += [w for w in words if not w.startswith("--")][:-1]
+    return sorted(set(sources))
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise SystemExit(f"images.py: a Dockerfile copies {path.relative_to(ROOT)}, which does not exist")
+    return sorted(p for p in path.rglob("*") if p.is_file() and not _SKIP_PARTS & set(p.parts) and p.suffix != ".pyc")
+
+
+def input_digest(name: str, base_id: str) -> str:
+    """sha256 (first 16 hex digits) of the Dockerfile, the files it copies and the base image id."""
+    dockerfile = ROOT / "docker" / f"{name}.Dockerfile"
+    digest = hashlib.sha256(f"base {base_id}\n".encode())
+    for rel in ["docker/" + dockerfile.name, *copied_sources(dockerfile)]:
+        for f in _files(ROOT / rel):
+            digest.update(f"{f.relative_to(ROOT)}\n".encode())
+            digest.update(hashlib.sha256(f.read_bytes()).digest())
+    return digest.hexdigest()[:16]
+
+
+PYPI = "https://pypi.org/simple"
+# An index page on PyPI links its files on this host.
+PYPI_FILES = "files.pythonhosted.org"
+_PIP_KEYS = {"index-url", "extra-index-url", "find-links", "trusted-host", "cert"}
+
+
+def pip_settings() -> dict[str, list[str]]:
+    """index-url, extra-index-url, find-links, trusted-host and cert from ``pip config list`` (env wins)."""
+    out = _run([sys.executable, "-m", "pip", "config", "list"]).stdout
+    found: dict[str, dict[str, list[str]]] = {}
+    for line in out.splitlines():
+        match = re.match(r"^(?P<scope>[^.]*)\.(?P<key>[a-z-]+)='(?P<value>.*)'$", line.strip())
+        if match and match["key"] in _PIP_KEYS:
+            found.setdefault(match["key"], {})[match["scope"]] = match["value"].split()
+    settings = {key: scopes.get(":env:", next(iter(scopes.values()))) for key, scopes in found.items()}
+    settings.setdefault("index-url", [PYPI])
+    return settings
+
+
+def _local_path(url: str) -> Path | None:
+    if url.startswith("file://"):
+        return Path(url.removeprefix("file://"))
+    return Path(url) if url.startswith("/") else None
+
+
+@dataclass
+class BuildIndex:
+    """What a build needs to reach this machine's pip indexes through the proxy."""
+
+    args: dict[str, str] = field(default_factory=dict)  # PIP_* build arguments (stable across builds)
+    roots: list[Path] = field(default_factory=list)  # local folders the proxy serves
+    hosts: set[str] = field(default_factory=set)  # https hosts the proxy fetches from
+    cafile: str | None = None  # pip's cert setting, to verify those hosts
+
+
+def build_index(settings: dict[str, list[str]]) -> BuildIndex:
+    """PIP_* build arguments with every index rewritten to the proxy host, and what the proxy serves."""
+    index = BuildIndex(cafile=(settings.get("cert") or [None])[0])
+    for key in ("index-url", "extra-index-url", "find-links"):
+        urls = []
+        for value in settings.get(key, []):
+            local = _local_path(value)
+            if local is not None:
+                # A PEP 503 index's pages link to ../../files: serve the folder above "simple" too.
+                index.roots.append(local.parent if local.name == "simple" else local)
+                urls.append(f"http://{INDEX_HOST}{local}/")
+            elif value.startswith("https://"):
+                host = value.removeprefix("https://").split("/", 1)[0]
+                index.hosts |= {host, PYPI_FILES} if host == "pypi.org" else {host}
+                urls.append(proxied(value.rstrip("/") + "/"))
+            else:
+                urls.append(value)
+        if urls:
+            index.args["PIP_" + key.upper().replace("-", "_")] = " ".join(urls)
+    index.args["PIP_TRUSTED_HOST"] = " ".join([*settings.get("trusted-host", []), INDEX_HOST])
+    return index
+
+
+def engine_ok() -> bool:
+    try:
+        return _run(["docker", "info"]).returncode == 0
+    except FileNotFoundError:
+        return False
+
+
+def image_id(tag: str) -> str | None:
+    result = _run(["docker", "image", "inspect", "--format", "{{.Id}}", tag])
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def base_image(choice: str) -> str:
+    """``local``: scripts/base_image.sh's registry-free image; anything else: that image (pulled if missing)."""
+    if choice != "local":
+        if image_id(choice) is None and subprocess.run(["docker", "pull", choice], check=False).returncode:
+            raise SystemExit(f"images.py: cannot pull --base {choice}; use --base local (no registry needed)")
+        return choice
+    result = subprocess.run([str(ROOT / "scripts" / "base_image.sh")], check=False, text=True, stdout=subprocess.PIPE)
+    if result.returncode:
+        raise SystemExit("images.py: scripts/base_image.sh failed (see above)")
+    return result.stdout.strip().splitlines()[-1]
+
+
+def build(name: str, tag: str, *, base: str, args: dict[str, str], proxy: str, log: Path) -> None:
+    """docker build with host networking (the proxy listens on 127.0.0.1); the log tail on failure."""
+    cmd = ["docker", "build", "--network", "host", "-f", f"docker/{name}.Dockerfile", "-t", tag]
+    for key, value in {"BASE_IMAGE": base, **args, "HTTP_PROXY": proxy, "http_proxy": proxy}.items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    with log.open("w") as out:
+        code = subprocess.run([*cmd, "."], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+    if code:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+        raise SystemExit(f"images.py: building {name} failed (full log: {log}):\n{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=IMAGES, action="append", help="build only these (repeatable)")
+    parser.add_argument("--base", default="local", help="base image, or 'local' (scripts/base_image.sh; default)")
+    parser.add_argument("--repository", default="portfolio-os", help="image name prefix (default portfolio-os)")
+    parser.add_argument("--manifest", type=Path, default=ROOT / "build" / "images.json")
+    parser.add_argument("--rebuild", action="store_true", help="build even when the tag exists")
+    opts = parser.parse_args(argv)
+    if not engine_ok():
+        print(NO_ENGINE, file=sys.stderr)
+        return 2
+    base = base_image(opts.base)
+    base_id = image_id(base) or base
+    index = build_index(pip_settings())
+    opts.manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, str] = json.loads(opts.manifest.read_text()) if opts.manifest.exists() else {}
+    report: dict[str, dict[str, object]] = {}
+    with IndexProxy(index.roots, index.hosts, index.cafile) as proxy:
+        for name in opts.only or IMAGES:
+            tag = f"{opts.repository}/{name}:{input_digest(name, base_id)}"
+            started = time.monotonic()
+            built = opts.rebuild or image_id(tag) is None
+            if built:
+                build(
+                    name,
+                    tag,
+                    base=base,
+                    args=index.args,
+                    proxy=proxy.url,
+                    log=opts.manifest.parent / f"build-{name}.log",
+                )
+            manifest[name] = tag
+            report[name] = {"tag": tag, "built": built, "seconds": round(time.monotonic() - started, 1)}
+            opts.manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    print(json.dumps({"base": base, "images": report}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

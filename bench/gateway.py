@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -93,6 +94,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="also run POST /v1/allocations at concurrency 8 without Idempotency-Key, with a new key per "
         "request and replaying keys (bench/idempotency.py's modes, httpx client)",
+    )
+    parser.add_argument(
+        "--universe",
+        type=int,
+        default=0,
+        help="tickers in the throwaway online store (SYNTHETIC beyond the real ones; default: --tickers); when "
+        "above --tickers, also run one request naming all of them at concurrency 1, and report the gateway's "
+        "memory with all of them scored",
+    )
+    parser.add_argument(
+        "--allocations", action="store_true", help="also run POST /v1/allocations (--tickers names) at concurrency 8"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record the gateway with py-spy during the distinct-sets level: collapsed stacks into this folder, "
+        "the top frames by own samples into the result",
     )
     parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
     return parser.parse_args(argv)
@@ -211,7 +230,8 @@ def throwaway_data_dir(source: Path, target: Path, real: list[str], n_tickers: i
     """
     shutil.copy2(source / "mlflow.db", target / "mlflow.db")
     shutil.copytree(source / "feast", target / "feast")
-    extra = [f"SYN{i:03d}" for i in range(1, n_tickers - len(real) + 1)]
+    count = n_tickers - len(real)
+    extra = [f"SYN{i:0{max(3, len(str(count)))}d}" for i in range(1, count + 1)]
     if extra:
         _add_synthetic_rows(target, real, extra)
     return [*real, *extra]
@@ -287,13 +307,16 @@ def main(argv: list[str] | None = None) -> None:
     real = sorted(load_sp500(start="2022-01-01").prices["ticker"].unique())
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
         data_dir = Path(tmp)
-        tickers = throwaway_data_dir(source, data_dir, real, args.tickers)
-        doc = _run(args, data_dir, models, tickers)
+        universe = throwaway_data_dir(source, data_dir, real, max(args.tickers, args.universe))
+        doc = _run(args, data_dir, models, universe)
+    tickers = universe[: args.tickers]
     doc["data"] = (
         f"{len(real)} real tickers (bundled S&P 500 sample, the whole demo universe)"
         + (f" + {len(tickers) - len(real)} SYNTHETIC tickers (jittered copies of real rows; scale only)"
            if len(tickers) > len(real) else "")
         + f": {len(tickers)} tickers per request"
+        + (f"; {len(universe)} tickers online ({len(universe) - len(real)} SYNTHETIC)" if len(universe) > len(tickers)
+           else "")
     )  # fmt: skip
     common.emit(NAME, doc, args.results_dir)
 
@@ -318,8 +341,9 @@ def _level(
     }
 
 
-def _run(args: argparse.Namespace, data_dir: Path, models: list[str], tickers: list[str]) -> dict[str, Any]:
-    env = {"PORTFOLIO_OS_DATA_DIR": str(data_dir)}
+def _run(args: argparse.Namespace, data_dir: Path, models: list[str], universe: list[str]) -> dict[str, Any]:
+    tickers = universe[: args.tickers]
+    env = {"PORTFOLIO_OS_DATA_DIR": str(data_dir), "PORTFOLIO_OS_MAX_TICKERS": str(max(200, len(universe)))}
     services = plan(models, free_ports(len(models) + 1), env)
     if args.no_caches:
         services[-1].env |= NO_CACHES
@@ -330,25 +354,35 @@ def _run(args: argparse.Namespace, data_dir: Path, models: list[str], tickers: l
         gateway = services[-1].url
         url = f"{gateway}/v1/signals?tickers={','.join(tickers)}"
         key = bench_key(env)
+        results["scored_universe"] = wait_for_scored(gateway, len(universe))
         load(args.client, url, key, 4, 2.0)  # warm-up: connections, caches, cold paths
         pids = {s.name: s.process.pid for s in services if s.process is not None} | {"load_generator": os.getpid()}
         for level in LEVELS:
             results[f"concurrency_{level}"] = _level(args, url, key, level, gateway=gateway, pids=pids)
             common.log(f"concurrency {level}: {results[f'concurrency_{level}']}")
         if args.distinct_sets:
-            # Orderings of the same tickers: each is another request body for the model servers, so no
-            # cached model answer fits, while every feature row is still cached per ticker.
-            rng = np.random.default_rng(0)
-            orders = [[str(t) for t in rng.permutation(tickers)] for _ in range(args.distinct_sets)]
-            urls = [f"{gateway}/v1/signals?tickers={','.join(order)}" for order in orders]
-            results["distinct_sets_concurrency_8"] = _level(args, urls, key, 8, gateway=gateway, pids=pids)
-            results["distinct_sets_concurrency_8"]["distinct_orderings"] = args.distinct_sets
-            common.log(f"distinct sets, concurrency 8: {results['distinct_sets_concurrency_8']}")
+            results["distinct_sets_concurrency_8"] = _distinct(args, tickers, key, gateway=gateway, pids=pids)
+        if args.allocations:
+            from bench.idempotency import post_load
+
+            body = {"universe": tickers, "capital": 1_000_000}
+            asyncio.run(post_load(gateway + "/v1/allocations", key, body, "no_key", concurrency=8, seconds=2.0))
+            results["allocations_concurrency_8"] = asyncio.run(
+                post_load(gateway + "/v1/allocations", key, body, "no_key", concurrency=8, seconds=args.seconds)
+            )
+            common.log(f"allocations, concurrency 8: {results['allocations_concurrency_8']}")
         if args.idempotency_keys:
             from bench.idempotency import modes
 
             body = {"universe": tickers, "capital": 1_000_000}
             results["allocations_concurrency_8"] = modes(gateway + "/v1/allocations", key, body, 8, args.seconds)
+        if len(universe) > len(tickers):
+            every = f"{gateway}/v1/signals?tickers={','.join(universe)}"
+            every_level = _level(args, every, key, 1, gateway=gateway, pids=pids)
+            results[f"all_{len(universe)}_tickers_concurrency_1"] = every_level
+            common.log(f"all {len(universe)} tickers, concurrency 1: {every_level}")
+        gateway_pid = pids["gateway"]
+        results["gateway_rss_mb"] = common.rounded(psutil.Process(gateway_pid).memory_info().rss / 2**20, 1)
     load_after = os.getloadavg()[0]
     baseline = in_process(data_dir, tickers, models, 200)
     return {
@@ -365,6 +399,84 @@ def _run(args: argparse.Namespace, data_dir: Path, models: list[str], tickers: l
         "load_average_1m": {"before": round(load_before, 2), "after_http_levels": round(load_after, 2)},
         "environment": common.environment(),
     }
+
+
+def _distinct(
+    args: argparse.Namespace, tickers: list[str], key: str, *, gateway: str, pids: dict[str, int]
+) -> dict[str, Any]:
+    """Concurrency 8 over random orderings of the tickers (optionally profiled with py-spy)."""
+    # Orderings of the same tickers: each is another request body for the model servers, so no
+    # cached model answer fits, while every feature row is still cached per ticker.
+    rng = np.random.default_rng(0)
+    orders = [[str(t) for t in rng.permutation(tickers)] for _ in range(args.distinct_sets)]
+    urls = [f"{gateway}/v1/signals?tickers={','.join(order)}" for order in orders]
+    with profiled(args.profile, pids["gateway"], args.seconds) as profile:
+        result = _level(args, urls, key, 8, gateway=gateway, pids=pids)
+    result["distinct_orderings"] = args.distinct_sets
+    if profile:
+        result["profile_top_own_samples"] = profile
+    common.log(f"distinct sets, concurrency 8: {result}")
+    return result
+
+
+def wait_for_scored(gateway: str, universe: int, timeout_s: float = 180.0) -> dict[str, Any]:
+    """Wait until the gateway's scored universe holds ``universe`` tickers (a gateway without one: at once)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        values = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(httpx.get(gateway + "/metrics", timeout=10).text)
+            for sample in family.samples
+            if sample.name.startswith("portfolio_os_gateway_scored_universe_")
+        }
+        if not values:
+            return {"present": False}
+        if values.get("portfolio_os_gateway_scored_universe_tickers", 0) >= universe:
+            builds = values.get("portfolio_os_gateway_scored_universe_build_seconds_sum", 0.0)
+            count = values.get("portfolio_os_gateway_scored_universe_build_seconds_count", 0.0)
+            return {
+                "present": True,
+                "tickers": universe,
+                "mean_build_seconds": common.rounded(builds / count, 3) if count else None,
+            }
+        time.sleep(0.5)
+    raise SystemExit(f"the scored universe did not reach {universe} tickers in {timeout_s:.0f} s")
+
+
+@contextlib.contextmanager
+def profiled(folder: Path | None, pid: int, seconds: float) -> Iterator[list[dict[str, Any]]]:
+    """py-spy on ``pid`` for ``seconds`` (collapsed stacks under ``folder``); yields the top frames when done."""
+    top: list[dict[str, Any]] = []
+    if folder is None:
+        yield top
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"gateway-{pid}.collapsed"
+    spy = subprocess.Popen(  # our own py-spy on our own child
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--duration", str(int(seconds)),
+         "--rate", "200", "--format", "raw", "--nonblocking", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield top
+    finally:
+        spy.wait(timeout=seconds + 60)
+    top.extend(top_frames(out))
+
+
+def top_frames(collapsed: Path, n: int = 20) -> list[dict[str, Any]]:
+    """The frames with the most samples on top of the stack (own time), and their share of all samples."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frame = stack.split(";")[-1]
+        own[frame] = own.get(frame, 0) + int(count)
+        total += int(count)
+    ranked = sorted(own.items(), key=lambda item: -item[1])[:n]
+    return [{"frame": frame, "share": common.rounded(count / total, 4)} for frame, count in ranked]
 
 
 if __name__ == "__main__":

@@ -99,6 +99,8 @@ class LoadedAllocator(_DownloadedPyfunc):
     tickers: frozenset[str]  # the trained universe: a request may name any subset of it
     workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
     feature_service: str = ALLOCATOR_FEATURE_SERVICE
+    # A fixed-width policy serves any set of at most this many tickers (tickers is then not a limit).
+    max_assets: int | None = None
 
 
 @dataclass(frozen=True)
@@ -267,11 +269,23 @@ def load_allocator(registry: Registry, ref: VersionRef) -> LoadedAllocator:
                 f"{ref.uri} is tagged {TAG_FEATURE_SERVICE}={tag!r}; this server serves '{ALLOCATOR_FEATURE_SERVICE}'"
             )
         tickers = _trained_universe(mlmodel, ref)
+        max_assets = _max_assets(mlmodel, ref)
         model = _load_pyfunc(local, ref)
     except BaseException:
         workdir.cleanup()
         raise
-    return LoadedAllocator(ref=ref, model=model, tickers=tickers, workdir=workdir)
+    return LoadedAllocator(ref=ref, model=model, tickers=tickers, workdir=workdir, max_assets=max_assets)
+
+
+def _max_assets(mlmodel: Model, ref: VersionRef) -> int | None:
+    """The model_config's ``max_assets`` (a fixed-width policy), or None for a fixed-universe one."""
+    config = mlmodel.flavors["python_function"].get(MODEL_CONFIG) or {}
+    value = config.get("max_assets")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ModelLoadError(f"{ref.uri} has model_config max_assets {value!r}; expected an integer >= 1")
+    return value
 
 
 def _check_sentiment_text_signature(mlmodel: Model, ref: VersionRef) -> None:

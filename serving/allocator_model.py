@@ -3,8 +3,9 @@
 The request names its tickers (``ticker``, BYTES), their ``allocator_v1`` features (FP64; a missing
 feature input is an all-NaN column, since features may be missing online) and optionally the book
 held now (``current_weight``, FP64; null or absent = not held). The server checks what it can name
-precisely before the pyfunc runs (tickers outside the trained universe, repeated tickers, a book
-that is not long-only), so every refusal is a 400 with a clear reason; a ``ValueError`` the pyfunc
+precisely before the pyfunc runs (more tickers than a fixed-width policy's slots, or tickers
+outside an older fixed-universe policy's trained universe, repeated tickers, a book that is not
+long-only), so every refusal is a 400 with a clear reason; a ``ValueError`` the pyfunc
 raises on its own inputs is a 400 with its message too. An answer of the wrong shape is the
 registered model's fault: a 500.
 """
@@ -40,15 +41,24 @@ def _named(items: list[str]) -> str:
 
 
 def checked_tickers(loaded: LoadedAllocator, columns: Columns) -> list[str]:
-    """The request's tickers, each once and all in the trained universe.
+    """The request's tickers, each once, and within what the policy serves.
+
+    A fixed-width policy (``max_assets``) serves any set of at most that many tickers; an older
+    fixed-universe policy serves any subset of its trained universe.
 
     Raises:
-        BadRequest: no ``ticker`` input, a ticker outside the trained universe, or a repeated ticker.
+        BadRequest: no ``ticker`` input, more tickers than a fixed-width policy's slots, a ticker
+            outside a fixed-universe policy's trained universe, or a repeated ticker.
     """
     if TICKER_INPUT not in columns:
         raise BadRequest(f"missing input '{TICKER_INPUT}' (BYTES [n], one ticker per row)")
     tickers = [str(t) for t in columns[TICKER_INPUT]]
-    outside = [t for t in dict.fromkeys(tickers) if t not in loaded.tickers]
+    if loaded.max_assets is not None and len(tickers) > loaded.max_assets:
+        raise BadRequest(
+            f"the allocator serves at most {loaded.max_assets} tickers per request (its policy's width), "
+            f"got {len(tickers)}"
+        )
+    outside = [] if loaded.max_assets is not None else [t for t in dict.fromkeys(tickers) if t not in loaded.tickers]
     if outside:
         raise BadRequest(f"{OUTSIDE_UNIVERSE_MESSAGE} of {len(loaded.tickers)} tickers: {_named(outside)}")
     repeated = sorted({t for t in tickers if tickers.count(t) > 1})

@@ -7,8 +7,14 @@ backtest ran, with nothing but MLflow, numpy and pandas.
 
 Input: one row per ticker: ``ticker``, the allocator features (missing = NaN), ``current_weight``
 (the book held now; missing = 0). Output: ``ticker`` and ``weight`` in the input's row order; the
-cash weight is ``1 - sum(weight)``. The policy was trained on a fixed universe: a request may name
-any subset of it (the others are neither normalised with nor held), never a ticker outside it.
+cash weight is ``1 - sum(weight)``.
+
+Two kinds of policy. A fixed-width policy (``max_assets`` in the model_config) has ``max_assets``
+slots: a request may name any set of up to ``max_assets`` tickers, which fill the slots in the
+order the environment used (held names first, then by ``slot_feature`` ascending), and more are
+refused with a ValueError naming the limit. An older policy trained on a fixed universe (no
+``max_assets``) takes any subset of its ``tickers`` (the others are neither normalised with nor
+held), never a ticker outside them.
 """
 
 from __future__ import annotations
@@ -21,13 +27,23 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 
 try:  # the project installed: training, tests
-    from training.allocation.observation import build_observation, normalise_features
+    from training.allocation.observation import (
+        assign_slots,
+        build_observation,
+        build_slot_observation,
+        normalise_features,
+    )
     from training.allocation.policy import PolicyParams, policy_action
-    from training.allocation.weights import constrained_target
+    from training.allocation.weights import constrained_target, slot_target
 except ImportError:  # inside a model server: code_paths put the three files on sys.path
-    from observation import build_observation, normalise_features  # type: ignore[no-redef]
+    from observation import (  # type: ignore[no-redef]
+        assign_slots,
+        build_observation,
+        build_slot_observation,
+        normalise_features,
+    )
     from policy import PolicyParams, policy_action  # type: ignore[no-redef]
-    from weights import constrained_target  # type: ignore[no-redef]
+    from weights import constrained_target, slot_target  # type: ignore[no-redef]
 
 
 class AllocatorPyfunc(PythonModel):  # type: ignore[misc]
@@ -41,10 +57,29 @@ class AllocatorPyfunc(PythonModel):  # type: ignore[misc]
         cap = cfg.get("turnover_cap")
         self.turnover_cap = None if cap is None else float(cap)
         self.allow_cash = bool(cfg["allow_cash"])
+        width = cfg.get("max_assets")
+        self.max_assets = None if width is None else int(width)
+        slot = cfg.get("slot_feature")
+        self.slot_feature = None if slot is None else str(slot)
+        if self.slot_feature is not None and self.slot_feature not in self.features:
+            raise ValueError(
+                f"model_config slot_feature {self.slot_feature!r} is not among its features {self.features}"
+            )
         self.policy = PolicyParams.load(context.artifacts["policy"])
         self.position = {t: i for i, t in enumerate(self.tickers)}
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        if self.max_assets is not None:
+            return allocate_slots(
+                model_input,
+                features=self.features,
+                policy=self.policy,
+                max_assets=self.max_assets,
+                slot_feature=self.slot_feature,
+                max_weight=self.max_weight,
+                turnover_cap=self.turnover_cap,
+                allow_cash=self.allow_cash,
+            )
         return allocate(
             model_input,
             tickers=self.tickers,
@@ -95,6 +130,60 @@ def allocate(
         logits, current, max_weight=max_weight, turnover_cap=turnover_cap, allow_cash=allow_cash, present=present
     )
     return pd.DataFrame({"ticker": names, "weight": weights[index]}, index=rows.index)
+
+
+def allocate_slots(
+    rows: pd.DataFrame,
+    *,
+    features: list[str],
+    policy: PolicyParams,
+    max_assets: int,
+    slot_feature: str | None,
+    max_weight: float,
+    turnover_cap: float | None,
+    allow_cash: bool,
+) -> pd.DataFrame:
+    """Weights for any set of up to ``max_assets`` tickers from a fixed-width policy (module docstring).
+
+    Raises:
+        ValueError: no ticker column, a repeated ticker, more tickers than slots, or a book that is
+            not long-only.
+    """
+    if "ticker" not in rows.columns:
+        raise ValueError("the allocator needs a 'ticker' column")
+    names = rows["ticker"].astype(str).tolist()
+    if len(set(names)) != len(names):
+        raise ValueError("a ticker appears twice in the request")
+    n = len(names)
+    if n > max_assets:
+        raise ValueError(
+            f"the allocator serves at most {max_assets} tickers per request (its policy's width), got {n}: "
+            "send fewer names, e.g. the universe's top members"
+        )
+    values = np.full((1, n, len(features)), np.nan)
+    for j, name in enumerate(features):
+        if name in rows.columns:
+            values[0, :, j] = pd.to_numeric(rows[name], errors="coerce").to_numpy(np.float64)
+    current = np.zeros(n)
+    if "current_weight" in rows.columns:
+        current = np.nan_to_num(pd.to_numeric(rows["current_weight"], errors="coerce").to_numpy(np.float64))
+    if (current < 0).any() or current.sum() > 1.0 + 1e-6:
+        raise ValueError("current_weight must be long-only and sum to at most 1")
+    key = values[0, :, features.index(slot_feature)] if slot_feature in features else np.zeros(n)
+    everyone = np.ones(n, dtype=bool)
+    slots = assign_slots(key, everyone, current > 0.0, max_assets)
+    obs = build_slot_observation(normalise_features(values), current, slots, everyone[slots], max_assets)
+    weights, _ = slot_target(
+        policy_action(policy, obs),
+        current,
+        slots,
+        everyone[slots],
+        max_assets,
+        max_weight=max_weight,
+        turnover_cap=turnover_cap,
+        allow_cash=allow_cash,
+    )
+    return pd.DataFrame({"ticker": names, "weight": weights}, index=rows.index)
 
 
 mlflow.models.set_model(AllocatorPyfunc())

@@ -12,6 +12,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from feature_repo.schema import ALLOCATOR_FEATURES
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -60,6 +62,15 @@ class AllocationRunConfig(_Strict):
         "sessions; 1 keeps the served model to a single online read.",
     )
     rebalance_every: int = Field(5, ge=1, description="Sessions between trades: 1 daily, 5 weekly.")
+    max_assets: int = Field(
+        32,
+        ge=2,
+        description="Slots of the RL policy's observation and action: one policy serves any membership of at "
+        "most this many names (more members than slots: held names first, then by slot_feature).",
+    )
+    slot_feature: str | None = Field(
+        "vol_63d", description="The allocator feature whose rank (ascending) orders the slots; null: panel order."
+    )
     cost_bps: float = Field(10.0, ge=0, lt=5000, description="Commission + half-spread per side.")
     slippage_bps: float = Field(5.0, ge=0, lt=5000, description="Market impact per side.")
     max_weight: float = Field(0.2, gt=0, le=1)
@@ -78,4 +89,13 @@ class AllocationRunConfig(_Strict):
     def _feasible(self) -> Self:
         if self.topk.n_drop > self.topk.k:
             raise ValueError(f"topk.n_drop ({self.topk.n_drop}) cannot exceed topk.k ({self.topk.k})")
+        if self.slot_feature is not None and self.slot_feature not in ALLOCATOR_FEATURES:
+            raise ValueError(
+                f"slot_feature {self.slot_feature!r} is not an allocator feature {list(ALLOCATOR_FEATURES)}"
+            )
+        if not self.allow_cash and self.max_assets * self.max_weight < 1.0 - 1e-9:
+            raise ValueError(
+                f"max_assets {self.max_assets} x max_weight {self.max_weight} < 1: a fully invested book "
+                "cannot respect the cap; raise either or allow cash"
+            )
         return self

@@ -62,7 +62,14 @@ from training.allocation.observation import (
 )
 from training.allocation.panel import MarketPanel
 from training.allocation.results import StrategyResult
-from training.allocation.weights import check_feasible, constrained_target, drift, hold_unpriced, sell_exits
+from training.allocation.weights import (
+    check_feasible,
+    constrained_target,
+    drift,
+    hold_unpriced,
+    sell_exits,
+    slot_target,
+)
 from training.errors import TrainingError
 
 FloatArray = npt.NDArray[np.float64]
@@ -184,9 +191,9 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
         self.width = width
         self.first_decision = config.window - 1
         self.last_start = self._last_start()
-        self._features = normalise_features(_masked(panel.features, panel.available))
+        self._features = normalise_features(masked_features(panel.features, panel.available))
         self._returns = np.ascontiguousarray(panel.returns, dtype=np.float64)
-        self._key = _slot_key(panel, config.slot_feature)
+        self._key = slot_key(panel, config.slot_feature)
         n_feat = config.window * width * len(panel.feature_names)
         n_obs = (
             n_feat
@@ -278,21 +285,16 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
                 present=None if available is None else available[t],
             )
         else:
-            slots, k = self._slots, self._slots.size
-            in_slots = np.zeros(self.width)
-            in_slots[:k] = drifted[slots]
-            present = np.zeros(self.width, dtype=bool)
-            present[:k] = self.panel.available_at(t)[slots]
-            chosen, share = constrained_target(
+            traded, share = slot_target(
                 logits,
-                in_slots,
+                drifted,
+                self._slots,
+                self.panel.available_at(t)[self._slots],
+                self.width,
                 max_weight=config.max_weight,
                 turnover_cap=config.turnover_cap,
                 allow_cash=config.allow_cash,
-                present=present,
             )
-            traded = np.zeros(drifted.size)
-            traded[slots] = chosen[:k]
         return hold_unpriced(traded, drifted, None if self.panel.priced is None else self.panel.priced[t]), share
 
     def _hold(self, weights: FloatArray, t: int, end: int) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -348,14 +350,16 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
         return n_sessions - 1 - length * every
 
 
-def _masked(features: npt.NDArray[np.float32], available: npt.NDArray[np.bool_] | None) -> npt.NDArray[np.float32]:
+def masked_features(
+    features: npt.NDArray[np.float32], available: npt.NDArray[np.bool_] | None
+) -> npt.NDArray[np.float32]:
     """Features with NaN where a name is unavailable: it has no features and no say in the normalisation."""
     if available is None:
         return features
     return np.where(available[:, :, None], features, np.float32(np.nan))
 
 
-def _slot_key(panel: MarketPanel, feature: str | None) -> FloatArray:
+def slot_key(panel: MarketPanel, feature: str | None) -> FloatArray:
     """``[T, N]`` the values that order the slots: ``feature``'s, or 0 everywhere (panel order)."""
     if feature is None:
         return np.zeros((panel.n_sessions, panel.n_assets))

@@ -18,12 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from training.allocation.env import EnvConfig, PortfolioEnv
-from training.allocation.observation import build_observation, normalise_features
+from training.allocation.env import EnvConfig, PortfolioEnv, masked_features
+from training.allocation.observation import (
+    assign_slots,
+    build_observation,
+    build_slot_observation,
+    normalise_features,
+)
 from training.allocation.panel import MarketPanel
 from training.allocation.policy import PolicyParams, export_policy, policy_action
 from training.allocation.results import FloatArray
-from training.allocation.weights import constrained_target
+from training.allocation.weights import constrained_target, slot_target
 from training.errors import TrainingError
 
 
@@ -87,14 +92,42 @@ class PolicyStrategy:
             raise TrainingError(
                 f"{self.name}: needs {window} sessions of features, the history holds {history.n_sessions}"
             )
-        features = history.features[-window:][:, :, self._columns(history)]
-        obs = build_observation(normalise_features(features), current)
-        weights, _ = constrained_target(
+        columns = self._columns(history)
+        available = None if history.available is None else history.available[-window:]
+        features = normalise_features(masked_features(history.features[-window:][:, :, columns], available))
+        present = history.available_at(history.n_sessions - 1)
+        env = self.env
+        if env.max_assets is None:
+            weights, _ = constrained_target(
+                policy_action(self.policy, build_observation(features, current)),
+                current,
+                max_weight=env.max_weight,
+                turnover_cap=env.turnover_cap,
+                allow_cash=env.allow_cash,
+                present=None if history.available is None else present,
+            )
+            return weights
+        key = self._key(history, columns)
+        slots = assign_slots(key, present, current > 0.0, env.max_assets)
+        obs = build_slot_observation(features, current, slots, present[slots], env.max_assets)
+        weights, _ = slot_target(
             policy_action(self.policy, obs),
             current,
-            max_weight=self.env.max_weight,
-            turnover_cap=self.env.turnover_cap,
-            allow_cash=self.env.allow_cash,
-            present=None if history.available is None else history.available[-1],
+            slots,
+            present[slots],
+            env.max_assets,
+            max_weight=env.max_weight,
+            turnover_cap=env.turnover_cap,
+            allow_cash=env.allow_cash,
         )
         return weights
+
+    def _key(self, history: MarketPanel, columns: list[int]) -> FloatArray:
+        """The slot order's values at the history's last close (the environment's ``slot_feature``)."""
+        if self.env.slot_feature is None:
+            return np.zeros(history.n_assets)
+        if self.env.slot_feature not in self.feature_names:
+            raise TrainingError(f"{self.name}: slot_feature {self.env.slot_feature!r} is not a policy feature")
+        column = columns[self.feature_names.index(self.env.slot_feature)]
+        key: FloatArray = history.features[-1, :, column].astype(np.float64)
+        return key

@@ -170,3 +170,39 @@ def sell_exits(weights: FloatArray, exits: npt.NDArray[np.bool_] | None) -> tupl
     out = weights.copy()
     out[sold] = 0.0
     return out, float(weights[sold].sum())
+
+
+def slot_target(
+    logits: FloatArray,
+    drifted: FloatArray,
+    slots: npt.NDArray[np.intp],
+    tradable: npt.ArrayLike,
+    width: int,
+    *,
+    max_weight: float,
+    turnover_cap: float | None,
+    allow_cash: bool,
+) -> tuple[FloatArray, float]:
+    """:func:`constrained_target` for a fixed-width policy: ``width`` slot logits to weights of all names.
+
+    Args:
+        logits: ``width`` values (``width + 1`` with ``allow_cash``), one per slot.
+        drifted: ``[N]`` current weights of every name.
+        slots: positions of the slots' names (at most ``width``, in slot order); other names get 0.
+        tradable: ``[len(slots)]`` bool, whether each slot's name may be traded (others get no logit).
+        width: the number of slots.
+
+    Returns:
+        ``[N]`` weights after trading and the share of the wanted trade made.
+    """
+    k = slots.size
+    in_slots = np.zeros(width)
+    in_slots[:k] = drifted[slots]
+    present = np.zeros(width, dtype=bool)
+    present[:k] = np.asarray(tradable, dtype=bool)
+    chosen, share = constrained_target(
+        logits, in_slots, max_weight=max_weight, turnover_cap=turnover_cap, allow_cash=allow_cash, present=present
+    )
+    out = np.zeros(drifted.size)
+    out[slots] = chosen[:k]
+    return out, share

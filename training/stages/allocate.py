@@ -160,6 +160,8 @@ def _inputs(ctx: RunContext, cfg: AllocationRunConfig, signals: SignalRunConfig)
         turnover_cap=cfg.turnover_cap,
         allow_cash=cfg.allow_cash,
         rebalance_every=cfg.rebalance_every,
+        max_assets=cfg.max_assets,
+        slot_feature=cfg.slot_feature,
     )
     print(
         f"  panel: {data.panel.n_assets} tickers x {data.panel.n_sessions} sessions "
@@ -438,6 +440,7 @@ def _register(
             "max_weight": cfg.max_weight,
             "turnover_cap": cfg.turnover_cap,
             "allow_cash": cfg.allow_cash,
+            "max_assets": cfg.max_assets,
             "rebalance_every": cfg.rebalance_every,
             "cost_bps": cfg.cost_bps,
             "slippage_bps": cfg.slippage_bps,
@@ -468,6 +471,8 @@ def _register(
         "max_weight": cfg.max_weight,
         "turnover_cap": cfg.turnover_cap,
         "allow_cash": cfg.allow_cash,
+        "max_assets": cfg.max_assets,
+        "slot_feature": cfg.slot_feature,
     }
     champion = _champion_sharpe(registry, inputs)
     version = registry.log_allocator(record, policy_file, model_config)

@@ -14,7 +14,7 @@ from training.errors import TrainingError
 from training.sentiment import LABELS
 from training.sentiment.card import PROJECT_SET_LIMITS, TextCardFacts, render_text_card
 from training.sentiment.config import SentimentRunConfig
-from training.sentiment.corpus import COLUMNS, Corpus, CorpusError, load_labelled, load_project_corpus
+from training.sentiment.corpus import COLUMNS, Corpus, CorpusError, load_held_out, load_labelled, load_project_corpus
 from training.sentiment.lexicon import LoughranMcDonald
 from training.sentiment.metrics import classification_report, label_indices, render_confusion
 from training.sentiment.split import split_by_family
@@ -211,13 +211,36 @@ def test_every_bad_line_is_named_with_its_file_and_line_and_the_corpus_refused(t
         (str(csv_file), 6, None),
         (str(txt_file), 2, None),
         (str(txt_file), 3, "sentence"),
-        ("mine.csv:2 (positive), more.txt:4 (negative)", None, "label"),
     ]
     message = str(error)
-    assert message.startswith("6 problem(s) in the labelled corpus")
+    assert message.startswith("5 problem(s) in the labelled corpus")
     assert f"{csv_file}, row 4, column 'label': unknown label 'great'" in message
     assert f"{txt_file}, row 2: expected 'sentence@label'" in message
-    assert "the same sentence has different labels: 'profit rose.'" in message
+
+
+def test_a_sentence_under_two_labels_is_dropped_counted_and_named_by_file_and_line(tmp_path: Path) -> None:
+    csv_file = write(
+        tmp_path / "mine.csv",
+        "sentence,label\nProfit rose.,positive\nSales fell.,negative\nThe AGM is in May.,neutral\n"
+        "PROFIT  rose.,negative\nSales fell.,negative\n",
+    )
+    txt_file = write_phrasebank(tmp_path / "more.txt", [("profit rose.", "neutral"), ("Costs rose .", "negative")])
+    corpus = load_labelled([csv_file, txt_file])
+    # Every row of the conflicting sentence leaves (no reading is guessed); a same-label repeat is kept once.
+    assert corpus.frame["sentence"].tolist() == ["Sales fell.", "The AGM is in May.", "Costs rose ."]
+    assert corpus.conflicting_rows == 3
+    assert [(p.file, p.row, p.column) for p in corpus.conflicts] == [("mine.csv", 2, "label")]
+    assert "mine.csv:2 (positive), mine.csv:5 (negative), more.txt:1 (neutral)" in corpus.conflicts[0].message
+    assert corpus.description == (
+        "user corpus (mine.csv, more.txt); 1 sentence(s) with conflicting labels dropped (3 rows); "
+        "1 repeated sentence(s) kept once"
+    )
+
+
+def test_a_corpus_of_only_conflicting_sentences_is_refused_naming_them(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.csv", "sentence,label\nProfit rose.,positive\nprofit rose.,negative\n")
+    error = refused(path)
+    assert located(error)[0] == ("c.csv", 2, "label") and "no labelled sentence" in str(error)
 
 
 def test_a_headerless_csv_names_the_line_with_an_unknown_label(tmp_path: Path) -> None:
@@ -405,3 +428,33 @@ def test_the_card_compares_with_the_lexicon_and_states_the_limits() -> None:
     user_card = render_text_card(TextCardFacts(**{**facts.__dict__, "project_set": False, "model": weak}))
     assert not any(limit in user_card for limit in PROJECT_SET_LIMITS)
     assert "(+0.000)" in user_card
+
+
+# --- a corpus cut by its own rows ---------------------------------------------------------------
+
+
+def test_a_corpus_is_cut_by_its_data_rows_and_no_validation_sentence_is_trained_on(tmp_path: Path) -> None:
+    lines = ["sentence,label"] + [f"Written sentence {i}.,{LABELS[i % 3]}" for i in range(1, 10)]
+    lines += ["written SENTENCE 2.,positive", "Written sentence 9.,negative"]  # rows 10-11: repeats of 2 and 9
+    path = write(tmp_path / "own.csv", "\n".join(lines) + "\n")
+    held = load_held_out(path, train_rows=(1, 6), valid_rows=(7, 11))
+    # Row 2 is repeated in validation (row 10): it leaves training; row 9's repeat is kept once.
+    assert held.train.frame["source"].tolist() == [f"own.csv:{n}" for n in (2, 4, 5, 6, 7)]
+    assert held.valid.frame["source"].tolist() == ["own.csv:8", "own.csv:9", "own.csv:10", "own.csv:11"]
+    assert held.leaked == 1
+    assert held.valid.frame["sentence"].str.lower().tolist() == [
+        "written sentence 7.",
+        "written sentence 8.",
+        "written sentence 9.",
+        "written sentence 2.",
+    ]
+    assert "own.csv rows 7-11" in held.valid.description and "own.csv rows 1-6" in held.train.description
+
+    everything_else = load_held_out(path, train_rows=None, valid_rows=(10, 11))
+    assert len(everything_else.train.frame) == 7 and everything_else.leaked == 2
+
+
+def test_row_ranges_outside_the_file_are_refused_naming_the_setting(tmp_path: Path) -> None:
+    path = write(tmp_path / "own.csv", "sentence,label\nA.,positive\nB.,negative\nC.,neutral\n")
+    with pytest.raises(CorpusError, match=r"column 'valid_rows': rows 3-9 are outside 1-3"):
+        load_held_out(path, train_rows=None, valid_rows=(3, 9))

@@ -11,9 +11,11 @@ Every corpus becomes one frame with columns ``sentence``, ``label`` (``negative`
   in either order (as in the widely shared ``all-data.csv`` of Financial PhraseBank);
 - Financial PhraseBank's ``Sentences_*.txt``: one ``sentence@label`` per line, ISO-8859-1.
 
-A user's sentence without a family is its own family, so their split is a plain random one. Any bad
-line (empty sentence, unknown label, the same sentence with two labels) is reported with its file
-and line and the corpus is refused: training on silently dropped rows would hide the problem.
+A user's sentence without a family is its own family, so their split is a plain random one. A bad
+line (empty sentence, unknown label) is reported with its file and line and the corpus is refused:
+training on silently dropped rows would hide the problem. The same sentence under two labels
+(case-insensitively) cannot be fixed by a guess either way: every row of it is dropped, the drop is
+counted in the description and each row is named (file and line) in :attr:`Corpus.conflicts`.
 """
 
 from __future__ import annotations
@@ -52,10 +54,12 @@ class CorpusError(TrainingError):
 
 @dataclass(frozen=True)
 class Corpus:
-    """Labelled sentences in :data:`COLUMNS`, and where they came from, in words."""
+    """Labelled sentences in :data:`COLUMNS`, where they came from in words, and the rows dropped as conflicts."""
 
     frame: pd.DataFrame
     description: str
+    conflicts: tuple[InputProblem, ...] = ()  # one per sentence seen under two labels
+    conflicting_rows: int = 0  # the rows those sentences had, all dropped
 
     def label_counts(self) -> dict[str, int]:
         counts = self.frame["label"].value_counts()
@@ -223,28 +227,98 @@ def _frame(rows: Iterable[dict[str, str] | None]) -> pd.DataFrame:
 
 def _finish(frames: list[pd.DataFrame], problems: list[InputProblem], description: str) -> Corpus:
     frame = pd.concat(frames, ignore_index=True) if frames else _frame([])
-    problems = problems + _conflicts(frame)
     if problems:
         raise CorpusError(problems)
+    before = len(frame)
+    frame, conflicts = _drop_conflicts(frame)
+    dropped = before - len(frame)
     if frame.empty:
-        raise CorpusError([InputProblem(description, None, None, "no labelled sentence")])
+        raise CorpusError([*conflicts, InputProblem(description, None, None, "no labelled sentence")])
     key = frame["sentence"].str.lower()
     duplicates = int(key.duplicated().sum())
     frame = frame.loc[~key.duplicated()].reset_index(drop=True)
+    if conflicts:
+        description += f"; {len(conflicts)} sentence(s) with conflicting labels dropped ({dropped} rows)"
     if duplicates:
         description += f"; {duplicates} repeated sentence(s) kept once"
-    return Corpus(frame, description)
+    return Corpus(frame, description, tuple(conflicts), dropped)
 
 
-def _conflicts(frame: pd.DataFrame) -> list[InputProblem]:
-    """The same sentence (case-insensitively) under two labels: a labelling error to fix, not to guess."""
+def _drop_conflicts(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[InputProblem]]:
+    """Drop every row of a sentence (case-insensitively) seen under two labels; one problem per sentence.
+
+    A labelling error cannot be settled by a guess (first wins, majority wins): both readings leave.
+    Each problem names the file, the line of the first row, and every row with its label.
+    """
     key = frame["sentence"].str.lower()
     labels_per = frame.groupby(key)["label"].nunique()
+    conflicting = labels_per[labels_per > 1].index
     problems = []
-    for sentence in labels_per[labels_per > 1].index:
+    for sentence in conflicting:
         rows = frame.loc[key == sentence]
+        file, _, line = str(rows["source"].iloc[0]).rpartition(":")
         where = ", ".join(f"{s} ({lbl})" for s, lbl in zip(rows["source"], rows["label"], strict=True))
-        problems.append(
-            InputProblem(where, None, "label", f"the same sentence has different labels: {sentence[:60]!r}")
-        )
-    return problems
+        message = f"the same sentence has different labels, all its rows dropped: {sentence[:60]!r} at {where}"
+        problems.append(InputProblem(file, int(line) if line.isdigit() else None, "label", message))
+    return frame.loc[~key.isin(conflicting)].reset_index(drop=True), problems
+
+
+@dataclass(frozen=True)
+class HeldOutCorpus:
+    """One labelled file cut by its own row numbers into training rows and reported validation rows."""
+
+    train: Corpus
+    valid: Corpus
+    leaked: int  # training rows dropped because the same sentence is a validation row
+
+
+def load_held_out(path: Path, *, train_rows: tuple[int, int] | None, valid_rows: tuple[int, int]) -> HeldOutCorpus:
+    """Rows ``train_rows`` and ``valid_rows`` (1-based data rows, the header not counted, inclusive) of ``path``.
+
+    Conflicting labels are dropped over the whole file first (a sentence under two labels leaves both
+    sides); repeats are kept once per side, and a training row whose sentence is also a validation
+    row is dropped, so no validation sentence is ever trained on. ``train_rows`` None: every row
+    outside ``valid_rows``.
+
+    Raises:
+        CorpusError: a bad line, an empty side, or a row range outside the file.
+    """
+    whole = load_labelled([path])  # refuses bad lines; its conflicts are re-found below, row by row
+    offset, last = _data_rows(path)
+    for name, (first, end) in (("valid_rows", valid_rows), ("train_rows", train_rows or (1, last))):
+        if not 1 <= first <= end <= last:
+            raise CorpusError([InputProblem(str(path), None, name, f"rows {first}-{end} are outside 1-{last}")])
+    frame = _read_csv(path, require_family=False)[0] if path.suffix.lower() == ".csv" else _read_phrasebank(path)[0]
+    frame, _ = _drop_conflicts(frame)
+    row = frame["source"].str.rpartition(":")[2].astype(int) - offset
+    in_valid = row.between(*valid_rows)
+    in_train = row.between(*train_rows) if train_rows else ~in_valid
+    valid = _once(frame.loc[in_valid])
+    train = _once(frame.loc[in_train & ~in_valid])
+    leaked = train["sentence"].str.lower().isin(set(valid["sentence"].str.lower()))
+    train = train.loc[~leaked].reset_index(drop=True)
+    for side, part in (("train_rows", train), ("valid_rows", valid)):
+        if part.empty:
+            raise CorpusError([InputProblem(str(path), None, side, "no labelled sentence in these rows")])
+    conflicts = f"; {len(whole.conflicts)} conflicting sentence(s) dropped" if whole.conflicts else ""
+    train_span = f"{train_rows[0]}-{train_rows[1]}" if train_rows else f"outside {valid_rows[0]}-{valid_rows[1]}"
+    return HeldOutCorpus(
+        Corpus(train, f"{path.name} rows {train_span}{conflicts}", whole.conflicts, whole.conflicting_rows),
+        Corpus(valid, f"{path.name} rows {valid_rows[0]}-{valid_rows[1]}{conflicts}"),
+        int(leaked.sum()),
+    )
+
+
+def _once(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each sentence (case-insensitively) once, at its first row."""
+    return frame.loc[~frame["sentence"].str.lower().duplicated()].reset_index(drop=True)
+
+
+def _data_rows(path: Path) -> tuple[int, int]:
+    """Header lines (1 for a CSV whose first line names sentence/label, else 0) and data rows in ``path``."""
+    text = _decode(path)
+    if path.suffix.lower() != ".csv":
+        return 0, len(text.splitlines())
+    records = list(csv.reader(io.StringIO(text)))
+    header = int(bool(records) and _header_columns([h.strip().lower() for h in records[0]]) is not None)
+    return header, len(records) - header

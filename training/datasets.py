@@ -47,6 +47,8 @@ class TrainingFrame:
         snapshot_hash: sha256 hex digest of keys, features and labels (see :func:`snapshot_hash`).
         horizon: the label horizon in sessions.
         dropped: rows of the window dropped because every feature was missing at t.
+        label: the continuous training label (e.g. ``xs_rank_{h}d``, the per-date rank among the
+            universe's members) when one was asked for, else None.
     """
 
     X: pd.DataFrame
@@ -60,6 +62,7 @@ class TrainingFrame:
     snapshot_hash: str
     horizon: int
     dropped: int
+    label: pd.Series | None = None
 
     def __len__(self) -> int:
         return len(self.X)
@@ -74,6 +77,7 @@ def build_training_frame(
     end: DateBound = None,
     horizon: int = OUTCOME_HORIZON,
     drop_all_nan: bool = True,
+    label_column: str | None = None,
 ) -> TrainingFrame:
     """Join a feature service point-in-time onto the outcome rows dated in ``[start, end]``.
 
@@ -86,6 +90,8 @@ def build_training_frame(
         end: last sample date (inclusive); None for the last outcome.
         horizon: h, selecting the outcome columns.
         drop_all_nan: drop rows where every feature is missing at t (counted in ``dropped``).
+        label_column: an outcome column to carry as :attr:`TrainingFrame.label` (e.g.
+            ``xs_rank_{h}d`` of :func:`~feature_repo.transforms.outcomes.cross_sectional_labels`).
 
     Returns:
         The training frame, sorted by date then ticker.
@@ -95,7 +101,7 @@ def build_training_frame(
             duplicated labels, or no sample in the window.
     """
     feature_names = _service_features(repo, service)
-    samples = _window(_labelled(outcomes, horizon), start, end)
+    samples = _window(_labelled(outcomes, horizon, label_column), start, end)
     entity = pd.DataFrame(
         {TICKER: samples[TICKER].to_numpy(), EVENT_TIMESTAMP: samples[DATE].dt.tz_localize("UTC").to_numpy()}
     )
@@ -109,11 +115,17 @@ def build_training_frame(
             f"service '{service}' has no features for any of the {len(samples)} sample(s) in the window; "
             "were its feature files written and applied?"
         )
-    return _assemble(joined, feature_names, service=service, horizon=horizon, dropped=dropped)
+    return _assemble(joined, feature_names, service=service, horizon=horizon, dropped=dropped, label=label_column)
 
 
 def _assemble(
-    joined: pd.DataFrame, feature_names: list[str], *, service: str, horizon: int, dropped: int
+    joined: pd.DataFrame,
+    feature_names: list[str],
+    *,
+    service: str,
+    horizon: int,
+    dropped: int,
+    label: str | None = None,
 ) -> TrainingFrame:
     """Sort the joined rows by date then ticker and split them into a :class:`TrainingFrame`."""
     joined = joined.sort_values([DATE, TICKER], kind="stable").reset_index(drop=True)
@@ -137,6 +149,7 @@ def _assemble(
         ),
         horizon=horizon,
         dropped=dropped,
+        label=None if label is None else joined[label].astype("float64").rename("xs_label"),
     )
 
 
@@ -176,14 +189,17 @@ def _service_features(repo: FeatureRepo, service: str) -> list[str]:
     return service_feature_names(known[service])
 
 
-def _labelled(outcomes: pd.DataFrame, horizon: int) -> pd.DataFrame:
+def _labelled(outcomes: pd.DataFrame, horizon: int, label_column: str | None = None) -> pd.DataFrame:
     """The key, ``known_at`` and horizon columns of ``outcomes``, checked and with tz-naive dates."""
     needed = [TICKER, DATE, KNOWN_AT, f"fwd_excess_{horizon}d", f"label_{horizon}d"]
+    if label_column is not None and label_column not in needed:
+        needed.append(label_column)
     absent = [c for c in needed if c not in outcomes.columns]
     if absent:
         raise TrainingError(
             f"outcomes lack column(s) {absent} for a {horizon}-session horizon; "
-            f"they have {list(outcomes.columns)} (compute them with forward_outcomes(horizon={horizon}))"
+            f"they have {list(outcomes.columns)} (compute them with forward_outcomes(horizon={horizon}), "
+            "the xs_ labels with cross_sectional_labels)"
         )
     frame = outcomes[needed].copy()
     for column in (DATE, KNOWN_AT):

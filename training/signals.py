@@ -9,7 +9,7 @@ test (used once, for the evaluation and the promotion gate). Registration is
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ import pandas as pd
 
 from feature_repo.store import FeatureRepo
 from feature_repo.tables import DATE, TICKER
-from feature_repo.transforms.outcomes import forward_outcomes
+from feature_repo.transforms.outcomes import cross_sectional_labels, forward_outcomes, label_column
 from feature_repo.transforms.panel import link_across_breaks
 from training.calendar import on_sessions, run_sessions
 from training.datasets import TrainingFrame, build_training_frame
@@ -26,11 +26,12 @@ from training.errors import TrainingError
 from training.evaluation.baselines import momentum_12_1, short_term_reversal
 from training.evaluation.metrics import SignalMetrics, signal_metrics
 from training.evaluation.topk import BacktestResult, equal_weight_backtest, topk_backtest
+from training.horizons import HorizonResult, horizon_report
 from training.models.ensemble import blend_point_in_time, trailing_weights
 from training.models.signal import SignalModel
 from training.run_config import ModelSpec, SignalRunConfig, check_history, check_universe
 from training.store import OfflineStore
-from training.tuning import TuningData, TuningResult, run_search
+from training.tuning import TuningResult, run_search, tuning_data
 from training.universe import Universe, check_member_counts, refresh_universe, restrict_to_members
 from training.validation import SegmentMasks, segment_masks, walk_forward_folds
 
@@ -46,6 +47,8 @@ class SignalInputs:
     outcomes: pd.DataFrame
     close: pd.DataFrame
     universe: Universe | None = None  # a point-in-time rule's membership; None for a list or 'all'
+    # The members' outcomes at each of learning.report_horizons, with their cross-sectional labels.
+    report_outcomes: dict[int, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def members(self) -> pd.DataFrame | None:
@@ -72,6 +75,7 @@ class TrainedModel:
     scores: pd.DataFrame  # date, ticker, score, segment ("valid" | "test")
     metrics: SignalMetrics
     backtest: BacktestResult
+    horizons: list[HorizonResult] = field(default_factory=list)
 
 
 def load_inputs(
@@ -80,7 +84,8 @@ def load_inputs(
     """Prices, outcomes and the close panel of the configured universe, checked against the config.
 
     Outcomes count the sessions of ``exchange`` (None: the data's own dates) and never span a
-    stored series break.
+    stored series break. The cross-sectional labels (per-date rank and z-score of the excess
+    return) are computed after the universe cut, over the members of each date only.
 
     With a point-in-time universe rule, its membership is recomputed from the stored prices and
     written to the store (:func:`point_in_time_universe`), and only the outcomes of (ticker, date)
@@ -95,11 +100,19 @@ def load_inputs(
     breaks = read_series_breaks(offline_store)
     sessions = run_sessions(exchange, prices[DATE])
     prices = on_sessions(prices, sessions)  # a bar on a day the exchange was closed is no session
-    outcomes = forward_outcomes(prices, bench, horizon=config.horizon, sessions=sessions, breaks=breaks)
     universe = point_in_time_universe(config, offline_store, prices, config.evaluation.top_k, "evaluation.top_k")
-    if universe is not None:
-        outcomes = restrict_to_members(outcomes, universe.mask)
-    return SignalInputs(config, repo, outcomes, close_panel(prices, breaks), universe)
+
+    def member_outcomes(h: int) -> pd.DataFrame:
+        outcomes = forward_outcomes(prices, bench, horizon=h, sessions=sessions, breaks=breaks)
+        if universe is not None:
+            outcomes = restrict_to_members(outcomes, universe.mask)
+        return cross_sectional_labels(outcomes, h)
+
+    report = {h: member_outcomes(h) for h in config.learning.report_horizons if h != config.horizon}
+    outcomes = member_outcomes(config.horizon)
+    if config.learning.report_horizons and config.horizon in config.learning.report_horizons:
+        report[config.horizon] = outcomes
+    return SignalInputs(config, repo, outcomes, close_panel(prices, breaks), universe, report)
 
 
 def point_in_time_universe(
@@ -164,18 +177,25 @@ def close_panel(prices: pd.DataFrame, breaks: pd.DataFrame | None = None) -> pd.
 def train_model(name: str, spec: ModelSpec, inputs: SignalInputs, storage: Path, progress: bool) -> TrainedModel:
     """Tune, fit and evaluate one model (see the module docstring)."""
     cfg = inputs.config
-    frame = _frame(inputs, spec)
+    frame = model_frame(inputs, spec)
     masks = segment_masks(
         frame.dates, frame.label_end, cfg.segments, embargo_sessions=cfg.walk_forward.embargo_sessions
     )
     train = _rows(frame, masks.train)
     folds = walk_forward_folds(train.dates, train.label_end, cfg.walk_forward)
-    data = TuningData(train.X, train.y, train.target, train.dates, folds)
-    tuning = run_search(data, cfg.tuning, name=name, storage_dir=storage, progress=progress)
+    learning = cfg.learning
+    data = tuning_data(
+        train.X, train.y, train.target, train.dates, folds, label=train.label, grades=learning.relevance_grades
+    )
+    tuning = run_search(
+        data, cfg.tuning, name=name, storage_dir=storage, progress=progress, objective=learning.objective
+    )
     valid = _rows(frame, masks.valid)
     # The searched round count is the one the folds chose; early stopping on the valid log-loss
     # would pick the base rate (one tree) because the signal is weak. Valid stays out of sample.
-    model = SignalModel(tuning.best_params).fit(train.X, train.y)
+    params = tuning.best_params.model_copy(update={"n_seeds": learning.seeds})
+    model = SignalModel(params).fit(train.X, data.labels_for(params.objective), dates=train.dates)
+    horizons = horizon_report(frame, inputs.report_outcomes, tuning.best_params, cfg) if inputs.report_outcomes else []
     scores = pd.concat([_scored(model, valid, "valid"), _scored(model, _rows(frame, masks.test), "test")])
     test = scores[scores["segment"] == "test"]
     return TrainedModel(
@@ -188,6 +208,7 @@ def train_model(name: str, spec: ModelSpec, inputs: SignalInputs, storage: Path,
         scores=scores,
         metrics=evaluate_scores(test, inputs),
         backtest=backtest_scores(test, inputs),
+        horizons=horizons,
     )
 
 
@@ -291,7 +312,8 @@ def _component_scores(models: list[TrainedModel]) -> pd.DataFrame:
     return wide.sort_values(KEYS, ignore_index=True)
 
 
-def _frame(inputs: SignalInputs, spec: ModelSpec) -> TrainingFrame:
+def model_frame(inputs: SignalInputs, spec: ModelSpec) -> TrainingFrame:
+    """The model's training frame over the three segments (its service, or its subset of features)."""
     cfg = inputs.config
     frame = build_training_frame(
         inputs.repo,
@@ -300,13 +322,11 @@ def _frame(inputs: SignalInputs, spec: ModelSpec) -> TrainingFrame:
         start=cfg.segments.train[0],
         end=cfg.segments.test[1],
         horizon=cfg.horizon,
+        label_column=label_column(cfg.learning.label, cfg.horizon),
     )
     if spec.features is not None:
         X = frame.X[list(spec.features)]
-        frame = TrainingFrame(
-            X, frame.y, frame.target, frame.dates, frame.label_end, frame.tickers, list(X.columns),
-            frame.service, frame.snapshot_hash, frame.horizon, frame.dropped,
-        )  # fmt: skip
+        frame = replace(frame, X=X, feature_names=list(X.columns))
     return frame
 
 
@@ -318,6 +338,7 @@ class _Rows:
     dates: pd.Series
     label_end: pd.Series
     tickers: pd.Series
+    label: pd.Series | None
 
 
 def _rows(frame: TrainingFrame, mask: npt.NDArray[np.bool_]) -> _Rows:
@@ -331,6 +352,7 @@ def _rows(frame: TrainingFrame, mask: npt.NDArray[np.bool_]) -> _Rows:
         pick(frame.dates),
         pick(frame.label_end),
         pick(frame.tickers),
+        None if frame.label is None else pick(frame.label),
     )
 
 
@@ -339,7 +361,7 @@ def _scored(model: SignalModel, rows: _Rows, segment: str) -> pd.DataFrame:
         {
             DATE: rows.dates.to_numpy(),
             TICKER: rows.tickers.to_numpy(),
-            "score": model.predict_proba(rows.X),
+            "score": model.predict(rows.X),
             "segment": segment,
         }
     )

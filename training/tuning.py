@@ -1,11 +1,17 @@
 """Ray Tune search for a signal model's hyper-parameters, on purged walk-forward folds.
 
-The objective is the mean out-of-fold rank IC (the per-date Spearman correlation of the model's
+The search's metric is the mean out-of-fold rank IC (the per-date Spearman correlation of the model's
 score with the realised excess return, averaged over the fold's dates, then over folds); its
 spread across folds is reported beside it. A trial's training iteration is one fold, in time
 order, so ASHA can stop a trial that is already poor on the early folds. The searcher is Optuna's
 TPE (model-based), seeded. The data go to the object store once (``tune.with_parameters``), and
 every trial trains single-threaded with one CPU, so local Ray runs as many trials as cores.
+
+The LightGBM objective is either fixed (``base.objective``) or, with ``objective="auto"``, one more
+searched dimension (regression or lambdarank): both are then measured on the same folds, and the
+best trial that ran every fold decides. :attr:`TuningResult.by_objective` keeps the best finished
+trial of each objective, so the comparison is reported whatever wins. Trials fit one booster; the
+seed average is for the final model only.
 
 With ``max_concurrent_trials > 1`` the searcher sees trials complete in an order that depends on
 timing, so the suggestions (not the models) can differ between runs; set it to 1 for a run that
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,23 +30,57 @@ import numpy as np
 import pandas as pd
 
 from training.ic import mean_rank_ic
-from training.models.signal import SignalModel, SignalModelParams
+from training.models.signal import SignalModel, SignalModelParams, relevance_grades
 from training.ray_runtime import ray_cpus
 from training.run_config import TuningConfig
 from training.validation import Fold
 
 METRIC: Final = "rank_ic_mean"
+AUTO_OBJECTIVES: Final = ("regression", "lambdarank")
 
 
 @dataclass(frozen=True, eq=False)
 class TuningData:
-    """What every trial needs, shipped to the Ray object store once."""
+    """What every trial needs, shipped to the Ray object store once.
+
+    ``y`` is the binary label, ``target`` the raw excess return the rank IC is measured against,
+    ``label`` the cross-sectional label regression learns and ``grades`` lambdarank's relevance
+    grades (None when no objective needs them). Rows are sorted by date.
+    """
 
     X: pd.DataFrame
     y: pd.Series
     target: pd.Series
     dates: pd.Series
     folds: list[Fold]
+    label: pd.Series | None = None
+    grades: pd.Series | None = None
+
+    def labels_for(self, objective: str) -> pd.Series:
+        """The training labels ``objective`` learns.
+
+        Raises:
+            ValueError: the data carry no label for that objective.
+        """
+        chosen = {"binary": self.y, "regression": self.label, "lambdarank": self.grades}.get(objective)
+        if chosen is None:
+            raise ValueError(f"the tuning data carry no label for the '{objective}' objective")
+        return chosen
+
+
+def tuning_data(
+    X: pd.DataFrame,
+    y: pd.Series,
+    target: pd.Series,
+    dates: pd.Series,
+    folds: list[Fold],
+    *,
+    label: pd.Series | None,
+    grades: int,
+) -> TuningData:
+    """:class:`TuningData` with lambdarank's within-date grades derived from ``label``."""
+    ranked = None if label is None else pd.Series(relevance_grades(label, dates, grades), name="grade")
+    return TuningData(X, y, target, dates, folds, label=label, grades=ranked)
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,6 +95,8 @@ class TuningResult:
         trials: one row per trial: its parameters, folds completed and metrics.
         seconds: wall time of the search.
         cpus: CPUs Ray had.
+        stopped_early: trials ASHA stopped before the last fold.
+        by_objective: the best mean out-of-fold rank IC per objective among trials that ran every fold.
     """
 
     best_params: SignalModelParams
@@ -65,17 +107,21 @@ class TuningResult:
     seconds: float
     cpus: int
     stopped_early: int = field(default=0)
+    by_objective: dict[str, float] = field(default_factory=dict)
 
     @property
     def trials_per_minute(self) -> float:
         return len(self.trials) / self.seconds * 60 if self.seconds > 0 else float("nan")
 
 
-def search_space() -> dict[str, Any]:
-    """The hyper-parameter distributions searched (ranges suit weak, noisy daily signals)."""
+def search_space(objective: str = "binary") -> dict[str, Any]:
+    """The hyper-parameter distributions searched (ranges suit weak, noisy daily signals).
+
+    With ``objective="auto"`` the objective itself is searched too (:data:`AUTO_OBJECTIVES`).
+    """
     from ray import tune
 
-    return {
+    space = {
         "num_leaves": tune.randint(4, 64),
         "learning_rate": tune.loguniform(0.005, 0.2),
         "n_estimators": tune.randint(50, 400),
@@ -84,6 +130,9 @@ def search_space() -> dict[str, Any]:
         "bagging_fraction": tune.uniform(0.5, 1.0),
         "lambda_l2": tune.loguniform(1e-3, 30.0),
     }
+    if objective == "auto":
+        space["objective"] = tune.choice(list(AUTO_OBJECTIVES))
+    return space
 
 
 def evaluate_folds(params: SignalModelParams, data: TuningData) -> list[float]:
@@ -91,9 +140,16 @@ def evaluate_folds(params: SignalModelParams, data: TuningData) -> list[float]:
     return [_fold_rank_ic(params, data, fold) for fold in data.folds]
 
 
+def fold_scores(params: SignalModelParams, data: TuningData, fold: Fold) -> np.ndarray:
+    """Train on the fold's purged rows and score its test rows (raw scores)."""
+    train = fold.train_index
+    labels = data.labels_for(params.objective)
+    model = SignalModel(params).fit(data.X.iloc[train], labels.iloc[train], dates=data.dates.iloc[train])
+    return model.score(data.X.iloc[fold.test_index])
+
+
 def _fold_rank_ic(params: SignalModelParams, data: TuningData, fold: Fold) -> float:
-    model = SignalModel(params).fit(data.X.iloc[fold.train_index], data.y.iloc[fold.train_index])
-    scores = model.score(data.X.iloc[fold.test_index])
+    scores = fold_scores(params, data, fold)
     return mean_rank_ic(
         scores, data.target.iloc[fold.test_index].to_numpy(), data.dates.iloc[fold.test_index].to_numpy()
     )
@@ -121,7 +177,7 @@ def signal_trainable(config: dict[str, Any], data: TuningData, base: SignalModel
 
 def _cast(config: Mapping[str, Any]) -> dict[str, Any]:
     ints = {"num_leaves", "n_estimators", "min_child_samples"}
-    return {k: int(v) if k in ints else float(v) for k, v in config.items()}
+    return {k: v if k == "objective" else int(v) if k in ints else float(v) for k, v in config.items()}
 
 
 def run_search(
@@ -132,6 +188,7 @@ def run_search(
     storage_dir: Path,
     base: SignalModelParams | None = None,
     progress: bool = False,
+    objective: str | None = None,
 ) -> TuningResult:
     """Search the space with ASHA + Optuna on an already started Ray (see :mod:`training.ray_runtime`).
 
@@ -142,6 +199,8 @@ def run_search(
         storage_dir: where Tune keeps its trial records.
         base: parameters not searched (seed, threads, patience); model defaults when None.
         progress: show a progress bar of completed trials.
+        objective: ``auto`` searches regression against lambdarank; another objective is fixed;
+            None keeps ``base``'s.
 
     Returns:
         The best trial's parameters and figures, and a row per trial.
@@ -150,9 +209,11 @@ def run_search(
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    base = (base or SignalModelParams()).model_copy(update={"seed": tuning.seed, "num_threads": 1})
+    base = (base or SignalModelParams()).model_copy(update={"seed": tuning.seed, "num_threads": 1, "n_seeds": 1})
+    if objective is not None and objective != "auto":
+        base = base.model_copy(update={"objective": objective})
     if tuning.smoke_test:
-        data = TuningData(data.X, data.y, data.target, data.dates, data.folds[:1])
+        data = replace(data, folds=data.folds[:1])
     num_samples = 1 if tuning.smoke_test else tuning.num_samples
     max_t = max(1, min(tuning.max_t, len(data.folds)))
     scheduler = ASHAScheduler(
@@ -163,7 +224,7 @@ def run_search(
     callbacks = [_progress_callback(num_samples, name)] if progress else []
     tuner = tune.Tuner(
         trainable,
-        param_space=search_space(),
+        param_space=search_space(objective or base.objective),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode="max",
@@ -206,7 +267,17 @@ def _summarise(grid: Any, base: SignalModelParams, max_t: int, seconds: float, c
         seconds=seconds,
         cpus=cpus,
         stopped_early=int((trials["folds"] < max_t).sum()) if len(trials) else 0,
+        by_objective=_best_by_objective(trials, base, max_t),
     )
+
+
+def _best_by_objective(trials: pd.DataFrame, base: SignalModelParams, max_t: int) -> dict[str, float]:
+    """The best mean rank IC of each objective among the trials that ran every fold."""
+    if trials.empty:
+        return {}
+    finished = trials[trials["folds"] >= max_t]
+    objective = finished["objective"] if "objective" in finished else pd.Series(base.objective, index=finished.index)
+    return {str(k): float(v) for k, v in finished[METRIC].groupby(objective).max().items()}
 
 
 def _best_of_the_finished(grid: Any, max_t: int) -> Any:

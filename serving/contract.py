@@ -57,6 +57,16 @@ TAG_FEATURE_SERVICE: Final = "feature_service"
 SIGNAL_VERSION_TAGS: Final[tuple[str, ...]] = ("feature_service", "horizon", "snapshot_hash", "code_version")
 
 
+def signal_services(registered_name: str) -> tuple[str, ...]:
+    """Every version of a signal model's feature service that the servers know, oldest first.
+
+    The versions share the default service's name up to ``_v`` (``technical_model_v1``,
+    ``technical_model_v2``) and are those :data:`feature_repo.schema.MODEL_SERVICES` declares.
+    """
+    family = SIGNAL_FEATURE_SERVICES[registered_name].rsplit("_v", 1)[0]
+    return tuple(s for s in MODEL_SERVICES if s.rsplit("_v", 1)[0] == family)
+
+
 def service_features(feature_service: str) -> list[str]:
     """The ordered feature names of ``feature_service``, as training records them in a signature.
 

@@ -32,6 +32,7 @@ from serving.contract import (
     EXPLAIN_SUFFIX,
     SENTIMENT_TEXT_NAME,
     SIGNAL_FEATURE_SERVICES,
+    signal_services,
 )
 from serving.ensemble_model import EnsembleModel
 from serving.errors import BadRequest, ServingError
@@ -137,7 +138,13 @@ def _serve(options: ServerOptions, champion: Champion[Any], models: Sequence[Cha
 
 
 def _signal_models(options: ServerOptions, registry: Registry) -> list[ChampionModel[Any]]:
-    service = SIGNAL_FEATURE_SERVICES[options.registered_name]
+    service = options.feature_service or SIGNAL_FEATURE_SERVICES[options.registered_name]
+    known = signal_services(options.registered_name)
+    if service not in known:
+        raise ServingError(
+            f"feature service '{service}' is unknown to this server: '{options.registered_name}' "
+            f"serves {', '.join(known)}"
+        )
 
     def loader(ref: VersionRef) -> LoadedSignal:
         return load_signal(registry, ref, service)
@@ -195,7 +202,10 @@ def serve(options: ServerOptions) -> None:
     elif options.registered_name == SENTIMENT_TEXT_NAME:
         models = _sentiment_text_models(options, registry, settings.sentiment_max_texts)
     elif options.registered_name in SIGNAL_FEATURE_SERVICES:
-        models = _signal_models(options, registry)
+        try:
+            models = _signal_models(options, registry)
+        except ServingError as e:
+            raise fail(prog, e) from None
     else:
         raise fail(prog, ServingError(f"'{options.registered_name}' is not a model of the serving contract"))
     _serve(options, models[0].champion, models)

@@ -73,6 +73,8 @@ class ServerOptions:
     host: str
     alias: str
     reload_seconds: float
+    # A signal model's Feast feature service version; None: the contract's default (v1).
+    feature_service: str | None = None
 
 
 def _non_negative(text: str) -> float:
@@ -98,6 +100,11 @@ def build_parser(registered_name: str) -> argparse.ArgumentParser:
         default=30.0,
         help="Seconds between registry polls for a moved alias; 0 never polls.",
     )
+    parser.add_argument(
+        "--feature_service",
+        default=None,
+        help="Signal models: the feature service version served (e.g. technical_model_v2); default v1.",
+    )
     return parser
 
 
@@ -111,4 +118,5 @@ def parse_options(registered_name: str, argv: list[str] | None = None) -> Server
         host=args.host,
         alias=args.alias,
         reload_seconds=args.reload_seconds,
+        feature_service=args.feature_service,
     )

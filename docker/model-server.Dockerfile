@@ -48,6 +48,12 @@ COPY monitoring /src/monitoring
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir --no-deps --no-compile --target /opt/code /src \
     && mkdir -p /opt/code-bin && mv /opt/code/bin/* /opt/code-bin/ && rmdir /opt/code/bin
 
+# What no running service needs, dropped before the runtime copies the venv: the installers and the
+# packages' own test suites.
+FROM deps AS venv
+RUN /opt/venv/bin/python -m pip uninstall --yes --quiet setuptools wheel pip \
+    && find /opt/venv/lib/python3.11/site-packages -depth -type d -name tests -exec rm -rf {} +
+
 FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -64,7 +70,7 @@ RUN groupadd --system --gid 10001 portfolio \
        --shell /usr/sbin/nologin portfolio \
     && mkdir -p /data \
     && chown 10001:10001 /data
-COPY --from=deps /opt/venv /opt/venv
+COPY --from=venv /opt/venv /opt/venv
 COPY --from=code /opt/code /opt/venv/lib/python3.11/site-packages/
 COPY --from=code /opt/code-bin /opt/venv/bin/
 # The Feast repo folder (feature_store*.yaml) for `feast --chdir /app/feature_repo serve`.

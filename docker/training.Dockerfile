@@ -53,6 +53,11 @@ COPY monitoring /src/monitoring
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir --no-deps --no-compile --target /opt/code /src \
     && mkdir -p /opt/code-bin && mv /opt/code/bin/* /opt/code-bin/ && rmdir /opt/code/bin
 
+# What no job needs, dropped before the runtime copies the venv: the installers (test suites stay:
+# some libraries of this image import their own `tests` packages).
+FROM deps AS venv
+RUN /opt/venv/bin/python -m pip uninstall --yes --quiet setuptools wheel pip
+
 FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -73,7 +78,7 @@ RUN apt-get update \
        --shell /usr/sbin/nologin portfolio \
     && mkdir -p /data /config \
     && chown 10001:10001 /data
-COPY --from=deps /opt/venv /opt/venv
+COPY --from=venv /opt/venv /opt/venv
 COPY --from=code /opt/code /opt/venv/lib/python3.11/site-packages/
 COPY --from=code /opt/code-bin /opt/venv/bin/
 # The demo configurations, for `python -m training demo` inside the image.

@@ -1,4 +1,4 @@
-"""Lint of docker/*.Dockerfile and .dockerignore (no Docker needed): pinned, non-root, no secrets, lean."""
+"""Lint of docker/*.Dockerfile and .dockerignore (no Docker needed): pinned, non-root, no secrets, lean, cached."""
 
 from __future__ import annotations
 
@@ -15,12 +15,21 @@ from training.environment import TELEMETRY_OFF
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 DOCKER: Final = ROOT / "docker"
-IMAGES: Final = {"gateway": "gateway", "model-server": "serving", "training": "training"}
+# Each image's dependency layers, in order: every image but the gateway extends the same chain,
+# so their first layers are shared in the build cache.
+IMAGES: Final = {
+    "gateway": ["gateway"],
+    "model-server": ["serving"],
+    "text-model-server": ["serving", "serving-text"],
+    "training": ["serving", "serving-text", "training", "monitoring"],
+}
 BASE: Final = re.compile(r"^python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?$")
 SECRET_NAME: Final = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PEPPER|CREDENTIAL|DATABASE_URL|REDIS_URL)", re.IGNORECASE)
 OPTIONAL: Final = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
 EXTRAS: Final = set(OPTIONAL)
 TORCH_CPU_INDEX: Final = "https://download.pytorch.org/whl/cpu"
+DEPS_INSTALL: Final = re.compile(r"pip install .*-c /src/constraints\.txt -r /reqs/(?P<extra>[a-z-]+)\.txt")
+SOURCES: Final = {"feature_repo", "api", "training", "serving", "monitoring"}
 
 
 @dataclass(frozen=True)
@@ -77,18 +86,96 @@ def dockerfile(name: str) -> list[Instruction]:
 
 
 @pytest.mark.parametrize("name", IMAGES)
-def test_base_images_are_pinned_and_multi_stage(name: str) -> None:
-    """Every FROM is python:3.11.<patch>-slim-bookworm (or an earlier stage); at least two stages."""
+def test_base_image_is_an_argument_with_a_pinned_default(name: str) -> None:
+    """ARG BASE_IMAGE=python:3.11.<patch>-slim-bookworm comes first; every FROM is it or an earlier stage."""
     instructions = dockerfile(name)
+    first = instructions[0]
+    assert first.keyword == "ARG" and first.args.startswith("BASE_IMAGE="), "ARG BASE_IMAGE=... must come first"
+    assert BASE.match(first.args.split("=", 1)[1]), f"unpinned default base {first.args}"
     froms = [i for i in instructions if i.keyword == "FROM"]
     assert len(froms) >= 2, "multi-stage build expected"
     names: set[str] = set()
     for ins in froms:
         image, *rest = ins.args.split()
-        assert image in names or BASE.match(image), f"unpinned or unexpected base {image}"
+        assert image in names or image == "${BASE_IMAGE}", f"unexpected base {image}"
         if len(rest) == 2 and rest[0].upper() == "AS":
             names.add(rest[1])
     assert not any(i.keyword == "ARG" and "latest" in i.args for i in instructions)
+
+
+def dependency_layers(instructions: list[Instruction]) -> list[str]:
+    """The extras whose requirements each dependency RUN installs, in order."""
+    return [m["extra"] for i in instructions if i.keyword == "RUN" for m in DEPS_INSTALL.finditer(i.args)]
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_pip_installs_are_lean_and_constrained(name: str) -> None:
+    """Every pip install has --no-cache-dir; dependencies install from the constraints before any source."""
+    instructions = dockerfile(name)
+    installs = [i for i in instructions if i.keyword == "RUN" and "pip install" in i.args]
+    assert installs
+    for ins in installs:
+        for command in ins.args.split("&&"):
+            if "pip install" in command:
+                assert "--no-cache-dir" in command, command
+    constraints = "requirements/constraints.txt /src/constraints.txt"
+    assert any(i.keyword == "COPY" and i.args == constraints for i in instructions)
+    last_deps = max(n for n, i in enumerate(instructions) if DEPS_INSTALL.search(i.args))
+    copied = [n for n, i in enumerate(instructions) if i.keyword == "COPY" and i.args.split()[0] in SOURCES]
+    assert copied and min(copied) > last_deps, "sources are copied before the dependency layers (cache)"
+    (project,) = [i for i in installs if "--no-deps" in i.args]
+    assert "-r " not in project.args and "--target /opt/code /src" in project.args
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_index_settings_stay_out_of_the_final_image(name: str) -> None:
+    """PIP_* arrive as ARGs of the build stages only: no ARG/ENV PIP_* or pip config in the final stage."""
+    *builders, final = stages(dockerfile(name))
+    declared = {i.args.split("=", 1)[0] for stage in builders for i in stage if i.keyword == "ARG"}
+    assert {"PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST"} <= declared
+    for ins in final:
+        assert ins.keyword != "ARG", f"ARG in the final stage: {ins.args}"
+        if ins.keyword == "ENV":
+            assert not [k for k in env_pairs(ins) if k.startswith("PIP_")], ins.args
+    for ins in (i for stage in [*builders, final] for i in stage):
+        assert "pip.conf" not in ins.args and "pip config" not in ins.args, "never write a pip config"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_runtime_environment(name: str) -> None:
+    """Telemetry off, no bytecode writes, and the venv's python is the only Python on the PATH."""
+    final = stages(dockerfile(name))[-1]
+    env: dict[str, str] = {}
+    for ins in final:
+        if ins.keyword == "ENV":
+            env.update(env_pairs(ins))
+    assert env.get("PYTHONDONTWRITEBYTECODE") == "1"
+    for key, value in TELEMETRY_OFF.items():
+        assert env.get(key) == value, f"{key} should be {value}"
+    # The chart's commands say `python`: on either base that must be the venv's (Debian has no `python`).
+    assert env.get("PATH", "").startswith("/opt/venv/bin:")
+    assert not [i for i in final if i.keyword == "RUN" and "python" in i.args], "runtime RUNs use no Python"
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_extras_per_image(name: str) -> None:
+    """Each image installs its own extras, in layers shared with the images built on the same chain."""
+    layers = dependency_layers(dockerfile(name))
+    assert layers == IMAGES[name]
+    assert set(layers) <= EXTRAS and not {"all", "dev"} & set(layers)
+    if name != "gateway":
+        assert layers == IMAGES["training"][: len(layers)], "not a prefix of the shared chain"
+
+
+def test_shared_dependency_stage_is_identical() -> None:
+    """The images on the shared chain declare the same deps stage up to their first install (one cache)."""
+
+    def prelude(name: str) -> list[tuple[str, str]]:
+        deps = next(s for s in stages(dockerfile(name)) if s[0].args.endswith("AS deps"))
+        first = next(n for n, i in enumerate(deps) if DEPS_INSTALL.search(i.args))
+        return [(i.keyword, i.args) for i in deps[: first + 1]]
+
+    assert prelude("model-server") == prelude("text-model-server") == prelude("training")
 
 
 @pytest.mark.parametrize("name", IMAGES)
@@ -117,32 +204,6 @@ def test_no_remote_add_and_no_secrets(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", IMAGES)
-def test_pip_installs_are_lean_and_constrained(name: str) -> None:
-    """Every pip install has --no-cache-dir; the project install uses the constraints file."""
-    installs = [i for i in dockerfile(name) if i.keyword == "RUN" and "pip install" in i.args]
-    assert installs
-    for ins in installs:
-        for command in ins.args.split("&&"):
-            if "pip install" in command:
-                assert "--no-cache-dir" in command, command
-    project = [i for i in installs if re.search(r"\"\.\[[a-z,]+\]\"", i.args)]
-    assert len(project) == 1 and "-c requirements/constraints.txt" in project[0].args
-
-
-@pytest.mark.parametrize("name", IMAGES)
-def test_runtime_environment(name: str) -> None:
-    """PYTHONDONTWRITEBYTECODE and every telemetry-off variable of training.environment are set."""
-    final = stages(dockerfile(name))[-1]
-    env: dict[str, str] = {}
-    for ins in final:
-        if ins.keyword == "ENV":
-            env.update(env_pairs(ins))
-    assert env.get("PYTHONDONTWRITEBYTECODE") == "1"
-    for key, value in TELEMETRY_OFF.items():
-        assert env.get(key) == value, f"{key} should be {value}"
-
-
-@pytest.mark.parametrize("name", IMAGES)
 def test_healthcheck_or_documented_reason(name: str) -> None:
     """A HEALTHCHECK, or HEALTHCHECK NONE with a comment saying why."""
     checks = [i for i in stages(dockerfile(name))[-1] if i.keyword == "HEALTHCHECK"]
@@ -151,19 +212,6 @@ def test_healthcheck_or_documented_reason(name: str) -> None:
         assert len(checks[0].comment.split()) >= 5, "say why there is no health check"
     else:
         assert "CMD" in checks[0].args
-
-
-@pytest.mark.parametrize(("name", "extra"), IMAGES.items())
-def test_extras_per_image(name: str, extra: str) -> None:
-    """Each image installs its own extra; the gateway image only `gateway` (no torch, Ray or KServe)."""
-    args = " ".join(i.args for i in dockerfile(name) if i.keyword == "RUN")
-    (extras,) = re.findall(r"\"\.\[([a-z,]+)\]\"", args)
-    chosen = set(extras.split(","))
-    assert chosen <= EXTRAS and extra in chosen
-    if name == "gateway":
-        assert chosen == {"gateway"}
-        assert not re.search(r"\b(torch|ray|lightgbm|kserve|mlflow|transformers)\b", args)
-    assert "all" not in chosen and "dev" not in chosen
 
 
 def extra_requirements(extras: set[str]) -> set[str]:
@@ -180,25 +228,6 @@ def extra_requirements(extras: set[str]) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("name", IMAGES)
-def test_torch_comes_from_the_cpu_index(name: str) -> None:
-    """An image whose extras pull torch installs it from the PyTorch CPU index (the constraints pin +cpu)."""
-    instructions = dockerfile(name)
-    args = " ".join(i.args for i in instructions if i.keyword == "RUN")
-    (extras,) = re.findall(r"\"\.\[([a-z,]+)\]\"", args)
-    if "torch" not in extra_requirements(set(extras.split(","))):
-        return
-    assert any(i.keyword == "ARG" and i.args == f"TORCH_INDEX_URL={TORCH_CPU_INDEX}" for i in instructions)
-    (install,) = [c for c in args.split("&&") if re.search(r"\"\.\[[a-z,]+\]\"", c)]
-    assert '--extra-index-url "${TORCH_INDEX_URL}"' in install and "--index-url" not in install.replace("--extra-", "")
-
-
-def test_model_server_image_runs_the_text_model() -> None:
-    """The `serving` extra (the model-server image) carries torch and transformers for sentiment_text."""
-    assert {"torch", "transformers", "kserve", "mlflow"} <= extra_requirements({"serving"})
-    assert "torch" not in extra_requirements({"gateway"})
-
-
 def test_dockerignore_keeps_the_context_clean() -> None:
     """.dockerignore leaves out the venvs, git, data, registries and env files."""
     patterns = {
@@ -206,6 +235,28 @@ def test_dockerignore_keeps_the_context_clean() -> None:
     }
     assert {".git", ".venv", "data", "mlruns", ".env"} <= patterns
     assert "README.md" not in patterns and "requirements" not in patterns  # pyproject needs both
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_torch_comes_from_the_cpu_index(name: str) -> None:
+    """An image whose extras pull torch has the PyTorch CPU index as its default extra index."""
+    instructions = dockerfile(name)
+    if "torch" not in extra_requirements(set(IMAGES[name])):
+        return
+    assert any(i.keyword == "ARG" and i.args == f"PIP_EXTRA_INDEX_URL={TORCH_CPU_INDEX}" for i in instructions)
+    assert not [i for i in instructions if "--index-url" in i.args], "index URLs come from build arguments"
+
+
+def test_gateway_requirements_are_lean() -> None:
+    """The gateway extra brings no torch, Ray, LightGBM, MLflow, KServe or transformers."""
+    assert not {"torch", "ray", "lightgbm", "mlflow", "kserve", "transformers"} & extra_requirements({"gateway"})
+
+
+def test_only_the_text_model_server_and_training_carry_torch() -> None:
+    """`serving` (model-server) has no torch; `serving-text` adds torch, transformers and ONNX Runtime."""
+    assert {"kserve", "mlflow", "lightgbm"} <= extra_requirements({"serving"})
+    assert not {"torch", "transformers", "onnxruntime"} & extra_requirements({"serving"})
+    assert {"torch", "transformers", "onnxruntime", "kserve", "mlflow"} <= extra_requirements({"serving-text"})
 
 
 def test_lint_catches_a_bad_dockerfile(tmp_path: Path) -> None:

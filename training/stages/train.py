@@ -9,6 +9,7 @@ beat the baselines). The evaluation table is printed and written to ``<data>/rep
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,6 +25,7 @@ from training.evaluation.metrics import SignalMetrics
 from training.evaluation.report import DEFINITIONS, evaluation_table, format_table
 from training.evaluation.topk import BacktestResult
 from training.guard import TAG_DATA_END
+from training.horizons import learning_markdown, learning_report
 from training.model_card import CardFacts, data_label, render
 from training.ray_runtime import ray_session
 from training.registry import PromotionDecision, RunRecord, SignalRegistry, code_version
@@ -104,7 +106,7 @@ def run(ctx: RunContext) -> dict[str, object]:
     table = evaluation_table(rows)
     decisions = [_register_model(run_, m, table) for m in models]
     decisions.append(_register_ensemble(run_, models, blended, table))
-    _report(ctx, table, decisions, data_label(run_.data_kind))
+    _report(ctx, table, decisions, data_label(run_.data_kind), models)
     return {
         "models": len(models) + 1,
         "promoted": sum(d.promoted for d in decisions),
@@ -148,6 +150,16 @@ def _print_tuning(ctx: RunContext, m: TrainedModel) -> None:
         file=ctx.out,
         flush=True,
     )
+    if t.by_objective:  # issue 18: the objectives compared on the same folds, whichever won
+        compared = ", ".join(f"{k} {v:+.4f}" for k, v in sorted(t.by_objective.items()))
+        chosen = m.model.params
+        print(f"    objective {chosen.objective} ({compared}); {chosen.n_seeds} seed(s)", file=ctx.out, flush=True)
+    for h in m.horizons:
+        print(
+            f"    horizon {h.horizon:>3}: out-of-fold rank IC {h.rank_ic_mean:+.4f} (NW t {h.rank_ic_t_nw:.2f})",
+            file=ctx.out,
+            flush=True,
+        )
 
 
 def _facts(run_: _Run, name: str, table: pd.DataFrame, **extra: object) -> CardFacts:
@@ -168,7 +180,7 @@ def _facts(run_: _Run, name: str, table: pd.DataFrame, **extra: object) -> CardF
 
 def _register_model(run_: _Run, m: TrainedModel, table: pd.DataFrame) -> PromotionDecision:
     rows = {s: int(getattr(m.masks, s).sum()) for s in ("train", "valid", "test")}
-    params = m.tuning.best_params.model_dump()
+    params = m.model.params.model_dump()  # the tuned parameters, with the final model's seed count
     facts = _facts(
         run_,
         m.name,
@@ -268,7 +280,9 @@ def _ensemble_champion_score(run_: _Run, blended: EnsembleResult) -> float | Non
     return float(evaluate_scores(scores, run_.inputs).rank_ic_mean)
 
 
-def _report(ctx: RunContext, table: pd.DataFrame, decisions: list[PromotionDecision], data: str) -> None:
+def _report(
+    ctx: RunContext, table: pd.DataFrame, decisions: list[PromotionDecision], data: str, models: list[TrainedModel]
+) -> None:
     text = format_table(table)
     print(f"\n  Test segment, untouched by tuning; {data}:\n", file=ctx.out)
     print("\n".join("  " + line for line in text.splitlines()), file=ctx.out)
@@ -278,8 +292,12 @@ def _report(ctx: RunContext, table: pd.DataFrame, decisions: list[PromotionDecis
     reports = ctx.data_dir / "reports"
     reports.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    learning = learning_report(models)
+    (reports / f"learning-{stamp}.json").write_text(json.dumps(learning, indent=2), encoding="utf-8")
     (reports / f"signals-{stamp}.md").write_text(
-        f"# Signal models, test segment\n\n{data}\n\n```\n{text}\n```\n\n```\n{DEFINITIONS}```\n", encoding="utf-8"
+        f"# Signal models, test segment\n\n{data}\n\n```\n{text}\n```\n\n```\n{DEFINITIONS}```\n"
+        + learning_markdown(learning),
+        encoding="utf-8",
     )
     table.to_csv(reports / f"signals-{stamp}.csv")
     print(f"  definitions and table: {reports / f'signals-{stamp}.md'}", file=ctx.out, flush=True)

@@ -195,6 +195,9 @@ def _register_model(run_: _Run, m: TrainedModel, table: pd.DataFrame) -> Promoti
     tags = {
         "feature_service": m.spec.feature_service,
         "horizon": str(run_.config.horizon),
+        # binary scores are P(excess > 0) and their raw sum log-odds; regression and lambdarank
+        # scores only order names: a reader of the score (the explanations route) must know which.
+        "objective": m.model.params.objective,
         "snapshot_hash": m.frame.snapshot_hash,
         "code_version": run_.code,
         # The last date the version was judged on: the post-promotion guard watches what comes after.

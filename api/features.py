@@ -227,15 +227,17 @@ class OnlineFeatures:
             raise UnknownTickersError(unknown)
         return snapshot
 
-    def scan(self) -> UniverseScan:
-        """The online universe and its marker (blocking; see :mod:`api.universe`).
+    def scan(self, known_marker: str | None = None) -> UniverseScan:
+        """The online universe's marker, and its tickers unless the marker is ``known_marker`` (blocking).
+
+        See :mod:`api.universe`.
 
         Raises:
             FeatureStoreUnavailableError: the registry or online store cannot be read.
         """
         with self._lock:
             try:
-                return scan_universe(self.open())
+                return scan_universe(self.open(), known_marker)
             except Exception as e:
                 self._repo = None
                 raise FeatureStoreUnavailableError(f"online universe unreadable: {type(e).__name__}") from e

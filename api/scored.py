@@ -32,7 +32,6 @@ from api.metrics import GatewayMetrics
 from api.registry import info_version
 from api.scored_snapshot import Lookup, ScoredSnapshot
 from api.settings import COMPONENT_MODELS, ScoredSettings
-from api.universe import UniverseScan
 
 log = logging.getLogger(__name__)
 SCORED_MODELS: Final = (*COMPONENT_MODELS, ENSEMBLE)
@@ -126,21 +125,24 @@ class ScoredUniverse:
             self._poll_lock = asyncio.Lock()
         async with self._poll_lock:
             try:
-                scan = await run_in_threadpool(self.features.scan)
+                current = self.current
+                scan = await run_in_threadpool(self.features.scan, current.marker if current else None)
             except FeatureStoreUnavailableError as e:
                 log.warning("scored universe: %s; the snapshot is not confirmed", e)
                 return False
             versions = await served_versions(self.client())
-            current = self.current
             if current is not None and current.marker == scan.marker and current.served_versions == versions:
                 self.confirmed_at = self.clock()
                 return True
-            return await self._rebuild(scan, versions)
+            tickers = scan.tickers
+            if tickers is None:  # the store is as scored; a version changed: list it anyway
+                tickers = (await run_in_threadpool(self.features.scan)).tickers or []
+            return await self._rebuild(scan.marker, tickers, versions)
 
-    async def _rebuild(self, scan: UniverseScan, versions: Versions) -> bool:
+    async def _rebuild(self, marker: str, tickers: list[str], versions: Versions) -> bool:
         started = self.clock()
         try:
-            snapshot = await self._build(scan, versions, started)
+            snapshot = await self._build(marker, tickers, versions, started)
         except (BuildFailedError, FeatureStoreUnavailableError) as e:
             self.metrics.scored_build_duration.labels(outcome="failed").observe(self.clock() - started)
             log.warning("scored universe not rebuilt (the previous snapshot keeps serving): %s", e)
@@ -151,8 +153,8 @@ class ScoredUniverse:
         log.info("scored universe: %d tickers in %.3f s", len(snapshot.rows), snapshot.build_seconds)
         return True
 
-    async def _build(self, scan: UniverseScan, versions: Versions, started: float) -> ScoredSnapshot:
-        features = await run_in_threadpool(self.features.read_known, scan.tickers)
+    async def _build(self, marker: str, tickers: list[str], versions: Versions, started: float) -> ScoredSnapshot:
+        features = await run_in_threadpool(self.features.read_known, tickers)
         client = self.client()
         gate = asyncio.Semaphore(self.settings.max_in_flight)
         timeout = self.settings.build_timeout_s
@@ -189,7 +191,7 @@ class ScoredUniverse:
             out,
             features,
             scores,
-            marker=scan.marker,
+            marker=marker,
             # A server that does not report its version is known by its answers' from now on.
             served_versions={m: v or out.model_versions.get(m) for m, v in versions.items()},
             built_at=self.clock(),

@@ -26,31 +26,43 @@ SCAN_BATCH: Final = 1000
 
 @dataclass(frozen=True)
 class UniverseScan:
-    """The tickers with an online row in at least one view (sorted) and the marker of the rows' state."""
+    """The tickers with an online row in at least one view (sorted) and the marker of the rows' state.
 
-    tickers: list[str]
+    ``tickers`` is ``None`` when the marker equals the one the caller already holds (not listed again).
+    """
+
+    tickers: list[str] | None
     marker: str
 
 
-def scan_universe(repo: FeatureRepo) -> UniverseScan:
-    """List the online universe and fingerprint it (blocking; the caller serialises store access).
+def scan_universe(repo: FeatureRepo, known_marker: str | None = None) -> UniverseScan:
+    """Fingerprint the online universe, and list it unless the marker is ``known_marker`` (blocking).
+
+    The caller serialises store access. Listing reads every key; the marker only a few aggregates.
 
     Raises:
         Exception: whatever the registry or the online store raises when it cannot be read.
     """
     store = repo.store
     config = store.config
-    views = [store.registry.get_feature_view(name, config.project, allow_cache=False) for name in FEATURES_BY_VIEW]
+    registered = store.registry.list_feature_views(config.project, allow_cache=False)
+    views = [v for v in registered if v.name in FEATURES_BY_VIEW]
     parts = [f"{v.name}:{max((i[1] for i in v.materialization_intervals), default=None)}" for v in views]
     kind = config.online_store.type
+    tickers: set[str] | None = None
     if kind == "sqlite":
-        tickers, state = _sqlite(config, views)
+        state = _sqlite_state(config, views)
     elif kind == "redis":
-        tickers, state = _redis(store, config)
+        tickers = _redis_tickers(store, config)
+        # Redis keeps no cheap per-view summary; a materialisation shows in the registry's intervals.
+        state = [f"redis:{len(tickers)}"]
     else:
         raise ValueError(f"listing the online universe is not implemented for online store {kind!r}")
-    parts += state
-    marker = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    marker = hashlib.sha256("\n".join(parts + state).encode()).hexdigest()
+    if marker == known_marker:
+        return UniverseScan(tickers=None, marker=marker)
+    if tickers is None:
+        tickers = _sqlite_tickers(config, views)
     return UniverseScan(tickers=sorted(tickers), marker=marker)
 
 
@@ -59,39 +71,46 @@ def _ticker(serialized: bytes, version: int) -> str:
     return str(key.entity_values[list(key.join_keys).index(ENTITY)].string_val)
 
 
-def _sqlite(config: Any, views: list[Any]) -> tuple[set[str], list[str]]:
+def _tables(config: Any, views: list[Any]) -> list[str]:
+    return ['"' + compute_table_id(config.project, view).replace('"', '""') + '"' for view in views]
+
+
+def _sqlite_query(config: Any, views: list[Any], sql: str) -> list[list[Any]]:
+    """``sql`` (``{table}`` filled in) on each view table that exists; a connection of our own, read-only.
+
+    Feast's own connection is shared with the request path's reads.
+    """
     from feast.infra.online_stores.sqlite import SqliteOnlineStore
 
     path = SqliteOnlineStore._get_db_path(config)
-    version = config.entity_key_serialization_version
-    tickers: set[str] = set()
-    state = []
-    # A connection of our own (read-only): Feast's is shared with the request path's reads.
+    out = []
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        for view in views:
-            table = compute_table_id(config.project, view)
-            quoted = '"' + table.replace('"', '""') + '"'
+        for table in _tables(config, views):
             try:
-                keys = conn.execute(f"SELECT DISTINCT entity_key FROM {quoted}").fetchall()  # quoted id
-                count, newest_event, newest_created = conn.execute(
-                    f"SELECT count(*), max(event_ts), max(created_ts) FROM {quoted}"
-                ).fetchone()
+                out.append(conn.execute(sql.format(table=table)).fetchall())
             except sqlite3.OperationalError as e:
                 if "no such table" not in str(e):
                     raise
-                continue  # a view never materialised has no table yet
-            tickers.update(_ticker(row[0], version) for row in keys)
-            state.append(f"{view.name}:{count}:{newest_event}:{newest_created}")
-    return tickers, state
+                # A view never materialised has no table yet.
+    return out
 
 
-def _redis(store: Any, config: Any) -> tuple[set[str], list[str]]:
+def _sqlite_state(config: Any, views: list[Any]) -> list[str]:
+    sql = "SELECT count(*), max(event_ts), max(created_ts) FROM {table}"
+    return [repr(rows) for rows in _sqlite_query(config, views, sql)]
+
+
+def _sqlite_tickers(config: Any, views: list[Any]) -> set[str]:
+    version = config.entity_key_serialization_version
+    keys = _sqlite_query(config, views, "SELECT DISTINCT entity_key FROM {table}")
+    return {_ticker(row[0], version) for rows in keys for row in rows}
+
+
+def _redis_tickers(store: Any, config: Any) -> set[str]:
     from feast.infra.key_encoding_utils import serialize_entity_key_prefix
 
     client = store._get_provider().online_store._get_client(config.online_store)
     suffix = config.project.encode()
     pattern = serialize_entity_key_prefix([ENTITY]) + b"*" + suffix
     version = config.entity_key_serialization_version
-    tickers = {_ticker(key[: -len(suffix)], version) for key in client.scan_iter(pattern, count=SCAN_BATCH)}
-    # Redis keeps no cheap per-view summary; a materialisation shows in the registry's intervals.
-    return tickers, [f"redis:{len(tickers)}"]
+    return {_ticker(key[: -len(suffix)], version) for key in client.scan_iter(pattern, count=SCAN_BATCH)}

@@ -396,7 +396,10 @@ def run_policy(
     while not done:
         obs, _, terminated, truncated, info = env.step(np.asarray(policy(obs), dtype=np.float64))
         i = info["session"] - start
-        costs[i], turnover[i], weights[i] = info["cost"], info["turnover"], info["weights"]
+        # A forced exit may have been charged on this session already (the previous period's end).
+        costs[i] = 1.0 - (1.0 - costs[i]) * (1.0 - info["cost"])
+        turnover[i] += info["turnover"]
+        weights[i] = info["weights"]
         last = i + len(info["session_gross_returns"])
         gross[i + 1 : last + 1] = info["session_gross_returns"]
         costs[i + 1 : last + 1] = info["session_costs"]

@@ -286,10 +286,13 @@ def _assemble(
     bench = None
     if benchmark_close is not None:
         b = benchmark_close.reindex(close.index).ffill().to_numpy(np.float64)
-        if np.isnan(b).any():
-            raise TrainingError("the benchmark has no level on the first session of the window")
+        if np.isnan(b).all():
+            raise TrainingError("the benchmark has no level in the window")
+        # Before the benchmark's first level (an index launched inside the window, as the S&P/ASX 200
+        # in April 2000) its return is 0: nothing is filled from the future.
         bench = np.zeros_like(b)
-        bench[1:] = b[1:] / b[:-1] - 1.0
+        with np.errstate(invalid="ignore"):
+            bench[1:] = np.where(np.isfinite(b[:-1]), b[1:] / b[:-1] - 1.0, 0.0)
     available, priced, exits = (None, None, None) if masks is None else masks
     return MarketPanel(dates, tickers, returns, feats, tuple(feature_names), bench, label, available, priced, exits)
 

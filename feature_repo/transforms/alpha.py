@@ -196,7 +196,7 @@ def _rolling(b: _Bars, w: int) -> Iterable[dict[str, pd.DataFrame]]:
         f"std{w}": full(c, w).std() / c,
         f"qtlu{w}": full(c, w).quantile(0.8) / c,
         f"qtld{w}": full(c, w).quantile(0.2) / c,
-        f"rank{w}": full(c, w).rank(pct=True),
+        f"rank{w}": full(c, w).rank(),
     }
     yield {f"{k}{w}": v for k, v in ops.trend(c, w).items()}
     hi, lo = full(b.window_high, w).max(), full(b.window_low, w).min()
@@ -235,7 +235,7 @@ def _liquidity(b: _Bars) -> dict[str, pd.DataFrame]:
     # Sessions that traded nothing have no price impact to measure: they leave the mean.
     impact = (b.close.pct_change(fill_method=None).abs() / b.value.where(b.value > 0)) * AMIHUD_SCALE
     for w in ALPHA_LIQUIDITY_WINDOWS:
-        out[f"log_amihud_{w}"] = cast(pd.DataFrame, np.log1p(impact.rolling(w, min_periods=w // 2).mean()))
+        out[f"log_amihud_{w}"] = cast(pd.DataFrame, np.log1p(ops.Window(impact, w, min_periods=w // 2).mean()))
     out["log_price"] = cast(pd.DataFrame, np.log(b.raw_close))
     return out
 

@@ -17,8 +17,6 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
-from pandas.api.typing import Rolling
 
 # Qlib adds this to denominators that may be zero (a bar with high == low, a flat window).
 EPS = 1e-12
@@ -26,9 +24,66 @@ EPS = 1e-12
 FloatArray = npt.NDArray[np.float64]
 
 
-def full(frame: pd.DataFrame, w: int) -> Rolling[pd.DataFrame]:
-    """``frame.rolling(w)`` that needs every one of the ``w`` sessions."""
-    return frame.rolling(w, min_periods=w)
+class Window:
+    """Rolling statistics over ``w`` sessions of every ticker of a grid, each in ONE pandas call.
+
+    pandas rolls a DataFrame column by column (a Python-level call per ticker and statistic: most
+    of the time at 2,400 tickers). Here the grid is flattened ticker after ticker into one series,
+    with ``w - 1`` NaN rows ahead of each ticker, so no window reaches into the previous ticker,
+    and each statistic is one Cython pass over the whole grid.
+    """
+
+    def __init__(self, frame: pd.DataFrame, w: int, min_periods: int | None = None) -> None:
+        self._frame, self._w = frame, w
+        self._min_periods = w if min_periods is None else min_periods
+        self._rolling = self._flat(frame).rolling(w, min_periods=self._min_periods)
+
+    def _flat(self, frame: pd.DataFrame) -> pd.Series:
+        values = frame.to_numpy(dtype=np.float64)
+        padded = np.full((values.shape[0] + self._w - 1, values.shape[1]), np.nan)
+        padded[self._w - 1 :] = values
+        return pd.Series(padded.ravel(order="F"))
+
+    def _grid(self, flat: pd.Series) -> pd.DataFrame:
+        rows = self._frame.shape[0] + self._w - 1
+        values = flat.to_numpy(dtype=np.float64).reshape((rows, self._frame.shape[1]), order="F")
+        return pd.DataFrame(values[self._w - 1 :], index=self._frame.index, columns=self._frame.columns)
+
+    def mean(self) -> pd.DataFrame:
+        return self._grid(self._rolling.mean())
+
+    def sum(self) -> pd.DataFrame:
+        return self._grid(self._rolling.sum())
+
+    def std(self) -> pd.DataFrame:
+        return self._grid(self._rolling.std())
+
+    def var(self, ddof: int = 1) -> pd.DataFrame:
+        return self._grid(self._rolling.var(ddof=ddof))
+
+    def max(self) -> pd.DataFrame:
+        return self._grid(self._rolling.max())
+
+    def min(self) -> pd.DataFrame:
+        return self._grid(self._rolling.min())
+
+    def median(self) -> pd.DataFrame:
+        return self._grid(self._rolling.median())
+
+    def quantile(self, q: float) -> pd.DataFrame:
+        return self._grid(self._rolling.quantile(q))
+
+    def rank(self) -> pd.DataFrame:
+        """Percentile of the last value among the window's (ties averaged), as Qlib's ``Rank``."""
+        return self._grid(self._rolling.rank(pct=True))
+
+    def cov(self, other: pd.DataFrame) -> pd.DataFrame:
+        return self._grid(self._rolling.cov(self._flat(other)))
+
+
+def full(frame: pd.DataFrame, w: int) -> Window:
+    """Rolling statistics that need every one of the ``w`` sessions."""
+    return Window(frame, w)
 
 
 def safe_div(num: pd.DataFrame, den: pd.DataFrame) -> pd.DataFrame:
@@ -78,20 +133,21 @@ def _frame(values: FloatArray, like: pd.DataFrame) -> pd.DataFrame:
 def position_of_extreme(values: pd.DataFrame, w: int, *, highest: bool) -> pd.DataFrame:
     """``IdxMax(x, w)`` / ``IdxMin(x, w)``: 1-based position of the first extreme in the window.
 
-    Position 1 is the oldest session of the window, ``w`` today.
+    Position 1 is the oldest session of the window, ``w`` today. One pass per position over the
+    whole grid (a strict comparison keeps the first of equal extremes, as ``argmax`` does), in
+    place of ``argmax`` over a sliding-window view, which is strided and needs a (T, N, w) copy.
     """
     y = values.to_numpy(dtype=np.float64)
-    out = np.full_like(y, np.nan)
-    if len(y) < w:
-        return _frame(out, values)
-    windows = sliding_window_view(y, w, axis=0)  # (T - w + 1, N, w), a view: no copy
-    # A NaN anywhere leaves the window out; fill it so argmax/argmin never sees one.
-    complete = ~np.isnan(windows).any(axis=2)
-    filler = -np.inf if highest else np.inf
-    pick = np.argmax if highest else np.argmin
-    idx = pick(np.where(np.isnan(windows), filler, windows), axis=2).astype(np.float64) + 1.0
-    out[w - 1 :] = np.where(complete, idx, np.nan)
-    return _frame(out, values)
+    best = _shifted(y, w - 1)  # the oldest value of each window
+    position = np.zeros_like(y)
+    incomplete = np.isnan(best)
+    for j in range(1, w):
+        candidate = _shifted(y, w - 1 - j)
+        better = candidate > best if highest else candidate < best
+        best = np.where(better, candidate, best)
+        position[better] = j
+        incomplete |= np.isnan(candidate)
+    return _frame(np.where(incomplete, np.nan, position + 1.0), values)
 
 
 def ups_and_downs(series: pd.DataFrame, w: int, prefix: str) -> dict[str, pd.DataFrame]:
@@ -121,7 +177,7 @@ def correlation(a: pd.DataFrame, b: pd.DataFrame, w: int) -> pd.DataFrame:
     """``Corr(a, b, w)`` of matching columns; NaN (not inf) over a window where either is flat."""
     both = a.notna() & b.notna()
     a, b = a.where(both), b.where(both)
-    cov = full(a, w).cov(b, pairwise=False)
+    cov = full(a, w).cov(b)
     var_a, var_b = full(a, w).var(), full(b, w).var()
     corr = cov / np.sqrt(var_a.where(var_a > 0) * var_b.where(var_b > 0))
     return cast(pd.DataFrame, corr.clip(-1.0, 1.0))

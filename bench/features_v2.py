@@ -16,8 +16,8 @@ seconds (two views, computed one after the other; the peak is the larger of the 
 The machine is shared, so each child also reports its CPU seconds (``process_time``: all its
 threads), which load from other processes inflates far less than wall time.
 
-Ratios: ``alpha_over_v1_seconds``, ``alpha_over_v1_cpu_seconds`` and ``alpha_over_v1_peak_rss``; ``per_feature_ms`` divides each
-family's seconds by its feature count.
+Ratios: ``alpha_over_v1_seconds``, ``alpha_over_v1_cpu_seconds`` and ``alpha_over_v1_peak_rss``;
+``per_feature_ms`` divides each family's seconds by its feature count.
 """
 
 from __future__ import annotations

@@ -44,11 +44,13 @@ RUN /opt/venv/bin/pip install --quiet --no-cache-dir --no-deps --no-compile --ta
     && mkdir -p /opt/code-bin && mv /opt/code/bin/* /opt/code-bin/ && rmdir /opt/code/bin
 
 # What no running service needs, dropped before the runtime copies the venv: the installers and the
-# packages' own test suites, mypy (SQLAlchemy[mypy]'s plugin) and Dask (Feast's Dask offline
-# store: the gateway only reads the online store).
+# packages' own test suites, mypy (SQLAlchemy[mypy]'s plugin), Dask (Feast's Dask offline store),
+# Arrow Flight and Arrow's C++ headers: the gateway only reads the online store.
 FROM deps AS venv
 RUN /opt/venv/bin/python -m pip uninstall --yes --quiet mypy dask setuptools wheel pip \
-    && find /opt/venv/lib/python3.11/site-packages -depth -type d -name tests -exec rm -rf {} +
+    && find /opt/venv/lib/python3.11/site-packages -depth -type d -name tests -exec rm -rf {} + \
+    && cd /opt/venv/lib/python3.11/site-packages/pyarrow \
+    && rm -rf include src libarrow_flight.so* _flight.*.so flight.py
 
 FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \

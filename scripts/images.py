@@ -57,21 +57,20 @@ def copied_sources(dockerfile: Path) -> list[str]:
     return sorted(set(sources))
 
 
-def _files(path: Path) -> list[Path]:
+def _files(path: Path, root: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise SystemExit(f"images.py: a Dockerfile copies {path.relative_to(ROOT)}, which does not exist")
+        raise SystemExit(f"images.py: a Dockerfile copies {path.relative_to(root)}, which does not exist")
     return sorted(p for p in path.rglob("*") if p.is_file() and not _SKIP_PARTS & set(p.parts) and p.suffix != ".pyc")
 
 
-def input_digest(name: str, base_id: str) -> str:
+def input_digest(dockerfile: Path, base_id: str, root: Path = ROOT) -> str:
     """sha256 (first 16 hex digits) of the Dockerfile, the files it copies and the base image id."""
-    dockerfile = ROOT / "docker" / f"{name}.Dockerfile"
     digest = hashlib.sha256(f"base {base_id}\n".encode())
-    for rel in ["docker/" + dockerfile.name, *copied_sources(dockerfile)]:
-        for f in _files(ROOT / rel):
-            digest.update(f"{f.relative_to(ROOT)}\n".encode())
+    for rel in [str(dockerfile.relative_to(root)), *copied_sources(dockerfile)]:
+        for f in _files(root / rel, root):
+            digest.update(f"{f.relative_to(root)}\n".encode())
             digest.update(hashlib.sha256(f.read_bytes()).digest())
     return digest.hexdigest()[:16]
 
@@ -189,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, dict[str, object]] = {}
     with IndexProxy(index.roots, index.hosts, index.cafile) as proxy:
         for name in opts.only or IMAGES:
-            tag = f"{opts.repository}/{name}:{input_digest(name, base_id)}"
+            tag = f"{opts.repository}/{name}:{input_digest(ROOT / 'docker' / f'{name}.Dockerfile', base_id)}"
             started = time.monotonic()
             built = opts.rebuild or image_id(tag) is None
             if built:

@@ -23,6 +23,7 @@ import pytest
 from kserve.protocol.infer_type import InferInput, InferRequest
 
 from feature_repo.schema import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE
+from serving.allocator_model import checked_tickers
 from serving.errors import BadRequest, SignatureMismatch
 from serving.loaders import load_allocator
 from serving.registry import Registry as ServingRegistry
@@ -36,6 +37,7 @@ from tests.serving_fixtures import (
     outputs_by_name,
     run_to_exit,
 )
+from training.allocation.observation import slot_observation_size
 from training.allocation.policy import PolicyParams
 from training.audit import AuditLog
 from training.registry import EXPERIMENT, RunRecord, SignalRegistry
@@ -49,10 +51,15 @@ NAME = "allocator"
 # --- factories (also used by tests/test_gateway_allocator.py) --------------------------------------
 
 
-def random_policy(n_tickers: int, n_features: int, seed: int) -> PolicyParams:
-    """Hand-made MLP layers shaped for ``n_tickers`` x ``n_features`` observations (seeded, no training)."""
+def random_policy(n_tickers: int, n_features: int, seed: int, *, slots: bool = False) -> PolicyParams:
+    """Hand-made MLP layers shaped for ``n_tickers`` x ``n_features`` observations (seeded, no training).
+
+    With ``slots``: a fixed-width policy of ``n_tickers`` slots (features, mask and weight per slot).
+    """
     rng = np.random.default_rng(seed)
     n_obs, n_act = n_tickers * n_features + n_tickers + 1, n_tickers + 1
+    if slots:
+        n_obs = slot_observation_size(1, n_tickers, n_features)
     return PolicyParams(
         weights=(rng.normal(size=(n_obs, 8)), rng.normal(size=(8, n_act))),
         biases=(rng.normal(size=8), rng.normal(size=n_act)),
@@ -71,20 +78,28 @@ def register_allocator(
     alias: str = "champion",
     max_weight: float = 0.4,
     seed: int = 0,
+    max_assets: int | None = None,
 ) -> str:
-    """Log and register an allocator version as training does (``log_allocator``); alias it; return the version."""
+    """Log and register an allocator version as training does (``log_allocator``); alias it; return the version.
+
+    With ``max_assets``: a fixed-width policy of that many slots, ordered by ``vol_63d``.
+    """
     if registry.client.get_experiment_by_name(EXPERIMENT) is None:
         # Artifacts beside the throwaway registry, never ./mlruns in the working directory.
         registry.client.create_experiment(EXPERIMENT, artifact_location=(registry.folder / "artifacts").as_uri())
     training_registry = SignalRegistry(registry.uri, RegistryConfig(), AuditLog(registry.folder / "audit.jsonl"))
-    policy_file = random_policy(len(tickers), len(features), seed).save(registry.folder / f"policy-{seed}.npz")
-    config = {
+    width = len(tickers) if max_assets is None else max_assets
+    policy = random_policy(width, len(features), seed, slots=max_assets is not None)
+    policy_file = policy.save(registry.folder / f"policy-{seed}.npz")
+    config: dict[str, Any] = {
         "tickers": list(tickers),
         "features": list(features),
         "max_weight": max_weight,
         "turnover_cap": None,
         "allow_cash": True,
     }
+    if max_assets is not None:
+        config |= {"max_assets": max_assets, "slot_feature": "vol_63d"}
     record = RunRecord(
         name=NAME,
         params={"algorithm": "hand-made"},
@@ -192,6 +207,25 @@ def test_load_checks_signature_universe_and_tag(registry: Registry) -> None:
     register_allocator(registry, UNIVERSE, feature_service="technical_model_v1", alias="tagged", seed=3)
     with pytest.raises(SignatureMismatch, match="tagged feature_service='technical_model_v1'"):
         load_allocator(serving_registry, serving_registry.resolve(NAME, "tagged"))
+
+
+def test_a_fixed_width_allocator_serves_any_names_up_to_its_width(registry: Registry) -> None:
+    register_allocator(registry, UNIVERSE, alias="wide", seed=4, max_assets=4)
+    serving_registry = ServingRegistry(registry.uri)
+    loaded = load_allocator(serving_registry, serving_registry.resolve(NAME, "wide"))
+    try:
+        assert loaded.max_assets == 4
+        # Names never seen in training are served (the policy has slots, not a universe).
+        unseen = ["NEW1", "NEW2", "AAA"]
+        assert checked_tickers(loaded, {"ticker": np.array(unseen, dtype=object)}) == unseen
+        weights = loaded.model.predict(synthetic_rows(unseen, seed=5))["weight"].to_numpy()
+        assert weights.shape == (3,) and (weights >= 0).all() and weights.sum() <= 1 + 1e-12
+        other = loaded.model.predict(synthetic_rows(["ZZZ", "YYY"], seed=6))["weight"].to_numpy()
+        assert other.shape == (2,) and other.sum() <= 1 + 1e-12
+        with pytest.raises(BadRequest, match=r"at most 4 tickers per request .*got 5"):
+            checked_tickers(loaded, {"ticker": np.array([*unseen, "X", "Y"], dtype=object)})
+    finally:
+        loaded.close()
 
 
 # --- one shared server ---------------------------------------------------------------------------

@@ -145,8 +145,8 @@ def _member_rows(members: pd.DataFrame | None, close: pd.DataFrame, rows: IntArr
     """The universe mask on the given session positions; all True without a universe."""
     if members is None:
         return np.ones((rows.size, close.shape[1]), dtype=bool)
-    aligned = members.reindex(index=close.index, columns=close.columns, fill_value=False)
-    return aligned.to_numpy(bool)[rows]
+    aligned = members.reindex(index=close.index[rows], columns=close.columns, fill_value=False)
+    return aligned.to_numpy(bool)
 
 
 def _check_counts(eligible: BoolArray, k: int, dates: pd.DatetimeIndex) -> None:
@@ -246,9 +246,11 @@ def simulate(
 ) -> BacktestResult:
     """Run the book from the first trade session to ``last``: drift, trade, charge each name's cost."""
     signal_pos, trade_pos, targets, last = plan.signal_pos, plan.trade_pos, plan.targets, plan.last
-    filled = pd.DataFrame(raw).ffill().to_numpy(np.float64)
     first = int(trade_pos[0])
-    growth = np.nan_to_num(filled[first : last + 1] / filled[first - 1 : last] - 1.0, nan=0.0)
+    # Carry a position at its last close after delisting; only the simulated sessions are filled
+    # (a name whose last bar came before them is not held, so nothing earlier is needed).
+    filled = pd.DataFrame(raw[first - 1 : last + 1]).ffill().to_numpy(np.float64)
+    growth = np.nan_to_num(filled[1:] / filled[:-1] - 1.0, nan=0.0)
     trade_of_day = np.full(last - first + 1, -1, dtype=np.int64)
     trade_of_day[trade_pos - first] = np.arange(trade_pos.size)
     gross, net = np.zeros(last - first + 1), np.zeros(last - first + 1)

@@ -40,6 +40,7 @@ TARGET: Final = "target"
 LABEL: Final = "label"
 SESSIONS_PER_YEAR: Final = 252
 N_QUANTILES: Final = 5
+N_DECILES: Final = 10
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -71,6 +72,8 @@ class SignalMetrics:
             target of the bottom quintile); quintiles by ``pd.qcut`` of the score rank, ties in
             score broken by ticker order. In target units (an h-session excess return).
         quintile_spread_t_nw: Newey–West t-statistic of the quintile spread, h-1 lags.
+        decile_spread: as ``quintile_spread`` with deciles (top 10% minus bottom 10%).
+        decile_spread_t_nw: its Newey–West t-statistic, h-1 lags.
         hit_rate: share of evaluated dates with a positive rank IC.
     """
 
@@ -93,6 +96,8 @@ class SignalMetrics:
     rank_ic_t_nonoverlap: float
     quintile_spread: float
     quintile_spread_t_nw: float
+    decile_spread: float
+    decile_spread_t_nw: float
     hit_rate: float
 
     def to_dict(self) -> dict[str, float | int]:
@@ -122,6 +127,7 @@ def signal_metrics(frame: pd.DataFrame, horizon: int, *, min_tickers: int = 5) -
     data = _clean(frame, horizon, min_tickers)
     per_date = per_date_statistics(data, min_tickers=min_tickers)
     spread = per_date["quintile_spread"].to_numpy(np.float64)
+    deciles = per_date["decile_spread"].dropna().to_numpy(np.float64)  # NaN on dates with < 10 names
     labels = data[LABEL].to_numpy()
     auc = float(roc_auc_score(labels, data[SCORE].to_numpy())) if np.unique(labels).size == 2 else math.nan
     return SignalMetrics(
@@ -134,12 +140,14 @@ def signal_metrics(frame: pd.DataFrame, horizon: int, *, min_tickers: int = 5) -
         **_series_stats("rank_ic", per_date["rank_ic"].to_numpy(np.float64), horizon),
         quintile_spread=float(spread.mean()) if spread.size else math.nan,
         quintile_spread_t_nw=newey_west_tstat(spread, horizon - 1),
+        decile_spread=float(deciles.mean()) if deciles.size else math.nan,
+        decile_spread_t_nw=newey_west_tstat(deciles, horizon - 1),
         hit_rate=float((per_date["rank_ic"] > 0).mean()) if len(per_date) else math.nan,
     )
 
 
 def per_date_statistics(frame: pd.DataFrame, *, min_tickers: int = 5) -> pd.DataFrame:
-    """Per evaluated date: IC, rank IC, quintile spread and the number of tickers.
+    """Per evaluated date: IC, rank IC, quintile and decile spreads and the number of tickers.
 
     Vectorised (no Python loop over dates); on its own it feeds a rolling-IC (alpha decay) chart.
 
@@ -148,8 +156,8 @@ def per_date_statistics(frame: pd.DataFrame, *, min_tickers: int = 5) -> pd.Data
         min_tickers: dates with fewer tickers are skipped.
 
     Returns:
-        Frame indexed by evaluated date (ascending) with ``ic``, ``rank_ic``, ``quintile_spread``
-        and ``n_tickers``.
+        Frame indexed by evaluated date (ascending) with ``ic``, ``rank_ic``, ``quintile_spread``,
+        ``decile_spread`` and ``n_tickers``.
     """
     data = frame.sort_values([DATE, TICKER], kind="stable").reset_index(drop=True)
     grouped = data.groupby(DATE, sort=True)
@@ -178,7 +186,12 @@ def per_date_statistics(frame: pd.DataFrame, *, min_tickers: int = 5) -> pd.Data
     target = data[TARGET]
     top = target.where(bucket == N_QUANTILES - 1).groupby(dates, sort=True).mean()
     bottom = target.where(bucket == 0).groupby(dates, sort=True).mean()
-    out = pd.DataFrame({"ic": ic, "rank_ic": rank_ic, "quintile_spread": top - bottom})
+    deciles = pd.Series(_quantile_bucket(score_first, n_tickers, N_DECILES), index=data.index)
+    top10 = target.where(deciles == N_DECILES - 1).groupby(dates, sort=True).mean()
+    bottom10 = target.where(deciles == 0).groupby(dates, sort=True).mean()
+    out = pd.DataFrame(
+        {"ic": ic, "rank_ic": rank_ic, "quintile_spread": top - bottom, "decile_spread": top10 - bottom10}
+    )
     out["n_tickers"] = grouped.size()
     out.index.name = DATE
     return out

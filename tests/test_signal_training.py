@@ -34,6 +34,7 @@ signals:
     technical: {feature_service: technical_model_v1}
   evaluation: {top_k: 5, rebalance_every: 21}
   tuning: {num_samples: 1, max_concurrent_trials: 1, seed: 0, smoke_test: true}
+  learning: {objective: auto, label: rank, seeds: 2, report_horizons: [5, 21, 63]}
   registry: {tracking_uri: null, promotion_margin: 0.0}
 """
 
@@ -70,6 +71,29 @@ def test_demo_trains_registers_and_prints_the_evaluation_table(trained) -> None:
     # The card says plainly whether the first champion beat the baselines, whichever way it went.
     assert "beat every baseline" in version.description or "did NOT beat the baselines" in version.description
     assert "survivorship" in version.description
+
+
+@pytest.mark.slow
+def test_the_search_picks_an_objective_and_the_horizons_are_reported(trained) -> None:
+    import json
+
+    import mlflow
+
+    data_dir, _, stdout = trained
+    client, uri = _client(data_dir)
+    version = client.get_model_version_by_alias("technical", "champion")
+    assert version.tags["objective"] in ("regression", "lambdarank")
+    mlflow.set_tracking_uri(uri)
+    assert mlflow.get_run(version.run_id).data.params["n_seeds"] == "2"
+    for h in (5, 21, 63):
+        assert f"horizon {h:>3}: out-of-fold rank IC" in stdout
+    (report,) = sorted((data_dir / "reports").glob("learning-*.json"))[:1]
+    entry = json.loads(report.read_text())["technical"]
+    assert entry["objective"] == version.tags["objective"] and entry["seeds"] == 2
+    assert [h["horizon"] for h in entry["horizons"]] == [5, 21, 63]
+    assert all(len(h["fold_rank_ics"]) == 2 for h in entry["horizons"])
+    (markdown,) = sorted((data_dir / "reports").glob("signals-*.md"))[:1]
+    assert "- 63 sessions: rank IC" in markdown.read_text()
 
 
 @pytest.mark.slow

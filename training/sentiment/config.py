@@ -14,6 +14,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RealTextConfig(_Strict):
+    """A labelled corpus of real text cut by its own row numbers: training rows and reported validation rows.
+
+    The validation rows are only ever reported on: early stopping, the temperature and the promotion
+    decision use a split carved from the training rows.
+    """
+
+    path: Path = Field(description="A 'sentence,label' CSV (a user brings it: it is never copied into the project).")
+    valid_rows: tuple[int, int] = Field(description="1-based data rows (header not counted), inclusive: reported only.")
+    train_rows: tuple[int, int] | None = Field(None, description="Rows that may be trained on; None: all the others.")
+    train: bool = Field(True, description="Add the training rows to the fine-tune; false: only report on the rows.")
+    calibration_sentences: int = Field(
+        512, ge=32, description="Training rows whose activations calibrate the static int8 quantisation."
+    )
+
+
 class SentimentRunConfig(_Strict):
     """Fine-tune the text model, compare it with the lexicon, register it, and score the stored documents."""
 
@@ -23,19 +39,38 @@ class SentimentRunConfig(_Strict):
         description="Labelled sentences to fine-tune on: 'sentence,label' CSV or Financial PhraseBank "
         "'sentence@label' .txt files. Empty: the project's own labelled set.",
     )
+    real_text: RealTextConfig | None = Field(
+        None, description="A real labelled corpus: its validation rows are reported on, its training rows trained on."
+    )
     valid_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Share of each topic's sentences held out.")
-    epochs: int = Field(3, ge=1, description="Fixed, never picked on the validation set.")
+    epochs: int = Field(3, ge=1, description="The most epochs; fewer when early stopping (patience) ends the run.")
+    patience: int | None = Field(
+        None, ge=1, description="Stop after this many epochs without a macro-F1 gain on the carved split; None: never."
+    )
+    schedule: Literal["linear", "cosine"] = Field("linear", description="Decay after the warm-up.")
     batch_size: int = Field(16, ge=1)
     learning_rate: float = Field(1e-4, gt=0.0)
     max_length: int = Field(128, ge=8, le=512, description="Tokens kept per text; longer texts are truncated.")
+    max_length_quantile: float | None = Field(
+        None,
+        gt=0.5,
+        le=1.0,
+        description="Pick max_length from the training texts' token lengths at this quantile (rounded up to 8, "
+        "at most max_length); None: max_length as given.",
+    )
     freeze_embeddings: bool = Field(True, description="Keep the pre-trained word embeddings fixed.")
     freeze_layers: int = Field(2, ge=0, le=6, description="Also keep the lowest encoder layers fixed (faster steps).")
+    cache_frozen: bool = Field(True, description="Run the frozen layers once over the corpus, not on every step.")
+    temperature_scaling: bool = Field(True, description="Fit a temperature on the carved split; served with the model.")
     seed: int = 0
-    runtime: Literal["torch", "torch-int8", "onnx"] = Field(
+    runtime: Literal["torch", "torch-int8", "onnx", "onnx-int8"] = Field(
         "torch",
         description="What the registered model runs: eager PyTorch, dynamic int8 quantisation (faster, changes "
-        "some answers), or ONNX Runtime (same answers; measured in bench/sentiment.py).",
+        "some answers), ONNX Runtime (same answers), or ONNX Runtime with static int8 calibrated on real text "
+        "(kept only when macro-F1 stays within int8_tolerance of fp32; otherwise onnx). Measured in "
+        "bench/sentiment.py.",
     )
+    int8_tolerance: float = Field(0.005, ge=0.0, description="The most macro-F1 static int8 may lose against fp32.")
     score_batch_size: int = Field(32, ge=1, description="Texts per batch when scoring documents and serving.")
     promotion_margin: float = Field(0.0, ge=0.0, description="Validation macro-F1 a challenger must gain.")
     synthetic_documents: Literal["when_none", "never"] = Field(
@@ -51,7 +86,10 @@ class SentimentRunConfig(_Strict):
             epochs=1 if self.smoke_test else self.epochs,
             batch_size=self.batch_size,
             learning_rate=self.learning_rate,
+            schedule=self.schedule,
             freeze_embeddings=self.freeze_embeddings,
             freeze_layers=self.freeze_layers,
+            cache_frozen=self.cache_frozen,
+            patience=self.patience,
             seed=self.seed,
         )

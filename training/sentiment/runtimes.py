@@ -10,10 +10,23 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.sentiment.text_classifier import LogitsFn, TextClassifier, onnx_session_logits
+import numpy as np
+
+from training.sentiment.metrics import classification_report
+from training.sentiment.text_classifier import (
+    ONNX_FILE,
+    ONNX_INT8_FILE,
+    LogitsFn,
+    TextClassifier,
+    batched_probabilities,
+    onnx_session_logits,
+    pad_batch,
+)
 
 ONNX_OPSET = 17
 
@@ -73,6 +86,99 @@ def quantise_onnx(source: Path, target: Path) -> Path:
     return target
 
 
+def calibration_batches(
+    classifier: TextClassifier, texts: Sequence[str], *, batch_size: int = 32
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Padded (input_ids, attention_mask) batches of ``texts`` in their own order: the activation ranges seen."""
+    ids, pad = classifier.encode(texts), classifier.tokenizer.pad_token_id or 0
+    return [pad_batch(ids[start : start + batch_size], pad) for start in range(0, len(ids), batch_size)]
+
+
+def quantise_onnx_static(source: Path, target: Path, batches: Sequence[tuple[np.ndarray, np.ndarray]]) -> Path:
+    """ONNX Runtime's static int8 quantisation of the ``MatMul`` nodes, activation ranges from ``batches``.
+
+    Only the matrix products are quantised (weights int8 per channel, activations uint8 with ranges
+    fixed by calibration): they hold nearly all the work, while softmax, layer norm and GELU lose
+    accuracy in int8 for little speed. Whether the result is accepted is decided on real text by the
+    caller (macro-F1 within a tolerance of fp32), not here.
+
+    Raises:
+        ValueError: no calibration batch.
+    """
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    if not batches:
+        raise ValueError("static quantisation needs at least one calibration batch")
+
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._batches: Iterator[tuple[np.ndarray, np.ndarray]] = iter(batches)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {"input_ids": batch[0], "attention_mask": batch[1]}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_static(
+            str(source),
+            str(target),
+            _Reader(),
+            quant_format=QuantFormat.QOperator,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
+    return target
+
+
 def onnx_logits(path: Path, *, threads: int | None = None) -> LogitsFn:
     """An ONNX Runtime session (CPU) over an exported model, as a logits function."""
     return onnx_session_logits(path, threads=threads)
+
+
+@dataclass(frozen=True)
+class Int8Decision:
+    """Whether static int8 was kept: macro-F1 of fp32 and int8 ONNX on the check set, and the verdict."""
+
+    accepted: bool
+    fp32_macro_f1: float
+    int8_macro_f1: float
+    check_set: str
+
+    def describe(self) -> str:
+        verdict = "kept" if self.accepted else "REFUSED, fp32 ONNX kept"
+        return (
+            f"static int8 {verdict}: macro-F1 {self.int8_macro_f1:.4f} vs fp32 {self.fp32_macro_f1:.4f} "
+            f"on {self.check_set}"
+        )
+
+
+def export_for_runtime(
+    classifier: TextClassifier,
+    folder: Path,
+    *,
+    calibration_texts: Sequence[str],
+    check: tuple[str, Sequence[str], np.ndarray],
+    tolerance: float,
+) -> Int8Decision:
+    """Write ``model.onnx`` and a calibrated ``model.int8.onnx`` into ``folder``; judge int8 on ``check``.
+
+    ``check`` is (name, texts, class indices). The int8 file stays only when its macro-F1 on ``check``
+    is within ``tolerance`` of the fp32 export's; otherwise it is deleted.
+    """
+    fp32 = export_onnx(classifier, folder / ONNX_FILE)
+    int8 = quantise_onnx_static(fp32, folder / ONNX_INT8_FILE, calibration_batches(classifier, calibration_texts))
+    name, texts, truth = check
+    ids, pad = classifier.encode(texts), classifier.tokenizer.pad_token_id or 0
+    scores = {
+        path: classification_report(
+            truth, batched_probabilities(ids, pad, onnx_session_logits(path), 32).argmax(axis=1)
+        ).macro_f1
+        for path in (fp32, int8)
+    }
+    decision = Int8Decision(scores[int8] >= scores[fp32] - tolerance, scores[fp32], scores[int8], name)
+    if not decision.accepted:
+        int8.unlink()
+    return decision

@@ -23,6 +23,8 @@ DEFAULT_MAX_LENGTH: Final = 128
 DEFAULT_BATCH_SIZE: Final = 32
 # The ONNX export's file name inside a saved model folder (written when the runtime is ``onnx``).
 ONNX_FILE: Final = "model.onnx"
+# Static int8 quantisation of that export, calibrated on real text (runtime ``onnx-int8``).
+ONNX_INT8_FILE: Final = "model.int8.onnx"
 
 # (input_ids, attention_mask) as int64 arrays [batch, length] -> logits [batch, 3].
 LogitsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -55,10 +57,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class TextClassifier:
     """A sequence-classification transformer with its tokenizer; ``predict_proba`` is the scoring API."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_length: int = DEFAULT_MAX_LENGTH) -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, max_length: int = DEFAULT_MAX_LENGTH, temperature: float = 1.0
+    ) -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.temperature = temperature  # divides the logits before the softmax (fitted calibration)
 
     @classmethod
     def from_base(
@@ -118,12 +125,21 @@ class TextClassifier:
         if not texts:
             return np.zeros((0, len(LABELS)))
         return batched_probabilities(
-            self.encode(texts), self.tokenizer.pad_token_id or 0, logits_fn or self.torch_logits, batch_size
+            self.encode(texts),
+            self.tokenizer.pad_token_id or 0,
+            logits_fn or self.torch_logits,
+            batch_size,
+            temperature=self.temperature,
         )
 
 
-def batched_probabilities(ids: list[list[int]], pad_id: int, logits_fn: LogitsFn, batch_size: int) -> np.ndarray:
-    """Score token-id lists in length-sorted, dynamically padded batches; rows in the input's order."""
+def batched_probabilities(
+    ids: list[list[int]], pad_id: int, logits_fn: LogitsFn, batch_size: int, *, temperature: float = 1.0
+) -> np.ndarray:
+    """Score token-id lists in length-sorted, dynamically padded batches; rows in the input's order.
+
+    ``temperature`` divides the logits (temperature scaling); the predicted class does not change.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     order = np.argsort([len(x) for x in ids], kind="stable")
@@ -131,7 +147,7 @@ def batched_probabilities(ids: list[list[int]], pad_id: int, logits_fn: LogitsFn
     for start in range(0, len(ids), batch_size):
         rows = order[start : start + batch_size]
         input_ids, mask = pad_batch([ids[i] for i in rows], pad_id)
-        out[rows] = softmax(logits_fn(input_ids, mask).astype(float))
+        out[rows] = softmax(logits_fn(input_ids, mask).astype(float) / temperature)
     return out
 
 

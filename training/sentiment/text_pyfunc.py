@@ -3,8 +3,10 @@
 Logged with ``python_model=<this file>``, the fine-tuned weights and tokenizer as the artifact folder
 ``model`` (transformers ``save_pretrained``), ``code_paths`` = ``text_classifier.py`` (the batching
 the validation figures were measured with), and ``model_config``: ``labels``, ``max_length``,
-``batch_size`` and ``runtime``: ``torch`` (eager), ``torch-int8`` (dynamic int8 quantisation at load) or
-``onnx`` (ONNX Runtime over the ``model.onnx`` exported into the folder at registration).
+``batch_size``, ``temperature`` (temperature scaling fitted at training; 1.0 when absent) and ``runtime``:
+``torch`` (eager), ``torch-int8`` (dynamic int8 quantisation at load), ``onnx`` (ONNX Runtime over the
+``model.onnx`` exported into the folder at registration) or ``onnx-int8`` (ONNX Runtime over
+``model.int8.onnx``, static int8 quantisation calibrated on real text at registration).
 
 Input: a frame with a string column ``text``. Output: columns ``negative``, ``neutral``, ``positive``
 (probabilities summing to 1), one row per text, in the input's order.
@@ -20,17 +22,26 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel  # type: ignore[attr-defined]
 
 try:  # the project installed: training, tests
-    from training.sentiment.text_classifier import LABELS, ONNX_FILE, LogitsFn, TextClassifier, onnx_session_logits
+    from training.sentiment.text_classifier import (
+        LABELS,
+        ONNX_FILE,
+        ONNX_INT8_FILE,
+        LogitsFn,
+        TextClassifier,
+        onnx_session_logits,
+    )
 except ImportError:  # inside a model server: code_paths put the file on sys.path
     from text_classifier import (  # type: ignore[no-redef]
         LABELS,
         ONNX_FILE,
+        ONNX_INT8_FILE,
         LogitsFn,
         TextClassifier,
         onnx_session_logits,
     )
 
-RUNTIMES = ("torch", "torch-int8", "onnx")
+RUNTIMES = ("torch", "torch-int8", "onnx", "onnx-int8")
+_ONNX_FILES = {"onnx": ONNX_FILE, "onnx-int8": ONNX_INT8_FILE}
 
 
 class SentimentTextPyfunc(PythonModel):  # type: ignore[misc]
@@ -47,11 +58,15 @@ class SentimentTextPyfunc(PythonModel):  # type: ignore[misc]
         self.batch_size = int(cfg.get("batch_size", 32))
         folder = Path(context.artifacts["model"])
         self.classifier = TextClassifier.load(folder, max_length=int(cfg.get("max_length", 128)))
+        self.classifier.temperature = float(cfg.get("temperature", 1.0))
+        if self.classifier.temperature <= 0:
+            raise ValueError(f"model_config temperature must be positive, got {self.classifier.temperature}")
         self.logits_fn: LogitsFn | None = None
-        if runtime == "onnx":
-            if not (folder / ONNX_FILE).is_file():
-                raise ValueError(f"runtime 'onnx' needs {ONNX_FILE} in the model folder; this version has none")
-            self.logits_fn = onnx_session_logits(folder / ONNX_FILE)
+        if runtime in _ONNX_FILES:
+            onnx_file = _ONNX_FILES[runtime]
+            if not (folder / onnx_file).is_file():
+                raise ValueError(f"runtime {runtime!r} needs {onnx_file} in the model folder; this version has none")
+            self.logits_fn = onnx_session_logits(folder / onnx_file)
         if runtime == "torch-int8":
             import torch
 

@@ -19,8 +19,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,20 +33,24 @@ from training.context import RunContext
 from training.registry import PromotionDecision, RunRecord, SignalRegistry, code_version
 from training.run_config import RegistryConfig
 from training.sentiment import LABELS
-from training.sentiment.card import TextCardFacts, comparison_rows, render_text_card
+from training.sentiment.calibration import fit_temperature
+from training.sentiment.card import TextCardFacts, render_text_card
 from training.sentiment.config import SentimentRunConfig
-from training.sentiment.corpus import Corpus, load_labelled, load_project_corpus
+from training.sentiment.corpus import Corpus, HeldOutCorpus, load_held_out, load_labelled, load_project_corpus
 from training.sentiment.documents import score_documents, unscored, write_active_version
 from training.sentiment.finetune import FineTuneResult, fine_tune
 from training.sentiment.lexicon import LoughranMcDonald
-from training.sentiment.metrics import ClassificationReport, classification_report, label_indices, render_confusion
-from training.sentiment.runtimes import export_onnx
+from training.sentiment.metrics import ClassificationReport, classification_report, label_indices
+from training.sentiment.realtext import Validation, as_markdown, validate, write_reports
+from training.sentiment.runtimes import export_for_runtime, export_onnx
 from training.sentiment.split import Split, split_by_family
-from training.sentiment.text_classifier import ONNX_FILE, TextClassifier
+from training.sentiment.text_classifier import ONNX_FILE, TextClassifier, softmax
 from training.stages.train import quiet_libraries
 from training.store import OfflineStore
 
 NAME = "sentiment_text"
+CARVED = "carved"
+REAL_TEXT = "real_text"
 SMOKE_SENTENCES = 48
 # Synthetic announcements per ticker per year when no news is stored: enough for daily aggregates to
 # be exercised, few enough that scoring them (about 100 documents/s here) stays within the demo's budget.
@@ -61,6 +64,9 @@ class _Evaluation:
     model: ClassificationReport
     lexicon: ClassificationReport
     tuned: FineTuneResult
+    temperature: float
+    validations: list[Validation]
+    held: HeldOutCorpus | None
 
 
 def run(ctx: RunContext) -> dict[str, object]:
@@ -76,8 +82,9 @@ def run(ctx: RunContext) -> dict[str, object]:
     )
     registry.check_reachable()
     corpus = _corpus(cfg)  # a bad corpus fails here, before the model is loaded
+    held = _held_out(cfg)
     classifier = TextClassifier.from_base(max_length=cfg.max_length, seed=cfg.seed)
-    evaluation = _fine_tune_and_evaluate(ctx, cfg, classifier, corpus)
+    evaluation = _fine_tune_and_evaluate(ctx, cfg, classifier, corpus, held)
     decision = _register(ctx, cfg, registry, classifier, evaluation)
     print(
         f"  registry: {NAME} v{decision.version} {'PROMOTED' if decision.promoted else 'kept as challenger'}: "
@@ -85,17 +92,40 @@ def run(ctx: RunContext) -> dict[str, object]:
         file=ctx.out,
     )
     scored = _score_stored_documents(ctx, cfg, registry)
-    return {
+    summary: dict[str, object] = {
         "val_macro_f1": round(evaluation.model.macro_f1, 3),
         "lexicon_macro_f1": round(evaluation.lexicon.macro_f1, 3),
+        "temperature": round(evaluation.temperature, 3),
         "version": decision.version,
         "promoted": decision.promoted,
         "documents_scored": scored,
     }
+    real = [v for v in evaluation.validations if v.name == REAL_TEXT]
+    if real:
+        summary |= {
+            "real_text_macro_f1": round(real[0].model.macro_f1, 3),
+            "real_text_ece": round(real[0].ece_after, 3),
+        }
+    return summary
 
 
 def _corpus(cfg: SentimentRunConfig) -> Corpus:
     return load_labelled(cfg.corpus) if cfg.corpus else load_project_corpus()
+
+
+def _held_out(cfg: SentimentRunConfig) -> HeldOutCorpus | None:
+    real = cfg.real_text
+    return None if real is None else load_held_out(real.path, train_rows=real.train_rows, valid_rows=real.valid_rows)
+
+
+def _training_frame(cfg: SentimentRunConfig, corpus: Corpus, held: HeldOutCorpus | None) -> pd.DataFrame:
+    """The labelled set plus, when configured, the real corpus's training rows (each post its own family)."""
+    frame = corpus.frame
+    if held is not None and cfg.real_text is not None and cfg.real_text.train:
+        frame = pd.concat([frame, held.train.frame.assign(topic=REAL_TEXT)], ignore_index=True)
+    if held is not None:  # no reported sentence is ever trained on, whichever file it came from
+        frame = frame.loc[~frame["sentence"].str.lower().isin(set(held.valid.frame["sentence"].str.lower()))]
+    return frame.loc[~frame["sentence"].str.lower().duplicated()].reset_index(drop=True)
 
 
 def _smoke(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -105,70 +135,114 @@ def _smoke(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return pd.concat(parts).reset_index(drop=True)
 
 
+def choose_max_length(lengths: Sequence[int], quantile: float, cap: int) -> int:
+    """The token length at ``quantile`` of ``lengths``, rounded up to a multiple of 8, at most ``cap``."""
+    at = int(np.ceil(np.quantile(np.asarray(lengths), quantile)))
+    return int(min(cap, max(8, -(-at // 8) * 8)))
+
+
 def _fine_tune_and_evaluate(
-    ctx: RunContext, cfg: SentimentRunConfig, classifier: TextClassifier, corpus: Corpus
+    ctx: RunContext, cfg: SentimentRunConfig, classifier: TextClassifier, corpus: Corpus, held: HeldOutCorpus | None
 ) -> _Evaluation:
-    split = split_by_family(corpus.frame, valid_fraction=cfg.valid_fraction, seed=cfg.seed)
+    frame = _training_frame(cfg, corpus, held)
+    split = split_by_family(frame, valid_fraction=cfg.valid_fraction, seed=cfg.seed)
     if cfg.smoke_test:
         split = Split(_smoke(split.train, cfg.seed), _smoke(split.valid, cfg.seed))
-    print(f"  corpus: {corpus.description}", file=ctx.out)
-    for side, part in (("train", split.train), ("validation", split.valid)):
-        counts = part["label"].value_counts()
-        shares = ", ".join(f"{lb} {int(counts.get(lb, 0)):,}" for lb in LABELS)
-        print(f"  {side:<10} {len(part):>6,} sentences, {part['family'].nunique():,} families ({shares})", file=ctx.out)
+        held = held if held is None else replace(held, valid=replace(held.valid, frame=_smoke(held.valid.frame, 0)))
+    _print_sides(ctx, corpus, held, split)
+    train_texts = split.train["sentence"].tolist()
+    if cfg.max_length_quantile is not None:
+        lengths = [len(ids) for ids in classifier.encode(train_texts)]
+        classifier.max_length = choose_max_length(lengths, cfg.max_length_quantile, cfg.max_length)
+        print(f"  max_length {classifier.max_length} (the {cfg.max_length_quantile:.0%} token length)", file=ctx.out)
     valid_texts = split.valid["sentence"].tolist()
     valid_true = label_indices(split.valid["label"].tolist())
-    lexicon = classification_report(valid_true, LoughranMcDonald().predict(valid_texts))
-
-    def validate() -> float:
-        return classification_report(valid_true, _predict(classifier, valid_texts, cfg)).macro_f1
-
     tuned = fine_tune(
         classifier,
-        split.train["sentence"].tolist(),
+        train_texts,
         label_indices(split.train["label"].tolist()),
         cfg.finetune(),
-        on_epoch=validate,
+        valid=(valid_texts, valid_true),
         progress=ctx.progress,
     )
     curve = ", ".join(f"{v:.3f}" for v in tuned.epoch_metric)
     print(
-        f"  fine-tune: {tuned.steps} steps in {tuned.seconds:.0f} s; validation macro-F1 by epoch "
-        f"(for the log; the epoch count is fixed): {curve}",
+        f"  fine-tune: {tuned.steps} steps in {tuned.seconds:.0f} s; carved-split macro-F1 by epoch: {curve}; "
+        f"kept epoch {tuned.best_epoch}{' (stopped early)' if tuned.stopped_early else ''}",
         file=ctx.out,
     )
-    model = classification_report(valid_true, _predict(classifier, valid_texts, cfg))
-    evaluation = _Evaluation(corpus, split, model, lexicon, tuned)
-    _report(ctx, evaluation)
+    raw = softmax(tuned.valid_logits) if tuned.valid_logits is not None else _raw(classifier, valid_texts, cfg)
+    temperature = fit_temperature(np.log(np.clip(raw, 1e-12, 1.0)), valid_true) if cfg.temperature_scaling else 1.0
+    classifier.temperature = temperature
+    lexicon = LoughranMcDonald()
+    carved = validate(
+        CARVED,
+        "split carved from the training rows (picks the epoch, fits T: in-sample for both)",
+        truth=valid_true,
+        raw_probabilities=raw,
+        lexicon_predicted=lexicon.predict(valid_texts),
+        temperature=temperature,
+    )
+    validations = [carved]
+    if held is not None:
+        texts = held.valid.frame["sentence"].tolist()
+        validations.append(
+            validate(
+                REAL_TEXT,
+                f"{held.valid.description} (never used for a choice)",
+                truth=label_indices(held.valid.frame["label"].tolist()),
+                raw_probabilities=_raw(classifier, texts, cfg),
+                lexicon_predicted=lexicon.predict(texts),
+                temperature=temperature,
+            )
+        )
+    evaluation = _Evaluation(corpus, split, carved.model, carved.lexicon, tuned, temperature, validations, held)
+    _report(ctx, cfg, evaluation, classifier.max_length)
     return evaluation
 
 
-def _predict(classifier: TextClassifier, texts: Sequence[str], cfg: SentimentRunConfig) -> np.ndarray:
-    predicted: np.ndarray = classifier.predict_proba(texts, batch_size=cfg.score_batch_size).argmax(axis=1)
-    return predicted
+def _raw(classifier: TextClassifier, texts: Sequence[str], cfg: SentimentRunConfig) -> np.ndarray:
+    """Probabilities at temperature 1 (the calibration figures need the uncalibrated ones)."""
+    kept, classifier.temperature = classifier.temperature, 1.0
+    try:
+        return classifier.predict_proba(texts, batch_size=cfg.score_batch_size)
+    finally:
+        classifier.temperature = kept
 
 
-def _report(ctx: RunContext, ev: _Evaluation) -> None:
-    rows = comparison_rows({"sentiment_text": ev.model, "loughran_mcdonald": ev.lexicon})
-    text = "\n".join(
-        [
-            f"Validation on held-out families ({ev.corpus.description})",
-            *rows,
-            "",
-            "Confusion, sentiment_text:",
-            render_confusion(ev.model),
-            "",
-            "Confusion, Loughran-McDonald lexicon:",
-            render_confusion(ev.lexicon),
-        ]
-    )
-    print("\n  " + text.replace("\n", "\n  "), file=ctx.out)
-    reports = ctx.data_dir / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = reports / f"sentiment-{stamp}.md"
-    path.write_text(f"# Sentiment: validation\n\n```\n{text}\n```\n")
-    print(f"  report: {path}", file=ctx.out)
+def _print_sides(ctx: RunContext, corpus: Corpus, held: HeldOutCorpus | None, split: Split) -> None:
+    print(f"  corpus: {corpus.description}", file=ctx.out)
+    sides = [("train", split.train), ("carved", split.valid)]
+    if held is not None:
+        print(
+            f"  real text: {held.train.description}; {held.leaked} training row(s) repeated in validation dropped",
+            file=ctx.out,
+        )
+        sides.append(("real valid", held.valid.frame))
+    for side, part in sides:
+        counts = part["label"].value_counts()
+        shares = ", ".join(f"{lb} {int(counts.get(lb, 0)):,}" for lb in LABELS)
+        print(f"  {side:<10} {len(part):>6,} sentences ({shares})", file=ctx.out)
+
+
+def _report(ctx: RunContext, cfg: SentimentRunConfig, ev: _Evaluation, max_length: int) -> None:
+    for v in ev.validations:
+        print("\n  " + as_markdown(v).replace("\n", "\n  "), file=ctx.out)
+    facts = {
+        "corpus": ev.corpus.description,
+        "real_text": ev.held.valid.description if ev.held is not None else None,
+        "trained_on_real_text": bool(cfg.real_text and cfg.real_text.train),
+        "train_sentences": len(ev.split.train),
+        "carved_sentences": len(ev.split.valid),
+        "max_length": max_length,
+        "epochs_run": len(ev.tuned.epoch_loss),
+        "best_epoch": ev.tuned.best_epoch,
+        "fine_tune_seconds": round(ev.tuned.seconds, 1),
+        "temperature": round(ev.temperature, 4),
+        "smoke_test": cfg.smoke_test,
+    }
+    json_path, md_path = write_reports(ctx.data_dir / "reports", ev.validations, facts)
+    print(f"  report: {md_path} (and {json_path.name})", file=ctx.out)
 
 
 def _register(
@@ -183,12 +257,20 @@ def _register(
         "epochs": cfg.finetune().epochs,
         "batch_size": cfg.batch_size,
         "learning_rate": cfg.learning_rate,
-        "max_length": cfg.max_length,
+        "schedule": cfg.schedule,
+        "max_length": classifier.max_length,
         "freeze_embeddings": cfg.freeze_embeddings,
         "freeze_layers": cfg.freeze_layers,
+        "best_epoch": ev.tuned.best_epoch,
+        "temperature": ev.temperature,  # logged again from model_config by MLflow: the same value, unrounded
+        "real_text_trained": bool(cfg.real_text and cfg.real_text.train),
         "seed": cfg.seed,
         "runtime": cfg.runtime,
     }
+    metrics = {"fine_tune_seconds": ev.tuned.seconds}
+    for v in ev.validations:
+        metrics |= {f"{v.name}_ece_before": v.ece_before, f"{v.name}_ece_after": v.ece_after}
+        metrics |= v.model.as_metrics(f"{v.name}") | v.lexicon.as_metrics(f"{v.name}_lexicon")
     facts = TextCardFacts(
         corpus=ev.corpus.description + (" — SMOKE TEST subset" if cfg.smoke_test else ""),
         label_counts={
@@ -207,17 +289,16 @@ def _register(
     record = RunRecord(
         name=NAME,
         params=params | {"train_sentences": len(ev.split.train), "validation_sentences": len(ev.split.valid)},
-        metrics=ev.model.as_metrics("val")
-        | ev.lexicon.as_metrics("lexicon_val")
-        | {"fine_tune_seconds": ev.tuned.seconds},
+        metrics=ev.model.as_metrics("val") | ev.lexicon.as_metrics("lexicon_val") | metrics,
         tags={"task": "sentiment_text", "code_version": code, "corpus": ev.corpus.description[:250]},
         card=render_text_card(facts),
     )
     champion = _champion_macro_f1(ctx, registry, ev)
-    model_config = {
+    model_config: dict[str, Any] = {
         "labels": list(LABELS),
-        "max_length": cfg.max_length,
+        "max_length": classifier.max_length,
         "batch_size": cfg.score_batch_size,
+        "temperature": ev.temperature,
         "runtime": cfg.runtime,
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -225,10 +306,38 @@ def _register(
         classifier.save(folder)
         if cfg.runtime == "onnx":
             export_onnx(classifier, folder / ONNX_FILE)
+        if cfg.runtime == "onnx-int8":
+            model_config["runtime"] = _export_int8(ctx, cfg, classifier, ev, folder)
         version = registry.log_sentiment_text(record, folder, model_config)
     return registry.promote_if_better(
         NAME, version, ev.model.macro_f1, champion, metric="macro_f1", margin=cfg.promotion_margin
     )
+
+
+def _export_int8(
+    ctx: RunContext, cfg: SentimentRunConfig, classifier: TextClassifier, ev: _Evaluation, folder: Path
+) -> str:
+    """Export fp32 and static int8 ONNX; the runtime to serve: ``onnx-int8`` if it held its macro-F1, else ``onnx``.
+
+    Calibration reads real text (the real corpus's training rows) when configured; the check is the
+    real validation rows when present (the acceptance rule of the issue), else the carved split.
+    """
+    held = ev.held
+    source = held.train.frame if held is not None else ev.split.train
+    calibration = source["sentence"].sample(
+        min(len(source), cfg.real_text.calibration_sentences if cfg.real_text else 512), random_state=cfg.seed
+    )
+    check_frame = held.valid.frame if held is not None else ev.split.valid
+    check = (
+        REAL_TEXT if held is not None else CARVED,
+        check_frame["sentence"].tolist(),
+        label_indices(check_frame["label"].tolist()),
+    )
+    decision = export_for_runtime(
+        classifier, folder, calibration_texts=calibration.tolist(), check=check, tolerance=cfg.int8_tolerance
+    )
+    print(f"  runtime: {decision.describe()}", file=ctx.out)
+    return "onnx-int8" if decision.accepted else "onnx"
 
 
 def _champion_macro_f1(ctx: RunContext, registry: SignalRegistry, ev: _Evaluation) -> float | None:

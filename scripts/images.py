@@ -21,7 +21,9 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,8 +41,8 @@ _SKIP_PARTS = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 _COPY = re.compile(r"^\s*(?:COPY|ADD)\s+(?P<args>.+)$", re.IGNORECASE)
 
 
-def _run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, check=False, text=True, capture_output=True, **kw)  # type: ignore[call-overload]
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=False, text=True, capture_output=True)
 
 
 def copied_sources(dockerfile: Path) -> list[str]:
@@ -112,7 +114,8 @@ class BuildIndex:
 
 def build_index(settings: dict[str, list[str]]) -> BuildIndex:
     """PIP_* build arguments with every index rewritten to the proxy host, and what the proxy serves."""
-    index = BuildIndex(cafile=(settings.get("cert") or [None])[0])
+    certs = settings.get("cert", [])
+    index = BuildIndex(cafile=certs[0] if certs else None)
     for key in ("index-url", "extra-index-url", "find-links"):
         urls = []
         for value in settings.get(key, []):
@@ -169,6 +172,38 @@ def build(name: str, tag: str, *, base: str, args: dict[str, str], proxy: str, l
         raise SystemExit(f"images.py: building {name} failed (full log: {log}):\n{tail}")
 
 
+@dataclass
+class Plan:
+    """What every build of one ``images.py`` run shares."""
+
+    base: str
+    base_id: str
+    index: BuildIndex
+    proxy: str
+    repository: str
+    manifest: Path
+    rebuild: bool
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def build_lane(names: list[str], plan: Plan) -> dict[str, dict[str, object]]:
+    """Build ``names`` in order (each extends the previous one's cached layers); record each tag."""
+    report: dict[str, dict[str, object]] = {}
+    for name in names:
+        tag = f"{plan.repository}/{name}:{input_digest(ROOT / 'docker' / f'{name}.Dockerfile', plan.base_id)}"
+        started = time.monotonic()
+        built = plan.rebuild or image_id(tag) is None
+        if built:
+            log = plan.manifest.parent / f"build-{name}.log"
+            build(name, tag, base=plan.base, args=plan.index.args, proxy=plan.proxy, log=log)
+        report[name] = {"tag": tag, "built": built, "seconds": round(time.monotonic() - started, 1)}
+        with plan.lock:
+            manifest = json.loads(plan.manifest.read_text()) if plan.manifest.exists() else {}
+            manifest[name] = tag
+            plan.manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=IMAGES, action="append", help="build only these (repeatable)")
@@ -176,33 +211,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repository", default="portfolio-os", help="image name prefix (default portfolio-os)")
     parser.add_argument("--manifest", type=Path, default=ROOT / "build" / "images.json")
     parser.add_argument("--rebuild", action="store_true", help="build even when the tag exists")
+    parser.add_argument("--serial", action="store_true", help="one build at a time (default: gateway alongside)")
     opts = parser.parse_args(argv)
     if not engine_ok():
         print(NO_ENGINE, file=sys.stderr)
         return 2
     base = base_image(opts.base)
-    base_id = image_id(base) or base
     index = build_index(pip_settings())
     opts.manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, str] = json.loads(opts.manifest.read_text()) if opts.manifest.exists() else {}
-    report: dict[str, dict[str, object]] = {}
+    wanted = [n for n in IMAGES if n in (opts.only or IMAGES)]
+    # The gateway shares no layer with the others: it builds alongside their chain.
+    lanes = [wanted] if opts.serial else [[n for n in wanted if n == "gateway"], [n for n in wanted if n != "gateway"]]
     with IndexProxy(index.roots, index.hosts, index.cafile) as proxy:
-        for name in opts.only or IMAGES:
-            tag = f"{opts.repository}/{name}:{input_digest(ROOT / 'docker' / f'{name}.Dockerfile', base_id)}"
-            started = time.monotonic()
-            built = opts.rebuild or image_id(tag) is None
-            if built:
-                build(
-                    name,
-                    tag,
-                    base=base,
-                    args=index.args,
-                    proxy=proxy.url,
-                    log=opts.manifest.parent / f"build-{name}.log",
-                )
-            manifest[name] = tag
-            report[name] = {"tag": tag, "built": built, "seconds": round(time.monotonic() - started, 1)}
-            opts.manifest.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        plan = Plan(base, image_id(base) or base, index, proxy.url, opts.repository, opts.manifest, opts.rebuild)
+        with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
+            reports = list(pool.map(lambda lane: build_lane(lane, plan), [lane for lane in lanes if lane]))
+    report = {name: r for lane in reports for name, r in lane.items()}
     print(json.dumps({"base": base, "images": report}, indent=2))
     return 0
 

@@ -43,8 +43,40 @@ Timing          a signal at t's close is traded at the close of t + execution_la
                 earns from the next session; weights drift between rebalances.
 """
 
+PORTFOLIO_DEFINITIONS: Final = """\
+Every row runs the same construction on the same point-in-time universe, schedule and costs.
+sharpe          turnover-aware long-only top-k book (hold band k + buffer, at most max_replace
+                rank exits per rebalance, min_hold, ADV cap at book_aud), net of costs;
+                gross_sharpe before costs. Risk-free rate 0.
+ann_return      compound annual net return; gross_ann_return before costs.
+one_way_turnover mean per rebalance of sum |w_target - w_drifted| / 2: the share of the book
+                replaced (the first buy from cash counts 0.5).
+cost_ann        costs paid per year, a fraction of equity: brokerage + half-spread by ADV tercile
+                of the members + square-root impact Y * sigma_daily * sqrt(AUD traded / ADV).
+net_excess      252 * mean(daily net return - equal weight's daily gross return); gross_excess
+                likewise before costs. Equal weight: the same members, same schedule.
+capacity_aud    book size (AUD) where net_excess falls to half the gross_excess of a tiny book
+                (no ADV cap in the search; interpolated in log size on a grid 1e5..1e10 AUD).
+ls_sharpe       long top / short bottom decile of the eligible names, each leg 1.0, net (costs
+                on both legs, no borrow fee); ls_gross_sharpe before costs.
+decile_spread   mean per-date target of the top score decile minus the bottom decile.
+rank_ic_mean    mean per-date Spearman correlation of score and target (members only).
+"""
+
 # How each column is shown: percentages for returns, fixed decimals elsewhere.
-_PERCENT: Final = frozenset({"quintile_spread", "ann_return", "ann_vol", "max_drawdown"})
+_PERCENT: Final = frozenset(
+    {
+        "quintile_spread",
+        "decile_spread",
+        "ann_return",
+        "gross_ann_return",
+        "ann_vol",
+        "max_drawdown",
+        "cost_ann",
+        "net_excess",
+        "gross_excess",
+    }
+)
 _DECIMALS: Final = {"auc": 3, "ic_mean": 4, "rank_ic_mean": 4}
 
 
@@ -72,10 +104,10 @@ def evaluation_table(rows: Mapping[str, tuple[SignalMetrics | None, BacktestResu
 
 
 def format_table(table: pd.DataFrame) -> str:
-    """A fixed-width text rendering of :func:`evaluation_table` for a terminal.
+    """A fixed-width text rendering of :func:`evaluation_table` (or the portfolio table) for a terminal.
 
-    Returns, volatility, drawdown and the quintile spread are shown as percentages; AUC with three
-    decimals, ICs with four, everything else with two; NaN as ``-``.
+    Returns, volatility, drawdown, costs and spreads are shown as percentages; AUD amounts in
+    millions; AUC with three decimals, ICs with four, everything else with two; NaN as ``-``.
     """
     headers = [str(column) for column in table.columns]
     formatters = [_formatter(header) for header in headers]
@@ -106,6 +138,8 @@ def _formatter(column: str) -> Callable[[object], str]:
             return "-"
         if column in _PERCENT:
             return f"{number * 100:.2f}%"
+        if column.endswith("_aud"):
+            return f"{number / 1e6:,.1f}m"
         return f"{number:.{decimals}f}"
 
     return render

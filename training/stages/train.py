@@ -40,6 +40,7 @@ from training.signals import (
     load_inputs,
     train_model,
 )
+from training.stages.portfolio_report import report_portfolios
 
 BASELINES = ("momentum_12_1", "reversal_1m", "equal_weight")
 
@@ -107,6 +108,8 @@ def run(ctx: RunContext) -> dict[str, object]:
     decisions = [_register_model(run_, m, table) for m in models]
     decisions.append(_register_ensemble(run_, models, blended, table))
     _report(ctx, table, decisions, data_label(run_.data_kind), models)
+    scored = {**{m.name: m.scores for m in models}, "ensemble": blended.scores}
+    report_portfolios(ctx, scored, inputs, data_label(run_.data_kind))
     return {
         "models": len(models) + 1,
         "promoted": sum(d.promoted for d in decisions),

@@ -8,6 +8,7 @@ store cannot cast pandas' default nanosecond timestamps.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,6 +47,34 @@ def write_feature_file(data_dir: Path, view: str, features: pd.DataFrame) -> Pat
     pq.write_table(table, partial, compression="zstd")
     partial.replace(target)
     return target
+
+
+def write_feature_chunks(data_dir: Path, view: str, chunks: Iterable[pd.DataFrame]) -> tuple[Path, int]:
+    """Atomically replace the Parquet file behind ``view`` with ``chunks``, one row group each.
+
+    For a wide view over a whole exchange (the alpha view: 163 features x millions of rows), whose
+    transform yields groups of tickers so that only one group is ever in memory. Every chunk gets
+    the same ``created_timestamp``. Returns the path and the number of rows written.
+    """
+    target = Path(feature_file(str(data_dir), view))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    created, rows = datetime.now(UTC), 0
+    writer: pq.ParquetWriter | None = None
+    try:
+        for chunk in chunks:
+            table = pa.Table.from_pandas(to_feast_frame(chunk, view, created), preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(partial, table.schema, compression="zstd")
+            writer.write_table(table)
+            rows += len(chunk)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError(f"no chunk of the {view} view to write")
+    partial.replace(target)
+    return target, rows
 
 
 def read_feature_file(data_dir: Path, view: str) -> pd.DataFrame:

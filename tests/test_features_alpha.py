@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_repo.files import read_feature_file, write_feature_chunks
 from feature_repo.schema import ALPHA_FEATURES, ALPHA_ROLLING_OPS, ALPHA_WINDOWS, MODEL_SERVICES, names
-from feature_repo.transforms.alpha import alpha_features, feature_frame_columns
+from feature_repo.transforms.alpha import alpha_feature_chunks, alpha_features, feature_frame_columns
 from tests.alpha_oracle import alpha_per_ticker
 
 ALL = names(ALPHA_FEATURES)
@@ -235,3 +236,20 @@ def test_rank_ties_and_volume_sums_by_hand() -> None:
     assert out4["vsumn5"] == pytest.approx(100 / 500)
     assert out4["cntp5"] == pytest.approx(3 / 5) and out4["cntn5"] == pytest.approx(2 / 5)
     assert out4["vma5"] == pytest.approx(np.mean(volume) / 400)
+
+
+def test_chunks_of_tickers_equal_the_whole_universe_and_write_one_file(panel, tmp_path) -> None:
+    prices, breaks = panel
+    whole = alpha_features(prices, breaks=breaks)
+    chunks = list(alpha_feature_chunks(prices.sample(frac=1.0, random_state=1), tickers_per_chunk=2, breaks=breaks))
+    assert [sorted(c["ticker"].unique()) for c in chunks] == [["AAA", "BBB"], ["CCC", "DDD"], ["EEE"]]
+    assert_same(pd.concat(chunks, ignore_index=True), whole, ALL)
+    path, rows = write_feature_chunks(tmp_path, "alpha_features", iter(chunks))
+    assert path.name == "alpha_features.parquet"
+    assert rows == len(whole)
+    stored = read_feature_file(tmp_path, "alpha_features")
+    assert stored["created_timestamp"].nunique() == 1
+    np.testing.assert_array_equal(stored["ticker"].to_numpy(), whole["ticker"].to_numpy())
+    np.testing.assert_allclose(stored[ALL].to_numpy(), whole[ALL].to_numpy(), equal_nan=True)
+    with pytest.raises(ValueError, match="tickers_per_chunk"):
+        next(alpha_feature_chunks(prices, tickers_per_chunk=0))

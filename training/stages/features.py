@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 from tqdm.auto import tqdm
 
-from feature_repo.files import write_feature_file
+from feature_repo.files import write_feature_chunks, write_feature_file
 from feature_repo.schema import FEATURES_BY_VIEW
 from feature_repo.tables import DATE, TICKER
-from feature_repo.transforms.alpha import alpha_features
+from feature_repo.transforms.alpha import alpha_feature_chunks
 from feature_repo.transforms.fundamental import fundamental_features
 from feature_repo.transforms.sentiment import sentiment_features
 from feature_repo.transforms.technical import technical_features
@@ -59,7 +59,8 @@ def run(ctx: RunContext) -> dict[str, object]:
         "technical_features": lambda: technical_features(
             prices, benchmark.set_index(DATE)["close"], sessions=sessions, breaks=breaks
         ),
-        "alpha_features": lambda: alpha_features(prices, sessions=sessions, breaks=breaks),
+        # 163 features over a whole exchange: computed and written a group of tickers at a time.
+        "alpha_features": lambda: alpha_feature_chunks(prices, sessions=sessions, breaks=breaks),
         "fundamental_features": lambda: (
             fundamental_features(prices, fundamentals, breaks=breaks) if not fundamentals.empty else None
         ),
@@ -75,11 +76,14 @@ def run(ctx: RunContext) -> dict[str, object]:
         note = ""
         if frame is None:
             frame, note = empty_features(view), " (no input data in the store: view left empty)"
-        path = write_feature_file(ctx.data_dir, view, frame)
+        if isinstance(frame, pd.DataFrame):
+            path, rows = write_feature_file(ctx.data_dir, view, frame), len(frame)
+        else:
+            path, rows = write_feature_chunks(ctx.data_dir, view, frame)
         if view == "sentiment_features" and scored_by is not None:
             note += f" (document scores of text model version {scored_by})"
-        print(f"  {view:<22} {len(frame):>9,} rows -> {path}{note}", file=ctx.out)
-        summary[view] = len(frame)
+        print(f"  {view:<22} {rows:>9,} rows -> {path}{note}", file=ctx.out)
+        summary[view] = rows
     return summary
 
 

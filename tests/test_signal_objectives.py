@@ -248,7 +248,7 @@ def test_horizon_report_has_every_horizon_from_the_train_segment_only() -> None:
     keys = by_h[5][[DATE, TICKER]].sort_values([DATE, TICKER], ignore_index=True)
     # A SYNTHETIC feature: the past 20-session return of each name (known at t).
     wide = prices.pivot(index=DATE, columns=TICKER, values="adj_close")
-    past = (wide / wide.shift(20) - 1).stack().reset_index(name="mom")
+    past = (wide / wide.shift(20) - 1).reset_index().melt(id_vars=DATE, var_name=TICKER, value_name="mom").dropna()
     keys = keys.merge(past, on=[DATE, TICKER], how="inner")
     n = len(keys)
     frame = TrainingFrame(

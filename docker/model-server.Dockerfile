@@ -31,23 +31,6 @@ COPY --from=requirements /reqs /reqs
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/serving.txt \
     && /opt/venv/bin/pip check
 
-# The project itself, without dependencies, into a folder of its own: a code-only change rebuilds
-# from here, and the runtime copies this small folder over the cached venv layer.
-FROM deps AS code
-# Build arguments end at a stage's end: the project's build backend (setuptools) needs the index too.
-ARG PIP_INDEX_URL
-ARG PIP_EXTRA_INDEX_URL
-ARG PIP_FIND_LINKS
-ARG PIP_TRUSTED_HOST
-COPY pyproject.toml README.md /src/
-COPY feature_repo /src/feature_repo
-COPY api /src/api
-COPY training /src/training
-COPY serving /src/serving
-COPY monitoring /src/monitoring
-RUN /opt/venv/bin/pip install --quiet --no-cache-dir --no-deps --no-compile --target /opt/code /src \
-    && mkdir -p /opt/code-bin && mv /opt/code/bin/* /opt/code-bin/ && rmdir /opt/code/bin
-
 # What no running service needs, dropped before the runtime copies the venv: the installers and the
 # packages' own test suites.
 FROM deps AS venv
@@ -71,8 +54,10 @@ RUN groupadd --system --gid 10001 portfolio \
     && mkdir -p /data \
     && chown 10001:10001 /data
 COPY --from=venv /opt/venv /opt/venv
-COPY --from=code /opt/code /opt/venv/lib/python3.11/site-packages/
-COPY --from=code /opt/code-bin /opt/venv/bin/
+# The packages this image runs, last, straight into the venv (what `pip install --no-deps .` would
+# put there, less the metadata nothing reads): a code-only change rebuilds these small layers only.
+COPY feature_repo /opt/venv/lib/python3.11/site-packages/feature_repo
+COPY serving /opt/venv/lib/python3.11/site-packages/serving
 # The Feast repo folder (feature_store*.yaml) for `feast --chdir /app/feature_repo serve`.
 COPY feature_repo /app/feature_repo
 WORKDIR /app

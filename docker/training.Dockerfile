@@ -36,23 +36,6 @@ RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r 
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/monitoring.txt \
     && /opt/venv/bin/pip check
 
-# The project itself, without dependencies, into a folder of its own: a code-only change rebuilds
-# from here, and the runtime copies this small folder over the cached venv layer.
-FROM deps AS code
-# Build arguments end at a stage's end: the project's build backend (setuptools) needs the index too.
-ARG PIP_INDEX_URL
-ARG PIP_EXTRA_INDEX_URL
-ARG PIP_FIND_LINKS
-ARG PIP_TRUSTED_HOST
-COPY pyproject.toml README.md /src/
-COPY feature_repo /src/feature_repo
-COPY api /src/api
-COPY training /src/training
-COPY serving /src/serving
-COPY monitoring /src/monitoring
-RUN /opt/venv/bin/pip install --quiet --no-cache-dir --no-deps --no-compile --target /opt/code /src \
-    && mkdir -p /opt/code-bin && mv /opt/code/bin/* /opt/code-bin/ && rmdir /opt/code/bin
-
 # What no job needs, dropped before the runtime copies the venv: the installers (test suites stay:
 # some libraries of this image import their own `tests` packages).
 FROM deps AS venv
@@ -79,8 +62,13 @@ RUN apt-get update \
     && mkdir -p /data /config \
     && chown 10001:10001 /data
 COPY --from=venv /opt/venv /opt/venv
-COPY --from=code /opt/code /opt/venv/lib/python3.11/site-packages/
-COPY --from=code /opt/code-bin /opt/venv/bin/
+# The project (every package but the gateway's `api`) last, straight into the venv (what
+# `pip install --no-deps .` would put there, less the metadata nothing reads): a code-only change
+# rebuilds these small layers and nothing else.
+COPY feature_repo /opt/venv/lib/python3.11/site-packages/feature_repo
+COPY training /opt/venv/lib/python3.11/site-packages/training
+COPY serving /opt/venv/lib/python3.11/site-packages/serving
+COPY monitoring /opt/venv/lib/python3.11/site-packages/monitoring
 # The demo configurations, for `python -m training demo` inside the image.
 COPY configs /app/configs
 WORKDIR /app

@@ -123,8 +123,24 @@ def test_pip_installs_are_lean_and_constrained(name: str) -> None:
     last_deps = max(n for n, i in enumerate(instructions) if DEPS_INSTALL.search(i.args))
     copied = [n for n, i in enumerate(instructions) if i.keyword == "COPY" and i.args.split()[0] in SOURCES]
     assert copied and min(copied) > last_deps, "sources are copied before the dependency layers (cache)"
-    (project,) = [i for i in installs if "--no-deps" in i.args]
-    assert "-r " not in project.args and "--target /opt/code /src" in project.args
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_project_is_the_last_layers_of_the_final_stage(name: str) -> None:
+    """The packages are copied into the venv after it: a code-only change rebuilds only those layers."""
+    final = stages(dockerfile(name))[-1]
+    venv_at = next(
+        n for n, i in enumerate(final) if i.keyword == "COPY" and i.args == "--from=venv /opt/venv /opt/venv"
+    )
+    packages = {
+        i.args.split()[0]: (n, i.args.split()[1])
+        for n, i in enumerate(final)
+        if i.keyword == "COPY" and i.args.split()[0] in SOURCES and "site-packages" in i.args
+    }
+    assert packages and set(packages) <= SOURCES and "feature_repo" in packages
+    for package, (at, target) in packages.items():
+        assert at > venv_at and target == f"/opt/venv/lib/python3.11/site-packages/{package}"
+    assert not [i for i in final[venv_at:] if i.keyword == "RUN"], "no RUN after the venv copy (cache)"
 
 
 @pytest.mark.parametrize("name", IMAGES)

@@ -263,13 +263,13 @@ CARRIES: Final = {
     "gateway": {"feast", "fastapi", "api"},
     "model-server": {"lightgbm", "mlflow", "kserve", "feast", "serving"},
     "text-model-server": {"torch", "transformers", "onnxruntime", "kserve", "mlflow", "serving"},
-    "training": {"torch", "ray", "lightgbm", "mlflow", "transformers", "feast", "training", "kserve"},
+    "training": {"torch", "ray", "lightgbm", "mlflow", "transformers", "feast", "training", "serving", "kserve"},
 }
 ABSENT: Final = {
-    "gateway": {"torch", "ray", "lightgbm", "mlflow", "kserve", "transformers", "onnxruntime"},
-    "model-server": {"torch", "ray", "transformers"},
-    "text-model-server": {"ray"},
-    "training": set(),
+    "gateway": {"torch", "ray", "lightgbm", "mlflow", "kserve", "transformers", "onnxruntime", "serving", "training"},
+    "model-server": {"torch", "ray", "transformers", "api", "training"},
+    "text-model-server": {"ray", "api", "training"},
+    "training": {"api"},
 }
 
 

@@ -21,14 +21,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from feature_repo.settings import FeatureStoreSettings
 from feature_repo.store import FeatureRepo
+from feature_repo.tables import DATE
 from training.config import load_config
+from training.datasets import TrainingFrame
 from training.horizons import horizon_report
 from training.models.signal import SignalModelParams
 from training.signals import load_inputs, model_frame
@@ -44,6 +50,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--variants", default="binary,regression:rank,regression:zscore,regression:raw,lambdarank")
     parser.add_argument("--trees", type=int, default=200, help="boosting rounds of every variant (default 200)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--date-stride",
+        type=int,
+        default=1,
+        help="keep every k-th sample date (train and test alike) to cut the cost on a busy machine (default 1)",
+    )
+    parser.add_argument("--cache", type=Path, default=None, help="pickle of the loaded frame, reused when present")
     return parser.parse_args(argv)
 
 
@@ -65,9 +78,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "variants": {},
     }
     base = signals.model_copy(update={"learning": signals.learning.model_copy(update={"report_horizons": horizons})})
-    inputs = load_inputs(base, args.data_dir / "offline.duckdb", repo, exchange=config.calendar.exchange)
-    frame = model_frame(inputs, spec)  # the features once: only the labels differ between variants
+    frame, outcomes = _load(args, config, base, spec, repo)
+    frame, outcomes = _stride(frame, outcomes, args.date_stride)
     results["rows"] = len(frame)
+    results["date_stride"] = args.date_stride
     results["load_seconds"] = round(time.perf_counter() - started, 1)
     for variant in args.variants.split(","):
         objective, _, label = variant.partition(":")
@@ -78,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             num_threads=args.threads,
         )
         t0 = time.perf_counter()
-        rows = horizon_report(frame, inputs.report_outcomes, params, cfg)
+        rows = horizon_report(frame, outcomes, params, cfg)
         results["variants"][variant] = {
             "seconds": round(time.perf_counter() - t0, 1),
             "horizons": {
@@ -89,6 +103,48 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(results, indent=2))
     return results
+
+
+def _load(
+    args: argparse.Namespace, config: Any, signals: Any, spec: Any, repo: FeatureRepo
+) -> tuple[TrainingFrame, dict[int, pd.DataFrame]]:
+    """The model's frame and the members' outcomes per horizon (from ``--cache`` when it exists)."""
+    if args.cache is not None and args.cache.exists():
+        with args.cache.open("rb") as f:
+            cached: tuple[TrainingFrame, dict[int, pd.DataFrame]] = pickle.load(f)
+        return cached
+    inputs = load_inputs(signals, args.data_dir / "offline.duckdb", repo, exchange=config.calendar.exchange)
+    frame = model_frame(inputs, spec)  # the features once: only the labels differ between variants
+    if args.cache is not None:
+        with args.cache.open("wb") as f:
+            pickle.dump((frame, inputs.report_outcomes), f)
+    return frame, inputs.report_outcomes
+
+
+def _stride(
+    frame: TrainingFrame, outcomes: dict[int, pd.DataFrame], stride: int
+) -> tuple[TrainingFrame, dict[int, pd.DataFrame]]:
+    """Every ``stride``-th session of the frame, and the outcomes of those sessions."""
+    if stride <= 1:
+        return frame, outcomes
+    sessions = pd.DatetimeIndex(frame.dates.unique()).sort_values()[::stride]
+    keep = frame.dates.isin(sessions).to_numpy()
+    X = frame.X[keep].reset_index(drop=True)
+
+    def cut(s: pd.Series) -> pd.Series:
+        return s[keep].reset_index(drop=True)
+
+    small = replace(
+        frame,
+        X=X,
+        y=cut(frame.y),
+        target=cut(frame.target),
+        dates=cut(frame.dates),
+        label_end=cut(frame.label_end),
+        tickers=cut(frame.tickers),
+        label=None if frame.label is None else cut(frame.label),
+    )
+    return small, {h: o[pd.to_datetime(o[DATE]).isin(sessions)] for h, o in outcomes.items()}
 
 
 if __name__ == "__main__":

@@ -22,7 +22,13 @@ from training.evaluation.book import (
     long_short_book,
     select_holdings,
 )
-from training.evaluation.liquidity import Liquidity, TradeCosts, adv_terciles, liquidity_panels
+from training.evaluation.liquidity import (
+    Liquidity,
+    TradeCosts,
+    adv_terciles,
+    liquidity_panels,
+    traded_value_panel,
+)
 from training.evaluation.topk import topk_backtest
 
 SESSIONS = pd.bdate_range("2024-01-01", periods=12)
@@ -252,3 +258,11 @@ def test_liquidity_is_required_for_costs_by_tercile_and_the_cap() -> None:
         BookRules(k=2, buffer=-1)
     with pytest.raises(TrainingError, match="widen"):
         TradeCosts(0.001, (0.003, 0.001, 0.002))
+
+
+def test_adv_from_prices_without_volume_is_refused_by_name() -> None:
+    prices = pd.DataFrame({"date": SESSIONS[:2], "ticker": "A", "close": [1.0, 1.1], "volume": [np.nan, np.nan]})
+    with pytest.raises(TrainingError, match="the prices hold none"):
+        traded_value_panel(prices)
+    prices["volume"] = [100.0, 200.0]
+    assert traded_value_panel(prices)["A"].tolist() == pytest.approx([100.0, 220.0])

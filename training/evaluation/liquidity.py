@@ -105,12 +105,18 @@ def traded_value_panel(prices: pd.DataFrame) -> pd.DataFrame:
     """Wide raw ``close x volume`` (sessions x tickers) from long price rows; NaN without a bar.
 
     Raises:
-        TrainingError: the prices lack ``date``, ``ticker``, ``close`` or ``volume``.
+        TrainingError: the prices lack ``date``, ``ticker``, ``close`` or ``volume``, or hold no volume.
     """
     missing = [c for c in ("date", "ticker", "close", "volume") if c not in prices.columns]
     if missing:
         raise TrainingError(f"ADV needs price column(s) {missing}; the prices have {list(prices.columns)}")
-    value = prices["close"].astype("float64") * prices["volume"].astype("float64")
+    volume = prices["volume"].astype("float64")
+    if len(volume) and volume.isna().all():
+        raise TrainingError(
+            "ADV needs volume and the prices hold none: drop signals.costs.liquidity and "
+            "signals.evaluation.book.adv_cap, or use data with volume"
+        )
+    value = prices["close"].astype("float64") * volume
     frame = pd.DataFrame({"date": pd.DatetimeIndex(prices["date"]), "ticker": prices["ticker"], "v": value})
     wide = frame.pivot_table(index="date", columns="ticker", values="v", aggfunc="last").sort_index()
     wide.index = pd.DatetimeIndex(wide.index)

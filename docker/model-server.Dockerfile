@@ -31,11 +31,15 @@ COPY --from=requirements /reqs /reqs
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/serving.txt \
     && /opt/venv/bin/pip check
 
-# What no running service needs, dropped before the runtime copies the venv: the installers and the
-# packages' own test suites.
+# What no running service needs, dropped before the runtime copies the venv: the installers, the
+# packages' own test suites, and what the predictors, `feast serve` and `mlflow server` never import
+# (MLflow's plotting and scikit-learn extras, SQLAlchemy's mypy plugin, Arrow Flight and headers).
 FROM deps AS venv
-RUN /opt/venv/bin/python -m pip uninstall --yes --quiet setuptools wheel pip \
-    && find /opt/venv/lib/python3.11/site-packages -depth -type d -name tests -exec rm -rf {} +
+RUN /opt/venv/bin/python -m pip uninstall --yes --quiet \
+       scikit-learn matplotlib fonttools pillow mypy setuptools wheel pip \
+    && find /opt/venv/lib/python3.11/site-packages -depth -type d -name tests -exec rm -rf {} + \
+    && cd /opt/venv/lib/python3.11/site-packages/pyarrow \
+    && rm -rf include src libarrow_flight.so* _flight.*.so flight.py
 
 FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -48,7 +52,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MLFLOW_DISABLE_TELEMETRY=true \
     HF_HUB_OFFLINE=1 \
     RAY_USAGE_STATS_ENABLED=0
-RUN groupadd --system --gid 10001 portfolio \
+# libgomp1: LightGBM's OpenMP runtime (neither base image has it).
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 portfolio \
     && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
        --shell /usr/sbin/nologin portfolio \
     && mkdir -p /data \

@@ -52,9 +52,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MLFLOW_DISABLE_TELEMETRY=true \
     HF_HUB_OFFLINE=1 \
     RAY_USAGE_STATS_ENABLED=0
-# wget: KubeRay's default head/worker probes call it inside the Ray containers.
+# wget: KubeRay's default head/worker probes call it inside the Ray containers; libgomp1: LightGBM's
+# OpenMP runtime (neither base image has it).
 RUN apt-get update \
-    && apt-get install --yes --no-install-recommends wget \
+    && apt-get install --yes --no-install-recommends wget libgomp1 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 portfolio \
     && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \

@@ -242,16 +242,23 @@ class OnlineFeatures:
                 self._repo = None
                 raise FeatureStoreUnavailableError(f"online universe unreadable: {type(e).__name__}") from e
 
-    def read_known(self, tickers: list[str]) -> FeatureSnapshot:
-        """Every feature of ``tickers`` in one online call, leaving out those with no row at all (blocking).
+    def read_known(self, tickers: list[str], services: tuple[str, ...]) -> FeatureSnapshot:
+        """The rows of ``tickers`` in one online call, leaving out tickers with no row at all (blocking).
+
+        Every view's event times and row digests are kept (for ``as_of`` and the audit digest); the
+        values only of the features ``services`` read (a view no served model reads can be large).
 
         Raises:
             FeatureStoreUnavailableError: the registry or online store cannot be read.
         """
         with self._lock:
-            rows = self._read_online(tickers, ALL_VIEWS)
+            # Not kept in the row cache: the universe's rows live in the scored snapshot.
+            rows = self._read_online(tickers, ALL_VIEWS, cache=False)
         known = [t for t in tickers if any(rows[(v, t)].event_time is not None for v in ALL_VIEWS)]
-        return _assemble(known, ALL_VIEWS, rows)
+        snapshot = _assemble(known, ALL_VIEWS, rows)
+        used = {name for s in services for view in SERVICE_VIEWS[s] for name in names(FEATURES_BY_VIEW[view])}
+        values = {name: column for name, column in snapshot.values.items() if name in used}
+        return FeatureSnapshot(known, values, snapshot.event_times, snapshot.row_digests)
 
     def _refresh_ahead(self, views: tuple[str, ...], rows: dict[tuple[str, str], _Row]) -> None:
         """Start a background re-read of the tickers whose rows are past half their life."""
@@ -285,7 +292,9 @@ class OnlineFeatures:
                     found[(view, ticker)] = row
         return found
 
-    def _read_online(self, tickers: list[str], views: tuple[str, ...]) -> dict[tuple[str, str], _Row]:
+    def _read_online(
+        self, tickers: list[str], views: tuple[str, ...], *, cache: bool = True
+    ) -> dict[tuple[str, str], _Row]:
         """One Feast call for ``tickers`` (caller holds the lock); caches the rows of known tickers."""
         refs = [f"{view}:{name}" for view in views for name in names(FEATURES_BY_VIEW[view])]
         start = time.perf_counter()
@@ -302,7 +311,7 @@ class OnlineFeatures:
         rows = _rows(tickers, views, data, self.clock())
         self._export_age(rows)
         known = {t for (_, t), row in rows.items() if row.event_time is not None}
-        if self.cache_seconds > 0:
+        if cache and self.cache_seconds > 0:
             self._rows.update({key: row for key, row in rows.items() if key[1] in known})
             self._generation += 1
         return rows

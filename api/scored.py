@@ -32,9 +32,12 @@ from api.metrics import GatewayMetrics
 from api.registry import info_version
 from api.scored_snapshot import Lookup, ScoredSnapshot
 from api.settings import COMPONENT_MODELS, ScoredSettings
+from feature_repo.schema import ALLOCATOR_SERVICE
 
 log = logging.getLogger(__name__)
 SCORED_MODELS: Final = (*COMPONENT_MODELS, ENSEMBLE)
+# The feature services whose values a snapshot keeps: the components' and the allocator's.
+SCORED_SERVICES: Final = (*(f"{m}_model_v1" for m in COMPONENT_MODELS), ALLOCATOR_SERVICE)
 Versions = dict[str, str | None]
 
 
@@ -154,7 +157,7 @@ class ScoredUniverse:
         return True
 
     async def _build(self, marker: str, tickers: list[str], versions: Versions, started: float) -> ScoredSnapshot:
-        features = await run_in_threadpool(self.features.read_known, tickers)
+        features = await run_in_threadpool(self.features.read_known, tickers, SCORED_SERVICES)
         client = self.client()
         gate = asyncio.Semaphore(self.settings.max_in_flight)
         timeout = self.settings.build_timeout_s

@@ -382,7 +382,7 @@ def _run(args: argparse.Namespace, data_dir: Path, models: list[str], universe: 
             results[f"all_{len(universe)}_tickers_concurrency_1"] = every_level
             common.log(f"all {len(universe)} tickers, concurrency 1: {every_level}")
         gateway_pid = pids["gateway"]
-        results["gateway_rss_mb"] = common.rounded(psutil.Process(gateway_pid).memory_info().rss / 2**20, 1)
+        results["gateway_rss_mb"] = round(psutil.Process(gateway_pid).memory_info().rss / 2**20, 1)
     load_after = os.getloadavg()[0]
     baseline = in_process(data_dir, tickers, models, 200)
     return {

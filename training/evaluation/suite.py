@@ -124,7 +124,8 @@ def portfolio_report(
     Raises:
         TrainingError: as the books raise (a date with fewer than k eligible names, named).
     """
-    everything = {**{n: _members_only(s, data.members) for n, s in scores.items()}, **baseline_scores(data)}
+    # Rank IC and spreads are measured on the members only, as the books trade them.
+    everything = {n: _members_only(s, data.members) for n, s in {**scores, **baseline_scores(data)}.items()}
     equal = equal_weight_book(
         data.close,
         costs=settings.costs,

@@ -183,7 +183,21 @@ class Plan:
     repository: str
     manifest: Path
     rebuild: bool
+    keep_old: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def remove_older_tags(tag: str) -> list[str]:
+    """Untag the other tags of ``tag``'s repository (older builds), so disk use stays bounded.
+
+    An image a container still uses, or whose layers a newer one shares, keeps its layers.
+    """
+    repository = tag.rsplit(":", 1)[0]
+    listed = _run(["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", repository]).stdout.split()
+    older = [t for t in listed if t != tag and not t.endswith(":<none>")]
+    if older:
+        _run(["docker", "image", "rm", *older])
+    return older
 
 
 def build_lane(names: list[str], plan: Plan) -> dict[str, dict[str, object]]:
@@ -196,6 +210,8 @@ def build_lane(names: list[str], plan: Plan) -> dict[str, dict[str, object]]:
         if built:
             log = plan.manifest.parent / f"build-{name}.log"
             build(name, tag, base=plan.base, args=plan.index.args, proxy=plan.proxy, log=log)
+        if not plan.keep_old:
+            remove_older_tags(tag)
         report[name] = {"tag": tag, "built": built, "seconds": round(time.monotonic() - started, 1)}
         with plan.lock:
             manifest = json.loads(plan.manifest.read_text()) if plan.manifest.exists() else {}
@@ -211,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repository", default="portfolio-os", help="image name prefix (default portfolio-os)")
     parser.add_argument("--manifest", type=Path, default=ROOT / "build" / "images.json")
     parser.add_argument("--rebuild", action="store_true", help="build even when the tag exists")
+    parser.add_argument("--keep-old", action="store_true", help="keep the older tags of each image")
     parser.add_argument("--serial", action="store_true", help="one build at a time (default: gateway alongside)")
     opts = parser.parse_args(argv)
     if not engine_ok():
@@ -223,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     # The gateway shares no layer with the others: it builds alongside their chain.
     lanes = [wanted] if opts.serial else [[n for n in wanted if n == "gateway"], [n for n in wanted if n != "gateway"]]
     with IndexProxy(index.roots, index.hosts, index.cafile) as proxy:
-        plan = Plan(base, image_id(base) or base, index, proxy.url, opts.repository, opts.manifest, opts.rebuild)
+        plan = Plan(
+            base, image_id(base) or base, index, proxy.url, opts.repository, opts.manifest, opts.rebuild, opts.keep_old
+        )
         with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
             reports = list(pool.map(lambda lane: build_lane(lane, plan), [lane for lane in lanes if lane]))
     report = {name: r for lane in reports for name, r in lane.items()}

@@ -10,8 +10,9 @@ import pandas as pd
 from training.model_card import DATA_LIMITS, data_label
 
 LIMITS = (
-    "The policy was trained on a fixed universe (the tickers listed above); it allocates over any "
-    "subset of them and refuses other tickers.",
+    "The policy has a fixed number of slots (max_assets under constraints): it allocates over any set of "
+    "at most that many tickers, seen in training or not, and refuses more. When the universe holds more "
+    "names than slots, held names take slots first, then the calmest by slot_feature; the rest get nothing.",
     "It reads one session of features (the allocator_v1 service); the features summarise 21-252 sessions.",
     "RL results vary with the seed: the seed is one of the searched dimensions and the card reports the "
     "validation spread across trials.",
@@ -46,6 +47,12 @@ def verdict(table: pd.DataFrame, name: str, baselines: Sequence[str]) -> str:
     return "It beat every baseline on the test segment's net Sharpe."
 
 
+def _shown(tickers: Sequence[str], limit: int = 50) -> str:
+    """The first ``limit`` names and how many more (an exchange's universe holds thousands)."""
+    head = ", ".join(tickers[:limit])
+    return head if len(tickers) <= limit else f"{head} (+{len(tickers) - limit} more)"
+
+
 def render_card(facts: AllocatorFacts) -> str:
     """The card as Markdown (logged as ``model_card.md`` and as the version's description)."""
     seg = "\n".join(f"- {k}: {a} .. {b}" for k, (a, b) in facts.segments.items())
@@ -60,7 +67,7 @@ def render_card(facts: AllocatorFacts) -> str:
 
 ## Data
 - Source: {data_label(facts.data_kind)}
-- Universe ({len(facts.tickers)}): {", ".join(facts.tickers)}
+- Names in the training panel ({len(facts.tickers)}, every one ever a member): {_shown(facts.tickers)}
 - Features (allocator_v1, lagged one session: decisions trade at the next close): {", ".join(facts.features)}
 {seg}
 - Code version: `{facts.code_version}`

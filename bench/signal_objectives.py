@@ -80,6 +80,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base = signals.model_copy(update={"learning": signals.learning.model_copy(update={"report_horizons": horizons})})
     frame, outcomes = _load(args, config, base, spec, repo)
     frame, outcomes = _stride(frame, outcomes, args.date_stride)
+    if args.date_stride > 1:  # the folds count sessions: the same years hold k times fewer
+        k = args.date_stride
+        wf = base.walk_forward
+        scaled = wf.model_copy(
+            update={
+                "min_train_sessions": max(1, wf.min_train_sessions // k),
+                "test_sessions": None if wf.test_sessions is None else max(1, wf.test_sessions // k),
+                "embargo_sessions": -(-wf.embargo_sessions // k),
+            }
+        )
+        base = base.model_copy(update={"walk_forward": scaled})
     results["rows"] = len(frame)
     results["date_stride"] = args.date_stride
     results["load_seconds"] = round(time.perf_counter() - started, 1)

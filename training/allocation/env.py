@@ -298,16 +298,22 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
         return hold_unpriced(traded, drifted, None if self.panel.priced is None else self.panel.priced[t]), share
 
     def _hold(self, weights: FloatArray, t: int, end: int) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Drift ``weights`` over sessions ``t + 1 .. end``: each session's gross return, weights and forced sales."""
+        """Drift ``weights`` over sessions ``t + 1 .. end``: each session's gross return, weights and forced sales.
+
+        Only held names move a book, so the drift runs over them alone (a few hundred of an
+        exchange's thousands of ever-listed names).
+        """
+        held = np.flatnonzero(weights)
+        book = weights[held]
         gross = np.empty(end - t)
         sold = np.zeros(end - t)
-        path = np.empty((end - t, weights.size))
+        path = np.zeros((end - t, weights.size))
         exits = self.panel.exits
         for i in range(end - t):
-            weights, gross[i] = drift(weights, self._returns[t + 1 + i])
+            book, gross[i] = drift(book, self._returns[t + 1 + i, held])
             if exits is not None:
-                weights, sold[i] = sell_exits(weights, exits[t + 1 + i])
-            path[i] = weights
+                book, sold[i] = sell_exits(book, exits[t + 1 + i, held])
+            path[i, held] = book
         return gross, path, sold
 
     def _observation(self) -> ObsArray:

@@ -32,7 +32,7 @@ import pandas as pd
 from feature_repo.schema import ALPHA_FEATURES, ALPHA_LIQUIDITY_WINDOWS, ALPHA_WINDOWS
 from feature_repo.tables import DATE, TICKER
 from feature_repo.transforms import alpha_rolling as ops
-from feature_repo.transforms.alpha_rolling import EPS, full, safe_div
+from feature_repo.transforms.alpha_rolling import EPS, full, keep, safe_div
 from feature_repo.transforms.panel import grid, restore_tickers, split_at_breaks, to_wide
 from feature_repo.transforms.technical import MAX_GAP_SESSIONS
 
@@ -188,7 +188,7 @@ def _alpha(prices: pd.DataFrame, max_gap_sessions: int, sessions: pd.Index | Non
 
 
 def _kbar(b: _Bars) -> dict[str, pd.DataFrame]:
-    c = b.close.where(b.present)
+    c = keep(b.close, b.present)
     o, h, lo = b.open, b.high, b.low
     body_top, body_bottom = cast(pd.DataFrame, np.fmax(o, c)), cast(pd.DataFrame, np.fmin(o, c))
     spread = h - lo + EPS
@@ -261,7 +261,7 @@ def _liquidity(b: _Bars) -> dict[str, pd.DataFrame]:
     for w in ALPHA_LIQUIDITY_WINDOWS:
         out[f"log_med_value_{w}"] = cast(pd.DataFrame, np.log1p(full(b.value, w).median()))
     # Sessions that traded nothing have no price impact to measure: they leave the mean.
-    impact = (b.close.pct_change(fill_method=None).abs() / b.value.where(b.value > 0)) * AMIHUD_SCALE
+    impact = (b.close.pct_change(fill_method=None).abs() / keep(b.value, b.value.to_numpy() > 0)) * AMIHUD_SCALE
     for w in ALPHA_LIQUIDITY_WINDOWS:
         out[f"log_amihud_{w}"] = cast(pd.DataFrame, np.log1p(ops.Window(impact, w, min_periods=w // 2).mean()))
     out["log_price"] = cast(pd.DataFrame, np.log(b.raw_close))

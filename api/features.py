@@ -28,6 +28,8 @@ ALL_VIEWS: Final[tuple[str, ...]] = tuple(FEATURES_BY_VIEW)
 REFRESH_AFTER_SHARE: Final = 0.5
 # Distinct ticker sets kept assembled; small, since each holds its derived answers (memory, GC).
 MAX_ASSEMBLED: Final = 128
+# Tickers per online call when the whole universe is read: bounds the peak of Feast's response objects.
+UNIVERSE_CHUNK: Final = 400
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -251,9 +253,12 @@ class OnlineFeatures:
         Raises:
             FeatureStoreUnavailableError: the registry or online store cannot be read.
         """
-        with self._lock:
+        rows: dict[tuple[str, str], _Row] = {}
+        for start in range(0, len(tickers), UNIVERSE_CHUNK):
+            # The lock is released between chunks, so request-path reads wait for one chunk at most.
             # Not kept in the row cache: the universe's rows live in the scored snapshot.
-            rows = self._read_online(tickers, ALL_VIEWS, cache=False)
+            with self._lock:
+                rows.update(self._read_online(tickers[start : start + UNIVERSE_CHUNK], ALL_VIEWS, cache=False))
         known = [t for t in tickers if any(rows[(v, t)].event_time is not None for v in ALL_VIEWS)]
         snapshot = _assemble(known, ALL_VIEWS, rows)
         used = {name for s in services for view in SERVICE_VIEWS[s] for name in names(FEATURES_BY_VIEW[view])}

@@ -13,7 +13,11 @@ seed 0; the figures are validation figures on held-out families, not on real new
   with its accuracy, macro-F1 and largest probability difference from eager PyTorch (equal accuracy
   is part of the claim); eager PyTorch at batch 1 is reported too (the cost of not batching).
 
-``--model-dir`` scores a saved model (``TextClassifier.save``) instead of fine-tuning one.
+``--model-dir`` scores a saved model (``TextClassifier.save``, or the ``model`` folder of a registered
+version) instead of fine-tuning one. ``--corpus FILE --valid-rows A B`` measures on a real labelled
+corpus's validation rows instead of the project's set, and adds ONNX Runtime with **static** int8
+quantisation calibrated on ``--calibration`` of the corpus's other rows (real text), with the
+acceptance rule of the text model: macro-F1 within 0.005 of fp32 ONNX on those validation rows.
 """
 
 from __future__ import annotations
@@ -31,11 +35,18 @@ from typing import Any, Final
 import numpy as np
 
 from bench import common
-from training.sentiment.corpus import load_project_corpus
+from training.sentiment.corpus import load_held_out, load_project_corpus
 from training.sentiment.finetune import FineTuneConfig, fine_tune
 from training.sentiment.lexicon import LoughranMcDonald
 from training.sentiment.metrics import classification_report, label_indices
-from training.sentiment.runtimes import export_onnx, onnx_logits, quantise_onnx, quantised_torch_logits
+from training.sentiment.runtimes import (
+    calibration_batches,
+    export_onnx,
+    onnx_logits,
+    quantise_onnx,
+    quantise_onnx_static,
+    quantised_torch_logits,
+)
 from training.sentiment.split import split_by_family
 from training.sentiment.text_classifier import TextClassifier, batched_probabilities, pad_batch, softmax
 
@@ -51,7 +62,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="timed passes per runtime (default 3)")
     parser.add_argument("--repeat", type=int, default=4, help="scoring set = validation sentences x this")
     parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
-    return parser.parse_args(argv)
+    parser.add_argument("--corpus", type=Path, default=None, help="a real 'sentence,label' CSV to measure on")
+    parser.add_argument("--valid-rows", type=int, nargs=2, default=None, metavar=("FIRST", "LAST"))
+    parser.add_argument("--calibration", type=int, default=512, help="corpus training rows calibrating static int8")
+    parser.add_argument("--limit", type=int, default=None, help="score only the first N validation sentences")
+    args = parser.parse_args(argv)
+    if (args.corpus is None) != (args.valid_rows is None):
+        parser.error("--corpus and --valid-rows go together")
+    return args
 
 
 def naive_probabilities(classifier: TextClassifier, texts: Sequence[str], batch_size: int) -> np.ndarray:
@@ -99,8 +117,18 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     corpus = load_project_corpus()
     split = split_by_family(corpus.frame, valid_fraction=0.2, seed=0)
-    valid = split.valid["sentence"].tolist()
-    truth = label_indices(split.valid["label"].tolist())
+    valid_frame, calibration, data = (
+        split.valid,
+        split.train["sentence"],
+        f"the project's labelled set ({corpus.description})",
+    )
+    if args.corpus is not None:
+        held = load_held_out(args.corpus, train_rows=None, valid_rows=tuple(args.valid_rows))
+        valid_frame, calibration, data = held.valid.frame, held.train.frame["sentence"], held.valid.description
+    valid_frame = valid_frame.iloc[: args.limit] if args.limit else valid_frame
+    valid = valid_frame["sentence"].tolist()
+    truth = label_indices(valid_frame["label"].tolist())
+    calibration_texts = calibration.sample(min(args.calibration, len(calibration)), random_state=0).tolist()
     common.log("lexicon")
     lexicon = LoughranMcDonald()
     lexicon_rate, lexicon_pred = _median_rate(lambda: lexicon.predict(valid), len(valid), args.rounds)
@@ -127,6 +155,10 @@ def main(argv: list[str] | None = None) -> None:
         onnx_path = export_onnx(classifier, Path(folder) / "model.onnx")
         runtimes["onnxruntime"] = onnx_logits(onnx_path)
         runtimes["onnxruntime_int8"] = onnx_logits(quantise_onnx(onnx_path, Path(folder) / "model.int8.onnx"))
+        static = quantise_onnx_static(
+            onnx_path, Path(folder) / "model.static.onnx", calibration_batches(classifier, calibration_texts)
+        )
+        runtimes["onnxruntime_static_int8"] = onnx_logits(static)
         common.log(
             f"baseline (eager PyTorch, input order, padded to max_length) and {len(runtimes)} runtimes, "
             f"{args.rounds} interleaved rounds"
@@ -149,8 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     doc = {
         "benchmark": NAME,
         "description": "text model: fine-tune wall time, sentences/s per runtime at batch 32, quality vs lexicon",
-        "data": f"the project's labelled set ({corpus.description}); validation = held-out families, "
-        f"{len(valid)} sentences; NOT real news",
+        "data": f"{data}: {len(valid)} validation sentences"
+        + ("" if args.corpus else " (held-out families; NOT real news)"),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "fine_tune": {
             "seconds": round(fine_tune_s, 1) if fine_tune_s is not None else None,
@@ -173,11 +205,22 @@ def main(argv: list[str] | None = None) -> None:
             "torch_batch_1_per_s": round(single_rate, 1),
             "lexicon_per_s": round(lexicon_rate, 1),
             "runtimes": rows,
+            "static_int8_vs_onnx_fp32": _int8_verdict(rows),
         },
         "total_seconds": round(time.perf_counter() - started, 1),
         **common.environment(),
     }
     common.emit(NAME, doc, args.results_dir)
+
+
+def _int8_verdict(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The text model's acceptance rule for static int8, and its speed against fp32 ONNX in the same run."""
+    fp32, int8 = rows["onnxruntime"], rows["onnxruntime_static_int8"]
+    return {
+        "macro_f1_change": round(int8["macro_f1"] - fp32["macro_f1"], 4),
+        "accepted_within_0.005": bool(int8["macro_f1"] >= fp32["macro_f1"] - 0.005),
+        "speedup": common.ratio(int8["sentences_per_s"], fp32["sentences_per_s"]),
+    }
 
 
 def _row(

@@ -14,7 +14,8 @@ PROJECT_SET_LIMITS = (
     "sentence, no inter-annotator agreement measured).",
     "Validation sentences come from template families never seen in training, but from the same authors "
     "and style: the figures are an optimistic estimate for real news, which is longer, noisier and often "
-    "mixed. No real dated news ships offline; the model has not been validated on real news here.",
+    "mixed. No real news ships with the project: real-text figures appear below only when the run was "
+    "given a real labelled corpus (sentiment.real_text).",
     "Documents are scored on their first max_length tokens (headline and lead); a turn later in a long "
     "article is not read.",
     "English only. Label = how an equity investor in the named company would read the sentence alone.",

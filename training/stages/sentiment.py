@@ -1,12 +1,15 @@
 """Stage ``sentiment``: fine-tune the text model, compare it with the lexicon, register it, score documents.
 
 1. The registry is checked first (an unreachable registry fails in seconds, not after the fine-tune).
-2. The labelled corpus (the project's set, or the configured ``sentence,label`` / PhraseBank files)
-   is split by family; the Loughran-McDonald lexicon and the fine-tuned all-MiniLM-L6-v2 are scored on
-   the held-out families; the table and both confusion matrices are printed and written to
-   ``<data>/reports/sentiment-*.md``.
-3. The model is registered as ``sentiment_text`` (challenger) and promoted to champion when its
-   validation macro-F1 beats the champion's on the same validation sentences by the margin.
+2. The labelled corpus (the project's set, or the configured ``sentence,label`` / PhraseBank files),
+   plus the training rows of a real corpus when ``real_text`` says so, is split by family into
+   training and a *carved* split. The fine-tune keeps its best epoch on the carved split (early
+   stopping) and a temperature is fitted there (calibration). The Loughran-McDonald lexicon and the
+   model are reported on the carved split and, when configured, on the real corpus's own validation
+   rows, which no choice ever reads; JSON and Markdown reports go to ``<data>/reports/sentiment-*``.
+3. The model is registered as ``sentiment_text`` (challenger) with its temperature and runtime in
+   ``model_config`` (static int8 ONNX only when it holds macro-F1 on real text) and promoted to
+   champion when its carved-split macro-F1 beats the champion's on the same sentences by the margin.
 4. The champion, loaded from the registry exactly as a model server loads it, scores every stored
    document it has not scored yet into ``scored_documents``; the ``features`` stage then turns them
    into the per-ticker daily sentiment features that Feast serves and model C trains on. With no
@@ -291,7 +294,9 @@ def _register(
         params=params | {"train_sentences": len(ev.split.train), "validation_sentences": len(ev.split.valid)},
         metrics=ev.model.as_metrics("val") | ev.lexicon.as_metrics("lexicon_val") | metrics,
         tags={"task": "sentiment_text", "code_version": code, "corpus": ev.corpus.description[:250]},
-        card=render_text_card(facts),
+        card=render_text_card(facts)
+        + f"\n## Calibration and real text (temperature {ev.temperature:.3f})\n\n"
+        + "\n".join(as_markdown(v) for v in ev.validations),
     )
     champion = _champion_macro_f1(ctx, registry, ev)
     model_config: dict[str, Any] = {

@@ -255,6 +255,9 @@ def _stress(
         first, last = STRESS_WINDOWS[window]
         # From the close on the window's first day, or the last session before it (a holiday).
         start = panel.position(first)
+        if start >= panel.n_sessions:  # the window lies after the data (a development split ending early)
+            frames.append(in_test[in_test["window"] == window])
+            continue
         start -= int(start > 0 and panel.dates[start] > np.datetime64(first, "D"))
         stop = min(panel.position(last) + 1, panel.n_sessions)
         if start < inputs.cfg.lookback + 1 or stop - start < 2 or start >= inputs.data.test[0]:

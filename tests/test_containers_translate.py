@@ -95,7 +95,9 @@ def test_gateway_env_resolves_the_secret_expands_variables_and_routes_services(r
     assert run.env["PORTFOLIO_OS_REDIS_URL"] == "redis://pos-portfolio-os-redis:16379/0"
     urls = json.loads(run.env["PORTFOLIO_OS_MODEL_URLS"])
     technical = ports[("technical", 8080)]
-    assert urls["technical"] == f"http://pos-portfolio-os-technical-predictor.portfolio-os.svc.cluster.local:{technical}"
+    assert (
+        urls["technical"] == f"http://pos-portfolio-os-technical-predictor.portfolio-os.svc.cluster.local:{technical}"
+    )
     assert run.env["PORTFOLIO_OS_MLFLOW_URL"] == f"http://pos-portfolio-os-mlflow:{ports[('mlflow', 5000)]}"
     hosts = _option(run, "--add-host") + [o.split("=", 1)[1] for o in run.options if o.startswith("--add-host=")]
     assert "pos-portfolio-os-mlflow:127.0.0.1" in hosts

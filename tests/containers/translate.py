@@ -255,7 +255,8 @@ def translate(workload: Workload, cluster: Cluster) -> DockerRun:
     command, args = _move_ports(command, ports), _move_ports(args, ports)
     mounts, claims, file_hosts = _mounts(cluster, workload)
     hosts |= file_hosts
-    options = ["--network", "host", "--label", f"{TEST_LABEL}={cluster.prefix}"]
+    # The kubelet ignores an image's HEALTHCHECK (the rendered probes decide): so does the test.
+    options = ["--network", "host", "--no-healthcheck", "--label", f"{TEST_LABEL}={cluster.prefix}"]
     options += [f"--add-host={host}:{LOOPBACK}" for host in sorted(hosts)]
     options += _security(workload) + _limits(workload, cluster.cpus) + mounts
     if workload.container.get("workingDir"):

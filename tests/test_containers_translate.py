@@ -63,7 +63,7 @@ def test_user_read_only_root_network_and_security_follow_the_security_context(re
     fs_group = release.workloads[key].pod["securityContext"].get("fsGroup")  # predictors carry none
     assert _option(run, "--group-add") == ([str(fs_group)] if fs_group is not None else [])
     assert ("--read-only" in run.options) is bool(ctx["readOnlyRootFilesystem"])
-    assert _option(run, "--network") == ["host"]
+    assert _option(run, "--network") == ["host"] and "--no-healthcheck" in run.options
     assert _option(run, "--cap-drop") == ["ALL"] and _option(run, "--security-opt") == ["no-new-privileges"]
 
 
@@ -167,3 +167,21 @@ def test_kubelet_variable_expansion() -> None:
     assert expand("$(A)-$(B)", env) == "x-y"
     assert expand("$(MISSING)", env) == "$(MISSING)"  # undefined references stay as written
     assert expand("$$(A)", env) == "$(A)"  # $$ escapes
+
+
+def test_the_image_manifest_becomes_chart_image_values(tmp_path) -> None:
+    manifest = {"gateway": "portfolio-os/gateway:abc", "model-server": "portfolio-os/model-server:def"}
+    assert chart.image_values(manifest) == {
+        "images": {
+            "gateway": {"repository": "portfolio-os/gateway", "tag": "abc"},
+            "modelServer": {"repository": "portfolio-os/model-server", "tag": "def"},
+        }
+    }
+    declared = chart.chart_image_keys()
+    with pytest.raises(chart.ManifestError, match=r"lacks .*run `make images`"):
+        chart.write_image_values({"gateway": "portfolio-os/gateway:abc"}, tmp_path / "images.yaml")
+    full = {name: f"local/{name}:t" for name in declared}
+    written = yaml.safe_load(chart.write_image_values(full, tmp_path / "images.yaml").read_text())
+    assert set(written["images"]) == declared
+    with pytest.raises(chart.ManifestError, match="no repository:tag"):
+        chart.image_values({"gateway": "no-tag"})

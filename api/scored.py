@@ -102,10 +102,9 @@ class ScoredUniverse:
     def features_for(self, tickers: list[str], views: tuple[str, ...]) -> FeatureSnapshot | None:
         """The rows of ``tickers`` in ``views`` from a fresh snapshot, or ``None`` (not all there)."""
         snapshot = self.fresh()
-        positions = snapshot.positions(tickers) if snapshot is not None else None
-        if snapshot is None or positions is None:
+        subset = snapshot.subset(tickers, views) if snapshot is not None else None
+        if subset is None:
             return None
-        subset = snapshot.features.subset(positions, views)
         # A ticker with rows in other views only: the store read names it as unknown.
         return subset if all(subset.tickers_as_of()) else None
 

@@ -20,6 +20,7 @@ from api.features import ALL_VIEWS, FeatureSnapshot
 from api.metrics import GatewayMetrics
 
 _AS_OF: Final = TypeAdapter(datetime | None)
+MAX_SUBSETS: Final = 128
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class ScoredSnapshot:
     built_at: float
     build_seconds: float
     _as_of: list[datetime | None] = field(default_factory=list, repr=False)
+    # Row subsets already cut (allocations): the same universe asked again gets the same object, so
+    # what a FeatureSnapshot memoises (its digest, its as_of) is computed once, as from the row cache.
+    _subsets: dict[tuple[tuple[str, ...], tuple[str, ...]], FeatureSnapshot] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_composition(
@@ -78,6 +82,20 @@ class ScoredSnapshot:
             _as_of=features.tickers_as_of(),
             **meta,
         )
+
+    def subset(self, tickers: list[str], views: tuple[str, ...]) -> FeatureSnapshot | None:
+        """The rows of ``tickers`` in ``views`` (reused per ticker list), or ``None`` when any is missing."""
+        key = (tuple(tickers), views)
+        found = self._subsets.get(key)
+        if found is not None:
+            return found
+        positions = self.positions(tickers)
+        if positions is None:
+            return None
+        if len(self._subsets) >= MAX_SUBSETS:
+            self._subsets.clear()  # distinct universes are few; a flood of new ones restarts it
+        found = self._subsets[key] = self.features.subset(positions, views)
+        return found
 
     def positions(self, tickers: list[str]) -> list[int] | None:
         """The rows of ``tickers``, or ``None`` when any is not in the snapshot."""

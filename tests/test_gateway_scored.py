@@ -109,6 +109,9 @@ def test_allocations_read_their_features_from_the_snapshot(make_gateway, shared_
     scored.post("/v1/allocations", json=body, headers=auth(new_key(scored)))
     # The snapshot's rows were used: no further online read.
     assert _metric(scored, "portfolio_os_gateway_feature_read_duration_seconds_count") == reads
+    # The same universe again is the same rows object (its digest and as_of computed once).
+    universe, views = body["universe"], ("technical_features",)
+    assert _scored(scored).features_for(universe, views) is _scored(scored).features_for(universe, views)
 
 
 def test_an_unchanged_store_confirms_and_a_new_version_rebuilds(make_gateway, shared_env, tmp_path: Path) -> None:

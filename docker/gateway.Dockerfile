@@ -22,7 +22,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/venv
 COPY requirements/constraints.txt /src/constraints.txt
-COPY --from=requirements /reqs /reqs
+COPY --from=requirements /reqs/gateway.txt /reqs/
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/gateway.txt \
     && /opt/venv/bin/pip check
 

@@ -25,14 +25,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/venv
 COPY requirements/constraints.txt /src/constraints.txt
-COPY --from=requirements /reqs /reqs
-# Each group is a layer of its own, in the same order in every Dockerfile, so the images share them.
+# Each group is a layer of its own, in the same order in every Dockerfile, so the images share them;
+# each layer copies only its own requirements file, so another group's change leaves it cached.
+COPY --from=requirements /reqs/serving.txt /reqs/
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/serving.txt \
     && /opt/venv/bin/pip check
+COPY --from=requirements /reqs/serving-text.txt /reqs/
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/serving-text.txt \
     && /opt/venv/bin/pip check
+COPY --from=requirements /reqs/training.txt /reqs/
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/training.txt \
     && /opt/venv/bin/pip check
+COPY --from=requirements /reqs/monitoring.txt /reqs/
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/monitoring.txt \
     && /opt/venv/bin/pip check
 

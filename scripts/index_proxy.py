@@ -12,7 +12,10 @@ from ``https://<host>/<path>`` here, with this machine's CA bundle (pip's ``cert
 machine behind a TLS-inspecting gateway trusts a CA the build's base image does not), and the
 links of an index page are rewritten to come back through the proxy.
 
-The proxy answers only for INDEX_HOST, only inside the folders and for the hosts it was given:
+Plain-http requests to the Debian mirrors in DEBIAN_HOSTS are forwarded as they are: HTTP_PROXY
+reaches every RUN of the build, `apt-get` among them (the images install libgomp1 and wget).
+
+The proxy answers only for INDEX_HOST and DEBIAN_HOSTS, only inside the folders and for the hosts it was given:
 it is not an open proxy. Directories without an ``index.html`` get a plain link listing (what
 pip's find-links reads).
 """
@@ -34,6 +37,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 # A name that resolves nowhere (RFC 2606 ``.invalid``): only the proxy can answer for it.
 INDEX_HOST = "portfolio-os-index.invalid"
+DEBIAN_HOSTS = frozenset({"deb.debian.org", "security.debian.org"})
 
 
 def _listing(folder: Path) -> bytes:
@@ -97,8 +101,28 @@ class _Handler(BaseHTTPRequestHandler):
             if body:
                 shutil.copyfileobj(upstream, self.wfile, 1 << 20)
 
+    def _debian(self, body: bool) -> None:
+        """Forward a plain-http request to a Debian mirror (apt verifies what it gets by signature)."""
+        try:
+            upstream = urllib.request.urlopen(self.path, timeout=120)
+        except urllib.error.HTTPError as e:
+            self.send_error(e.code)
+            return
+        with upstream:
+            self.send_response(HTTPStatus.OK)
+            for header in ("Content-Type", "Content-Length", "Last-Modified"):
+                if upstream.headers.get(header):
+                    self.send_header(header, upstream.headers[header])
+            self.end_headers()
+            if body:
+                shutil.copyfileobj(upstream, self.wfile, 1 << 20)
+
     def _answer(self, body: bool) -> None:
-        if urlsplit(self.path).hostname == INDEX_HOST and urlsplit(self.path).path.startswith("/https/"):
+        parts = urlsplit(self.path)
+        if parts.scheme == "http" and parts.hostname in DEBIAN_HOSTS:
+            self._debian(body)
+            return
+        if parts.hostname == INDEX_HOST and parts.path.startswith("/https/"):
             self._remote(body)
             return
         path = self._resolve()

@@ -6,6 +6,12 @@
 * :mod:`~training.evaluation.topk`: long-only top-k and equal-weight backtests with an execution
   lag, drifting weights and per-side costs.
 * :mod:`~training.evaluation.report`: one comparison table and its column definitions.
+* :mod:`~training.evaluation.book`: the turnover-aware top-k book (hold band, replacement limit,
+  minimum hold, ADV cap, point-in-time universe), equal-weight and long-short books.
+* :mod:`~training.evaluation.liquidity`: point-in-time ADV and volatility, costs by ADV tercile
+  and square-root impact.
+* :mod:`~training.evaluation.capacity`: the book size where costs eat half the gross excess.
+* :mod:`~training.evaluation.suite`: the portfolio report of models against the baselines.
 """
 
 from __future__ import annotations

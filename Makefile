@@ -105,4 +105,4 @@ clean-data: ## Remove the local data folder (offline store, feature files, regis
 	rm -rf $(DATA_DIR)
 
 clean: clean-data ## Remove .venv and caches as well
-	rm -rf $(VENV) .venv-checkov .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-checkov .mypy_cache .ruff_cache .pytest_cache build

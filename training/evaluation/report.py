@@ -56,7 +56,8 @@ cost_ann        costs paid per year, a fraction of equity: brokerage + half-spre
 net_excess      252 * mean(daily net return - equal weight's daily gross return); gross_excess
                 likewise before costs. Equal weight: the same members, same schedule.
 capacity_aud    book size (AUD) where net_excess falls to half the gross_excess of a tiny book
-                (no ADV cap in the search; interpolated in log size on a grid 1e5..1e10 AUD).
+                (no ADV cap in the search; interpolated in log size on a grid 1e5..1e10 AUD;
+                0.1m means at or below the grid's first size, '-' no gross edge to eat).
 ls_sharpe       long top / short bottom decile of the eligible names, each leg 1.0, net (costs
                 on both legs, no borrow fee); ls_gross_sharpe before costs.
 decile_spread   mean per-date target of the top score decile minus the bottom decile.

@@ -215,7 +215,7 @@ def _raw(classifier: TextClassifier, texts: Sequence[str], cfg: SentimentRunConf
 
 def _print_sides(ctx: RunContext, corpus: Corpus, held: HeldOutCorpus | None, split: Split) -> None:
     print(f"  corpus: {corpus.description}", file=ctx.out)
-    sides = [("train", split.train), ("carved", split.valid)]
+    sides = [("train", split.train), ("validation", split.valid)]  # validation: the split carved from training
     if held is not None:
         print(
             f"  real text: {held.train.description}; {held.leaked} training row(s) repeated in validation dropped",
@@ -225,7 +225,7 @@ def _print_sides(ctx: RunContext, corpus: Corpus, held: HeldOutCorpus | None, sp
     for side, part in sides:
         counts = part["label"].value_counts()
         shares = ", ".join(f"{lb} {int(counts.get(lb, 0)):,}" for lb in LABELS)
-        print(f"  {side:<10} {len(part):>6,} sentences ({shares})", file=ctx.out)
+        print(f"  {side:<10} {len(part):>6,} sentences, {part['family'].nunique():,} families ({shares})", file=ctx.out)
 
 
 def _report(ctx: RunContext, cfg: SentimentRunConfig, ev: _Evaluation, max_length: int) -> None:

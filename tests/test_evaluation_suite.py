@@ -13,10 +13,12 @@ import pytest
 from training.errors import TrainingError
 from training.evaluation.book import BookRules, Schedule
 from training.evaluation.liquidity import TradeCosts, liquidity_panels
+from training.evaluation.metrics import per_date_statistics
 from training.evaluation.suite import (
     EQUAL_WEIGHT,
     PortfolioData,
     PortfolioSettings,
+    baseline_scores,
     liquidity_terciles,
     portfolio_report,
 )
@@ -107,3 +109,15 @@ def test_settings_come_from_the_run_config() -> None:
     flat = PortfolioSettings.from_config(evaluation, CostConfig(bps_per_side=20, slippage_bps=5), window)
     assert flat.costs == TradeCosts.flat(0.0025)
     assert got.schedule == Schedule(21, window[0], window[1], 1)
+
+
+def test_baseline_rank_ic_is_measured_on_the_members_only(synthetic: tuple[PortfolioData, pd.DataFrame]) -> None:
+    data, scores = synthetic
+    report = portfolio_report({"model": scores}, data, settings(data), with_capacity=False)
+    momentum = baseline_scores(data)["momentum_12_1"]
+    inside = momentum[~momentum["ticker"].isin(data.close.columns[:6])]
+    joined = inside.merge(data.outcomes, on=["date", "ticker"]).dropna()
+    expected = per_date_statistics(joined)["rank_ic"].mean()
+    assert report.table.loc["momentum_12_1", "rank_ic_mean"] == pytest.approx(expected)
+    everyone = momentum.merge(data.outcomes, on=["date", "ticker"]).dropna()
+    assert per_date_statistics(everyone)["rank_ic"].mean() != pytest.approx(expected)

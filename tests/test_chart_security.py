@@ -140,8 +140,8 @@ def test_secret_references_follow_values() -> None:
 
 def test_network_policies_default_deny_and_allow_the_paths() -> None:
     """Default deny in the namespace; gateway port in; DNS, model servers, Feast, stores out."""
-    objs = [o for o in rendered_objects(CI_VALUES[0]) if o["kind"] == "NetworkPolicy"]
-    assert CI_VALUES[0].name == "default-values.yaml"
+    default_values = next(v for v in CI_VALUES if v.name == "default-values.yaml")
+    objs = [o for o in rendered_objects(default_values) if o["kind"] == "NetworkPolicy"]
     policies = {o["metadata"]["labels"]["app.kubernetes.io/component"]: o for o in objs}
     deny = next(o for o in objs if o["metadata"]["name"].endswith("-default-deny"))
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}

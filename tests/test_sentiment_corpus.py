@@ -67,7 +67,7 @@ def test_the_project_set_loads_with_three_labels_and_validation_families_in_ever
     counts = project.label_counts()
     assert set(counts) == set(LABELS) and min(counts.values()) >= 300
     assert (frame["family"] != frame["source"]).all() and (frame["topic"] != "").all()
-    assert "project set (3 files" in project.description
+    assert "project set (4 files" in project.description
     split = split_by_family(frame, valid_fraction=0.2, seed=0)
     assert frame["topic"].nunique() >= 5
     for topic in frame["topic"].unique():

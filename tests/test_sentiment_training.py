@@ -89,6 +89,7 @@ def test_static_int8_is_kept_only_within_the_tolerance(base: TextClassifier, tmp
     assert (tmp_path / ONNX_FILE).is_file() and (tmp_path / ONNX_INT8_FILE).is_file()
     assert "static int8 kept: macro-F1 1.0000 vs fp32 1.0000 on held" in kept.describe()
     # A tolerance no model can meet: the int8 file is removed, fp32 stays.
+    (tmp_path / "r").mkdir()
     refused = export_for_runtime(classifier, tmp_path / "r", calibration_texts=texts, check=check, tolerance=-1.0)
     assert not refused.accepted and "REFUSED" in refused.describe()
     assert (tmp_path / "r" / ONNX_FILE).is_file() and not (tmp_path / "r" / ONNX_INT8_FILE).exists()

@@ -55,11 +55,11 @@ def _server_args(model: str, port: int) -> list[str]:
     return ["-m", f"serving.{model}", "--host", "127.0.0.1", "--http_port", str(port), "--reload_seconds", "0"]
 
 
-def container_start(image: str, model: str, data_dir: Path) -> float:
+def container_start(image: str, model: str, data_dir: Path, container_dir: Path) -> float:
     port = _free_port()
     name = f"bench-images-{model}-{port}"
     cmd = ["docker", "run", "-d", "--rm", "--name", name, "--network", "host", "--read-only", "--tmpfs", "/tmp"]
-    cmd += ["-v", f"{data_dir}:{data_dir}", "-e", f"PORTFOLIO_OS_DATA_DIR={data_dir}", image, "python"]
+    cmd += ["-v", f"{data_dir}:{container_dir}", "-e", f"PORTFOLIO_OS_DATA_DIR={container_dir}", image, "python"]
     started = time.monotonic()
     subprocess.run([*cmd, *_server_args(model, port)], check=True, capture_output=True)
 
@@ -99,6 +99,11 @@ def image_size_mb(image: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, help="a data folder whose mlflow.db has champions (cold starts)")
+    parser.add_argument(
+        "--container-data-dir",
+        type=Path,
+        help="where the registry recorded its artifacts, if not --data-dir (the container mounts it there)",
+    )
     parser.add_argument("--models", default="technical,ensemble,sentiment_text")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     opts = parser.parse_args(argv)
@@ -113,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         for model in opts.models.split(","):
             image = manifest["text-model-server" if model in TEXT_MODELS else "model-server"]
             starts[model] = {
-                "container_ready_s": round(container_start(image, model, data_dir), 2),
+                "container_ready_s": round(
+                    container_start(image, model, data_dir, opts.container_data_dir or data_dir), 2
+                ),
                 "baseline_process_ready_s": round(process_start(model, data_dir), 2),
             }
         result["cold_start"] = starts

@@ -20,6 +20,7 @@ from training.allocation.panel import MarketPanel, panel_from_frames
 from training.allocation.policy import PolicyParams, policy_action
 from training.allocation.policy_strategy import PolicyStrategy
 from training.audit import AuditLog
+from training.errors import TrainingError
 from training.registry import RunRecord, SignalRegistry
 from training.run_config import RegistryConfig
 
@@ -280,3 +281,27 @@ def test_a_fixed_width_allocator_round_trips_through_the_registry(tmp_path: Path
     np.testing.assert_allclose(served["weight"].to_numpy(), direct["weight"].to_numpy(), atol=1e-12)
     with pytest.raises(ValueError, match="at most 8 tickers"):
         model.predict(pd.DataFrame({"ticker": [f"N{i}" for i in range(9)]}))
+
+
+def test_keeping_part_of_a_name_that_left_is_not_refused_and_the_trade_sells_it() -> None:
+    """A turnover-capped strategy may keep part of a held name that left; buying more of it is refused."""
+    close = closes()
+    members = pd.DataFrame(True, index=DAYS, columns=NAMES)
+    members.iloc[45:, 0] = False  # A leaves the universe at 45, between trades, and keeps trading
+    p = panel_from_frames(close, features(), FEATURES, benchmark_close=None, label="SYNTHETIC", members=members)
+    config = BacktestConfig(rebalance_every=10, cost_bps=0.0, slippage_bps=0.0, refit_every=1000, min_history=10)
+    result = backtest(Hold(), p, config, start=10, end=T - 1)
+    assert result.weights[49 - 10, 0] > 0.2  # held, not refused, until the next trade
+    assert result.weights[50 - 10 :, 0].sum() == 0.0  # which sells it (session 50)
+
+    class BuyMore(Hold):
+        def target(self, history: MarketPanel, current: np.ndarray) -> np.ndarray:
+            out = super().target(history, current)
+            if history.n_sessions >= 50 and current[0] > 0:
+                out = out.copy()
+                out[0] = current[0] + 0.01
+                out[1:] *= (1.0 - out[0]) / max(out[1:].sum(), 1e-12)
+            return out
+
+    with pytest.raises(TrainingError, match=r"'A', which was not available"):
+        backtest(BuyMore(), p, config, start=10, end=T - 1)

@@ -16,8 +16,9 @@ Timing, in sessions of the panel (positions ``start..end`` inclusive):
   ``net = (1 + gross) * (1 - turnover * cost) - 1`` (the convention of
   :mod:`training.evaluation.topk`, so the two backtests agree).
 * **Names that enter and leave** (a panel with masks, :mod:`training.allocation.panel`). A
-  strategy deciding on the history through ``t - 1`` must put no weight on a name unavailable at
-  ``t - 1`` (refused, named: a strategy that ignores the mask is a bug). A name available at
+  strategy deciding on the history through ``t - 1`` must not buy a name unavailable at ``t - 1``
+  (a target above the weight held is refused, named: a strategy that ignores the mask is a bug;
+  keeping part of a held name, as a turnover cap does, is not). A name available at
   ``t - 1`` but not at the trade session ``t`` (out of the universe, or its last close) is not
   bought, and sold if held: its target weight stays in cash. A held name without a close at ``t``
   (a halt) cannot trade: it keeps its weight, carried at its last close, and the rest of the
@@ -115,7 +116,7 @@ def backtest(
         # No trade on the window's last session: nothing would be held after it, only the cost paid
         # (the environment stops there too).
         if i % config.rebalance_every == 0 and t < last:
-            target = _checked(strategy.target(panel.slice(0, t), w.copy()), strategy.name, panel, t)
+            target = _checked(strategy.target(panel.slice(0, t), w.copy()), strategy.name, panel, t, w)
             if panel.available is not None:
                 target = np.where(panel.available[t], target, 0.0)
             target = hold_unpriced(target, w, None if panel.priced is None else panel.priced[t])
@@ -174,7 +175,7 @@ def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
     return tqdm(total=total, desc="backtests", unit="strategy")
 
 
-def _checked(target: FloatArray, name: str, panel: MarketPanel, t: int) -> FloatArray:
+def _checked(target: FloatArray, name: str, panel: MarketPanel, t: int, current: FloatArray) -> FloatArray:
     where = f"strategy {name!r} on {panel.dates[t]}"
     target = np.asarray(target, dtype=np.float64)
     if target.shape != (panel.n_assets,):
@@ -187,7 +188,8 @@ def _checked(target: FloatArray, name: str, panel: MarketPanel, t: int) -> Float
     if target.sum() > 1.0 + _WEIGHT_TOL:
         raise TrainingError(f"{where} returned weights summing to {target.sum():.6f} > 1 (leverage)")
     if panel.available is not None and t > 0:
-        barred = np.flatnonzero((target > _WEIGHT_TOL) & ~panel.available[t - 1])
+        # Buying is refused; keeping part of a held name is not (a turnover cap sells it over time).
+        barred = np.flatnonzero((target > current + _WEIGHT_TOL) & ~panel.available[t - 1])
         if barred.size:
             raise TrainingError(
                 f"{where} put weight {target[barred[0]]:.4f} on {panel.tickers[barred[0]]!r}, which was not "

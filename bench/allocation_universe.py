@@ -81,7 +81,7 @@ def changing_panel(names: int, members: int, sessions: int, features: int, seed:
 
 def env_rate(env: PortfolioEnv, steps: int, seed: int) -> float:
     rng = np.random.default_rng(seed)
-    actions = rng.uniform(-3, 3, (steps, env.action_space.shape[0])).astype(np.float32)
+    actions = rng.uniform(-3, 3, (steps, env.width + int(env.config.allow_cash))).astype(np.float32)
     env.reset(seed=seed)
     began = time.perf_counter()
     for action in actions:
@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "available_mean": round(float(panel.available.sum(axis=1).mean()), 1),
         "available_max": int(panel.available.sum(axis=1).max()),
         "delistings": int(panel.exits.sum()) if panel.exits is not None else 0,
-        "observation": {"fixed": fixed.observation_space.shape[0], "changing": changing.observation_space.shape[0]},
+        "observation": {
+            "fixed": int(np.prod(fixed.observation_space.shape)),
+            "changing": int(np.prod(changing.observation_space.shape)),
+        },
         "env_steps_per_s": {
             "fixed": round(env_rate(fixed, args.steps, args.seed), 1),
             "changing": round(env_rate(changing, args.steps, args.seed), 1),

@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "available_max": int(panel.available.sum(axis=1).max()),
         "delistings": int(panel.exits.sum()) if panel.exits is not None else 0,
         "observation": {
-            "fixed": int(np.prod(fixed.observation_space.shape)),
-            "changing": int(np.prod(changing.observation_space.shape)),
+            "fixed": int(fixed.reset(seed=0)[0].size),
+            "changing": int(changing.reset(seed=0)[0].size),
         },
         "env_steps_per_s": {
             "fixed": round(env_rate(fixed, args.steps, args.seed), 1),

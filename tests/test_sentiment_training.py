@@ -33,7 +33,8 @@ def fresh(base: TextClassifier) -> TextClassifier:
 
 
 def torch_logits(classifier: TextClassifier, texts: list[str]) -> np.ndarray:
-    return np.log(classifier.predict_proba(texts))  # log-softmax: the logits up to a per-row constant
+    log_p: np.ndarray = np.log(classifier.predict_proba(texts))  # log-softmax: logits up to a per-row constant
+    return log_p
 
 
 def test_cached_frozen_states_give_the_models_own_answers(base: TextClassifier) -> None:

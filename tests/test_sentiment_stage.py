@@ -123,7 +123,7 @@ def test_without_documents_synthetic_announcements_are_stored_scored_and_become_
     summary = first.reports["sentiment"].summary
     assert summary["version"] == "1" and summary["promoted"] is True and summary["documents_scored"] == n
     assert "registry: sentiment_text v1 PROMOTED: no champion yet" in out
-    assert "corpus: project set (3 files, written for Portfolio OS)" in out
+    assert "corpus: project set (4 files, written for Portfolio OS)" in out
     assert re.search(r"train +48 sentences", out) and re.search(r"validation +48 sentences", out)
     reports = sorted((first.data_dir / "reports").glob("sentiment-*.md"))
     assert reports and "Confusion, Loughran-McDonald lexicon:" in reports[0].read_text()

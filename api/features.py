@@ -22,7 +22,11 @@ from feature_repo.store import FeatureRepo
 
 # Which view feeds which service; the allocator's features all live in the technical view.
 SERVICE_VIEWS: Final[dict[str, tuple[str, ...]]] = {**MODEL_SERVICES, "allocator_v1": ("technical_features",)}
-ALL_VIEWS: Final[tuple[str, ...]] = tuple(FEATURES_BY_VIEW)
+# The services the gateway composes (v1 until a promoted v2 is wired through compose and the
+# chart). It reads only their views online: a newer service's views (v2's alpha view is 163
+# features wide) would otherwise be fetched, cached and digested on every request for nothing.
+SERVED_SERVICES: Final[tuple[str, ...]] = (*(s for s in MODEL_SERVICES if s.endswith("_v1")), "allocator_v1")
+SERVED_VIEWS: Final[tuple[str, ...]] = tuple(dict.fromkeys(v for s in SERVED_SERVICES for v in SERVICE_VIEWS[s]))
 # Cached rows used after this share of their life are re-read by a background thread, so under
 # steady traffic no request blocks on Feast when they expire (every concurrent request would).
 REFRESH_AFTER_SHARE: Final = 0.5
@@ -180,7 +184,7 @@ class OnlineFeatures:
             self._repo = FeatureRepo.open(self.settings)
         return self._repo
 
-    def cached(self, tickers: list[str], views: tuple[str, ...] = ALL_VIEWS) -> FeatureSnapshot | None:
+    def cached(self, tickers: list[str], views: tuple[str, ...] = SERVED_VIEWS) -> FeatureSnapshot | None:
         """The snapshot from fresh cached rows alone, or ``None`` if any is missing (non-blocking).
 
         The same tickers asked again get the same snapshot object while none of its rows was
@@ -208,7 +212,7 @@ class OnlineFeatures:
         self._assembled[key] = _Assembled(generation, min(row.read_at for row in rows.values()), snapshot)
         return snapshot
 
-    def read(self, tickers: list[str], views: tuple[str, ...] = ALL_VIEWS) -> FeatureSnapshot:
+    def read(self, tickers: list[str], views: tuple[str, ...] = SERVED_VIEWS) -> FeatureSnapshot:
         """Every feature of ``views`` for ``tickers``: cached rows plus one online call for the rest (blocking).
 
         Raises:
@@ -258,9 +262,9 @@ class OnlineFeatures:
             # The lock is released between chunks, so request-path reads wait for one chunk at most.
             # Not kept in the row cache: the universe's rows live in the scored snapshot.
             with self._lock:
-                rows.update(self._read_online(tickers[start : start + UNIVERSE_CHUNK], ALL_VIEWS, cache=False))
-        known = [t for t in tickers if any(rows[(v, t)].event_time is not None for v in ALL_VIEWS)]
-        snapshot = _assemble(known, ALL_VIEWS, rows)
+                rows.update(self._read_online(tickers[start : start + UNIVERSE_CHUNK], SERVED_VIEWS, cache=False))
+        known = [t for t in tickers if any(rows[(v, t)].event_time is not None for v in SERVED_VIEWS)]
+        snapshot = _assemble(known, SERVED_VIEWS, rows)
         used = {name for s in services for view in SERVICE_VIEWS[s] for name in names(FEATURES_BY_VIEW[view])}
         values = {name: column for name, column in snapshot.values.items() if name in used}
         return FeatureSnapshot(known, values, snapshot.event_times, snapshot.row_digests)

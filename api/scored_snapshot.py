@@ -16,7 +16,7 @@ from typing import Any, Final
 from pydantic import TypeAdapter
 
 from api.compose import ENSEMBLE, ComposedSignals, ranks_of
-from api.features import ALL_VIEWS, FeatureSnapshot
+from api.features import SERVED_VIEWS, FeatureSnapshot
 from api.metrics import GatewayMetrics
 
 _AS_OF: Final = TypeAdapter(datetime | None)
@@ -138,7 +138,7 @@ class Lookup:
 
     def digest(self) -> str:
         """The feature digest the audit records: that of a read of the same tickers' rows."""
-        return self.snapshot.features.subset(self.positions, ALL_VIEWS, with_values=False).digest()
+        return self.snapshot.features.subset(self.positions, SERVED_VIEWS, with_values=False).digest()
 
     def observe(self, metrics: GatewayMetrics) -> None:
         """Count the scores served, per model, as the per-request path does."""

@@ -92,6 +92,8 @@ bench: $(STAMP) ## Run the benchmarks (JSON to stdout and bench/results/)
 	$(PY) -m bench.sentiment
 	$(PY) -m bench.audit
 	$(PY) -m bench.idempotency
+	$(PY) -m bench.features_v2
+	$(PY) -m bench.allocation_universe
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m bench.gateway
 	-$(PY) -m bench.eod_import  # real ASX archives in ../shared/data/asx-eod: says so and is skipped without them
 

@@ -49,8 +49,18 @@ def redis_url_to_feast(url: str) -> str:
     return ",".join(parts)
 
 
-def load_repo_config(settings: FeatureStoreSettings) -> RepoConfig:
-    """Read the environment's YAML, fill its placeholders from ``settings`` and validate it."""
+# What an online-only reader (the gateway) declares as its offline store: Feast's own default,
+# whose config lives in a Feast core dependency (dask). It is never used to read; it only keeps
+# Feast from importing the DuckDB offline store (duckdb, ibis) that the YAML names.
+ONLINE_ONLY_OFFLINE_STORE: Final = {"type": "dask"}
+
+
+def load_repo_config(settings: FeatureStoreSettings, *, online_only: bool = False) -> RepoConfig:
+    """Read the environment's YAML, fill its placeholders from ``settings`` and validate it.
+
+    With ``online_only`` the offline store is swapped for ``ONLINE_ONLY_OFFLINE_STORE``: the
+    caller reads the online store and the registry only.
+    """
     values = {"PORTFOLIO_OS_DATA_DIR": settings.data_dir.rstrip("/")}
     if settings.redis_url:
         values["PORTFOLIO_OS_FEAST_REDIS"] = redis_url_to_feast(settings.redis_url)
@@ -63,6 +73,8 @@ def load_repo_config(settings: FeatureStoreSettings) -> RepoConfig:
         raise FeatureStoreConfigError(
             f"{CONFIG_FILES[settings.environment].name} needs ${{{e.args[0]}}}, which is not configured"
         ) from e
+    if online_only:
+        raw["offline_store"] = dict(ONLINE_ONLY_OFFLINE_STORE)
     config = RepoConfig(**raw)
     config.repo_path = REPO_DIR
     return config
@@ -76,10 +88,11 @@ class FeatureRepo:
     definitions: FeatureDefinitions
 
     @classmethod
-    def open(cls, settings: FeatureStoreSettings) -> FeatureRepo:
+    def open(cls, settings: FeatureStoreSettings, *, online_only: bool = False) -> FeatureRepo:
+        """The store of ``settings``; ``online_only`` for a process that never reads offline."""
         if settings.environment == "local":
             (Path(settings.data_dir) / "feast").mkdir(parents=True, exist_ok=True)
-        store = FeatureStore(config=load_repo_config(settings))
+        store = FeatureStore(config=load_repo_config(settings, online_only=online_only))
         return cls(store=store, definitions=build_definitions(settings.data_dir))
 
     def apply(self) -> None:

@@ -27,6 +27,10 @@ GATEWAY_METRICS: Final[frozenset[str]] = frozenset(
         "portfolio_os_gateway_audit_failures_total",
         "portfolio_os_gateway_audit_rows_dropped_total",
         "portfolio_os_gateway_usage_flush_failures_total",
+        "portfolio_os_gateway_scored_universe_age_seconds",
+        "portfolio_os_gateway_scored_universe_build_seconds",
+        "portfolio_os_gateway_scored_universe_tickers",
+        "portfolio_os_gateway_scored_universe_lookups_total",
     }
 )
 MODEL_SERVER_METRICS: Final[frozenset[str]] = frozenset(
@@ -45,6 +49,7 @@ HISTOGRAMS: Final[frozenset[str]] = frozenset(
         "portfolio_os_gateway_model_call_duration_seconds",
         "portfolio_os_gateway_feature_read_duration_seconds",
         "portfolio_os_gateway_signal_score",
+        "portfolio_os_gateway_scored_universe_build_seconds",
         "portfolio_os_model_predict_duration_seconds",
     }
 )

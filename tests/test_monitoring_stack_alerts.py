@@ -62,6 +62,9 @@ EXPECTED_QUIET = ("PortfolioOSModelReadyAbsent", "PortfolioOSModelNotReady", "Po
 ALERT_BUDGET_S = 60.0
 # Series no process of this stack exports, by design: written by `python -m monitoring`'s exporter.
 FROM_MONITORING = frozenset(EXPORTED_METRICS)
+# Series of the scored universe, which this stack runs without (see _services); the gateway's
+# scored-universe tests assert them.
+SCORED_SERIES = frozenset(n for n in contract.exposed_series_names() if "_scored_universe_" in n)
 
 
 @dataclass
@@ -135,6 +138,11 @@ def _services(tmp_path: Path, tracking_uri: str, database_url: str) -> list[Serv
         # No score cache: a request sent after the kill cannot be answered with the dead model's score,
         # however long the machine takes (with the 2 s cache, that depended on how busy it was).
         "PORTFOLIO_OS_SCORE_CACHE_SECONDS": "0",
+        # The per-request path, where the circuit and fallback alerts come from. With the scored
+        # universe on, a snapshot stays valid while features and versions are unchanged, so a dead
+        # server is never called for signals (tests/test_gateway_scored.py covers that path and
+        # its metrics, SCORED_SERIES below).
+        "PORTFOLIO_OS_SCORED__ENABLED": "false",
     }
     return plan(list(MODELS), free_ports(len(MODELS) + 1), env)
 
@@ -152,7 +160,7 @@ def _expected_series() -> dict[str, set[str]]:
         used |= {n for e in dashboards.exprs(yaml.safe_load(board)) for n in metric_names(e)}
     # Plus every contract name, so a series no rule or dashboard reads yet is still proven exported.
     expected: dict[str, set[str]] = {}
-    for name in sorted(((used - recorded) | contract.exposed_series_names()) - FROM_MONITORING):
+    for name in sorted(((used - recorded) | contract.exposed_series_names()) - FROM_MONITORING - SCORED_SERIES):
         base = base_name(name, contract.HISTOGRAMS)
         if base in contract.GATEWAY_METRICS:
             expected[name] = {"gateway"}

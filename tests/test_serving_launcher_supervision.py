@@ -115,6 +115,9 @@ def _launcher(tmp_path: Path, tracking_uri: str) -> Iterator[tuple[subprocess.Po
     env = server_env(tracking_uri) | {
         "PORTFOLIO_OS_DATA_DIR": str(data_dir),
         "PORTFOLIO_OS_SCORE_CACHE_SECONDS": "0",
+        # Per-request model calls, so a crashed server shows as degraded answers: a valid scored
+        # snapshot would keep answering in full without it (tests/test_gateway_scored.py).
+        "PORTFOLIO_OS_SCORED__ENABLED": "false",
         "PORTFOLIO_OS_CIRCUIT_RESET_S": "1.0",
         # The launcher's demo key is the one the load uses: room for 8 clients flat out.
         "PORTFOLIO_OS_DEFAULT_RATE_LIMIT": "1000000/minute",

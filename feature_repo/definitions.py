@@ -14,6 +14,7 @@ from typing import Final
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64, PrimitiveFeastType
 
+from feature_repo.data_quality import DATA_QUALITY_FEATURES, DATA_QUALITY_VIEW
 from feature_repo.schema import (
     ALLOCATOR_FEATURES,
     ALLOCATOR_SERVICE,
@@ -64,6 +65,9 @@ def build_definitions(data_uri: str) -> FeatureDefinitions:
         description="An equity by its exchange ticker (upper case, e.g. AAPL or BHP.AX).",
     )
     views = {name: _view(name, specs, ticker, data_uri) for name, specs in FEATURES_BY_VIEW.items()}
+    # The sentinel's per-ticker anomaly flags: written by monitoring, read online by the gateway;
+    # no model service serves it (not in FEATURES_BY_VIEW, so no model, drift or decay job reads it).
+    views[DATA_QUALITY_VIEW] = _view(DATA_QUALITY_VIEW, DATA_QUALITY_FEATURES, ticker, data_uri)
     services = {
         name: FeatureService(
             name=name,

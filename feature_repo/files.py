@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from feature_repo.data_quality import DATA_QUALITY_FEATURES, DATA_QUALITY_VIEW
 from feature_repo.definitions import CREATED_TIMESTAMP, EVENT_TIMESTAMP, feature_file
 from feature_repo.schema import FEATURES_BY_VIEW
 from feature_repo.tables import DATE, TICKER
@@ -27,7 +28,8 @@ def to_feast_frame(features: pd.DataFrame, view: str, created_at: datetime | Non
     Raises:
         ValueError: the frame's feature columns are not exactly the view's, in order.
     """
-    expected = [s.name for s in FEATURES_BY_VIEW[view]]
+    specs = DATA_QUALITY_FEATURES if view == DATA_QUALITY_VIEW else FEATURES_BY_VIEW[view]
+    expected = [s.name for s in specs]
     got = [c for c in features.columns if c not in (TICKER, DATE)]
     if got != expected:
         raise ValueError(f"columns of the {view} frame {got} differ from the schema {expected}")

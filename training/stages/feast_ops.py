@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pandas as pd
 
+from feature_repo.definitions import feature_file
 from feature_repo.files import read_feature_file
 from feature_repo.store import FeatureRepo, full_window
 from training.context import RunContext
@@ -29,6 +31,10 @@ def materialize(ctx: RunContext) -> dict[str, object]:
     repo = FeatureRepo.open(ctx.settings)
     summary: dict[str, object] = {}
     for view in repo.definitions.views:
+        if not Path(feature_file(str(ctx.data_dir), view)).exists():
+            # The data_quality view is written by the monitoring sentinel, which materialises it itself.
+            print(f"  {view:<22} skipped: no feature file", file=ctx.out)
+            continue
         source = read_feature_file(ctx.data_dir, view)
         if source.empty:
             print(f"  {view:<22} skipped: no rows", file=ctx.out)

@@ -181,7 +181,8 @@ class OnlineFeatures:
             Exception: whatever Feast raises when the registry or the store cannot be reached.
         """
         if self._repo is None:
-            self._repo = FeatureRepo.open(self.settings)
+            # Online only: the gateway image carries no offline store engine (DuckDB, Dask).
+            self._repo = FeatureRepo.open(self.settings, online_only=True)
         return self._repo
 
     def cached(self, tickers: list[str], views: tuple[str, ...] = SERVED_VIEWS) -> FeatureSnapshot | None:

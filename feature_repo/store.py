@@ -20,6 +20,7 @@ import yaml
 from feast import FeatureStore, RepoConfig
 
 from feature_repo.definitions import FeatureDefinitions, build_definitions
+from feature_repo.online_only import ONLINE_ONLY_TYPE
 from feature_repo.settings import FeatureStoreSettings
 
 REPO_DIR: Final = Path(__file__).resolve().parent
@@ -49,10 +50,11 @@ def redis_url_to_feast(url: str) -> str:
     return ",".join(parts)
 
 
-# What an online-only reader (the gateway) declares as its offline store: Feast's own default,
-# whose config lives in a Feast core dependency (dask). It is never used to read; it only keeps
-# Feast from importing the DuckDB offline store (duckdb, ibis) that the YAML names.
-ONLINE_ONLY_OFFLINE_STORE: Final = {"type": "dask"}
+# What an online-only reader (the gateway) declares as its offline store: one that imports nothing
+# and refuses every read (feature_repo/online_only.py). It keeps Feast from importing the DuckDB
+# offline store (duckdb, ibis) that the YAML names, or Dask (Feast's default), neither of which
+# the gateway image carries.
+ONLINE_ONLY_OFFLINE_STORE: Final = {"type": ONLINE_ONLY_TYPE}
 
 
 def load_repo_config(settings: FeatureStoreSettings, *, online_only: bool = False) -> RepoConfig:

@@ -248,7 +248,7 @@ def _python(image: str, code: str) -> Any:
 PROBE: Final = """
 import importlib.util, json, os, shutil, sys
 mods = ["torch", "ray", "lightgbm", "mlflow", "kserve", "transformers", "onnxruntime", "feast", "fastapi", "api",
-        "serving", "training"]
+        "serving", "training", "duckdb", "ibis", "dask"]
 confs = ["/etc/pip.conf", "/etc/xdg/pip/pip.conf", "/root/.pip/pip.conf", "/root/.config/pip/pip.conf",
          os.path.expanduser("~/.config/pip/pip.conf"), os.path.expanduser("~/.pip/pip.conf"), "/opt/venv/pip.conf"]
 print(json.dumps({
@@ -266,7 +266,10 @@ CARRIES: Final = {
     "training": {"torch", "ray", "lightgbm", "mlflow", "transformers", "feast", "training", "serving", "kserve"},
 }
 ABSENT: Final = {
-    "gateway": {"torch", "ray", "lightgbm", "mlflow", "kserve", "transformers", "onnxruntime", "serving", "training"},
+    "gateway": {
+        *("torch", "ray", "lightgbm", "mlflow", "kserve", "transformers", "onnxruntime", "serving", "training"),
+        *("duckdb", "ibis", "dask"),  # Feast is opened online-only (feature_repo/online_only.py)
+    },
     "model-server": {"torch", "ray", "transformers", "api", "training"},
     "text-model-server": {"ray", "api", "training"},
     "training": {"api"},

@@ -1,0 +1,200 @@
+"""Backtest jobs: the contract between the gateway (which queues them) and the training job (which runs them).
+
+The gateway validates a :class:`BacktestSpec`, stores it in ``gateway_backtest_jobs`` and hands the
+job id to Ray; the job (``python -m training.backtest_job run --job-id ...``, in the training
+environment) reads the spec from the same row, writes its progress, result and HTML tear sheet
+back, and moves the row to a final state. Neither side imports the other: they share this module,
+the database and the job id. The data a backtest may cover is published by the training side in
+``gateway_backtest_catalogue`` (one row), which the gateway reads to refuse a range outside it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Final, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from sqlalchemy import JSON, Column, Date, DateTime, Float, Integer, MetaData, String, Table, Text
+
+# The job's entry point in the training environment: ``python -m <JOB_MODULE> run --job-id <id>``.
+JOB_MODULE: Final = "training.backtest_job"
+STRATEGIES: Final[tuple[str, ...]] = ("topk", "topk_dropout", "min_variance", "hrp", "equal_weight")
+Strategy = Literal["topk", "topk_dropout", "min_variance", "hrp", "equal_weight"]
+# What ranks names for the two top-k books: the price baselines (computed point-in-time from the
+# closes by the job) or the signal models' out-of-sample scores the train stage left behind.
+Signal = Literal["momentum_12_1", "short_term_reversal", "model"]
+RANKED: Final = frozenset({"topk", "topk_dropout"})
+
+QUEUED: Final = "queued"
+RUNNING: Final = "running"
+SUCCEEDED: Final = "succeeded"
+FAILED: Final = "failed"
+CANCELLED: Final = "cancelled"
+JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JOB_STATES: Final[tuple[str, ...]] = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+ACTIVE: Final[tuple[str, ...]] = (QUEUED, RUNNING)
+FINAL: Final[tuple[str, ...]] = (SUCCEEDED, FAILED, CANCELLED)
+# Strategy parameters an Optuna search may vary, per strategy (the spec's value is the first trial).
+SEARCHABLE: Final[dict[str, tuple[str, ...]]] = {
+    "topk": ("k", "buffer", "max_replace", "min_hold", "rebalance_every"),
+    "topk_dropout": ("k", "n_drop", "rebalance_every"),
+    "min_variance": ("lookback", "rebalance_every"),
+    "hrp": ("lookback", "rebalance_every"),
+    "equal_weight": ("rebalance_every",),
+}
+MAX_UNIVERSE: Final = 500
+JobTicker = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,19}$", to_upper=True)]
+
+
+class CostSpec(BaseModel):
+    """Trading costs per side (training/evaluation/liquidity.py): brokerage + half-spread by ADV tercile + impact."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    brokerage_bps: float = Field(
+        5.0, ge=0, lt=1000, description="Brokerage per side, basis points of the traded value."
+    )
+    half_spread_bps: tuple[float, float, float] = Field(
+        (5.0, 10.0, 20.0),
+        description="Half-spread per side by ADV tercile, most liquid first, in basis points: non-decreasing, "
+        "each below 1000.",
+    )
+    impact_coefficient: float = Field(
+        0.1, ge=0, le=10, description="Y of the square-root impact Y x sigma x sqrt(traded / ADV); 0 for none."
+    )
+    adv_sessions: int = Field(63, ge=2, le=252, description="Sessions of the ADV and volatility windows.")
+    book_aud: float = Field(
+        10_000_000.0, gt=0, le=1e12, description="Book size in AUD: the scale of market impact and the ADV cap."
+    )
+
+    @model_validator(mode="after")
+    def _spreads(self) -> Self:
+        spreads = self.half_spread_bps
+        if any(not 0 <= s < 1000 for s in spreads) or list(spreads) != sorted(spreads):
+            raise ValueError(f"half_spread_bps must be non-decreasing values in [0, 1000), got {list(spreads)}")
+        return self
+
+
+class StrategyParams(BaseModel):
+    """The strategy's parameters; each strategy reads those it needs (``SEARCHABLE`` lists them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(10, ge=1, le=MAX_UNIVERSE, description="topk, topk_dropout: names held (at most the universe).")
+    buffer: int = Field(
+        5, ge=0, le=MAX_UNIVERSE, description="topk: a held name is kept while ranked within k + buffer."
+    )
+    max_replace: int | None = Field(
+        None, ge=0, le=MAX_UNIVERSE, description="topk: most rank exits per rebalance; null for no limit."
+    )
+    min_hold: int = Field(0, ge=0, le=52, description="topk: rebalances a bought name is held before a rank exit.")
+    n_drop: int = Field(
+        2, ge=0, le=MAX_UNIVERSE, description="topk_dropout: held names replaced at most per rebalance."
+    )
+    lookback: int = Field(
+        126, ge=20, le=756, description="min_variance, hrp: sessions of returns behind each estimate."
+    )
+    max_weight: float | None = Field(
+        None, gt=0, le=1, description="min_variance, hrp: the most one name may hold; null for no cap."
+    )
+    adv_cap: float | None = Field(
+        None, gt=0, le=1, description="topk, equal_weight: largest position as a share of its ADV; null for no cap."
+    )
+
+
+class SearchSpec(BaseModel):
+    """An Optuna study over the strategy's searchable parameters, stored in the gateway database."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(10, ge=1, le=100, description="Trials in total; a resumed study runs only those still missing.")
+    objective: Literal["sharpe", "annual_return"] = Field("sharpe", description="Net of costs, on the search window.")
+    holdout_fraction: float = Field(
+        0.3,
+        ge=0.1,
+        le=0.5,
+        description="The last share of the sessions held out: trials are scored before it, the best "
+        "parameters are then run once on it (the reported out-of-sample figures).",
+    )
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="The sampler's seed (TPE): the same seed, the same trials.")
+    study: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")] | None = Field(
+        None,
+        description="Study name to create or resume (per tenant); default: the job's own id. Resuming needs the "
+        "same strategy.",
+    )
+
+
+class BacktestSpec(BaseModel):
+    """What a backtest job runs: a strategy over a universe and a date range, with costs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Strategy = Field(description="The book: " + ", ".join(STRATEGIES) + ".")
+    universe: list[JobTicker] = Field(
+        min_length=2,
+        max_length=MAX_UNIVERSE,
+        description="Tickers of the backtest data (GET /v1/backtests/data lists them); duplicates count once.",
+    )
+    start: date = Field(description="First session of the backtest (inclusive), within the data.")
+    end: date = Field(description="Last session (inclusive), within the data and after start.")
+    rebalance_every: int = Field(5, ge=1, le=63, description="Sessions between rebalances.")
+    execution_lag: int = Field(1, ge=1, le=5, description="Sessions between a signal's close and the trade's close.")
+    signal: Signal = Field(
+        "momentum_12_1",
+        description="topk, topk_dropout: the ranking score; `model` is the signal models' out-of-sample scores.",
+    )
+    params: StrategyParams = Field(default_factory=StrategyParams)
+    costs: CostSpec = Field(default_factory=CostSpec)
+    search: SearchSpec | None = Field(None, description="Tune the strategy's parameters with Optuna first.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end} must be after start {self.start}")
+        names = len(set(self.universe))
+        if self.strategy in RANKED and self.params.k > names:
+            raise ValueError(f"params.k={self.params.k} exceeds the universe's {names} distinct tickers")
+        if self.strategy == "topk_dropout" and self.params.n_drop > self.params.k:
+            raise ValueError(f"params.n_drop={self.params.n_drop} exceeds params.k={self.params.k}")
+        return self
+
+
+backtest_metadata = MetaData()
+
+# One row per job. The gateway writes spec/state/created_at and the Ray reference; the job writes
+# progress, result and report, and a final state only while the row is still running (a cancel wins).
+backtest_jobs = Table(
+    "gateway_backtest_jobs",
+    backtest_metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant", String(100), nullable=False, index=True),
+    Column("state", String(16), nullable=False, index=True),
+    Column("spec", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("message", Text, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("executor_ref", String(200), nullable=True),
+    Column("result", JSON, nullable=True),
+    Column("report", Text, nullable=True),
+)
+
+# The data a backtest may cover (row id 1), published by ``python -m training.backtest_job catalogue``.
+backtest_catalogue = Table(
+    "gateway_backtest_catalogue",
+    backtest_metadata,
+    Column("id", Integer, primary_key=True),
+    Column("first_session", Date, nullable=False),
+    Column("last_session", Date, nullable=False),
+    Column("tickers", JSON, nullable=False),
+    Column("label", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def study_name(tenant: str, job_id: str, search: SearchSpec) -> str:
+    """The Optuna study of a job: per tenant, so one tenant never resumes another's."""
+    return f"backtest:{tenant}:{search.study or job_id}"

@@ -27,6 +27,8 @@ ALL_SCOPES: Final[tuple[str, ...]] = (
     "explanations:read",
     "sentiment:read",
     "models:read",
+    "backtests:write",
+    "backtests:read",
 )
 
 

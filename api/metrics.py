@@ -147,6 +147,11 @@ class GatewayMetrics:
         )
         for outcome in ("hit", "none", "stale", "missing"):
             self.scored_lookups.labels(outcome=outcome)
+        # Backtest jobs (api/backtest_dispatch.py): how many are in each state, refreshed every poll.
+        self.backtest_jobs = Gauge(f"{PREFIX}_backtest_jobs", "Backtest jobs by state.", ["state"], registry=r)
+        self.backtest_submissions = Counter(
+            f"{PREFIX}_backtest_submissions", "Backtest job submissions by outcome.", ["outcome"], registry=r
+        )
         self.usage_flush_failures = Counter(
             f"{PREFIX}_usage_flush_failures", "Usage counter flushes that failed.", registry=r
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Final, Literal, Self
@@ -73,6 +74,39 @@ class ScoredSettings(BaseModel):
     )
 
 
+class BacktestSettings(BaseModel):
+    """Backtest jobs (``PORTFOLIO_OS_BACKTESTS__<FIELD>``): where they run and how many at once."""
+
+    executor: Literal["local", "ray", "off"] = Field(
+        "local",
+        description="local: a detached `python -m training.backtest_job` process per job on this machine, on a "
+        "local Ray (127.0.0.1); ray: Ray's Job Submission API at ray_address (the cluster); off: jobs stay queued.",
+    )
+    ray_address: str | None = Field(None, description="Ray dashboard URL for executor=ray, e.g. http://ray-head:8265.")
+    python: str = Field(
+        sys.executable,
+        description="The training environment's interpreter that runs a job (local: this venv's; ray: the "
+        "cluster image's `python`).",
+    )
+    max_jobs_per_tenant: int = Field(
+        2, ge=1, le=100, description="Queued + running jobs a tenant may have (429 above)."
+    )
+    max_running: int = Field(1, ge=1, le=64, description="Jobs this gateway runs at once; the rest wait queued.")
+    retry_after_s: int = Field(30, ge=1, le=3600, description="Retry-After of a 429 over the tenant's job limit.")
+    poll_seconds: float = Field(2.0, gt=0, le=600, description="How often queued jobs are started and ended ones seen.")
+    job_cpus: int = Field(
+        1, ge=1, le=64, description="CPUs of a job's local Ray, or its entrypoint_num_cpus on a cluster."
+    )
+    ray_timeout_s: float = Field(5.0, gt=0, le=60, description="Timeout of one call to the Ray dashboard.")
+    background: bool = Field(True, description="Run the dispatcher loop from start-up; off where a test drives it.")
+
+    @model_validator(mode="after")
+    def _ray_needs_an_address(self) -> Self:
+        if self.executor == "ray" and not self.ray_address:
+            raise ValueError("backtests.executor=ray needs backtests.ray_address (the Ray dashboard URL)")
+        return self
+
+
 class GatewaySettings(BaseSettings):
     """Everything the gateway deployable needs; secrets only from the environment."""
 
@@ -122,6 +156,7 @@ class GatewaySettings(BaseSettings):
         default_factory=IdempotencySettings, description="Idempotency-Key answers of POST routes."
     )
     scored: ScoredSettings = Field(default_factory=ScoredSettings, description="The scored universe.")
+    backtests: BacktestSettings = Field(default_factory=BacktestSettings, description="Backtest jobs.")
     maintenance_interval_s: float = Field(
         600.0, gt=0, description="How often audit retention, partitions ahead and expired idempotency keys are seen to."
     )

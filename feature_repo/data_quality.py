@@ -32,7 +32,8 @@ SENTINEL_STATISTICS: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "staleness",
         "float64",
-        "Sessions without a bar just before this one plus consecutive unchanged closes up to it.",
+        "Sessions since the close last changed (a zero return is no change, a session without a bar counts); "
+        "on a bar that changed it, the sessions without a bar just before it.",
     ),
 )
 STATISTIC_NAMES: Final[tuple[str, ...]] = tuple(s.name for s in SENTINEL_STATISTICS)

@@ -2,7 +2,8 @@
 
 Subcommands: ``drift`` (Evidently feature drift), ``prediction-drift`` (drift of each model's
 scores), ``decay`` (rolling IC per model), ``retrain`` (the drift/decay-triggered retraining
-decision), ``rules`` (check the Prometheus alert rules with promtool), ``dashboards`` (write or list
+decision), ``sentinel`` (the data-quality IsolationForest), ``briefing-facts`` (the daily briefing's
+stored facts), ``rules`` (check the Prometheus alert rules with promtool), ``dashboards`` (write or list
 the Grafana dashboards), ``serve-metrics`` / ``write-metrics`` (export the job metrics) and
 ``prometheus`` (a local Prometheus on 127.0.0.1 scraping ``make serve``).
 
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument(
         "--stages", default="train", help="the training stages to launch (default train; e.g. train,allocate)"
     )
+    _add_sentinel_parsers(sub)
     rules = sub.add_parser("rules", help="promtool check/test the rules; sync the chart copy; print the CRD")
     rules.add_argument("action", choices=["check", "test", "sync-chart", "prometheus-rule"])
     dashboards = sub.add_parser("dashboards", help="write the dashboards (and the chart copies)")
@@ -93,6 +95,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prom.add_argument("--exporter-port", type=int, default=9108, help="monitoring's own /metrics (127.0.0.1)")
     return parser
+
+
+def _add_sentinel_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sentinel = sub.add_parser(
+        "sentinel",
+        help="IsolationForest over daily per-ticker statistics; writes anomalies, the summary and the "
+        "data_quality view (materialised online unless --no-materialize); exit 1: anomalies on the newest session",
+    )
+    sentinel.add_argument("--reference", required=True, help="fitting window, 2005-01-01:2006-12-31")
+    sentinel.add_argument("--current", default=None, help="scored window (default: every session after the reference)")
+    sentinel.add_argument("--contamination", type=float, default=0.001, help="share of reference rows flagged")
+    sentinel.add_argument("--no-materialize", action="store_true", help="write the files only")
+
+
+def _sentinel(args: argparse.Namespace, data_dir: Path) -> int:
+    from monitoring.sentinel.job import run
+    from monitoring.sentinel.model import SentinelParams
+    from monitoring.windows import Window
+
+    if not 0.0 < args.contamination < 0.5:
+        raise MonitoringError(f"--contamination must be in (0, 0.5), not {args.contamination}")
+    result = run(
+        data_dir,
+        Window.parse(args.reference),
+        current=Window.parse(args.current) if args.current else None,
+        params=SentinelParams(contamination=args.contamination),
+        materialize=not args.no_materialize,
+    )
+    summary = result.summary
+    print(
+        f"sentinel: {summary['rows_scored']:,} rows scored {summary['scored']['start']}..{summary['scored']['end']}, "
+        f"{summary['anomalies_total']} anomalies; newest session {summary['newest_date']}: "
+        f"{summary['anomalies_by_class']} ({summary['seconds']:.1f} s)"
+    )
+    return EXIT_FINDING if sum(summary["anomalies_by_class"].values()) else 0
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -293,6 +330,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "prediction-drift": _prediction_drift,
     "decay": _decay,
     "retrain": _retrain,
+    "sentinel": _sentinel,
     "rules": lambda args, _: _rules(args),
     "dashboards": lambda args, _: _dashboards(args),
     "serve-metrics": _serve,

@@ -8,7 +8,9 @@ write the same series in the text format instead (:func:`write_textfile`).
 Series (gauges): ``portfolio_os_drift_share{view}``, ``portfolio_os_drift_score{view,feature}``,
 ``portfolio_os_drift_detected{view,feature}``, ``portfolio_os_drift_last_run_timestamp_seconds{view}``,
 ``portfolio_os_feature_freshness_seconds{view}``, ``portfolio_os_model_rolling_rank_ic{model}``,
-``portfolio_os_model_rolling_ic_tstat{model}``.
+``portfolio_os_model_rolling_ic_tstat{model}``, ``portfolio_os_data_anomalies{ticker_class}`` (the
+sentinel's anomalies on its newest session), ``portfolio_os_data_sentinel_tickers{ticker_class}``
+(tickers it scored that session) and ``portfolio_os_data_sentinel_last_run_timestamp_seconds``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from feature_repo.schema import FEATURES_BY_VIEW
 from monitoring import reports
 
 PREFIX: Final = "portfolio_os"
+# The sentinel's summary under reports/ (monitoring.sentinel.job writes it; importing the job here
+# would load scikit-learn's caller into every scrape).
+SENTINEL_SUMMARY: Final = "sentinel/latest.json"
 # Every series this module exports: the dashboards test checks their PromQL against this set.
 EXPORTED_METRICS: Final[frozenset[str]] = frozenset(
     {
@@ -39,6 +44,9 @@ EXPORTED_METRICS: Final[frozenset[str]] = frozenset(
         f"{PREFIX}_feature_freshness_seconds",
         f"{PREFIX}_model_rolling_rank_ic",
         f"{PREFIX}_model_rolling_ic_tstat",
+        f"{PREFIX}_data_anomalies",
+        f"{PREFIX}_data_sentinel_tickers",
+        f"{PREFIX}_data_sentinel_last_run_timestamp_seconds",
     }
 )
 
@@ -68,6 +76,7 @@ class MonitoringCollector(Collector):
         yield from self._drift()
         yield self._freshness()
         yield from self._decay()
+        yield from self._sentinel()
 
     def _drift(self) -> Iterator[Metric]:
         share = GaugeMetricFamily(f"{PREFIX}_drift_share", "Share of tested features that drifted.", labels=["view"])
@@ -114,6 +123,30 @@ class MonitoringCollector(Collector):
             rank_ic.add_metric([result["model"]], float(result["rolling_rank_ic"]))
             tstat.add_metric([result["model"]], float(result["rank_ic_tstat"]))
         yield from (rank_ic, tstat)
+
+    def _sentinel(self) -> Iterator[Metric]:
+        anomalies = GaugeMetricFamily(
+            f"{PREFIX}_data_anomalies",
+            "Tickers the data-quality sentinel flagged on its newest scored session.",
+            labels=["ticker_class"],
+        )
+        tickers = GaugeMetricFamily(
+            f"{PREFIX}_data_sentinel_tickers",
+            "Tickers the data-quality sentinel scored on its newest scored session.",
+            labels=["ticker_class"],
+        )
+        last_run = GaugeMetricFamily(
+            f"{PREFIX}_data_sentinel_last_run_timestamp_seconds", "Unix time of the last sentinel run."
+        )
+        path = self.reports_dir / SENTINEL_SUMMARY
+        if path.exists():
+            summary = reports.read_json(path)
+            for ticker_class, count in summary["anomalies_by_class"].items():
+                anomalies.add_metric([ticker_class], float(count))
+            for ticker_class, count in summary["tickers_by_class"].items():
+                tickers.add_metric([ticker_class], float(count))
+            last_run.add_metric([], float(summary["run_at"]))
+        yield from (anomalies, tickers, last_run)
 
 
 def build_registry(data_dir: Path, views: Sequence[str] | None = None) -> CollectorRegistry:

@@ -16,12 +16,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from api.backtests import init_backtest_tables
 from api.db import init_db
 from api.handlers import install_error_handlers
 from api.idempotency_http import install_idempotency
 from api.middleware import GatewayMiddleware
 from api.openapi import RATE_LIMIT, install_openapi
-from api.routes import allocations, explanations, health, models, sentiment, signals
+from api.routes import allocations, backtests, explanations, health, models, sentiment, signals
 from api.services import Services, build_services
 from api.settings import GatewaySettings, get_settings
 
@@ -65,6 +66,7 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]  # FastAPI's 
             await run_in_threadpool(
                 partial(init_db, services.engine, partitions_ahead=services.settings.audit.partitions_ahead)
             )
+            await run_in_threadpool(init_backtest_tables, services.engine)
         except SQLAlchemyError:
             # Start anyway: /readyz reports the DB and keyed routes answer 503 until it is back.
             log.exception("could not initialise the gateway database")
@@ -76,6 +78,8 @@ def _lifespan(services: Services):  # type: ignore[no-untyped-def]  # FastAPI's 
         tasks = [flusher, maintainer]
         if services.settings.scored.enabled and services.settings.scored.background:
             tasks.append(asyncio.create_task(services.scored.run_forever()))
+        if services.settings.backtests.background:
+            tasks.append(asyncio.create_task(services.backtests.run_forever(services.settings.backtests.poll_seconds)))
         try:
             yield
         finally:
@@ -103,14 +107,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     install_idempotency(app)  # its middleware sits inside the gateway middleware added below
-    for module in (signals, allocations, explanations, sentiment, models, health):
+    for module in (signals, allocations, explanations, sentiment, models, backtests, health):
         app.include_router(module.router)
     install_openapi(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After", *RATE_LIMIT],
         )

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from api.audit import AuditLog, utc_now
+from api.backtest_dispatch import BacktestDispatcher, build_backtests
 from api.circuit import CircuitBreaker
 from api.db import make_engine
 from api.features import OnlineFeatures
@@ -40,6 +41,7 @@ class Services:
     inference: InferenceClient | None = None
     # Built right after the rest (it calls back into :meth:`client`).
     scored: ScoredUniverse = field(init=False)
+    backtests: BacktestDispatcher = field(init=False)
 
     def client(self) -> InferenceClient:
         """The shared model client, created on the running event loop on first use."""
@@ -100,4 +102,5 @@ def build_services(settings: GatewaySettings) -> Services:
         },
     )
     services.scored = ScoredUniverse(features, services.client, settings.scored, metrics)
+    services.backtests = build_backtests(settings, engine, metrics, utc_now)
     return services

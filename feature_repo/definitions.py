@@ -12,9 +12,10 @@ from datetime import timedelta
 from typing import Final
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
-from feast.types import Float64, Int64, PrimitiveFeastType
+from feast.types import Array, FeastType, Float64, Int64, PrimitiveFeastType, String
 
 from feature_repo.data_quality import DATA_QUALITY_FEATURES, DATA_QUALITY_VIEW
+from feature_repo.market import MARKET_ENTITY, MARKET_VIEWS
 from feature_repo.schema import (
     ALLOCATOR_FEATURES,
     ALLOCATOR_SERVICE,
@@ -32,6 +33,12 @@ CREATED_TIMESTAMP: Final = "created_timestamp"
 DAILY_TTL: Final = timedelta(days=10)
 
 _FEAST_TYPES: Final[dict[str, PrimitiveFeastType]] = {"float64": Float64, "int64": Int64}
+_MARKET_TYPES: Final[dict[str, FeastType]] = {
+    **_FEAST_TYPES,
+    "string": String,
+    "float64_list": Array(Float64),
+    "int64_list": Array(Int64),
+}
 
 
 @dataclass(frozen=True)
@@ -41,10 +48,12 @@ class FeatureDefinitions:
     ticker: Entity
     views: dict[str, FeatureView]
     services: dict[str, FeatureService]
+    market: Entity | None = None
 
     @property
     def objects(self) -> list[Entity | FeatureView | FeatureService]:
-        return [self.ticker, *self.views.values(), *self.services.values()]
+        entities = [self.ticker] + ([self.market] if self.market is not None else [])
+        return [*entities, *self.views.values(), *self.services.values()]
 
 
 def feature_file(data_uri: str, view: str) -> str:
@@ -65,6 +74,15 @@ def build_definitions(data_uri: str) -> FeatureDefinitions:
         description="An equity by its exchange ticker (upper case, e.g. AAPL or BHP.AX).",
     )
     views = {name: _view(name, specs, ticker, data_uri) for name, specs in FEATURES_BY_VIEW.items()}
+    market = Entity(
+        name=MARKET_ENTITY,
+        join_keys=[MARKET_ENTITY],
+        value_type=ValueType.STRING,
+        description="A market, by the benchmark the pipeline run measures it with (one key: primary).",
+    )
+    entities = {"ticker": ticker, MARKET_ENTITY: market}
+    for name, (entity, specs) in MARKET_VIEWS.items():
+        views[name] = _market_view(name, specs, entities[entity], data_uri)
     # The sentinel's per-ticker anomaly flags: written by monitoring, read online by the gateway;
     # no model service serves it (not in FEATURES_BY_VIEW, so no model, drift or decay job reads it).
     views[DATA_QUALITY_VIEW] = _view(DATA_QUALITY_VIEW, DATA_QUALITY_FEATURES, ticker, data_uri)
@@ -81,7 +99,7 @@ def build_definitions(data_uri: str) -> FeatureDefinitions:
         features=[views["technical_features"][list(ALLOCATOR_FEATURES)]],
         description="Risk and momentum inputs of the allocator and the gateway's fallback weights.",
     )
-    return FeatureDefinitions(ticker=ticker, views=views, services=services)
+    return FeatureDefinitions(ticker=ticker, views=views, services=services, market=market)
 
 
 def _view(name: str, specs: tuple[FeatureSpec, ...], ticker: Entity, data_uri: str) -> FeatureView:
@@ -102,4 +120,25 @@ def _view(name: str, specs: tuple[FeatureSpec, ...], ticker: Entity, data_uri: s
         online=True,
         description=f"Daily {family} features per ticker, stamped at the session date.",
         tags={"family": family},
+    )
+
+
+def _market_view(name: str, specs: tuple[FeatureSpec, ...], entity: Entity, data_uri: str) -> FeatureView:
+    """A market-level view (feature_repo.market): a snapshot row per key, arrays allowed."""
+    source = FileSource(
+        name=f"{name}_source",
+        path=feature_file(data_uri, name),
+        timestamp_field=EVENT_TIMESTAMP,
+        created_timestamp_column=CREATED_TIMESTAMP,
+        description=f"Materialised output of the {name} snapshot (feature_repo.market).",
+    )
+    return FeatureView(
+        name=name,
+        entities=[entity],
+        ttl=DAILY_TTL,
+        schema=[Field(name=s.name, dtype=_MARKET_TYPES[s.dtype], description=s.description) for s in specs],
+        source=source,
+        online=True,
+        description=f"Market snapshot {name}, stamped at its last session.",
+        tags={"family": "market"},
     )

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from feature_repo.data_quality import DATA_QUALITY_FEATURES, DATA_QUALITY_VIEW
 from feature_repo.definitions import CREATED_TIMESTAMP, EVENT_TIMESTAMP, feature_file
+from feature_repo.market import MARKET_VIEWS
 from feature_repo.schema import FEATURES_BY_VIEW
 from feature_repo.tables import DATE, TICKER
 
@@ -47,6 +48,25 @@ def write_feature_file(data_dir: Path, view: str, features: pd.DataFrame) -> Pat
     table = pa.Table.from_pandas(to_feast_frame(features, view), preserve_index=False)
     partial = target.with_suffix(f".{os.getpid()}.partial")
     pq.write_table(table, partial, compression="zstd")
+    partial.replace(target)
+    return target
+
+
+def write_market_file(data_dir: Path, view: str, frame: pd.DataFrame) -> Path:
+    """Atomically replace the Parquet file behind a market view (feature_repo.market) with ``frame``.
+
+    ``frame`` holds the view's key column, ``date`` and its fields in declaration order.
+    """
+    key, specs = MARKET_VIEWS[view]
+    fields = [s.name for s in specs]
+    created = pd.Timestamp(datetime.now(UTC))
+    out = frame[[key, *fields]].copy()
+    out.insert(1, EVENT_TIMESTAMP, pd.to_datetime(frame[DATE]).dt.tz_localize("UTC").astype("datetime64[us, UTC]"))
+    out.insert(2, CREATED_TIMESTAMP, pd.Series(created, index=out.index).astype("datetime64[us, UTC]"))
+    target = Path(feature_file(str(data_dir), view))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    pq.write_table(pa.Table.from_pandas(out, preserve_index=False), partial, compression="zstd")
     partial.replace(target)
     return target
 

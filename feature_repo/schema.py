@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-DType = Literal["float64", "int64"]
+# Lists and strings serve the market views (feature_repo.market), never a model's vector.
+DType = Literal["float64", "int64", "string", "float64_list", "int64_list"]
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_repo.data_quality import DATA_QUALITY_FEATURES, DATA_QUALITY_VIEW
 from feature_repo.definitions import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE, MODEL_SERVICES
 from feature_repo.files import read_feature_file, write_feature_file
+from feature_repo.market import MARKET_VIEWS
 from feature_repo.schema import FEATURES_BY_VIEW, names
 from feature_repo.settings import FeatureStoreSettings
 from feature_repo.store import FeatureRepo, FeatureStoreConfigError, full_window, redis_url_to_feast
@@ -111,10 +113,13 @@ def latest_rows(views: dict[str, pd.DataFrame], service_features: list[str]) -> 
 def test_apply_registers_every_view_and_service_with_descriptions(local_repo) -> None:
     repo, _, _ = local_repo
     store = repo.store
-    assert {v.name for v in store.list_feature_views()} == set(FEATURES_BY_VIEW)
+    # Model views, the market views (feature_repo.market) and the sentinel's data_quality view.
+    specs = {**FEATURES_BY_VIEW, **{v: fields for v, (_, fields) in MARKET_VIEWS.items()}}
+    specs[DATA_QUALITY_VIEW] = DATA_QUALITY_FEATURES
+    assert {v.name for v in store.list_feature_views()} == set(specs)
     assert {s.name for s in store.list_feature_services()} == set(SERVICES)
     for view in store.list_feature_views():
-        assert [f.name for f in view.features] == names(FEATURES_BY_VIEW[view.name])
+        assert [f.name for f in view.features] == names(specs[view.name])
         assert all(f.description for f in view.features), view.name
 
 

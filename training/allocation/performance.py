@@ -25,16 +25,23 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from feature_repo.bootstrap import stationary_bootstrap_indices
+from feature_repo.transforms.regime import (
+    BEAR,
+    BULL,
+    SIDEWAYS,
+    TREND_WINDOW,
+    UNKNOWN,
+    VOL_WINDOW,
+    RegimeInputError,
+)
+from feature_repo.transforms.regime import classify_regimes as _classify_regimes
 from training.allocation.results import FloatArray, StrategyResult, check_comparable
 from training.errors import TrainingError
 from training.evaluation.metrics import SESSIONS_PER_YEAR
 
 EULER_MASCHERONI: Final = 0.5772156649015329
 QUANTILES: Final = (0.05, 0.25, 0.5, 0.75, 0.95)
-BULL: Final = "bull"
-BEAR: Final = "bear"
-SIDEWAYS: Final = "sideways"
-UNKNOWN: Final = "unknown"
 # Peak-to-trough episodes of the S&P 500 (closing levels), named as people remember them.
 STRESS_WINDOWS: Final[Mapping[str, tuple[str, str]]] = {
     "2008 crisis": ("2008-09-01", "2009-03-09"),
@@ -294,14 +301,11 @@ def block_bootstrap(
     for name, value in (("block", block), ("n_paths", n_paths), ("horizon", h)):
         if value < 1:
             raise TrainingError(f"block_bootstrap {name} must be at least 1, got {value}")
-    rng = np.random.default_rng(seed)
-    new_block = rng.random((n_paths, h)) < 1.0 / block
-    new_block[:, 0] = True
-    start = rng.integers(0, r.size, size=(n_paths, h))
-    day = np.arange(h)
-    block_began = np.maximum.accumulate(np.where(new_block, day, 0), axis=1)
-    index = (np.take_along_axis(start, block_began, axis=1) + day - block_began) % r.size
-    equity = np.cumprod(1.0 + r[index], axis=1)
+    # The paths are drawn by the shared ground-floor bootstrap (the gateway's forecast uses it too).
+    index = stationary_bootstrap_indices(
+        r.size, n_paths=n_paths, horizon=h, block=block, rng=np.random.default_rng(seed)
+    )
+    equity: FloatArray = np.cumprod(1.0 + r[index], axis=1, dtype=np.float64)
     peak = np.maximum(np.maximum.accumulate(equity, axis=1), 1.0)
     drawdown = np.minimum((equity / peak - 1.0).min(axis=1), 0.0)
     terminal = equity[:, -1]
@@ -379,51 +383,19 @@ def classify_regimes(
     benchmark_returns: npt.ArrayLike | None,
     dates: npt.ArrayLike,
     *,
-    trend_window: int = 126,
-    vol_window: int = 63,
+    trend_window: int = TREND_WINDOW,
+    vol_window: int = VOL_WINDOW,
 ) -> npt.NDArray[np.str_]:
     """Label each session bull, bear or sideways from the benchmark's past alone.
 
-    At session t, with the returns up to and including t (known at t's close):
-
-    * trend: the benchmark's compound return over the last ``trend_window`` sessions;
-    * vol: the std of its last ``vol_window`` daily returns, and the median of every such vol up to t
-      (an expanding median, so "high volatility" is judged against the history seen so far).
-
-    ``bull`` when trend > 0 and vol <= median (rising, calm); ``bear`` when trend < 0 and
-    vol > median (falling, turbulent); ``sideways`` otherwise (mixed signals or a flat trend);
-    ``unknown`` until the trend has its window and the median rests on ``vol_window`` vols.
-    A label describes the past: it is no forecast, and never changes when later data change.
-
-    Args:
-        benchmark_returns: the benchmark's daily simple returns (each > -1).
-        dates: the sessions of those returns, increasing; checked to line up with them.
-        trend_window: sessions of the trailing trend (>= 1).
-        vol_window: sessions of the trailing volatility (>= 2).
+    The rule lives on the ground floor (:mod:`feature_repo.transforms.regime`), where the
+    ``market_regime`` view the gateway serves is computed by the same function; this wrapper only
+    maps its input errors to :class:`TrainingError`.
     """
-    if benchmark_returns is None:
-        raise TrainingError("regimes are read from the benchmark, and there is none")
-    b = _returns(benchmark_returns, "benchmark returns")
-    days = np.asarray(dates, dtype="datetime64[D]")
-    if days.shape != b.shape:
-        raise TrainingError(f"{b.size} benchmark returns but {days.size} dates")
-    if b.size > 1 and not (np.diff(days.astype(np.int64)) > 0).all():
-        raise TrainingError("regime dates must be strictly increasing")
-    if trend_window < 1 or vol_window < 2:
-        raise TrainingError(f"trend_window must be >= 1 and vol_window >= 2, got {trend_window} and {vol_window}")
-    if (b <= -1.0).any():
-        raise TrainingError("a benchmark return of -100% or worse cannot be compounded")
-    growth = np.concatenate([[0.0], np.cumsum(np.log1p(b))])
-    trend = np.full(b.size, np.nan)
-    trend[trend_window - 1 :] = np.expm1(growth[trend_window:] - growth[:-trend_window])
-    vol = pd.Series(b).rolling(vol_window).std(ddof=1)
-    median = vol.expanding(min_periods=vol_window).median().to_numpy()
-    vol_now = vol.to_numpy()
-    labels = np.full(b.size, SIDEWAYS, dtype="<U8")
-    labels[(trend > 0) & (vol_now <= median)] = BULL
-    labels[(trend < 0) & (vol_now > median)] = BEAR
-    labels[~(np.isfinite(trend) & np.isfinite(median))] = UNKNOWN
-    return labels
+    try:
+        return _classify_regimes(benchmark_returns, dates, trend_window=trend_window, vol_window=vol_window)
+    except RegimeInputError as e:
+        raise TrainingError(str(e)) from e
 
 
 def regime_table(results: Sequence[StrategyResult], regimes: npt.ArrayLike) -> pd.DataFrame:

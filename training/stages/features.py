@@ -5,11 +5,13 @@ from __future__ import annotations
 import pandas as pd
 from tqdm.auto import tqdm
 
-from feature_repo.files import write_feature_chunks, write_feature_file
+from feature_repo.files import write_feature_chunks, write_feature_file, write_market_file
+from feature_repo.market import REGIME_VIEW, RETURN_WINDOW_VIEW, regime_view_frame, return_window_frame
 from feature_repo.schema import FEATURES_BY_VIEW
 from feature_repo.tables import DATE, TICKER
 from feature_repo.transforms.alpha import alpha_feature_chunks
 from feature_repo.transforms.fundamental import fundamental_features
+from feature_repo.transforms.regime import RegimeInputError
 from feature_repo.transforms.sentiment import sentiment_features
 from feature_repo.transforms.technical import technical_features
 from training.calendar import on_sessions, run_sessions
@@ -71,6 +73,7 @@ def run(ctx: RunContext) -> dict[str, object]:
         ),
     }
     summary: dict[str, object] = {}
+    technical: pd.DataFrame | None = None
     for view, compute in tqdm(jobs.items(), desc="  views", disable=ctx.progress_disabled, file=ctx.out, leave=False):
         frame = compute()
         note = ""
@@ -84,7 +87,27 @@ def run(ctx: RunContext) -> dict[str, object]:
             note += f" (document scores of text model version {scored_by})"
         print(f"  {view:<22} {rows:>9,} rows -> {path}{note}", file=ctx.out)
         summary[view] = rows
+        if view == "technical_features" and isinstance(frame, pd.DataFrame):
+            technical = frame
+    summary.update(_market_views(ctx, benchmark, technical))
     return summary
+
+
+def _market_views(ctx: RunContext, benchmark: pd.DataFrame, technical: pd.DataFrame | None) -> dict[str, object]:
+    """The regime history of the run's benchmark and each ticker's trailing returns (feature_repo.market)."""
+    frames: dict[str, pd.DataFrame] = {}
+    if not benchmark.empty:
+        symbol = str(benchmark["symbol"].iloc[0])
+        try:
+            frames[REGIME_VIEW] = regime_view_frame(benchmark.set_index(DATE)["close"], symbol)
+        except RegimeInputError as e:
+            raise TrainingError(f"benchmark {symbol}: {e}") from e
+    if technical is not None:
+        frames[RETURN_WINDOW_VIEW] = return_window_frame(technical[[TICKER, DATE, "ret_1d"]])
+    for view, frame in frames.items():
+        path = write_market_file(ctx.data_dir, view, frame)
+        print(f"  {view:<22} {len(frame):>9,} rows -> {path}", file=ctx.out)
+    return {view: len(frame) for view, frame in frames.items()}
 
 
 def _run_benchmark(ctx: RunContext, benchmark: pd.DataFrame) -> pd.DataFrame:

@@ -21,3 +21,6 @@ technical_model_v2 = _definitions.services["technical_model_v2"]
 fundamental_model_v1 = _definitions.services["fundamental_model_v1"]
 sentiment_signal_model_v1 = _definitions.services["sentiment_signal_model_v1"]
 allocator_v1 = _definitions.services["allocator_v1"]
+market = _definitions.market
+market_regime = _definitions.views["market_regime"]
+return_window = _definitions.views["return_window"]

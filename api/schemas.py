@@ -138,13 +138,18 @@ class AllocationPublic(BaseModel):
 class ContributionPublic(BaseModel):
     feature: str
     value: float | None = Field(description="The feature's online value.")
-    contribution: float = Field(description="SHAP contribution in log-odds.")
+    contribution: float = Field(description="SHAP contribution in the explanation's units (log-odds or score).")
 
 
 class ExplanationPublic(BaseModel):
     ticker: str
-    score: float = Field(description="The technical model's probability, from the contributions.")
-    log_odds: float
+    score: float = Field(
+        description="The technical model's score: a probability for a binary model (units log-odds), the "
+        "predicted centred cross-sectional rank (-0.5..0.5, 0 = the peers' median) otherwise (units score)."
+    )
+    units: Literal["log-odds", "score"] = Field(description="Units of raw_score, bias and every contribution.")
+    raw_score: float = Field(description="bias plus every contribution: log-odds, or the score itself.")
+    log_odds: float | None = Field(description="Deprecated: raw_score when units is log-odds, else null.")
     bias: float
     contributions: list[ContributionPublic]
     narrative: str

@@ -49,6 +49,10 @@ MAX_TEXT_CHARS: Final = 2000
 
 SCORE_OUTPUT: Final = "score"
 BIAS_OUTPUT: Final = "bias"
+# The explainer's link flag, per row: 1.0 when the model's score is the logistic of its raw score
+# (bias + contributions are log-odds: the binary objective), 0.0 when the score is the raw score
+# itself (regression on the cross-sectional label, lambdarank). The gateway reads units from it.
+LOGISTIC_LINK_OUTPUT: Final = "logistic_link"
 EXPLAIN_SUFFIX: Final = "-explain"
 NO_FEATURE_SERVICE: Final = "none"
 

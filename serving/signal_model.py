@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.contract import BIAS_OUTPUT, SCORE_OUTPUT
+from serving.contract import BIAS_OUTPUT, LOGISTIC_LINK_OUTPUT, SCORE_OUTPUT
 from serving.loaders import LoadedSignal
 from serving.model_base import ChampionModel
 from serving.tensors import Columns, check_columns
@@ -28,10 +28,12 @@ def feature_matrix(loaded: LoadedSignal, columns: Columns) -> np.ndarray:
 
 
 class SignalModel(ChampionModel[LoadedSignal]):
-    """``score``: P(21-session excess return > 0) per row, from the champion booster."""
+    """``score`` per row from the champion booster: P(21-session excess return > 0) for a binary
+    model, the predicted centred cross-sectional rank for a regression model, a ranking score for
+    lambdarank (the registered model's ``objective``)."""
 
     def compute(self, loaded: LoadedSignal, columns: Columns) -> tuple[int, dict[str, np.ndarray]]:
-        """Probabilities of the binary objective (``Booster.predict``)."""
+        """``Booster.predict``: the objective's own output (probabilities only for ``binary``)."""
         X = feature_matrix(loaded, columns)
         if len(X) == 0:
             return 0, {SCORE_OUTPUT: np.empty(0)}
@@ -41,9 +43,12 @@ class SignalModel(ChampionModel[LoadedSignal]):
 
 
 class SignalExplainModel(ChampionModel[LoadedSignal]):
-    """One output per feature plus ``bias``: LightGBM TreeSHAP contributions in log-odds units.
+    """One output per feature plus ``bias``: LightGBM TreeSHAP contributions in raw-score units.
 
-    Per row they sum to the raw score, ``booster.predict(X, raw_score=True)``.
+    Per row they sum to the raw score, ``booster.predict(X, raw_score=True)``: log-odds for a binary
+    model, the score itself otherwise. ``score`` is the signal model's own answer for the row and
+    ``logistic_link`` says which (1.0: score = logistic(raw), 0.0: score = raw), so a client never
+    has to know the objective to read the contributions.
     """
 
     def compute(self, loaded: LoadedSignal, columns: Columns) -> tuple[int, dict[str, np.ndarray]]:
@@ -56,4 +61,17 @@ class SignalExplainModel(ChampionModel[LoadedSignal]):
                 loaded.booster.predict(X, pred_contrib=True, num_threads=PREDICT_THREADS), dtype=np.float64
             )
         names = [*loaded.features, BIAS_OUTPUT]
-        return len(X), {name: contributions[:, i] for i, name in enumerate(names)}
+        outputs = {name: contributions[:, i] for i, name in enumerate(names)}
+        raw = contributions.sum(axis=1)
+        logistic = is_logistic(loaded)
+        outputs[SCORE_OUTPUT] = 1.0 / (1.0 + np.exp(-raw)) if logistic else raw
+        outputs[LOGISTIC_LINK_OUTPUT] = np.full(len(X), 1.0 if logistic else 0.0)
+        return len(X), outputs
+
+
+def is_logistic(loaded: LoadedSignal) -> bool:
+    """Whether the booster's objective maps raw scores through the logistic (``binary``).
+
+    LightGBM reads ``objective`` back from the model file (``"binary sigmoid:1"`` for binary).
+    """
+    return str(loaded.booster.params.get("objective", "")).split()[0:1] == ["binary"]

@@ -107,7 +107,8 @@ def test_explanation_sums_to_the_technical_score(make_gateway, shared_env) -> No
     body = client.get(f"/v1/explanations/{ticker}", params={"top": 3}, headers=auth(key)).json()
     signal = client.get("/v1/signals", params={"tickers": ticker}, headers=auth(key)).json()["signals"][0]
     assert body["score"] == pytest.approx(signal["components"]["technical"])
-    assert body["score"] == pytest.approx(1 / (1 + math.exp(-body["log_odds"])))
+    assert body["units"] == "log-odds" and body["log_odds"] == pytest.approx(body["raw_score"])
+    assert body["score"] == pytest.approx(1 / (1 + math.exp(-body["raw_score"])))
     assert len(body["contributions"]) == 3
     sizes = [abs(c["contribution"]) for c in body["contributions"]]
     assert sizes == sorted(sizes, reverse=True)

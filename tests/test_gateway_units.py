@@ -74,6 +74,15 @@ def test_narrative_is_deterministic_and_signed() -> None:
     assert "3-month volatility moderately lowers it (-0.06 log-odds)" in text
 
 
+def test_narrative_of_a_rank_model_speaks_in_score_units() -> None:
+    # A regression on the centred cross-sectional rank: 0 is the peers' median, no odds, no log-odds.
+    text = narrative("AAA", -0.031, [("ret_252d_csz", -0.024), ("vol_63d", 0.006)], units="score")
+    assert text.startswith("AAA: technical score -0.031, below the peers' median")
+    assert "12-month return (z-score vs peers) strongly lowers it (-0.024)" in text
+    assert "3-month volatility moderately lifts it (+0.006)" in text
+    assert "odds" not in text
+
+
 def test_ticker_parsing() -> None:
     assert parse_tickers(" aapl, MSFT,AAPL,,brk.b ", 10) == ["AAPL", "MSFT", "BRK.B"]
     for raw, limit in (("", 5), ("A,B,C", 2), ("GOOD,BAD!", 5)):

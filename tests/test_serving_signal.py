@@ -177,9 +177,12 @@ def test_explain_contributions_sum_to_raw_score(technical_server: ServerProcess,
     response = infer(technical_server, "technical-explain", frame)
     assert response.status_code == 200, response.text
     outputs = outputs_by_name(response.json())
-    assert list(outputs) == [*TECHNICAL, "bias"]
-    total = np.sum(list(outputs.values()), axis=0)
+    assert list(outputs) == [*TECHNICAL, "bias", "score", "logistic_link"]
+    total = np.sum([outputs[name] for name in [*TECHNICAL, "bias"]], axis=0)
     np.testing.assert_allclose(total, technical_booster.predict(frame.to_numpy(), raw_score=True), atol=1e-9)
+    # The fixture's booster is binary: the explainer's score is the signal model's probability.
+    np.testing.assert_array_equal(outputs["logistic_link"], np.ones(20))
+    np.testing.assert_allclose(outputs["score"], technical_booster.predict(frame.to_numpy()), atol=1e-12)
 
 
 @pytest.mark.slow

@@ -41,22 +41,33 @@ async def get_explanation(
         result = await client.infer(EXPLAINER, fp64_inputs(columns), server=SERVER)
         contributions = {f: result.floats(f, 1)[0] for f in columns}
         bias = result.floats("bias", 1)[0]
+        served = result.floats("score", 1)[0] if "score" in result.outputs else None
+        link = result.floats("logistic_link", 1)[0] if "logistic_link" in result.outputs else None
     except ModelCallError as e:
         raise NoModelAvailableError(f"the technical explainer is unavailable: {e}") from e
     if bias is None:
         raise NoModelAvailableError("the technical explainer returned no bias term")
     known = {f: c for f, c in contributions.items() if c is not None}
-    log_odds = bias + sum(known.values())
-    probability = 1.0 / (1.0 + math.exp(-max(min(log_odds, 50.0), -50.0)))
+    raw = bias + sum(known.values())
+    # An explainer without the link flag predates it and served binary models only.
+    logistic = link is None or link >= 0.5
+    units = "log-odds" if logistic else "score"
+    score = served if served is not None else (_logistic(raw) if logistic else raw)
     ordered = sorted(known.items(), key=lambda fc: (-abs(fc[1]), fc[0]))
     return ExplanationPublic(
         ticker=ticker,
-        score=probability,
-        log_odds=log_odds,
+        score=score,
+        units=units,
+        raw_score=raw,
+        log_odds=raw if logistic else None,
         bias=bias,
         contributions=[ContributionPublic(feature=f, value=columns[f][0], contribution=c) for f, c in ordered[:top]],
-        narrative=narrative(ticker, probability, [(f, c) for f, c in ordered[:3] if c != 0.0]),
+        narrative=narrative(ticker, score, [(f, c) for f, c in ordered[:3] if c != 0.0], units),
         model_version=result.version,
         as_of=snapshot.as_of(),
         request_id=request.state.request_id,
     )
+
+
+def _logistic(raw: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(min(raw, 50.0), -50.0)))

@@ -3,7 +3,8 @@
 Scores are a fixed logistic function of the features (no training, no quality claimed):
 ``score = sigmoid(sum(coef_f * x_f))`` with ``coef = 0.3`` for cross-sectional z-scores and ``1.0``
 for sentiment scores, missing values counting as 0. ``<name>-explain`` returns exactly those
-terms plus ``bias = 0``, so contributions sum to the log-odds as the contract says.
+terms plus ``bias = 0``, so contributions sum to the log-odds as the contract says, with the
+score and ``logistic_link = 1``.
 
 Run: ``python -m tests.gateway_fixtures.v2_model --http_port P --models technical,technical-explain``.
 """
@@ -82,7 +83,9 @@ def build_models(names: list[str], version: str, delay_s: float) -> list[Any]:
             terms = {f: coefficient(f) * np.nan_to_num(columns[f], nan=0.0) for f in expected}
             if self.explain_mode:
                 n = len(next(iter(columns.values())))
-                return {**terms, "bias": np.zeros(n)}
+                logit = np.sum(list(terms.values()), axis=0)
+                link = {"score": 1.0 / (1.0 + np.exp(-logit)), "logistic_link": np.ones(n)}
+                return {**terms, "bias": np.zeros(n), **link}
             logit = np.sum(list(terms.values()), axis=0)
             return {"score": 1.0 / (1.0 + np.exp(-logit))}
 

@@ -29,6 +29,8 @@ ALL_SCOPES: Final[tuple[str, ...]] = (
     "models:read",
     "backtests:write",
     "backtests:read",
+    "regime:read",
+    "forecasts:read",
 )
 
 

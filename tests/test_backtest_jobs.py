@@ -1,0 +1,237 @@
+"""Backtest jobs at the gateway: admission, bounds, limits, cancel, the dispatcher and restarts (controlled clock).
+
+The executor is a fake here (tests/backtest_fixtures.py) except for the local executor's restart
+check, which looks up a real (dead) pid; tests/test_backtest_jobs_ray.py runs a real job on Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from api.backtest_executors import LocalExecutor, RayJobsExecutor
+from tests.backtest_fixtures import FakeClock, FakeExecutor, body, gateway, key, publish, settings
+from tests.gateway_fixtures.fixtures import assert_error_body
+
+
+def _wire(client: TestClient, executor: object, clock: FakeClock) -> None:
+    """Swap the app's executor and clock for the test's own."""
+    jobs = client.app.state.services.backtests  # type: ignore[attr-defined]
+    jobs.executor = executor
+    jobs.store.clock = clock
+
+
+def _submit(client: TestClient, headers: dict[str, str], **overrides: object) -> str:
+    response = client.post("/v1/backtests", json=body(**overrides), headers=headers)
+    assert response.status_code == 202, response.text
+    assert response.headers["Location"] == f"/v1/backtests/{response.json()['id']}"
+    return str(response.json()["id"])
+
+
+def _state(client: TestClient, headers: dict[str, str], job_id: str) -> dict[str, object]:
+    response = client.get(f"/v1/backtests/{job_id}", headers=headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_a_job_is_queued_then_started_then_failed_when_its_process_ends_without_a_result(tmp_path: Path) -> None:
+    clock, executor = FakeClock(), FakeExecutor()
+    with gateway(settings(tmp_path, max_running=1)) as client:
+        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
+        _wire(client, executor, clock)
+        h = key(client)
+        first = _submit(client, h)
+        clock.advance(1)  # queued jobs start oldest first
+        second = _submit(client, h)
+        job = _state(client, h, first)
+        assert job["state"] == "queued" and job["progress"] == 0.0 and job["result"] is None
+        assert job["created_at"].startswith("2026-01-05T09:00")  # type: ignore[union-attr]
+        jobs = client.app.state.services.backtests  # type: ignore[attr-defined]
+        jobs.tick()
+        assert _state(client, h, first)["state"] == "running"
+        assert _state(client, h, second)["state"] == "queued"  # max_running=1
+        assert list(executor.running) == [f"fake:{first}"]
+        executor.running[f"fake:{first}"] = False  # the process died without writing a result
+        clock.advance(5)
+        jobs.tick()
+        failed = _state(client, h, first)
+        assert failed["state"] == "failed" and "the fake process ended" in str(failed["error"])
+        assert _state(client, h, second)["state"] == "running"  # the freed slot goes to the next
+        metrics = client.get("/metrics").text
+        assert re.search(r'portfolio_os_gateway_backtest_jobs\{state="failed"\} 1\.0', metrics)
+        assert re.search(r'portfolio_os_gateway_backtest_jobs\{state="running"\} 1\.0', metrics)
+        assert 'portfolio_os_gateway_backtest_submissions_total{outcome="accepted"} 2.0' in metrics
+
+
+def test_queued_jobs_survive_a_restart_and_a_gone_process_fails_with_its_reason(tmp_path: Path) -> None:
+    config = settings(tmp_path, max_running=1)
+    with gateway(config) as client:
+        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
+        clock = FakeClock()
+        _wire(client, FakeExecutor(), clock)
+        h = key(client)
+        running = _submit(client, h)
+        clock.advance(1)
+        queued = _submit(client, h)
+        client.app.state.services.backtests.tick()  # type: ignore[attr-defined]
+    # A local process that has since exited: its pid is no longer this job's.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with gateway(config) as client:
+        jobs = client.app.state.services.backtests  # type: ignore[attr-defined]
+        store = jobs.store
+        store.started(running, f"local:{dead.pid}:{running}")  # as the local executor recorded it
+        restarted = FakeExecutor()
+        local = LocalExecutor(sys.executable, str(tmp_path), "sqlite://", num_cpus=1, log_dir=tmp_path)
+
+        class AfterRestart:
+            """Local references are checked as after a real restart; new jobs go to the fake."""
+
+            def submit(self, job_id: str) -> str:
+                return restarted.submit(job_id)
+
+            def alive(self, ref: str):  # type: ignore[no-untyped-def]
+                return local.alive(ref) if ref.startswith("local:") else restarted.alive(ref)
+
+            def stop(self, ref: str) -> None:
+                restarted.stop(ref)
+
+        jobs.executor = AfterRestart()
+        jobs.tick()
+        gone = _state(client, h, running)
+        assert gone["state"] == "failed" and "its process is gone" in str(gone["error"])
+        assert _state(client, h, queued)["state"] == "running" and f"fake:{queued}" in restarted.running
+
+
+def test_the_date_range_and_universe_are_checked_against_the_published_data(tmp_path: Path) -> None:
+    with gateway(settings(tmp_path)) as client:
+        h = key(client)
+        unpublished = client.post("/v1/backtests", json=body(), headers=h)
+        assert "catalogue" in assert_error_body(unpublished, 503, "backtest_data_unavailable")["message"]
+        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
+        early = assert_error_body(client.post("/v1/backtests", json=body(start="2021-06-01"), headers=h), 422)
+        assert "2021-06-01" in early["message"] and "first session 2022-01-03" in early["message"]
+        late = assert_error_body(client.post("/v1/backtests", json=body(end="2024-02-01"), headers=h), 422)
+        assert "last session 2023-12-29" in late["message"] and "upper bound" in late["message"]
+        unknown = assert_error_body(
+            client.post("/v1/backtests", json=body(universe=["AAA", "ZZZ", "YYY"]), headers=h), 422
+        )
+        assert "universe" in unknown["message"] and "YYY, ZZZ" in unknown["message"]
+        backwards = assert_error_body(client.post("/v1/backtests", json=body(end="2023-01-03"), headers=h), 422)
+        assert "must be after start" in backwards["message"]
+        too_many = assert_error_body(client.post("/v1/backtests", json=body(params={"k": 9}), headers=h), 422)
+        assert "params.k=9" in too_many["message"]
+        costs = body(costs={"half_spread_bps": [20, 10, 5]})
+        assert (
+            "half_spread_bps" in assert_error_body(client.post("/v1/backtests", json=costs, headers=h), 422)["message"]
+        )
+        unknown_field = assert_error_body(client.post("/v1/backtests", json=body(leverage=2), headers=h), 422)
+        assert "leverage" in unknown_field["message"]
+
+
+def test_the_tenant_limit_answers_429_with_retry_after_and_a_cancel_frees_a_slot(tmp_path: Path) -> None:
+    with gateway(settings(tmp_path, max_jobs_per_tenant=2, retry_after_s=17)) as client:
+        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
+        _wire(client, FakeExecutor(), FakeClock())
+        h, other = key(client), key(client, tenant="globex")
+        first = _submit(client, h)
+        _submit(client, h)
+        limited = client.post("/v1/backtests", json=body(), headers=h)
+        assert "limit" in assert_error_body(limited, 429, "backtest_limit")["message"]
+        assert limited.headers["Retry-After"] == "17"
+        _submit(client, other)  # another tenant's limit is its own
+        cancelled = client.delete(f"/v1/backtests/{first}", headers=h)
+        assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+        assert cancelled.json()["error"] == "cancelled by the client"
+        _submit(client, h)
+        again = client.delete(f"/v1/backtests/{first}", headers=h)
+        assert "already ended (cancelled)" in assert_error_body(again, 409, "conflict")["message"]
+
+
+def test_unknown_ids_other_tenants_scopes_and_early_reports(tmp_path: Path) -> None:
+    with gateway(settings(tmp_path)) as client:
+        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
+        h = key(client)
+        job = _submit(client, h)
+        assert_error_body(client.get(f"/v1/backtests/{'0' * 32}", headers=h), 404, "not_found")
+        assert_error_body(client.get(f"/v1/backtests/{job}", headers=key(client, tenant="globex")), 404)
+        assert_error_body(client.delete(f"/v1/backtests/{'f' * 32}", headers=h), 404)
+        assert_error_body(client.get("/v1/backtests/not-an-id", headers=h), 422)
+        report = client.get(f"/v1/backtests/{job}/report", headers=h)
+        assert "it is queued" in assert_error_body(report, 409, "conflict")["message"]
+        reader = key(client, scopes=("backtests:read",))
+        assert_error_body(client.post("/v1/backtests", json=body(), headers=reader), 403, "forbidden")
+        assert client.get(f"/v1/backtests/{job}", headers=reader).status_code == 200  # the same tenant reads it
+        data = client.get("/v1/backtests/data", headers=h).json()
+        assert data["first_session"] == "2022-01-03" and data["tickers"][0] == "AAA"
+
+
+def test_a_cancel_of_a_running_job_stops_its_process(tmp_path: Path) -> None:
+    executor = FakeExecutor()
+    with gateway(settings(tmp_path)) as client:
+        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
+        _wire(client, executor, FakeClock())
+        h = key(client)
+        job = _submit(client, h)
+        client.app.state.services.backtests.tick()  # type: ignore[attr-defined]
+        assert client.delete(f"/v1/backtests/{job}", headers=h).json()["state"] == "cancelled"
+        assert executor.stopped == [f"fake:{job}"]
+
+
+def test_a_refused_submission_goes_back_to_the_queue_with_the_reason(tmp_path: Path) -> None:
+    executor = FakeExecutor(refuse="Ray dashboard unreachable")
+    with gateway(settings(tmp_path)) as client:
+        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
+        _wire(client, executor, FakeClock())
+        h = key(client)
+        job = _submit(client, h)
+        client.app.state.services.backtests.tick()  # type: ignore[attr-defined]
+        waiting = _state(client, h, job)
+        assert waiting["state"] == "queued" and waiting["message"] == "waiting: Ray dashboard unreachable"
+        executor.refuse = None
+        client.app.state.services.backtests.tick()  # type: ignore[attr-defined]
+        assert _state(client, h, job)["state"] == "running"
+
+
+def test_the_ray_executor_speaks_the_job_submission_api() -> None:
+    seen: list[tuple[str, str, bytes]] = []
+    statuses = {"backtest-j1": "RUNNING", "backtest-j2": "FAILED"}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, request.content))
+        if request.method == "POST" and request.url.path == "/api/jobs/":
+            return httpx.Response(200, json={"submission_id": "backtest-j1", "job_id": "raysubmit_1"})
+        if request.method == "GET":
+            sid = request.url.path.rsplit("/", 1)[-1]
+            if sid not in statuses:
+                return httpx.Response(404, text="not found")
+            return httpx.Response(200, json={"status": statuses[sid], "message": "entrypoint exited 2"})
+        return httpx.Response(200, json={"stopped": True})
+
+    ray = RayJobsExecutor(
+        "http://ray-head:8265", "python", timeout_s=1, num_cpus=1, transport=httpx.MockTransport(answer)
+    )
+    assert ray.submit("j1") == "backtest-j1"
+    method, path, content = seen[0]
+    assert (method, path) == ("POST", "/api/jobs/")
+    sent = json.loads(content)
+    assert sent["entrypoint"] == "python -m training.backtest_job run --job-id j1"
+    assert sent["submission_id"] == "backtest-j1" and sent["entrypoint_num_cpus"] == 1
+    assert ray.alive("backtest-j1").alive
+    dead = ray.alive("backtest-j2")
+    assert not dead.alive and "FAILED" in dead.detail and "exited 2" in dead.detail
+    assert not ray.alive("backtest-j3").alive
+    ray.stop("backtest-j1")
+    assert seen[-1][:2] == ("POST", "/api/jobs/backtest-j1/stop")
+
+
+def test_the_ray_executor_needs_an_address(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ray_address"):
+        settings(tmp_path, executor="ray")

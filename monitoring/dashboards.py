@@ -64,6 +64,16 @@ GATEWAY: Final = [
     Panel("Degraded responses", [(f"sum by (route) (rate({G}_degraded_responses_total[{RATE}]))", "{{route}}")]),
     Panel("Feature read p99", [(_p99(f"{G}_feature_read_duration_seconds", "instance"), "{{instance}}")], "s"),
     Panel(
+        "Scored universe: snapshot age and tickers",
+        [(f"max({G}_scored_universe_age_seconds)", "age (s)"), (f"max({G}_scored_universe_tickers)", "tickers")],
+    ),
+    Panel(
+        "Signal requests by scored-universe outcome",
+        [(f"sum by (outcome) (rate({G}_scored_universe_lookups_total[{RATE}]))", "{{outcome}}")],
+        "reqps",
+    ),
+    Panel("Scored-universe build p99", [(_p99(f"{G}_scored_universe_build_seconds", "outcome"), "{{outcome}}")], "s"),
+    Panel(
         "Audit and usage-flush failures",
         [
             (f"sum(increase({G}_audit_failures_total[{RATE}]))", "audit"),
@@ -148,6 +158,18 @@ DRIFT: Final = [
         "stat",
         [172800],
     ),
+    # The data-quality sentinel beside the drift it often explains (PortfolioOSDataAnomalies at 5%).
+    Panel(
+        "Data anomaly share by ticker class (sentinel, newest session)",
+        [
+            (
+                "max by (ticker_class) (portfolio_os_data_anomalies / portfolio_os_data_sentinel_tickers)",
+                "{{ticker_class}}",
+            )
+        ],
+        "percentunit",
+        thresholds=[0.05],
+    ),
 ]
 DECAY: Final = [
     Panel("Rolling rank IC", [("max by (model) (portfolio_os_model_rolling_rank_ic)", "{{model}}")]),
@@ -170,6 +192,17 @@ FRESHNESS: Final = [
         [(f"max by (service) ({G}_feature_age_seconds)", "{{service}}")],
         "s",
         thresholds=[345600],
+    ),
+    Panel(
+        "Data anomalies by ticker class (sentinel, newest session)",
+        [("max by (ticker_class) (portfolio_os_data_anomalies)", "{{ticker_class}}")],
+    ),
+    Panel(
+        "Since last sentinel run",
+        [("time() - max(portfolio_os_data_sentinel_last_run_timestamp_seconds)", "sentinel")],
+        "s",
+        "stat",
+        [172800],
     ),
 ]
 TENANTS: Final = [

@@ -249,6 +249,27 @@ class OnlineFeatures:
                 self._repo = None
                 raise FeatureStoreUnavailableError(f"online universe unreadable: {type(e).__name__}") from e
 
+    def read_refs(self, refs: list[str], entity_rows: list[dict[str, str]]) -> dict[str, list[Any]]:
+        """One online call for ``refs`` (``view:feature``) and ``entity_rows``, with event times (blocking).
+
+        For views outside the served model views (the market views of :mod:`api.market_data`): the
+        caller decodes and caches the rows itself.
+
+        Raises:
+            FeatureStoreUnavailableError: the registry or online store cannot be read.
+        """
+        start = time.perf_counter()
+        with self._lock:
+            try:
+                raw = self.open().store.get_online_features(features=refs, entity_rows=entity_rows)
+                data: dict[str, list[Any]] = raw.to_dict(include_event_timestamps=True)
+            except Exception as e:
+                self._repo = None
+                raise FeatureStoreUnavailableError(f"online feature store unavailable: {type(e).__name__}") from e
+            finally:
+                self.metrics.feature_read_duration.observe(time.perf_counter() - start)
+        return data
+
     def read_known(self, tickers: list[str], services: tuple[str, ...]) -> FeatureSnapshot:
         """The rows of ``tickers`` in one online call, leaving out tickers with no row at all (blocking).
 

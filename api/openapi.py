@@ -53,6 +53,10 @@ def _declare_limits(document: dict[str, Any], max_tickers: int) -> None:
             parameter["description"] += f" 1 to {max_tickers} tickers (max_tickers); duplicates are answered once."
     universe = document["components"]["schemas"]["AllocationRequest"]["properties"]["universe"]
     universe["maxItems"] = max_tickers
+    forecast = document["components"]["schemas"].get("ForecastRequest", {}).get("properties", {})
+    if forecast:
+        forecast["universe"]["maxItems"] = max_tickers
+        forecast["weights"]["maxProperties"] = max_tickers
 
 
 def _declare_headers(document: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from api.features import OnlineFeatures
 from api.idempotency import IdempotencyStore
 from api.inference import InferenceClient
 from api.maintenance import Maintenance
+from api.market_data import MarketData
 from api.metrics import GatewayMetrics
 from api.ratelimit import RateLimiter
 from api.scored import ScoredUniverse
@@ -42,6 +43,7 @@ class Services:
     # Built right after the rest (it calls back into :meth:`client`).
     scored: ScoredUniverse = field(init=False)
     backtests: BacktestDispatcher = field(init=False)
+    market: MarketData = field(init=False)  # the market views (regime, return windows)
 
     def client(self) -> InferenceClient:
         """The shared model client, created on the running event loop on first use."""
@@ -103,4 +105,5 @@ def build_services(settings: GatewaySettings) -> Services:
     )
     services.scored = ScoredUniverse(features, services.client, settings.scored, metrics)
     services.backtests = build_backtests(settings, engine, metrics, utc_now)
+    services.market = MarketData(features, settings.feature_cache_seconds)
     return services

@@ -19,6 +19,7 @@ from api.idempotency_http import IDEMPOTENCY_RESPONSES, AllocationsIdempotency
 from api.inference import InferenceClient
 from api.metrics import GatewayMetrics
 from api.schemas import AllocationPublic, AllocationRequest, DegradedReason, WeightPublic
+from api.services import Services
 from api.tickers import check_tickers
 from feature_repo.schema import ALLOCATOR_SERVICE
 
@@ -122,6 +123,20 @@ async def _decide(
     return _from_model(body, allocation)
 
 
+async def decide_allocation(
+    services: Services, client: InferenceClient, body: AllocationRequest
+) -> tuple[AllocationInputs, FeatureSnapshot, Decision]:
+    """The universe, the features read and the weights for ``body`` (also what a forecast of a universe holds)."""
+    check_tickers(body.universe, services.settings.max_tickers)  # the declared maxItems, before duplicates merge
+    inputs = allocation_inputs(body)
+    # The scored universe's rows when fresh (the rows the signals were scored from), else the store's.
+    snapshot = services.scored.features_for(inputs.universe, VIEWS) or services.features.cached(inputs.universe, VIEWS)
+    if snapshot is None:
+        snapshot = await run_in_threadpool(services.features.read, inputs.universe, VIEWS)
+    decision = await _decide(client, body, inputs, snapshot, services.metrics)
+    return inputs, snapshot, decision
+
+
 @router.post(
     "/allocations", response_model=AllocationPublic, responses={**TICKER_ERROR_RESPONSES, **IDEMPOTENCY_RESPONSES}
 )
@@ -135,13 +150,7 @@ async def create_allocation(
 ) -> AllocationPublic:
     """Portfolio weights for a universe from the allocator model, or the gateway's fallback."""
     settings = services.settings
-    check_tickers(body.universe, settings.max_tickers)  # the declared maxItems, before duplicates merge
-    inputs = allocation_inputs(body)
-    # The scored universe's rows when fresh (the rows the signals were scored from), else the store's.
-    snapshot = services.scored.features_for(inputs.universe, VIEWS) or services.features.cached(inputs.universe, VIEWS)
-    if snapshot is None:
-        snapshot = await run_in_threadpool(services.features.read, inputs.universe, VIEWS)
-    decision = await _decide(client, body, inputs, snapshot, services.metrics)
+    inputs, snapshot, decision = await decide_allocation(services, client, body)
     vols = snapshot.values["vol_63d"]
     rho = settings.assumed_correlation
     answer = AllocationPublic(

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from feature_repo.files import read_feature_file, write_feature_file
+from feature_repo.files import read_feature_file, write_feature_file, write_market_file
+from feature_repo.market import REGIME_VIEW, RETURN_WINDOW_VIEW, regime_view_frame, return_window_frame
 from feature_repo.settings import FeatureStoreSettings
 from feature_repo.store import FeatureRepo, full_window
 from feature_repo.transforms.fundamental import fundamental_features
@@ -37,9 +38,13 @@ def build_feature_repo(data_dir: Path, n_tickers: int = 6) -> list[str]:
     }
     for view, frame in views.items():
         write_feature_file(data_dir, view, frame)
+    # The market views the regime and forecast routes read (feature_repo.market), as the features stage writes them.
+    technical = views["technical_features"]
+    write_market_file(data_dir, REGIME_VIEW, regime_view_frame(benchmark, "SYNTH-INDEX"))
+    write_market_file(data_dir, RETURN_WINDOW_VIEW, return_window_frame(technical[["ticker", "date", "ret_1d"]]))
     repo = FeatureRepo.open(FeatureStoreSettings(data_dir=str(data_dir)))
     repo.apply()
-    for view in views:
+    for view in [*views, REGIME_VIEW, RETURN_WINDOW_VIEW]:
         start, end = full_window(read_feature_file(data_dir, view)["event_timestamp"])
         repo.materialize(start, end, [view])
     return sorted(prices["ticker"].unique().tolist())

@@ -12,6 +12,7 @@ answer (the ``RateLimit-*`` headers) is in :attr:`PortfolioOSClient.rate_limit`,
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 import time
 import uuid
@@ -23,6 +24,7 @@ import httpx
 from pydantic import BaseModel
 
 from api.errors import IDEMPOTENCY_IN_PROGRESS
+from api.market_schemas import ForecastPublic, ForecastRequest, RegimePublic
 from api.schemas import (
     AllocationPublic,
     AllocationRequest,
@@ -118,6 +120,17 @@ class PortfolioOSClient:
 
     def models(self) -> ModelsPublic:
         return self._call(ModelsPublic, "GET", "/v1/models")
+
+    def regime(self, start: dt.date | None = None, end: dt.date | None = None) -> RegimePublic:
+        """The market regime now and its history from ``start`` to ``end`` (the gateway's defaults when None)."""
+        params = {name: day.isoformat() for name, day in (("from", start), ("to", end)) if day is not None}
+        return self._call(RegimePublic, "GET", "/v1/regime", params=params)
+
+    def forecast(self, request: ForecastRequest) -> ForecastPublic:
+        """Percentile bands of the portfolio at each horizon. A pure function of the request and the data: a
+        retry needs no idempotency key."""
+        body = request.model_dump(mode="json", exclude_none=True)
+        return self._call(ForecastPublic, "POST", "/v1/portfolios/forecast", json=body)
 
     def _post(self, model: type[Model], path: str, body: dict[str, Any], key: str | None) -> Model:
         """A POST whose retries are safe: one idempotency key for the call (the caller's, or a new one)."""

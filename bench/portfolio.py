@@ -38,8 +38,8 @@ from training.config import load_config
 from training.evaluation.book import BookRules, book_backtest
 from training.evaluation.liquidity import liquidity_panels, traded_value_panel
 from training.evaluation.suite import PortfolioData, PortfolioSettings, portfolio_report
-from training.run_config import SignalRunConfig, UniverseRule
-from training.signals import close_panel
+from training.signals.config import SignalRunConfig, UniverseRule
+from training.signals.inputs import close_panel
 from training.store import OfflineStore
 from training.universe import compute_membership, member_mask
 

@@ -34,10 +34,11 @@ from feature_repo.settings import FeatureStoreSettings
 from feature_repo.store import FeatureRepo
 from feature_repo.tables import DATE
 from training.config import load_config
-from training.datasets import TrainingFrame
-from training.horizons import horizon_report
 from training.models.signal import SignalModelParams
-from training.signals import load_inputs, model_frame
+from training.signals.datasets import TrainingFrame
+from training.signals.fit import model_frame
+from training.signals.horizons import horizon_report
+from training.signals.inputs import load_inputs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -36,8 +36,8 @@ from feature_repo.transforms.technical import technical_features
 from training.ingest.bundled import load_sp500
 from training.models.signal import SignalModel
 from training.ray_runtime import ray_session
-from training.run_config import TuningConfig
-from training.tuning import TuningData, run_search
+from training.signals.config import TuningConfig
+from training.signals.tuning import TuningData, run_search
 from training.validation import WalkForwardConfig, walk_forward_folds
 
 NAME: Final = "signals"

@@ -34,7 +34,7 @@ import pandas as pd
 from bench import common
 from feature_repo.tables import DATE, TICKER
 from training.ingest.eod_files import load_eod_files
-from training.run_config import UniverseRule
+from training.signals.config import UniverseRule
 from training.universe import compute_membership, member_mask
 
 NAME: Final = "universe"

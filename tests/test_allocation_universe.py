@@ -21,8 +21,8 @@ from training.allocation.policy import PolicyParams, policy_action
 from training.allocation.policy_strategy import PolicyStrategy
 from training.audit import AuditLog
 from training.errors import TrainingError
-from training.registry import RunRecord, SignalRegistry
-from training.run_config import RegistryConfig
+from training.registry.config import RegistryConfig
+from training.registry.model_registry import ModelRegistry, RunRecord
 
 T = 120
 DAYS = pd.bdate_range("2021-01-04", periods=T)
@@ -249,7 +249,7 @@ def test_a_fixed_width_allocator_round_trips_through_the_registry(tmp_path: Path
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    registry = SignalRegistry(uri, RegistryConfig(), AuditLog(tmp_path / "audit.jsonl"))
+    registry = ModelRegistry(uri, RegistryConfig(), AuditLog(tmp_path / "audit.jsonl"))
     policy = random_policy(8, 2, seed=9)
     config = {
         "tickers": NAMES,

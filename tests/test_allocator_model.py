@@ -22,8 +22,8 @@ from training.allocation.panel import MarketPanel
 from training.allocation.policy import PolicyParams, policy_action
 from training.allocation.weights import constrained_target
 from training.audit import AuditLog
-from training.registry import RunRecord, SignalRegistry
-from training.run_config import RegistryConfig
+from training.registry.config import RegistryConfig
+from training.registry.model_registry import ModelRegistry, RunRecord
 
 TICKERS = ["AAA", "BBB", "CCC", "DDD"]
 FEATURES = ["ret_21d", "vol_21d"]
@@ -115,7 +115,7 @@ def test_logged_allocator_loads_and_predicts_without_the_project(tmp_path: Path)
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    registry = SignalRegistry(uri, RegistryConfig(), AuditLog(tmp_path / "audit.jsonl"))
+    registry = ModelRegistry(uri, RegistryConfig(), AuditLog(tmp_path / "audit.jsonl"))
     registry.check_reachable()
     policy = _policy(1)
     record = RunRecord(

@@ -21,8 +21,8 @@ from feature_repo.store import FeatureRepo
 from feature_repo.transforms.outcomes import forward_outcomes
 from feature_repo.transforms.technical import technical_features
 from tests.conftest import benchmark_series
-from training.datasets import TrainingFrame, build_training_frame, snapshot_hash
 from training.errors import TrainingError
+from training.signals.datasets import TrainingFrame, build_training_frame, snapshot_hash
 
 TICKERS = ["AAPL", "JPM", "KO", "MSFT", "XOM"]
 FEATURES_FROM = "2019-01-01"

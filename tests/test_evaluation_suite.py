@@ -12,6 +12,7 @@ import pytest
 
 from training.errors import TrainingError
 from training.evaluation.book import BookRules, Schedule
+from training.evaluation.config import CostConfig, EvaluationConfig
 from training.evaluation.liquidity import TradeCosts, liquidity_panels
 from training.evaluation.metrics import per_date_statistics
 from training.evaluation.suite import (
@@ -22,7 +23,6 @@ from training.evaluation.suite import (
     liquidity_terciles,
     portfolio_report,
 )
-from training.run_config import CostConfig, EvaluationConfig
 
 N_SESSIONS, N_NAMES, H = 420, 36, 5
 

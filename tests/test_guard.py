@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from training.audit import AuditLog
-from training.guard import TAG_DATA_END, LiveRows, check_model
-from training.registry import RunRecord, SignalRegistry
-from training.run_config import RegistryConfig
+from training.registry.config import RegistryConfig
+from training.registry.model_registry import ModelRegistry, RunRecord
+from training.signals.guard import TAG_DATA_END, LiveRows, check_model
 
 FEATURES = ["f1", "f2"]
 DATA_END = "2024-06-28"
@@ -34,7 +34,7 @@ def _booster(sign: float, seed: int) -> lgb.Booster:
     return lgb.train({"objective": "binary", "verbosity": -1, "num_threads": 1, "seed": seed}, lgb.Dataset(X, y), 10)
 
 
-def _register(registry: SignalRegistry, booster: lgb.Booster) -> str:
+def _register(registry: ModelRegistry, booster: lgb.Booster) -> str:
     record = RunRecord(
         name="technical",
         params={},
@@ -52,13 +52,13 @@ def _register(registry: SignalRegistry, booster: lgb.Booster) -> str:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> SignalRegistry:
-    reg = SignalRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", RegistryConfig(), AuditLog(tmp_path / "audit.jsonl"))
+def registry(tmp_path: Path) -> ModelRegistry:
+    reg = ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", RegistryConfig(), AuditLog(tmp_path / "audit.jsonl"))
     reg.check_reachable()
     return reg
 
 
-def _promote_good_then(registry: SignalRegistry, second_sign: float) -> tuple[str, str]:
+def _promote_good_then(registry: ModelRegistry, second_sign: float) -> tuple[str, str]:
     v1 = _register(registry, _booster(+1.0, 1))
     registry.promote_if_better("technical", v1, 0.01, None)
     v2 = _register(registry, _booster(second_sign, 2))
@@ -67,7 +67,7 @@ def _promote_good_then(registry: SignalRegistry, second_sign: float) -> tuple[st
     return v1, v2
 
 
-def test_a_worse_new_champion_waits_for_enough_dates_then_is_rolled_back(registry: SignalRegistry) -> None:
+def test_a_worse_new_champion_waits_for_enough_dates_then_is_rolled_back(registry: ModelRegistry) -> None:
     v1, v2 = _promote_good_then(registry, second_sign=-1.0)  # v2 ranks names backwards
     waiting = check_model(registry, "technical", lambda day: _rows(10), sessions=30, margin=0.0)
     assert waiting.decision == "waiting" and waiting.sessions == 10
@@ -93,14 +93,14 @@ def test_a_worse_new_champion_waits_for_enough_dates_then_is_rolled_back(registr
     registry.audit.verify()
 
 
-def test_a_new_champion_as_good_as_the_old_is_kept(registry: SignalRegistry) -> None:
+def test_a_new_champion_as_good_as_the_old_is_kept(registry: ModelRegistry) -> None:
     _, v2 = _promote_good_then(registry, second_sign=+1.0)
     decision = check_model(registry, "technical", lambda day: _rows(40), sessions=30, margin=0.05)
     assert decision.decision == "kept"
     assert registry.champion_version("technical") == v2
 
 
-def test_without_an_earlier_champion_or_any_outcome_nothing_happens(registry: SignalRegistry) -> None:
+def test_without_an_earlier_champion_or_any_outcome_nothing_happens(registry: ModelRegistry) -> None:
     v1 = _register(registry, _booster(+1.0, 1))
     registry.promote_if_better("technical", v1, 0.01, None)
     first = check_model(registry, "technical", lambda day: _rows(40), sessions=30, margin=0.0)

@@ -14,8 +14,8 @@ from training.audit import AuditLog, AuditLogCorrupt
 from training.errors import TrainingError
 from training.models.blend import blend
 from training.models.ensemble import trailing_weights, weights_from_ic
-from training.registry import RunRecord, SignalRegistry
-from training.run_config import RegistryConfig
+from training.registry.config import RegistryConfig
+from training.registry.model_registry import ModelRegistry, RunRecord
 
 FEATURES = ["f1", "f2", "f3"]
 
@@ -46,13 +46,13 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def registry(tracking_uri: str, tmp_path: Path) -> SignalRegistry:
-    reg = SignalRegistry(tracking_uri, RegistryConfig(promotion_margin=0.01), AuditLog(tmp_path / "audit.jsonl"))
+def registry(tracking_uri: str, tmp_path: Path) -> ModelRegistry:
+    reg = ModelRegistry(tracking_uri, RegistryConfig(promotion_margin=0.01), AuditLog(tmp_path / "audit.jsonl"))
     reg.check_reachable()
     return reg
 
 
-def test_gate_promotes_first_then_only_a_clear_improvement_and_rolls_back(registry: SignalRegistry) -> None:
+def test_gate_promotes_first_then_only_a_clear_improvement_and_rolls_back(registry: ModelRegistry) -> None:
     v1 = registry.log_signal_model(_record(), _booster(1), FEATURES, [0.02, 0.01])
     first = registry.promote_if_better("technical", v1, 0.010, None)
     assert first.promoted and "no champion yet" in first.reason
@@ -71,14 +71,14 @@ def test_gate_promotes_first_then_only_a_clear_improvement_and_rolls_back(regist
     assert registry.audit.verify() == 7
 
 
-def test_rollback_without_history_is_refused(registry: SignalRegistry) -> None:
+def test_rollback_without_history_is_refused(registry: ModelRegistry) -> None:
     v1 = registry.log_signal_model(_record("lonely"), _booster(1), FEATURES, [])
     registry.promote_if_better("lonely", v1, 0.0, None)
     with pytest.raises(TrainingError, match="no earlier champion"):
         registry.rollback("lonely", reason="test")
 
 
-def test_a_failed_alias_leaves_no_version_behind(registry: SignalRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_alias_leaves_no_version_behind(registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
     registry.log_signal_model(_record("fragile"), _booster(1), FEATURES, [])
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -92,7 +92,7 @@ def test_a_failed_alias_leaves_no_version_behind(registry: SignalRegistry, monke
     assert [r["event"] for r in registry.audit.records()] == ["registered"]
 
 
-def test_ensemble_pyfunc_blends_exactly_like_training(registry: SignalRegistry) -> None:
+def test_ensemble_pyfunc_blends_exactly_like_training(registry: ModelRegistry) -> None:
     import mlflow
 
     weights = {"technical": 0.6, "fundamental": 0.4}

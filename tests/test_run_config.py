@@ -11,7 +11,8 @@ import yaml
 from feature_repo.definitions import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE, MODEL_SERVICES
 from training.config import load_config
 from training.errors import TrainingError
-from training.run_config import SignalRunConfig, check_history, check_universe, service_features
+from training.registry.config import RegistryConfig
+from training.signals.config import SignalRunConfig, check_history, check_universe, service_features
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +58,7 @@ def test_demo_config_loads_with_only_the_technical_model_enabled() -> None:
     assert set(run.models) == {"technical", "fundamental", "sentiment_signal"}
     assert run.segments.train[1] < run.segments.valid[0] <= run.segments.valid[1] < run.segments.test[0]
     assert str(run.segments.test[1]) == "2022-12-28"
-    assert run.registry.resolve_tracking_uri(Path("/tmp/d")) == "sqlite:////tmp/d/mlflow.db"
+    assert config.registry.resolve_tracking_uri(Path("/tmp/d")) == "sqlite:////tmp/d/mlflow.db"
 
 
 def test_demo_segments_fit_the_bundled_sample(sp500) -> None:
@@ -79,8 +80,9 @@ def test_defaults_and_derived_values() -> None:
     assert run.costs.bps_per_side == 10 and run.costs.slippage_bps == 0
     assert run.costs.per_side_fraction == pytest.approx(0.001)
     assert (run.tuning.num_samples, run.tuning.max_concurrent_trials, run.tuning.seed) == (8, 2, 0)
-    assert run.registry.champion_alias == "champion" and run.registry.challenger_alias == "challenger"
-    assert run.registry.resolve_tracking_uri(Path("/x")) == "sqlite:////x/mlflow.db"
+    registry = RegistryConfig()
+    assert registry.champion_alias == "champion" and registry.challenger_alias == "challenger"
+    assert registry.resolve_tracking_uri(Path("/x")) == "sqlite:////x/mlflow.db"
     assert run.models["technical"].feature_names == service_features("technical_model_v1")
     assert "ret_21d_csz" in run.models["technical"].feature_names
 
@@ -207,14 +209,42 @@ def test_tuning_and_registry_consistency() -> None:
     with pytest.raises(ValueError, match=r"grace_period \(20\) exceeds max_t \(10\)"):
         signals(tuning={"grace_period": 20, "max_t": 10})
     with pytest.raises(ValueError, match="both 'prod'"):
-        signals(registry={"champion_alias": "prod", "challenger_alias": "prod"})
+        RegistryConfig(champion_alias="prod", challenger_alias="prod")
     with pytest.raises(ValueError, match="reserved by MLflow"):
-        signals(registry={"champion_alias": "latest"})
+        RegistryConfig(champion_alias="latest")
     with pytest.raises(ValueError, match="promotion_margin"):
-        signals(registry={"promotion_margin": -0.01})
-    assert signals(registry={"tracking_uri": "http://mlflow:5000"}).registry.resolve_tracking_uri(Path("/x")) == (
-        "http://mlflow:5000"
-    )
+        RegistryConfig(promotion_margin=-0.01)
+    assert RegistryConfig(tracking_uri="http://mlflow:5000").resolve_tracking_uri(Path("/x")) == "http://mlflow:5000"
+
+
+def test_registry_is_a_top_level_section(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "signals": SIGNALS, "registry": {"promotion_margin": 0.02}}))
+    assert load_config(path).registry.promotion_margin == 0.02
+    with pytest.raises(ValueError, match="registry\n  Extra inputs are not permitted"):
+        signals(registry={"promotion_margin": 0.02})  # the signals section alone no longer holds it
+
+
+def test_the_old_signals_registry_location_still_loads_with_a_warning_naming_the_new_key(tmp_path: Path) -> None:
+    path = write_run(tmp_path, registry={"promotion_margin": 0.03, "champion_alias": "prod"})
+    with pytest.warns(
+        FutureWarning, match=r"run\.yaml: 'signals.registry' is deprecated: move it to the top-level 'registry'"
+    ):
+        config = load_config(path)
+    assert config.registry.promotion_margin == 0.03 and config.registry.champion_alias == "prod"
+    assert config.signals is not None and config.signals.models["technical"].enabled
+
+
+def test_registry_in_both_places_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    raw = {"name": "t", "signals": SIGNALS | {"registry": {}}, "registry": {"promotion_margin": 0.0}}
+    path.write_text(yaml.safe_dump(raw))
+    assert "'registry' is set twice" in refused(path)
+
+
+def test_the_shipped_configs_use_the_top_level_registry() -> None:
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        assert "registry" not in (yaml.safe_load(path.read_text()).get("signals") or {}), path.name
 
 
 def test_universe_refuses_duplicates_and_empty_lists() -> None:

@@ -325,12 +325,12 @@ def test_features_read_the_active_versions_scores_only(tmp_path: Path) -> None:
 
 def test_a_version_registered_with_the_onnx_runtime_answers_as_eager_pytorch(tuned: Tuned, tmp_path: Path) -> None:
     from training.audit import AuditLog
-    from training.registry import RunRecord, SignalRegistry
-    from training.run_config import RegistryConfig
+    from training.registry.config import RegistryConfig
+    from training.registry.model_registry import ModelRegistry, RunRecord
     from training.sentiment.runtimes import export_onnx
     from training.sentiment.text_classifier import ONNX_FILE
 
-    registry = SignalRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", RegistryConfig(), AuditLog(tmp_path / "a.jsonl"))
+    registry = ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", RegistryConfig(), AuditLog(tmp_path / "a.jsonl"))
     tuned.classifier.save(tmp_path / "weights")
     export_onnx(tuned.classifier, tmp_path / "weights" / ONNX_FILE)
     record = RunRecord("sentiment_text", {}, {}, {"code_version": "t"}, "# card")
@@ -360,11 +360,11 @@ def test_the_logged_text_model_loads_and_scores_without_the_project(tuned: Tuned
     from mlflow.exceptions import MlflowException
 
     from training.audit import AuditLog
-    from training.registry import RunRecord, SignalRegistry
-    from training.run_config import RegistryConfig
+    from training.registry.config import RegistryConfig
+    from training.registry.model_registry import ModelRegistry, RunRecord
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    registry = SignalRegistry(uri, RegistryConfig(), AuditLog(tmp_path / "audit.jsonl"))
+    registry = ModelRegistry(uri, RegistryConfig(), AuditLog(tmp_path / "audit.jsonl"))
     registry.check_reachable()
     tuned.classifier.save(tmp_path / "weights")
     record = RunRecord("sentiment_text", {"epochs": 3}, {"val_macro_f1": 1.0}, {"code_version": "t"}, "# card")

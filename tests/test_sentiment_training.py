@@ -99,14 +99,14 @@ def test_static_int8_is_kept_only_within_the_tolerance(base: TextClassifier, tmp
 @pytest.fixture
 def registry(tmp_path: Path):  # type: ignore[no-untyped-def]
     from training.audit import AuditLog
-    from training.registry import SignalRegistry
-    from training.run_config import RegistryConfig
+    from training.registry.config import RegistryConfig
+    from training.registry.model_registry import ModelRegistry
 
-    return SignalRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", RegistryConfig(), AuditLog(tmp_path / "a.jsonl"))
+    return ModelRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", RegistryConfig(), AuditLog(tmp_path / "a.jsonl"))
 
 
 def test_the_registered_model_serves_calibrated_probabilities(base: TextClassifier, tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
-    from training.registry import RunRecord
+    from training.registry.model_registry import RunRecord
 
     base.save(tmp_path / "weights")
     record = RunRecord("sentiment_text", {}, {}, {"code_version": "t"}, "# card")

@@ -268,7 +268,7 @@ def test_the_store_reads_only_the_columns_asked_for(tmp_path: Path) -> None:
 
 
 def test_a_close_panel_links_across_breaks_so_a_held_name_earns_nothing_there() -> None:
-    from training.signals import close_panel
+    from training.signals.inputs import close_panel
 
     prices = reused_prices()  # ZZZ: a tenth of the price after 200 absent sessions
     plain = close_panel(prices)

@@ -1,7 +1,7 @@
 """The allocator server: a real ``python -m serving.allocator`` on a real MLflow registry (SQLite).
 
 The registered model is the training package's own allocator pyfunc, logged exactly as training
-logs it (``SignalRegistry.log_allocator``) with hand-made policy layers: seeded random numbers, no
+logs it (``ModelRegistry.log_allocator``) with hand-made policy layers: seeded random numbers, no
 quality claimed. Expected weights come from that same pyfunc, loaded back from the registry.
 """
 
@@ -40,8 +40,8 @@ from tests.serving_fixtures import (
 from training.allocation.observation import slot_observation_size
 from training.allocation.policy import PolicyParams
 from training.audit import AuditLog
-from training.registry import EXPERIMENT, RunRecord, SignalRegistry
-from training.run_config import RegistryConfig
+from training.registry.config import RegistryConfig
+from training.registry.model_registry import EXPERIMENT, ModelRegistry, RunRecord
 
 UNIVERSE = ["AAA", "BBB", "CCC", "DDD", "EEE"]
 FEATURES = list(ALLOCATOR_FEATURES)
@@ -87,7 +87,7 @@ def register_allocator(
     if registry.client.get_experiment_by_name(EXPERIMENT) is None:
         # Artifacts beside the throwaway registry, never ./mlruns in the working directory.
         registry.client.create_experiment(EXPERIMENT, artifact_location=(registry.folder / "artifacts").as_uri())
-    training_registry = SignalRegistry(registry.uri, RegistryConfig(), AuditLog(registry.folder / "audit.jsonl"))
+    training_registry = ModelRegistry(registry.uri, RegistryConfig(), AuditLog(registry.folder / "audit.jsonl"))
     width = len(tickers) if max_assets is None else max_assets
     policy = random_policy(width, len(features), seed, slots=max_assets is not None)
     policy_file = policy.save(registry.folder / f"policy-{seed}.npz")

@@ -1,7 +1,7 @@
 """The text sentiment server: a real ``python -m serving.sentiment_text`` on a real MLflow registry (SQLite).
 
 The registered model is the training package's own text pyfunc, logged exactly as training logs it
-(``SignalRegistry.log_sentiment_text``), around the real all-MiniLM-L6-v2 encoder with a new,
+(``ModelRegistry.log_sentiment_text``), around the real all-MiniLM-L6-v2 encoder with a new,
 untrained three-class head (``TextClassifier.from_base()``): no quality is claimed, its probabilities
 only have to be well formed and the same as the classifier's own. Versions the server must refuse
 are logged with a tiny placeholder folder instead of the weights: they are refused before loading.
@@ -47,15 +47,15 @@ from tests.serving_fixtures import (
     wait_for,
 )
 from training.audit import AuditLog
-from training.registry import (
+from training.registry.config import RegistryConfig
+from training.registry.model_registry import (
     EXPERIMENT,
     SENTIMENT_TEXT_CODE,
     SENTIMENT_TEXT_CODE_PATHS,
     SENTIMENT_TEXT_REQUIREMENTS,
+    ModelRegistry,
     RunRecord,
-    SignalRegistry,
 )
-from training.run_config import RegistryConfig
 from training.sentiment.text_classifier import LABELS, TextClassifier
 
 NAME = "sentiment_text"
@@ -75,11 +75,11 @@ TEXTS = [
 # --- factories -----------------------------------------------------------------------------------
 
 
-def _training_registry(registry: Registry) -> SignalRegistry:
+def _training_registry(registry: Registry) -> ModelRegistry:
     if registry.client.get_experiment_by_name(EXPERIMENT) is None:
         # Artifacts beside the throwaway registry, never ./mlruns in the working directory.
         registry.client.create_experiment(EXPERIMENT, artifact_location=(registry.folder / "artifacts").as_uri())
-    return SignalRegistry(registry.uri, RegistryConfig(), AuditLog(registry.folder / "audit.jsonl"))
+    return ModelRegistry(registry.uri, RegistryConfig(), AuditLog(registry.folder / "audit.jsonl"))
 
 
 def register_text_model(registry: Registry, folder: Path, alias: str, tags: dict[str, str] = TAGS) -> str:

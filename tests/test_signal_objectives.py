@@ -12,9 +12,7 @@ import pytest
 
 from feature_repo.tables import DATE, TICKER
 from feature_repo.transforms.outcomes import cross_sectional_labels, forward_outcomes, label_column
-from training.datasets import TrainingFrame
 from training.errors import TrainingError
-from training.horizons import horizon_report, learning_markdown
 from training.models.explain import contributions
 from training.models.signal import (
     SignalModel,
@@ -23,8 +21,10 @@ from training.models.signal import (
     query_sizes,
     relevance_grades,
 )
-from training.run_config import LearningConfig, SignalRunConfig
-from training.tuning import AUTO_OBJECTIVES, TuningData, _best_by_objective, search_space, tuning_data
+from training.signals.config import LearningConfig, SignalRunConfig
+from training.signals.datasets import TrainingFrame
+from training.signals.horizons import horizon_report, learning_markdown
+from training.signals.tuning import AUTO_OBJECTIVES, TuningData, _best_by_objective, search_space, tuning_data
 from training.universe import restrict_to_members
 
 

@@ -35,7 +35,7 @@ signals:
   evaluation: {top_k: 5, rebalance_every: 21}
   tuning: {num_samples: 1, max_concurrent_trials: 1, seed: 0, smoke_test: true}
   learning: {objective: auto, label: rank, seeds: 2, report_horizons: [5, 21, 63]}
-  registry: {tracking_uri: null, promotion_margin: 0.0}
+registry: {tracking_uri: null, promotion_margin: 0.0}
 """
 
 

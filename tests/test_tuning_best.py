@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from training.tuning import METRIC, _best_of_the_finished
+from training.signals.tuning import METRIC, _best_of_the_finished
 
 
 @dataclass

@@ -15,8 +15,9 @@ import yaml
 from feature_repo.tables import DATE, TICKER, UNIVERSE_MEMBERSHIP_COLUMNS
 from training.config import load_config
 from training.errors import TrainingError
-from training.run_config import SignalRunConfig, UniverseRule
-from training.signals import baselines, load_inputs, point_in_time_universe
+from training.signals.config import SignalRunConfig, UniverseRule
+from training.signals.evaluate import baselines
+from training.signals.inputs import load_inputs, point_in_time_universe
 from training.store import OfflineStore
 from training.universe import (
     check_member_counts,

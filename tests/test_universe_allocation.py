@@ -19,7 +19,7 @@ from training.allocation.env import EnvConfig, PortfolioEnv
 from training.allocation.optimisers import TopkDropout, classic_strategies
 from training.allocation.panel import MarketPanel, panel_from_frames
 from training.errors import TrainingError
-from training.run_config import SignalRunConfig
+from training.signals.config import SignalRunConfig
 
 T = 400
 DAYS = pd.bdate_range("2019-01-01", periods=T)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import warnings
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -17,8 +18,9 @@ from training.errors import TrainingError
 from training.health import HealthThresholds
 from training.ingest.bars import BracketPolicy
 from training.ingest.eod_codes import ASX_CODE_PATTERN, ASX_INDEX_CODES
-from training.run_config import SignalRunConfig
+from training.registry.config import RegistryConfig, lift_legacy_registry
 from training.sentiment.config import SentimentRunConfig
+from training.signals.config import SignalRunConfig
 
 
 class _Strict(BaseModel):
@@ -159,6 +161,15 @@ class PipelineConfig(_Strict):
     allocation: AllocationRunConfig | None = Field(
         None, description="The allocator and its baselines (needs 'signals' for segments); None skips it."
     )
+    registry: RegistryConfig = Field(
+        default_factory=RegistryConfig,
+        description="The MLflow registry of every model family: tracking URI, aliases, promotion margin, guard.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registry_at_top_level(cls, data: Any) -> Any:
+        return lift_legacy_registry(data)
 
     @model_validator(mode="after")
     def _actions_file_needs_raw_prices(self) -> Self:
@@ -181,7 +192,12 @@ def load_config(path: Path) -> PipelineConfig:
     except (OSError, yaml.YAMLError) as e:
         raise TrainingError(f"cannot read run configuration {path}: {e}") from e
     try:
-        return PipelineConfig.model_validate(raw)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FutureWarning)
+            config = PipelineConfig.model_validate(raw)
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
         raise TrainingError(f"invalid run configuration {path}: {problems}") from e
+    for warning in caught:  # re-issued naming the file, so a user knows which config to edit
+        warnings.warn(f"run configuration {path}: {warning.message}", warning.category, stacklevel=2)
+    return config

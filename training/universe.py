@@ -34,7 +34,7 @@ import pandas as pd
 
 from feature_repo.tables import DATE, TICKER, UNIVERSE_MEMBERSHIP_COLUMNS
 from training.errors import TrainingError
-from training.run_config import UniverseRule
+from training.signals.config import UniverseRule
 from training.store import OfflineStore, UpsertResult
 
 TABLE = "universe_membership"

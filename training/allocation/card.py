@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from training.model_card import DATA_LIMITS, data_label
+from training.cards import DATA_LIMITS, data_label
 
 LIMITS = (
     "The policy has a fixed number of slots (max_assets under constraints): it allocates over any set of "

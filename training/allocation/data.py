@@ -22,8 +22,8 @@ from feature_repo.store import FeatureRepo
 from feature_repo.tables import DATE, TICKER
 from training.allocation.panel import MarketPanel, panel_from_frames
 from training.errors import TrainingError
-from training.run_config import SignalRunConfig
-from training.signals import close_panel, point_in_time_universe, read_series_breaks, read_universe
+from training.signals.config import SignalRunConfig
+from training.signals.inputs import close_panel, point_in_time_universe, read_series_breaks, read_universe
 
 SCORE: Final = "score"
 

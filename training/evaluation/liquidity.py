@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from training.errors import TrainingError
-from training.run_config import LiquidityCostConfig
+from training.evaluation.config import LiquidityCostConfig
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -28,10 +28,10 @@ from training.errors import TrainingError
 from training.evaluation.baselines import momentum_12_1, short_term_reversal
 from training.evaluation.book import BookRules, Schedule, book_backtest, equal_weight_book, long_short_book
 from training.evaluation.capacity import Capacity, annual_excess, capacity
+from training.evaluation.config import CostConfig, EvaluationConfig
 from training.evaluation.liquidity import IntArray, Liquidity, TradeCosts, adv_terciles
 from training.evaluation.metrics import SCORE, TARGET, newey_west_tstat, per_date_statistics
 from training.evaluation.topk import BacktestResult
-from training.run_config import CostConfig, EvaluationConfig
 
 EQUAL_WEIGHT = "equal_weight"
 CAPACITY_SIZES = tuple(float(x) for x in np.geomspace(1e5, 1e10, 11))

@@ -18,7 +18,7 @@ Timing, in sessions of the close frame's index:
   is 1.0) and the cost ``turnover * cost_per_side`` is charged on that close's equity:
   ``net = (1 + gross) * (1 - turnover * cost_per_side) - 1``, which is ``gross - cost`` to first
   order and exactly ``-cost`` on a day without price moves. ``cost_per_side`` is a fraction (10 bps
-  = 0.001, :attr:`training.run_config.CostConfig.per_side_fraction`).
+  = 0.001, :attr:`training.evaluation.config.CostConfig.per_side_fraction`).
 
 Daily returns start on the first trade session (that day's return is minus the first buy's cost)
 and run to the last session at or before ``end``. Everything is numpy over the ticker axis; the

@@ -50,14 +50,13 @@ from training.allocation.results import StrategyResult
 from training.allocation.rl import RLData, RLResult, annualised_sharpe, run_rl_search
 from training.allocation.strategy import Strategy
 from training.allocation.tearsheet import write_tearsheet
-from training.audit import AuditLog
+from training.cards import data_label
 from training.context import RunContext
 from training.errors import TrainingError
-from training.model_card import data_label
 from training.ray_runtime import ray_session
-from training.registry import PromotionDecision, RunRecord, SignalRegistry, code_version
-from training.run_config import SignalRunConfig
-from training.stages.train import quiet_libraries
+from training.registry.model_registry import ModelRegistry, PromotionDecision, RunRecord, code_version
+from training.signals.config import SignalRunConfig
+from training.stages.common import open_registry, quiet_libraries
 
 NAME: Final = "allocator"
 
@@ -80,12 +79,7 @@ def run(ctx: RunContext) -> dict[str, object]:
     quiet_libraries()
     # Each optimiser fallback is logged as it happens; the stage prints one summary line per strategy.
     logging.getLogger("training.allocation.optimisers").setLevel(logging.ERROR)
-    registry = SignalRegistry(
-        signals.registry.resolve_tracking_uri(ctx.data_dir),
-        signals.registry,
-        AuditLog(ctx.data_dir / "registry_audit.jsonl"),
-    )
-    registry.check_reachable()
+    registry = open_registry(ctx)
     inputs = _inputs(ctx, cfg, signals)
     rl_data = _rl_data(inputs)
     with ray_session() as session:
@@ -412,7 +406,7 @@ def _plain(frame: pd.DataFrame) -> str:
 def _register(
     ctx: RunContext,
     *,
-    registry: SignalRegistry,
+    registry: ModelRegistry,
     inputs: _Inputs,
     search: RLResult,
     policy_name: str,
@@ -485,7 +479,7 @@ def _register(
     return decision
 
 
-def _champion_sharpe(registry: SignalRegistry, inputs: _Inputs) -> float | None:
+def _champion_sharpe(registry: ModelRegistry, inputs: _Inputs) -> float | None:
     """The champion allocator's net Sharpe on this run's test window, or None when it cannot run on it."""
     version = registry.champion_version(NAME)
     if version is None:

@@ -1,6 +1,6 @@
 """Stage ``guard``: roll back a new signal-model champion that trails the one it replaced on live outcomes.
 
-Runs :func:`training.guard.check_model` for every enabled signal model, on the rows whose outcomes
+Runs :func:`training.signals.guard.check_model` for every enabled signal model, on the rows whose outcomes
 are known and dated after the champion's ``data_end``, read point in time from the model's Feast
 feature service as in training. Schedule it after new data lands (a CronJob in the cluster, or
 ``portfolio-os run --stages ingest,features,apply,materialize,guard`` locally).
@@ -12,13 +12,11 @@ import pandas as pd
 
 from feature_repo.store import FeatureRepo
 from feature_repo.tables import DATE
-from training.audit import AuditLog
 from training.context import RunContext
-from training.datasets import build_training_frame
-from training.guard import GuardDecision, LiveRows, check_model
-from training.registry import SignalRegistry
-from training.signals import load_inputs
-from training.stages.train import quiet_libraries
+from training.signals.datasets import build_training_frame
+from training.signals.guard import GuardDecision, LiveRows, check_model
+from training.signals.inputs import load_inputs
+from training.stages.common import open_registry, quiet_libraries
 
 
 def run(ctx: RunContext) -> dict[str, object]:
@@ -28,12 +26,7 @@ def run(ctx: RunContext) -> dict[str, object]:
         print(f"  skipped: the run config '{ctx.config.name}' has no 'signals' section", file=ctx.out)
         return {"skipped": "no signals section"}
     quiet_libraries()
-    registry = SignalRegistry(
-        config.registry.resolve_tracking_uri(ctx.data_dir),
-        config.registry,
-        AuditLog(ctx.data_dir / "registry_audit.jsonl"),
-    )
-    registry.check_reachable()
+    registry = open_registry(ctx)
     inputs = load_inputs(
         config, ctx.offline_store_path, FeatureRepo.open(ctx.settings), exchange=ctx.config.calendar.exchange
     )
@@ -54,8 +47,8 @@ def run(ctx: RunContext) -> dict[str, object]:
             registry,
             name,
             rows_after,
-            sessions=config.registry.guard_sessions,
-            margin=config.registry.guard_margin,
+            sessions=ctx.config.registry.guard_sessions,
+            margin=ctx.config.registry.guard_margin,
         )
         print(f"  {name}: {decision.decision} ({decision.reason})", file=ctx.out, flush=True)
         decisions.append(decision)

@@ -20,7 +20,7 @@ from training.context import RunContext
 from training.evaluation.liquidity import liquidity_panels, traded_value_panel
 from training.evaluation.report import PORTFOLIO_DEFINITIONS, format_table
 from training.evaluation.suite import PortfolioData, PortfolioReport, PortfolioSettings, portfolio_report
-from training.signals import SignalInputs, read_universe
+from training.signals.inputs import SignalInputs, read_universe
 
 
 def portfolio_data(inputs: SignalInputs, offline_store: Path) -> PortfolioData:

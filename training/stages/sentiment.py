@@ -31,10 +31,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from feature_repo.tables import DATE, TICKER
-from training.audit import AuditLog
 from training.context import RunContext
-from training.registry import PromotionDecision, RunRecord, SignalRegistry, code_version
-from training.run_config import RegistryConfig
+from training.registry.model_registry import ModelRegistry, PromotionDecision, RunRecord, code_version
 from training.sentiment import LABELS
 from training.sentiment.calibration import fit_temperature
 from training.sentiment.card import TextCardFacts, render_text_card
@@ -48,7 +46,7 @@ from training.sentiment.realtext import Validation, as_markdown, validate, write
 from training.sentiment.runtimes import export_for_runtime, export_onnx
 from training.sentiment.split import Split, split_by_family
 from training.sentiment.text_classifier import ONNX_FILE, TextClassifier, softmax
-from training.stages.train import quiet_libraries
+from training.stages.common import open_registry, quiet_libraries
 from training.store import OfflineStore
 
 NAME = "sentiment_text"
@@ -79,11 +77,7 @@ def run(ctx: RunContext) -> dict[str, object]:
         print(f"  skipped: the run config '{ctx.config.name}' has no enabled 'sentiment' section", file=ctx.out)
         return {"skipped": "no sentiment section"}
     quiet_libraries()
-    registry_cfg = ctx.config.signals.registry if ctx.config.signals is not None else RegistryConfig()
-    registry = SignalRegistry(
-        registry_cfg.resolve_tracking_uri(ctx.data_dir), registry_cfg, AuditLog(ctx.data_dir / "registry_audit.jsonl")
-    )
-    registry.check_reachable()
+    registry = open_registry(ctx)
     corpus = _corpus(cfg)  # a bad corpus fails here, before the model is loaded
     held = _held_out(cfg)
     classifier = TextClassifier.from_base(max_length=cfg.max_length, seed=cfg.seed)
@@ -251,7 +245,7 @@ def _report(ctx: RunContext, cfg: SentimentRunConfig, ev: _Evaluation, max_lengt
 def _register(
     ctx: RunContext,
     cfg: SentimentRunConfig,
-    registry: SignalRegistry,
+    registry: ModelRegistry,
     classifier: TextClassifier,
     ev: _Evaluation,
 ) -> PromotionDecision:
@@ -345,7 +339,7 @@ def _export_int8(
     return "onnx-int8" if decision.accepted else "onnx"
 
 
-def _champion_macro_f1(ctx: RunContext, registry: SignalRegistry, ev: _Evaluation) -> float | None:
+def _champion_macro_f1(ctx: RunContext, registry: ModelRegistry, ev: _Evaluation) -> float | None:
     """The champion's macro-F1 on this run's validation sentences (None: no champion, or it cannot score)."""
     version = registry.champion_version(NAME)
     if version is None:
@@ -360,7 +354,7 @@ def _champion_macro_f1(ctx: RunContext, registry: SignalRegistry, ev: _Evaluatio
     return classification_report(label_indices(ev.split.valid["label"].tolist()), predicted).macro_f1
 
 
-def _score_stored_documents(ctx: RunContext, cfg: SentimentRunConfig, registry: SignalRegistry) -> int:
+def _score_stored_documents(ctx: RunContext, cfg: SentimentRunConfig, registry: ModelRegistry) -> int:
     version = registry.champion_version(NAME)
     if version is None:
         print("  no champion: documents not scored", file=ctx.out)

@@ -19,27 +19,21 @@ import pandas as pd
 from feature_repo.store import FeatureRepo
 from feature_repo.tables import DATE, TICKER
 from training.allocation.data import scores_path
-from training.audit import AuditLog
+from training.cards import data_label
 from training.context import RunContext
 from training.evaluation.metrics import SignalMetrics
 from training.evaluation.report import DEFINITIONS, evaluation_table, format_table
 from training.evaluation.topk import BacktestResult
-from training.guard import TAG_DATA_END
-from training.horizons import learning_markdown, learning_report
-from training.model_card import CardFacts, data_label, render
 from training.ray_runtime import ray_session
-from training.registry import PromotionDecision, RunRecord, SignalRegistry, code_version
-from training.run_config import SignalRunConfig
-from training.signals import (
-    EnsembleResult,
-    SignalInputs,
-    TrainedModel,
-    baselines,
-    ensemble,
-    evaluate_scores,
-    load_inputs,
-    train_model,
-)
+from training.registry.model_registry import ModelRegistry, PromotionDecision, RunRecord, code_version
+from training.signals.card import CardFacts, render
+from training.signals.config import SignalRunConfig
+from training.signals.evaluate import baselines, evaluate_scores
+from training.signals.fit import EnsembleResult, TrainedModel, ensemble, train_model
+from training.signals.guard import TAG_DATA_END
+from training.signals.horizons import learning_markdown, learning_report
+from training.signals.inputs import SignalInputs, load_inputs
+from training.stages.common import open_registry, quiet_libraries
 from training.stages.portfolio_report import report_portfolios
 
 BASELINES = ("momentum_12_1", "reversal_1m", "equal_weight")
@@ -48,29 +42,10 @@ BASELINES = ("momentum_12_1", "reversal_1m", "equal_weight")
 @dataclass(frozen=True)
 class _Run:
     config: SignalRunConfig
-    registry: SignalRegistry
+    registry: ModelRegistry
     inputs: SignalInputs
     code: str
     data_kind: str
-
-
-def quiet_libraries() -> None:
-    """MLflow's and Optuna's INFO lines and SQLAlchemy's deprecation notes are noise in a job log."""
-    import logging
-    import os
-    import warnings
-
-    # MLflow's artifact progress bars (one per input-example check) are noise in a job log.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for name in ("mlflow", "optuna", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*noload.*")
-    try:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-    except ImportError:  # optuna is part of the training extra; without it tuning fails later, clearly
-        pass
 
 
 def run(ctx: RunContext) -> dict[str, object]:
@@ -80,12 +55,7 @@ def run(ctx: RunContext) -> dict[str, object]:
     if config is None:
         print(f"  skipped: the run config '{ctx.config.name}' has no 'signals' section", file=ctx.out)
         return {"skipped": "no signals section"}
-    registry = SignalRegistry(
-        config.registry.resolve_tracking_uri(ctx.data_dir),
-        config.registry,
-        AuditLog(ctx.data_dir / "registry_audit.jsonl"),
-    )
-    registry.check_reachable()
+    registry = open_registry(ctx)
     inputs = load_inputs(
         config, ctx.offline_store_path, FeatureRepo.open(ctx.settings), exchange=ctx.config.calendar.exchange
     )

@@ -21,12 +21,12 @@ import pandas as pd
 
 from feature_repo.tables import DATE, TICKER
 from feature_repo.transforms.outcomes import KNOWN_AT, label_column
-from training.datasets import TrainingFrame
 from training.evaluation.metrics import newey_west_tstat
 from training.ic import rank_ic_by_date
 from training.models.signal import SignalModel, SignalModelParams
-from training.run_config import SignalRunConfig
-from training.tuning import TuningData, TuningResult, fold_scores, tuning_data
+from training.signals.config import SignalRunConfig
+from training.signals.datasets import TrainingFrame
+from training.signals.tuning import TuningData, TuningResult, fold_scores, tuning_data
 from training.validation import segment_masks, walk_forward_folds
 
 
@@ -45,7 +45,7 @@ class HorizonResult:
 
 
 class LearnedModel(Protocol):
-    """What the report reads of a trained model (:class:`training.signals.TrainedModel`)."""
+    """What the report reads of a trained model (:class:`training.signals.fit.TrainedModel`)."""
 
     @property
     def name(self) -> str: ...

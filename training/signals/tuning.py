@@ -32,7 +32,7 @@ import pandas as pd
 from training.ic import mean_rank_ic
 from training.models.signal import SignalModel, SignalModelParams, relevance_grades
 from training.ray_runtime import ray_cpus
-from training.run_config import TuningConfig
+from training.signals.config import TuningConfig
 from training.validation import Fold
 
 METRIC: Final = "rank_ic_mean"

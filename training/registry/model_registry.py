@@ -4,7 +4,7 @@ Tracking belongs to the pipeline, not the model: :mod:`training.models` never im
 this module does. A version is registered with everything serving relies on (the ordered feature
 list as the signature's inputs, the ``feature_service``/``horizon``/``snapshot_hash``/
 ``code_version`` tags of ``docs/serving-contract.md``, its model card as the description), aliased
-``challenger``, and moved to ``champion`` only by :meth:`SignalRegistry.promote_if_better`. If any
+``challenger``, and moved to ``champion`` only by :meth:`ModelRegistry.promote_if_better`. If any
 step after the version's creation fails, the version is deleted again: nothing half-registered.
 Every registration, promotion, refusal and rollback goes to the append-only audit log.
 """
@@ -24,21 +24,20 @@ import pandas as pd
 
 from training.audit import AuditLog
 from training.errors import TrainingError
-from training.run_config import RegistryConfig
+from training.registry.config import RegistryConfig
 
 EXPERIMENT: Final = "portfolio-os-signals"
 ARTIFACT: Final = "model"
 PIP_REQUIREMENTS: Final = ["lightgbm==4.7.0", "numpy", "pandas"]
-BLEND_CODE: Final = Path(__file__).parent / "models" / "blend.py"
-ENSEMBLE_CODE: Final = Path(__file__).parent / "ensemble_pyfunc.py"
+_TRAINING: Final = Path(__file__).resolve().parents[1]  # the training package
+BLEND_CODE: Final = _TRAINING / "models" / "blend.py"
+ENSEMBLE_CODE: Final = _TRAINING / "signals" / "ensemble_pyfunc.py"
 # The allocator's pyfunc and the numpy-only modules it runs (observation, policy, weights).
-ALLOCATOR_CODE: Final = Path(__file__).parent / "allocation" / "allocator_pyfunc.py"
-ALLOCATOR_CODE_PATHS: Final = tuple(
-    Path(__file__).parent / "allocation" / f for f in ("observation.py", "policy.py", "weights.py")
-)
+ALLOCATOR_CODE: Final = _TRAINING / "allocation" / "allocator_pyfunc.py"
+ALLOCATOR_CODE_PATHS: Final = tuple(_TRAINING / "allocation" / f for f in ("observation.py", "policy.py", "weights.py"))
 # The text model's pyfunc and the batching module it runs.
-SENTIMENT_TEXT_CODE: Final = Path(__file__).parent / "sentiment" / "text_pyfunc.py"
-SENTIMENT_TEXT_CODE_PATHS: Final = (Path(__file__).parent / "sentiment" / "text_classifier.py",)
+SENTIMENT_TEXT_CODE: Final = _TRAINING / "sentiment" / "text_pyfunc.py"
+SENTIMENT_TEXT_CODE_PATHS: Final = (_TRAINING / "sentiment" / "text_classifier.py",)
 SENTIMENT_TEXT_REQUIREMENTS: Final = [
     "torch==2.13.0",
     "transformers==5.23.0",
@@ -79,7 +78,7 @@ class PromotionDecision:
 
 def code_version() -> str:
     """The git commit of the working tree (``+dirty`` when it has changes), or ``unknown``."""
-    root = Path(__file__).resolve().parents[1]
+    root = _TRAINING.parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=5
@@ -97,8 +96,8 @@ def code_version() -> str:
     return f"{commit}+dirty" if dirty else commit
 
 
-class SignalRegistry:
-    """Registered signal models and the ensemble in one MLflow tracking store."""
+class ModelRegistry:
+    """Every registered model family (signal models, ensemble, allocator, text model) in one MLflow tracking store."""
 
     def __init__(self, tracking_uri: str, config: RegistryConfig, audit: AuditLog) -> None:
         import mlflow

@@ -2,18 +2,18 @@
 
 One block declares the universe, benchmark and label horizon once, the fixed train/valid/test date
 segments and the walk-forward folds (from :mod:`training.validation`), which feature service each
-model reads, the trading costs, the tuning budget and the registry's promotion rule. Everything that
-can be checked from the file alone is checked at load time; what needs the data (enough sessions,
-tickers that exist) is checked by :func:`check_history` and :func:`check_universe` before training.
+model reads, the trading costs (:mod:`training.evaluation.config`) and the tuning budget. The
+registry's settings are the run's top-level ``registry:`` section (:mod:`training.registry.config`),
+since they serve every model family. Everything that can be checked from the file alone is checked
+at load time; what needs the data (enough sessions, tickers that exist) is checked by
+:func:`check_history` and :func:`check_universe` before training.
 """
 
 from __future__ import annotations
 
 import difflib
-import re
 from collections import Counter
 from collections.abc import Collection, Mapping
-from pathlib import Path
 from typing import Literal, Self
 
 import pandas as pd
@@ -21,9 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from feature_repo.schema import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE, FEATURES_BY_VIEW, MODEL_SERVICES, names
 from training.errors import TrainingError
+from training.evaluation.config import CostConfig, EvaluationConfig
 from training.validation import Segments, WalkForwardConfig, fold_layout
-
-_ALIAS_PATTERN = r"^[A-Za-z0-9_-]{1,255}$"
 
 
 class _Strict(BaseModel):
@@ -83,49 +82,6 @@ class ModelSpec(_Strict):
         return self.features if self.features is not None else service_features(self.feature_service)
 
 
-class LiquidityCostConfig(_Strict):
-    """Costs by liquidity: brokerage, a half-spread by ADV tercile and square-root market impact.
-
-    Per side, a trade of value Q in a name with average daily traded value ADV and daily volatility
-    sigma costs ``brokerage + half_spread[tercile] + impact_coefficient * sigma * sqrt(Q / ADV)``
-    (a fraction of Q); terciles split the universe's members by ADV on the signal date, and a name
-    less liquid than every member's tercile cut pays the least liquid tercile's spread.
-    """
-
-    brokerage_bps: float = Field(8.0, ge=0, lt=1000, description="Brokerage per side, every trade.")
-    half_spread_bps: tuple[float, float, float] = Field(
-        (5.0, 12.0, 30.0), description="Half-spread per side by ADV tercile: most liquid, middle, least liquid."
-    )
-    impact_coefficient: float = Field(
-        1.0, ge=0, le=10, description="Y of the square-root impact Y * sigma_daily * sqrt(Q / ADV); 0 = none."
-    )
-    adv_sessions: int = Field(
-        60, ge=5, le=504, description="Sessions of close x volume (and of returns for sigma) behind ADV."
-    )
-
-    @field_validator("half_spread_bps")
-    @classmethod
-    def _spreads_widen(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(v < 0 or v >= 1000 for v in value) or list(value) != sorted(value):
-            raise ValueError(f"half_spread_bps must be in [0, 1000) and widen as liquidity falls, got {list(value)}")
-        return value
-
-
-class CostConfig(_Strict):
-    """Trading costs charged on every unit of turnover by the backtest, in basis points."""
-
-    bps_per_side: float = Field(10.0, ge=0, description="Commission and spread per side traded.")
-    slippage_bps: float = Field(0.0, ge=0, description="Extra market impact per side traded.")
-    liquidity: LiquidityCostConfig | None = Field(
-        None, description="Costs by liquidity bucket (needs volume); None: the flat bps above on every name."
-    )
-
-    @property
-    def per_side_fraction(self) -> float:
-        """The total cost of trading one unit of value once, as a fraction (10 bps -> 0.001)."""
-        return (self.bps_per_side + self.slippage_bps) / 10_000
-
-
 class TuningConfig(_Strict):
     """The hyper-parameter search budget (Ray Tune with an ASHA scheduler)."""
 
@@ -141,20 +97,6 @@ class TuningConfig(_Strict):
         if self.grace_period > self.max_t:
             raise ValueError(f"grace_period ({self.grace_period}) exceeds max_t ({self.max_t})")
         return self
-
-
-class BookConfig(_Strict):
-    """How the top-k long-only book trades: buffer, replacements, holding period, ADV cap, book size."""
-
-    buffer: int = Field(0, ge=0, description="A held name stays while its rank is within top_k + buffer.")
-    max_replace: int | None = Field(
-        None, ge=0, description="Most names sold for rank per rebalance (forced exits aside); None: no limit."
-    )
-    min_hold: int = Field(0, ge=0, description="Rebalances a bought name is kept (unless it leaves the universe).")
-    adv_cap: float | None = Field(
-        None, gt=0, le=10, description="Largest position as a share of its ADV (book_aud sets the scale); None: no cap."
-    )
-    book_aud: float = Field(10_000_000.0, gt=0, description="Book size in AUD for the ADV cap and market impact.")
 
 
 class LearningConfig(_Strict):
@@ -188,57 +130,6 @@ class LearningConfig(_Strict):
         return value
 
 
-class EvaluationConfig(_Strict):
-    """How models and baselines are compared on the test segment."""
-
-    top_k: int = Field(5, ge=1, description="Names held by the top-k long-only book.")
-    rebalance_every: int = Field(21, ge=1, description="Sessions between rebalances of the top-k book.")
-    execution_lag: int = Field(1, ge=1, description="Sessions from a signal (at a close) to its trade.")
-    ensemble_ic_window: int = Field(
-        252, ge=5, description="Known dates of trailing rank IC behind the ensemble's weights."
-    )
-    book: BookConfig = Field(default_factory=BookConfig, description="Turnover-aware top-k rules.")
-
-
-class RegistryConfig(_Strict):
-    """Where runs are tracked and how a challenger becomes the champion."""
-
-    tracking_uri: str | None = Field(
-        None, min_length=1, description="MLflow tracking URI; None means a local SQLite file under the data folder."
-    )
-    promotion_margin: float = Field(
-        0.0, ge=0, description="How much higher the challenger's rank IC must be to replace the champion."
-    )
-    champion_alias: str = Field("champion", pattern=_ALIAS_PATTERN)
-    challenger_alias: str = Field("challenger", pattern=_ALIAS_PATTERN)
-    guard_sessions: int = Field(
-        63, ge=1, description="Dates of known outcomes after a new champion's data before the guard judges it."
-    )
-    guard_margin: float = Field(
-        0.0, ge=0, description="Live rank IC a new champion may trail the one it replaced by before it is rolled back."
-    )
-
-    @field_validator("champion_alias", "challenger_alias")
-    @classmethod
-    def _alias_mlflow_accepts(cls, value: str) -> str:
-        # MLflow reserves "latest" and version-like aliases ("v3") for its own references.
-        if value.lower() == "latest" or re.fullmatch(r"[vV]\d+", value):
-            raise ValueError(f"'{value}' is reserved by MLflow; pick another alias")
-        return value
-
-    @model_validator(mode="after")
-    def _distinct_aliases(self) -> Self:
-        if self.champion_alias == self.challenger_alias:
-            raise ValueError(f"champion_alias and challenger_alias are both '{self.champion_alias}'")
-        return self
-
-    def resolve_tracking_uri(self, data_dir: Path) -> str:
-        """The tracking URI to use: the configured one, or ``sqlite:///<data_dir>/mlflow.db``."""
-        if self.tracking_uri is not None:
-            return self.tracking_uri
-        return f"sqlite:///{(data_dir / 'mlflow.db').resolve()}"
-
-
 class UniverseRule(_Strict):
     """A point-in-time universe: on each reconstitution date, the ``top_n`` most traded eligible names.
 
@@ -270,7 +161,7 @@ class UniverseRule(_Strict):
 
 
 class SignalRunConfig(_Strict):
-    """The ``signals:`` section of a run: universe, labels, segments, models, costs, tuning, registry."""
+    """The ``signals:`` section of a run: universe, labels, segments, models, costs, tuning."""
 
     universe: tuple[str, ...] | Literal["all"] | UniverseRule = Field(
         "all",
@@ -286,7 +177,6 @@ class SignalRunConfig(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     tuning: TuningConfig = Field(default_factory=TuningConfig)
     learning: LearningConfig = Field(default_factory=LearningConfig)
-    registry: RegistryConfig = Field(default_factory=RegistryConfig)
 
     @field_validator("universe", mode="before")
     @classmethod

@@ -5,7 +5,7 @@ known for ``sessions`` dates after the data it was trained and tested on (its ``
 both it and the champion it replaced (from the audit log's ``promoted`` record) score the same
 rows of those first ``sessions`` dates, and their mean rank ICs are compared. If the new champion
 trails the old one by more than ``margin``, the alias goes back
-(:meth:`training.registry.SignalRegistry.rollback`). Every check is appended to the audit log with
+(:meth:`training.registry.model_registry.ModelRegistry.rollback`). Every check is appended to the audit log with
 both figures, whatever it decides.
 
 Decisions, one per model:
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from training.ic import rank_ic_by_date
-from training.registry import SignalRegistry
+from training.registry.model_registry import ModelRegistry
 
 TAG_DATA_END: Final = "data_end"
 
@@ -52,7 +52,7 @@ class GuardDecision:
     previous_rank_ic: float = float("nan")
 
 
-def live_rank_ic(registry: SignalRegistry, model: str, version: str, rows: LiveRows) -> pd.Series:
+def live_rank_ic(registry: ModelRegistry, model: str, version: str, rows: LiveRows) -> pd.Series:
     """Per-date rank IC of ``version``'s scores on ``rows``."""
     booster, features = registry.load_booster(model, version)
     scores = np.asarray(booster.predict(rows.X[features]), dtype=np.float64)
@@ -60,7 +60,7 @@ def live_rank_ic(registry: SignalRegistry, model: str, version: str, rows: LiveR
 
 
 def check_model(
-    registry: SignalRegistry,
+    registry: ModelRegistry,
     model: str,
     rows_after: Callable[[pd.Timestamp], LiveRows | None],
     *,

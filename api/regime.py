@@ -61,11 +61,15 @@ def history_range(series: RegimeSeries, start: dt.date | None, end: dt.date | No
     """
     first, last = _date(series.dates[0]), _date(series.dates[-1])
     end = end or last
+    if end > last:
+        raise InvalidRequestError(f"to {end} is after the last session in the data, {last}")
+    if end < first:
+        raise InvalidRequestError(f"to {end} is before the first session with a benchmark return, {first}")
     start = start or max(first, end - dt.timedelta(days=365))
     if start < first:
         raise InvalidRequestError(f"from {start} is before the first session with a benchmark return, {first}")
-    if end > last:
-        raise InvalidRequestError(f"to {end} is after the last session in the data, {last}")
+    if start > last:
+        raise InvalidRequestError(f"from {start} is after the last session in the data, {last}")
     if start > end:
         raise InvalidRequestError(f"from {start} is after to {end}")
     days = series.dates.astype("datetime64[D]")

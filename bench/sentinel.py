@@ -64,9 +64,10 @@ def _planted(inputs: pd.DataFrame, args: argparse.Namespace) -> list[Planted]:
     ]
 
 
-def _found(rows: pd.DataFrame, flags: np.ndarray, faults: list[Planted]) -> int:
+def _found(rows: pd.DataFrame, flags: np.ndarray, faults: list[Planted]) -> dict[str, int]:
+    """Planted faults flagged, by kind."""
     keys = set(zip(rows.loc[flags, TICKER], rows.loc[flags, DATE], strict=True))
-    return sum((f.ticker, f.date) in keys for f in faults)
+    return {kind: sum((f.ticker, f.date) in keys for f in faults if f.fault == kind) for kind in FAULTS}
 
 
 def _zscore_rule(reference: pd.DataFrame, scored: pd.DataFrame, z: float) -> tuple[float, float, np.ndarray]:

@@ -107,6 +107,13 @@ def _add_sentinel_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParse
     sentinel.add_argument("--current", default=None, help="scored window (default: every session after the reference)")
     sentinel.add_argument("--contamination", type=float, default=0.001, help="share of reference rows flagged")
     sentinel.add_argument("--no-materialize", action="store_true", help="write the files only")
+    facts = sub.add_parser(
+        "briefing-facts",
+        help="write the stored facts of the daily briefings (GET /v1/briefing) under reports/briefing/",
+    )
+    facts.add_argument("--sessions", type=int, default=5, help="the newest N sessions (default 5; 0: all)")
+    facts.add_argument("--from", dest="start", type=date.fromisoformat, default=None, help="first session")
+    facts.add_argument("--to", dest="end", type=date.fromisoformat, default=None, help="last session")
 
 
 def _sentinel(args: argparse.Namespace, data_dir: Path) -> int:
@@ -130,6 +137,18 @@ def _sentinel(args: argparse.Namespace, data_dir: Path) -> int:
         f"{summary['anomalies_by_class']} ({summary['seconds']:.1f} s)"
     )
     return EXIT_FINDING if sum(summary["anomalies_by_class"].values()) else 0
+
+
+def _briefing_facts(args: argparse.Namespace, data_dir: Path) -> int:
+    from monitoring.briefing.job import run
+
+    settings = get_settings()
+    facts = run(
+        data_dir, last=args.sessions or None, start=args.start, end=args.end,
+        window=settings.decay_window, tstat_min=settings.decay_tstat_min,
+    )  # fmt: skip
+    print(f"briefing facts: {len(facts)} session(s), {facts[0].session}..{facts[-1].session}")
+    return 0
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -331,6 +350,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "decay": _decay,
     "retrain": _retrain,
     "sentinel": _sentinel,
+    "briefing-facts": _briefing_facts,
     "rules": lambda args, _: _rules(args),
     "dashboards": lambda args, _: _dashboards(args),
     "serve-metrics": _serve,

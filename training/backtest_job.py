@@ -141,8 +141,10 @@ def execute_on_ray(job_id: str, database_url: str, data_dir: str, num_cpus: int 
     """:func:`execute` as a Ray task (local Ray on 127.0.0.1, or the cluster's under ``RAY_ADDRESS``)."""
     from training.ray_runtime import ray_session
 
-    with ray_session(num_cpus=num_cpus):
+    with ray_session(num_cpus=num_cpus) as session:
         import ray
+
+        log.info("job %s runs on Ray (%s, %d CPUs)", job_id, session.address, session.cpus)
 
         task = ray.remote(num_cpus=1, max_retries=0)(execute)
         state: str = ray.get(task.remote(job_id, database_url, data_dir))

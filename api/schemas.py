@@ -38,6 +38,10 @@ class DegradedReason(BaseModel):
     message: str
 
 
+# feature_repo.data_quality.DATA_QUALITY_STATUSES spelled as a type (a test keeps them equal).
+DataQualityStatus = Literal["ok", "anomaly", "unchecked"]
+
+
 class ComponentScores(BaseModel):
     technical: float | None = None
     fundamental: float | None = None
@@ -51,6 +55,12 @@ class SignalPublic(BaseModel):
     rank: int | None = Field(description="Rank within this request by score, 1 = best.")
     components: ComponentScores
     as_of: datetime | None = Field(description="Newest event time of the ticker's features.")
+    data_quality: DataQualityStatus = Field(
+        "unchecked",
+        description="The data-quality sentinel on the session of as_of: `anomaly` (the ticker's statistics were "
+        "flagged that session; GET /v1/briefing names why), `ok` (scored, not flagged) or `unchecked` (the "
+        "sentinel has not scored that session).",
+    )
 
 
 class SignalsPublic(BaseModel):

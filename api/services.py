@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from api.audit import AuditLog, utc_now
 from api.backtest_dispatch import BacktestDispatcher, build_backtests
 from api.circuit import CircuitBreaker
+from api.data_quality import DataQualityFlags
 from api.db import make_engine
 from api.features import OnlineFeatures
 from api.idempotency import IdempotencyStore
@@ -44,6 +45,7 @@ class Services:
     scored: ScoredUniverse = field(init=False)
     backtests: BacktestDispatcher = field(init=False)
     market: MarketData = field(init=False)  # the market views (regime, return windows)
+    data_quality: DataQualityFlags = field(init=False)  # the sentinel's per-ticker flags
 
     def client(self) -> InferenceClient:
         """The shared model client, created on the running event loop on first use."""
@@ -106,4 +108,5 @@ def build_services(settings: GatewaySettings) -> Services:
     services.scored = ScoredUniverse(features, services.client, settings.scored, metrics)
     services.backtests = build_backtests(settings, engine, metrics, utc_now)
     services.market = MarketData(features, settings.feature_cache_seconds)
+    services.data_quality = DataQualityFlags(features, settings.data_quality_cache_seconds)
     return services

@@ -137,6 +137,12 @@ class GatewaySettings(BaseSettings):
     feature_cache_seconds: float = Field(
         5.0, ge=0, le=300, description="How long an online feature vector is reused per (view, ticker); 0 disables."
     )
+    data_quality_cache_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="How long a ticker's data_quality row (the sentinel's daily flag) is reused; 0 reads every time.",
+    )
     auth_cache_seconds: float = Field(
         5.0, ge=0, le=60, description="How long a key's row is reused; a revocation takes effect within it. 0 disables."
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from api.compose import compose_signals
+from api.data_quality import flag_signals
 from api.deps import InferenceClientDep, ServicesDep, SignalsReader
 from api.handlers import TICKER_ERROR_RESPONSES
 from api.schemas import SignalsPublic
@@ -49,7 +50,7 @@ async def get_signals(
     composed = await compose_signals(client, snapshot, services.metrics)
     if composed.degraded:
         services.metrics.degraded.labels(route=ROUTE).inc()
-    answer_json = composed.public(snapshot.as_of(), request.state.request_id)
+    answer_json = await _with_data_quality(services, names, composed.public(snapshot.as_of(), request.state.request_id))
     await services.audit.record(
         tenant=principal.tenant,
         route=ROUTE,
@@ -69,7 +70,7 @@ async def _answer_from_snapshot(
     request: Request, services: Services, tenant: str, names: list[str], lookup: Lookup
 ) -> Response:
     """The answer looked up in the scored universe (the same JSON the models would give), audited."""
-    answer_json = lookup.public(request.state.request_id)
+    answer_json = await _with_data_quality(services, names, lookup.public(request.state.request_id))
     lookup.observe(services.metrics)
     if lookup.degraded:
         services.metrics.degraded.labels(route=ROUTE).inc()
@@ -83,3 +84,11 @@ async def _answer_from_snapshot(
         answer=answer_json,
     )
     return Response(orjson.dumps(answer_json), media_type="application/json")
+
+
+async def _with_data_quality(services: Services, names: list[str], answer: dict[str, Any]) -> dict[str, Any]:
+    """The answer with each signal's ``data_quality`` flag (cached rows inline, else one read in a thread)."""
+    flags = services.data_quality.cached(names)
+    if flags is None:
+        flags = await run_in_threadpool(services.data_quality.read, names)
+    return flag_signals(answer, flags)

@@ -23,6 +23,7 @@ from typing import Any, Final, Self, TypeVar
 import httpx
 from pydantic import BaseModel
 
+from api.backtest_schemas import BacktestDataPublic, BacktestJobPublic, BacktestRequest
 from api.errors import IDEMPOTENCY_IN_PROGRESS
 from api.market_schemas import ForecastPublic, ForecastRequest, RegimePublic
 from api.schemas import (
@@ -132,6 +133,27 @@ class PortfolioOSClient:
         body = request.model_dump(mode="json", exclude_none=True)
         return self._call(ForecastPublic, "POST", "/v1/portfolios/forecast", json=body)
 
+    def submit_backtest(self, request: BacktestRequest, *, idempotency_key: str | None = None) -> BacktestJobPublic:
+        """Queue a backtest job (202); a retry with the call's idempotency key never queues it twice."""
+        body = request.model_dump(mode="json", exclude_none=True)
+        return self._post(BacktestJobPublic, "/v1/backtests", body, idempotency_key)
+
+    def backtest(self, job_id: str) -> BacktestJobPublic:
+        """A backtest job's state, progress and, once succeeded, its results."""
+        return self._call(BacktestJobPublic, "GET", f"/v1/backtests/{job_id}")
+
+    def cancel_backtest(self, job_id: str) -> BacktestJobPublic:
+        """Cancel a queued or running job (a GatewayClientError 409 once it ended)."""
+        return self._call(BacktestJobPublic, "DELETE", f"/v1/backtests/{job_id}")
+
+    def backtest_data(self) -> BacktestDataPublic:
+        """The sessions and tickers a backtest may cover."""
+        return self._call(BacktestDataPublic, "GET", "/v1/backtests/data")
+
+    def backtest_report(self, job_id: str) -> str:
+        """The job's HTML tear sheet (a GatewayClientError 409 until it succeeded)."""
+        return self._send("GET", f"/v1/backtests/{job_id}/report").text
+
     def _post(self, model: type[Model], path: str, body: dict[str, Any], key: str | None) -> Model:
         """A POST whose retries are safe: one idempotency key for the call (the caller's, or a new one)."""
         headers = {"Idempotency-Key": key or uuid.uuid4().hex}
@@ -144,6 +166,10 @@ class PortfolioOSClient:
         return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2**attempt))  # jitter
 
     def _call(self, model: type[Model], method: str, path: str, **kwargs: Any) -> Model:
+        return model.model_validate(self._send(method, path, **kwargs).json())
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call, retried (module docstring); the first answer below 400, else :class:`GatewayClientError`."""
         attempt = 0
         while True:
             response: httpx.Response | None = None
@@ -155,7 +181,7 @@ class PortfolioOSClient:
             else:
                 self.rate_limit = RateLimitState.from_headers(response.headers) or self.rate_limit
                 if response.status_code < 400:
-                    return model.model_validate(response.json())
+                    return response
                 if not _retryable(response) or attempt >= self.max_retries:
                     raise _error(response)
             self._sleep(self._delay(attempt, response))

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.audit import canonical_hash
-from api.deps import AllocationsWriter, SentimentReader, ServicesDep
+from api.deps import AllocationsWriter, BacktestsWriter, SentimentReader, ServicesDep
 from api.idempotency import IdempotencyStore, IdempotencyUnavailableError, StoredAnswer, request_fingerprint
 from api.schemas import ErrorPublic
 from api.services import Services
@@ -116,9 +116,16 @@ async def _sentiment(
     await _claim_or_replay(request, services, principal, key)
 
 
+async def _backtests(
+    request: Request, services: ServicesDep, principal: BacktestsWriter, key: KeyHeader = None
+) -> None:
+    await _claim_or_replay(request, services, principal, key)
+
+
 # The principal aliases are the routes' own, so FastAPI resolves auth and the quota once per request.
 AllocationsIdempotency = Annotated[None, Depends(_allocations)]
 SentimentIdempotency = Annotated[None, Depends(_sentiment)]
+BacktestsIdempotency = Annotated[None, Depends(_backtests)]
 
 
 async def _replay(_request: Request, exc: Exception) -> Response:

@@ -17,6 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.backtest_executors import LocalExecutor, RayJobsExecutor
+from api.backtest_schemas import BacktestRequest
+from api.client import GatewayClientError, PortfolioOSClient
 from tests.backtest_fixtures import FakeClock, FakeExecutor, body, gateway, key, publish, settings
 from tests.gateway_fixtures.fixtures import assert_error_body
 
@@ -235,3 +237,27 @@ def test_the_ray_executor_speaks_the_job_submission_api() -> None:
 def test_the_ray_executor_needs_an_address(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="ray_address"):
         settings(tmp_path, executor="ray")
+
+
+def test_the_typed_client_submits_reads_and_cancels_once_per_idempotency_key(tmp_path: Path) -> None:
+    with gateway(settings(tmp_path)) as client:
+        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
+        token = key(client)["Authorization"].removeprefix("Bearer ")
+
+        def relay(request: httpx.Request) -> httpx.Response:  # the typed client's calls, answered by the app
+            answer = client.request(request.method, request.url.path, headers=request.headers, content=request.content)
+            return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+        typed = PortfolioOSClient(
+            "http://testserver", token, transport=httpx.MockTransport(relay), sleep=lambda _s: None
+        )
+        request = BacktestRequest.model_validate(body())
+        job = typed.submit_backtest(request, idempotency_key="order-1")
+        again = typed.submit_backtest(request, idempotency_key="order-1")  # a retry: the stored answer
+        assert again.id == job.id and job.state == "queued"
+        assert typed.backtest(job.id).spec.universe == list(body()["universe"])
+        assert typed.backtest_data().last_session.isoformat() == "2023-12-29"
+        with pytest.raises(GatewayClientError) as early:
+            typed.backtest_report(job.id)
+        assert early.value.status == 409
+        assert typed.cancel_backtest(job.id).state == "cancelled"

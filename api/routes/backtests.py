@@ -18,6 +18,7 @@ from api.backtest_schemas import BacktestDataPublic, BacktestJobPublic, Backtest
 from api.backtests import JobConflictError
 from api.deps import BacktestsReader, BacktestsWriter, ServicesDep
 from api.handlers import ERROR_RESPONSES
+from api.idempotency_http import IDEMPOTENCY_RESPONSES, BacktestsIdempotency
 from api.schemas import ErrorPublic
 from api.tenants import Principal
 from feature_repo.backtests import SUCCEEDED
@@ -47,6 +48,7 @@ _LIMITED: Final[Responses] = {
 }
 _SUBMIT_RESPONSES: Final[Responses] = {
     **ERROR_RESPONSES,
+    409: IDEMPOTENCY_RESPONSES[409],
     **_LIMITED,
     **_NO_DATA,
     422: {
@@ -79,7 +81,12 @@ async def _audit(services: ServicesDep, principal: Principal, request: Request, 
 
 @router.post("/backtests", status_code=202, response_model=BacktestJobPublic, responses=_SUBMIT_RESPONSES)
 async def submit_backtest(
-    request: Request, response: Response, body: BacktestRequest, services: ServicesDep, principal: BacktestsWriter
+    request: Request,
+    response: Response,
+    body: BacktestRequest,
+    services: ServicesDep,
+    principal: BacktestsWriter,
+    _idempotency: BacktestsIdempotency,
 ) -> BacktestJobPublic:
     """Queue a backtest job; it runs on Ray and its state is at the returned id."""
     jobs = _jobs(services)

@@ -31,6 +31,8 @@ GATEWAY_METRICS: Final[frozenset[str]] = frozenset(
         "portfolio_os_gateway_scored_universe_build_seconds",
         "portfolio_os_gateway_scored_universe_tickers",
         "portfolio_os_gateway_scored_universe_lookups_total",
+        "portfolio_os_gateway_backtest_jobs",
+        "portfolio_os_gateway_backtest_submissions_total",
     }
 )
 MODEL_SERVER_METRICS: Final[frozenset[str]] = frozenset(

@@ -74,6 +74,13 @@ GATEWAY: Final = [
     ),
     Panel("Scored-universe build p99", [(_p99(f"{G}_scored_universe_build_seconds", "outcome"), "{{outcome}}")], "s"),
     Panel(
+        "Backtest jobs by state, submissions by outcome",
+        [
+            (f"max by (state) ({G}_backtest_jobs)", "{{state}}"),
+            (f"sum by (outcome) (increase({G}_backtest_submissions_total[{RATE}]))", "submitted: {{outcome}}"),
+        ],
+    ),
+    Panel(
         "Audit and usage-flush failures",
         [
             (f"sum(increase({G}_audit_failures_total[{RATE}]))", "audit"),

@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from feature_repo.definitions import EVENT_TIMESTAMP, feature_file
 from feature_repo.schema import FEATURES_BY_VIEW
 from monitoring import reports
+from monitoring.regime_metrics import REGIME_METRICS, regime_families
 
 PREFIX: Final = "portfolio_os"
 # The sentinel's summary under reports/ (monitoring.sentinel.job writes it; importing the job here
@@ -48,6 +49,7 @@ EXPORTED_METRICS: Final[frozenset[str]] = frozenset(
         f"{PREFIX}_data_sentinel_tickers",
         f"{PREFIX}_data_sentinel_last_run_timestamp_seconds",
     }
+    | REGIME_METRICS  # the market regime (monitoring.regime_metrics)
 )
 
 
@@ -77,6 +79,7 @@ class MonitoringCollector(Collector):
         yield self._freshness()
         yield from self._decay()
         yield from self._sentinel()
+        yield from regime_families(self.data_dir)
 
     def _drift(self) -> Iterator[Metric]:
         share = GaugeMetricFamily(f"{PREFIX}_drift_share", "Share of tested features that drifted.", labels=["view"])

@@ -22,7 +22,18 @@ from api.handlers import install_error_handlers
 from api.idempotency_http import install_idempotency
 from api.middleware import GatewayMiddleware
 from api.openapi import RATE_LIMIT, install_openapi
-from api.routes import allocations, backtests, explanations, forecast, health, models, regime, sentiment, signals
+from api.routes import (
+    allocations,
+    backtests,
+    briefing,
+    explanations,
+    forecast,
+    health,
+    models,
+    regime,
+    sentiment,
+    signals,
+)
 from api.services import Services, build_services
 from api.settings import GatewaySettings, get_settings
 
@@ -107,7 +118,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     install_idempotency(app)  # its middleware sits inside the gateway middleware added below
-    for module in (signals, allocations, explanations, sentiment, models, backtests, regime, forecast, health):
+    routers = (signals, allocations, explanations, sentiment, models, backtests, regime, forecast, briefing, health)
+    for module in routers:
         app.include_router(module.router)
     install_openapi(app, settings)
     if settings.cors_origins:

@@ -24,6 +24,7 @@ import httpx
 from pydantic import BaseModel
 
 from api.backtest_schemas import BacktestDataPublic, BacktestJobPublic, BacktestRequest
+from api.briefing_schemas import BriefingPublic
 from api.errors import IDEMPOTENCY_IN_PROGRESS
 from api.market_schemas import ForecastPublic, ForecastRequest, RegimePublic
 from api.schemas import (
@@ -126,6 +127,11 @@ class PortfolioOSClient:
         """The market regime now and its history from ``start`` to ``end`` (the gateway's defaults when None)."""
         params = {name: day.isoformat() for name, day in (("from", start), ("to", end)) if day is not None}
         return self._call(RegimePublic, "GET", "/v1/regime", params=params)
+
+    def briefing(self, day: dt.date | None = None) -> BriefingPublic:
+        """The briefing of ``day`` (the last session on or before it; the last session when None)."""
+        params = {"date": day.isoformat()} if day is not None else {}
+        return self._call(BriefingPublic, "GET", "/v1/briefing", params=params)
 
     def forecast(self, request: ForecastRequest) -> ForecastPublic:
         """Percentile bands of the portfolio at each horizon. A pure function of the request and the data: a

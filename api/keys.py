@@ -31,6 +31,7 @@ ALL_SCOPES: Final[tuple[str, ...]] = (
     "backtests:read",
     "regime:read",
     "forecasts:read",
+    "briefing:read",
 )
 
 

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.audit import AuditLog, utc_now
 from api.backtest_dispatch import BacktestDispatcher, build_backtests
+from api.briefing import BriefingStore
 from api.circuit import CircuitBreaker
 from api.data_quality import DataQualityFlags
 from api.db import make_engine
@@ -46,6 +47,7 @@ class Services:
     backtests: BacktestDispatcher = field(init=False)
     market: MarketData = field(init=False)  # the market views (regime, return windows)
     data_quality: DataQualityFlags = field(init=False)  # the sentinel's per-ticker flags
+    briefing: BriefingStore = field(init=False)  # the daily briefing's stored facts
 
     def client(self) -> InferenceClient:
         """The shared model client, created on the running event loop on first use."""
@@ -109,4 +111,5 @@ def build_services(settings: GatewaySettings) -> Services:
     services.backtests = build_backtests(settings, engine, metrics, utc_now)
     services.market = MarketData(features, settings.feature_cache_seconds)
     services.data_quality = DataQualityFlags(features, settings.data_quality_cache_seconds)
+    services.briefing = BriefingStore(settings.data_dir)
     return services

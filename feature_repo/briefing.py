@@ -60,6 +60,7 @@ class SentimentFacts(BaseModel):
     tickers_with_documents: int = Field(description="Tickers with documents on the session.")
     z_threshold: float = Field(description="A spike has |z| at least this.")
     min_history_days: int = Field(description="Earlier days with documents a ticker needs for a spike.")
+    spikes_total: int = Field(description="Tickers at or above the threshold (the spikes listed are the largest).")
     spikes: list[SentimentSpike] = Field(description="The largest |z| at or above the threshold, largest first.")
 
 

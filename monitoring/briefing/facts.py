@@ -96,6 +96,7 @@ def sentiment_facts(sentiment: pd.DataFrame, session: pd.Timestamp) -> Sentiment
         tickers_with_documents=len(on_day),
         z_threshold=SPIKE_Z,
         min_history_days=SPIKE_MIN_HISTORY,
+        spikes_total=len(spikes),
         spikes=spikes[:TOP],
     )
 
@@ -107,6 +108,8 @@ def anomaly_facts(
     scored = scored_per_session.get(session.date())
     if not scored:
         return None
+    if anomalies.empty:  # the sentinel scored the session and flagged nothing, ever
+        return AnomalyFacts(tickers_scored=int(scored), count=0, top=[])
     today = anomalies.loc[anomalies[DATE] == session].sort_values(
         ["anomaly_score", TICKER], ascending=[False, True], kind="stable"
     )

@@ -126,10 +126,7 @@ def build_facts(
 
 
 def _anomalies(sources: Sources, session: pd.Timestamp) -> Any:
-    frame = (
-        sources.anomalies if not sources.anomalies.empty else pd.DataFrame({DATE: pd.Series(dtype="datetime64[ns]")})
-    )
-    return anomaly_facts(frame, sources.scored_per_session, session)
+    return anomaly_facts(sources.anomalies, sources.scored_per_session, session)
 
 
 def write_facts(data_dir: Path, facts: list[BriefingFacts]) -> Path:

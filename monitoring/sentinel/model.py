@@ -16,6 +16,7 @@ statistic constant in the reference). Each flag records which rule raised it.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Final
 
@@ -109,8 +110,11 @@ def fit(reference: pd.DataFrame, params: SentinelParams | None = None) -> Sentin
             f"the reference window has {len(reference)} rows; the sentinel needs {MIN_REFERENCE_ROWS}"
         )
     values = reference[list(STATISTIC_NAMES)].to_numpy(dtype="float64")
-    center = np.nan_to_num(np.nanmedian(values, axis=0))
-    mad = np.nanmedian(np.abs(values - center), axis=0) * MAD_TO_SD
+    with warnings.catch_warnings():
+        # A statistic without any value (no high/low in a close-only source): centre 0, the floor scale.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        center = np.nan_to_num(np.nanmedian(values, axis=0))
+        mad = np.nanmedian(np.abs(values - center), axis=0) * MAD_TO_SD
     scale = np.maximum(np.nan_to_num(mad), [MIN_SCALE[s] for s in STATISTIC_NAMES])
     forest = IsolationForest(
         n_estimators=params.n_estimators,

@@ -47,4 +47,26 @@ def build_feature_repo(data_dir: Path, n_tickers: int = 6) -> list[str]:
     for view in [*views, REGIME_VIEW, RETURN_WINDOW_VIEW]:
         start, end = full_window(read_feature_file(data_dir, view)["event_timestamp"])
         repo.materialize(start, end, [view])
+    _sentinel_and_briefing(data_dir)
     return sorted(prices["ticker"].unique().tolist())
+
+
+def _sentinel_and_briefing(data_dir: Path) -> None:
+    """The data-quality sentinel over the synthetic features (data_quality view online) and the briefing facts.
+
+    Fitted on the first two thirds of the sessions, as ``python -m monitoring sentinel`` would be; the
+    briefing facts of the last sessions come from ``python -m monitoring briefing-facts``'s own code.
+    """
+    from datetime import UTC, datetime
+
+    from monitoring.briefing.job import run as write_briefing_facts
+    from monitoring.sentinel.job import materialize_view, score_inputs, write_outputs
+    from monitoring.sentinel.statistics import load_inputs
+    from monitoring.windows import Window
+
+    inputs = load_inputs(data_dir)
+    sessions = sorted(inputs["date"].unique())
+    reference = Window(pd.Timestamp(sessions[0]).date(), pd.Timestamp(sessions[len(sessions) * 2 // 3]).date())
+    write_outputs(data_dir, score_inputs(inputs, reference), datetime(2026, 1, 1, tzinfo=UTC))
+    materialize_view(data_dir)
+    write_briefing_facts(data_dir, last=5, clock=lambda: datetime(2026, 1, 1, tzinfo=UTC))

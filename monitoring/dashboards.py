@@ -225,6 +225,55 @@ TENANTS: Final = [
         "Rate-limited by tenant", [(f"sum by (tenant) (rate({G}_rate_limited_total[{RATE}]))", "{{tenant}}")], "reqps"
     ),
 ]
+MARKET: Final = [
+    Panel(
+        "Market regime (1 = current)",
+        [("max by (benchmark, regime) (portfolio_os_market_regime)", "{{benchmark}} {{regime}}")],
+    ),
+    Panel(
+        "Current regime", [("max by (benchmark, regime) (portfolio_os_market_regime) == 1", "{{regime}}")], kind="stat"
+    ),
+    Panel(
+        "Regime inputs: trailing trend and volatility (annualised) against its median",
+        [
+            ("max by (benchmark) (portfolio_os_market_trend)", "trend {{benchmark}}"),
+            ("max by (benchmark) (portfolio_os_market_volatility)", "volatility {{benchmark}}"),
+            ("max by (benchmark) (portfolio_os_market_volatility_median)", "volatility median {{benchmark}}"),
+        ],
+        "percentunit",
+    ),
+    Panel(
+        "Since the regime's session",
+        [("time() - max by (benchmark) (portfolio_os_market_regime_session_timestamp_seconds)", "{{benchmark}}")],
+        "s",
+        "stat",
+        [345600],
+    ),
+    Panel(
+        "Regime and forecast requests",
+        [
+            (
+                f"sum by (route, status) (rate({G}_requests_total"
+                f'{{route=~"/v1/regime|/v1/portfolios/forecast"}}[{RATE}]))',
+                "{{route}} {{status}}",
+            )
+        ],
+        "reqps",
+    ),
+    Panel(
+        "Forecast latency p50 / p99",
+        [
+            (
+                f"histogram_quantile({q}, sum by (le) (rate({G}_request_duration_seconds_bucket"
+                f'{{route="/v1/portfolios/forecast"}}[{RATE}])))',
+                name,
+            )
+            for q, name in ((0.5, "p50"), (0.99, "p99"))
+        ],
+        "s",
+        thresholds=[0.2],
+    ),
+]
 DASHBOARDS: Final[dict[str, tuple[str, list[Panel]]]] = {
     "portfolio-os-gateway": ("Portfolio OS / Gateway (RED, SLO)", GATEWAY),
     "portfolio-os-models": ("Portfolio OS / Model latency by version", MODELS),
@@ -233,6 +282,7 @@ DASHBOARDS: Final[dict[str, tuple[str, list[Panel]]]] = {
     "portfolio-os-decay": ("Portfolio OS / Alpha decay (rolling IC)", DECAY),
     "portfolio-os-freshness": ("Portfolio OS / Data freshness", FRESHNESS),
     "portfolio-os-tenants": ("Portfolio OS / Usage by tenant", TENANTS),
+    "portfolio-os-market": ("Portfolio OS / Market regime and forecasts", MARKET),
 }
 
 

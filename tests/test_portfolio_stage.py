@@ -16,7 +16,7 @@ from feature_repo.settings import FeatureStoreSettings
 from training.config import load_config
 from training.context import RunContext
 from training.signals.inputs import SignalInputs
-from training.stages.portfolio_report import report_portfolios
+from training.signals.portfolio_report import report_portfolios
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -75,6 +75,11 @@ class PromotionDecision:
     challenger_score: float
     champion_score: float | None
 
+    def describe(self) -> str:
+        """One line for a job log: ``name vN: champion (reason)`` or ``... challenger only (...)``."""
+        verdict = "champion" if self.promoted else "challenger only"
+        return f"{self.model} v{self.version}: {verdict} ({self.reason})"
+
 
 def code_version() -> str:
     """The git commit of the working tree (``+dirty`` when it has changes), or ``unknown``."""

@@ -110,15 +110,20 @@ def check_model(
             figures += f": trails by more than {margin:g}"
             registry.rollback(model, figures)
         decision = GuardDecision(model, verdict, figures, champion, str(previous), count, now, before)
+    _audit(registry, decision)
+    return decision
+
+
+def _audit(registry: ModelRegistry, decision: GuardDecision) -> None:
+    """Every check goes to the audit log with both figures, whatever it decided."""
     registry.audit.append(
         "guard_checked",
-        model=model,
-        version=champion,
-        previous_champion=str(previous),
+        model=decision.model,
+        version=decision.champion,
+        previous_champion=decision.previous,
         decision=decision.decision,
         reason=decision.reason,
         sessions=decision.sessions,
         champion_live_rank_ic=decision.champion_rank_ic,
         previous_live_rank_ic=decision.previous_rank_ic,
     )
-    return decision

@@ -15,4 +15,8 @@ Modules (each with one job):
 * ``rl``: PPO/A2C training as Ray Tune trials, selection on validation windows.
 * ``policy``: the numpy forward pass of a trained policy (what the registered model runs).
 * ``tearsheet``: the self-contained HTML report.
+* ``comparison``: the stage's domain steps: RL data, the policy against every baseline on the test
+  segment, stress windows, regimes, Monte Carlo.
+* ``report``: what the ``allocate`` stage prints and writes.
+* ``registration``: record, card, policy file and champion Sharpe for the registry's gate.
 """

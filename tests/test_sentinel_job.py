@@ -66,3 +66,25 @@ def test_a_bad_contamination_is_refused_with_exit_2(data_dir: Path, capsys: pyte
         ["--data-dir", str(data_dir), "sentinel", "--reference", "2020-01-01:2020-12-31", "--contamination", "0.9"]
     )
     assert code == 2 and "--contamination" in capsys.readouterr().err
+
+
+def test_the_chart_runs_the_sentinel_and_the_briefing_facts_after_materialisation_when_enabled() -> None:
+    """Off by default; enabled, each CronJob runs a command the monitoring CLI accepts."""
+    from monitoring.__main__ import build_parser
+    from tests.chart_tools import pod_specs, rendered_objects
+
+    def commands(objs: list[dict[str, object]]) -> list[list[str]]:
+        return [
+            c["command"]
+            for o in objs
+            if o["kind"] == "CronJob"
+            for _, spec in pod_specs(o)  # type: ignore[arg-type]
+            for c in spec["containers"]
+            if c.get("command", [])[2:4] in (["monitoring", "sentinel"], ["monitoring", "briefing-facts"])
+        ]
+
+    assert commands(rendered_objects(None)) == []
+    enabled = commands(rendered_objects(None, "--set", "sentinel.enabled=true", "--set", "briefingFacts.enabled=true"))
+    assert [c[3] for c in enabled] == ["sentinel", "briefing-facts"]
+    for command in enabled:
+        build_parser().parse_args(command[3:])  # exits (fails the test) on an argument the CLI refuses

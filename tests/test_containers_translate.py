@@ -142,7 +142,7 @@ def test_the_run_config_map_is_a_read_only_file_with_the_registry_service_routed
     mlflow = release.cluster.host_ports[("mlflow", 5000)]
     assert written.read_text() == rendered.replace("pos-portfolio-os-mlflow:5000", f"pos-portfolio-os-mlflow:{mlflow}")
     config = yaml.safe_load(written.read_text())
-    assert config["signals"]["registry"]["tracking_uri"] == f"http://pos-portfolio-os-mlflow:{mlflow}"
+    assert config["registry"]["tracking_uri"] == f"http://pos-portfolio-os-mlflow:{mlflow}"
     assert f"--add-host=pos-portfolio-os-mlflow:{LOOPBACK}" in run.options
 
 

@@ -16,7 +16,8 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-# What the gateway image must never carry (ARCHITECTURE.md, "Boundaries"). Feast's core is allowed:
+# What the gateway image must never carry (docs/deploy.md, "Images": the gateway extra has no torch, Ray, LightGBM,
+# MLflow or KServe; README "Architecture" for the package boundaries). Feast's core is allowed:
 # the gateway reads the online store in-process; its heavy extras (DuckDB, Spark, ...) are not.
 # The gateway opens Feast online-only (feature_repo/online_only.py), so no offline engine is needed.
 HEAVY = {"torch", "ray", "lightgbm", "transformers", "mlflow", "evidently", "kserve", "duckdb", "ibis-framework"}

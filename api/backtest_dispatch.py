@@ -21,7 +21,7 @@ import logging
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from api.backtest_executors import Executor, ExecutorError, make_executor
+from api.backtest_executors import Executor, ExecutorError, OffExecutor, make_executor
 from api.backtests import BacktestStore, Clock
 from api.metrics import GatewayMetrics
 from api.settings import GatewaySettings
@@ -72,8 +72,10 @@ class BacktestDispatcher:
             running += 1
 
     def tick(self) -> None:
-        """One pass (module docstring)."""
-        self._start(self._reap())
+        """One pass (module docstring); with execution off, queued jobs are left as they are."""
+        running = self._reap()
+        if not isinstance(self.executor, OffExecutor):
+            self._start(running)
         counts = self.store.counts()
         for state in JOB_STATES:
             self.metrics.backtest_jobs.labels(state=state).set(counts.get(state, 0))

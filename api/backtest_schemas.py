@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -73,6 +73,13 @@ class BacktestDataPublic(BaseModel):
     request_id: str
 
 
+def utc(moment: datetime | None) -> datetime | None:
+    """A stored time as UTC (SQLite hands back naive datetimes for timezone-aware columns)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 def job_public(row: Row[Any], request_id: str) -> BacktestJobPublic:
     """A job row as the API answers it."""
     done = row.state == "succeeded" and row.result is not None
@@ -82,9 +89,9 @@ def job_public(row: Row[Any], request_id: str) -> BacktestJobPublic:
         progress=float(row.progress or 0.0),
         message=row.message,
         error=row.error,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
+        created_at=utc(row.created_at),
+        started_at=utc(row.started_at),
+        finished_at=utc(row.finished_at),
         spec=BacktestSpec.model_validate(row.spec),
         result=BacktestResultPublic.model_validate(row.result) if done else None,
         report_url=f"/v1/backtests/{row.id}/report" if done else None,

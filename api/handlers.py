@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -85,11 +86,27 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_body(422, "validation_error", message, _request_id(request))
 
 
+def _allowed_methods(request: Request) -> str:
+    """The methods the OpenAPI document lists for this path (Starlette names only the first route matched).
+
+    Literal paths win over templated ones (``/v1/backtests/data`` before ``/v1/backtests/{job_id}``).
+    """
+    paths: dict[str, dict[str, object]] = request.app.openapi()["paths"]
+    for template in sorted(paths, key=lambda t: t.count("{")):
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), request.url.path):
+            return ", ".join(sorted(method.upper() for method in paths[template]))
+    return ""
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return error_body(exc.status_code, code, message, _request_id(request), dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # A path served by one route per method (GET and DELETE /v1/backtests/{job_id}) allows them all.
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return error_body(exc.status_code, code, message, _request_id(request), headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

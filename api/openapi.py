@@ -42,7 +42,7 @@ RETRY_AFTER: Final = {
     "Retry-After": {"description": "Seconds to wait before retrying.", "required": True, "schema": _INTEGER}
 }
 # Answers that always come after the quota was counted (a 404 may be an unmatched path instead).
-COUNTED: Final = ("200", "403", "429")
+COUNTED: Final = ("200", "202", "403", "429")
 
 
 def _declare_limits(document: dict[str, Any], max_tickers: int) -> None:

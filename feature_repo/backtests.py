@@ -80,7 +80,13 @@ class StrategyParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    k: int = Field(10, ge=1, le=MAX_UNIVERSE, description="topk, topk_dropout: names held (at most the universe).")
+    k: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_UNIVERSE,
+        description="topk, topk_dropout: names held, at most the universe's distinct tickers; null: min(10, half "
+        "the universe), filled in when the job is accepted.",
+    )
     buffer: int = Field(
         5, ge=0, le=MAX_UNIVERSE, description="topk: a held name is kept while ranked within k + buffer."
     )
@@ -100,6 +106,12 @@ class StrategyParams(BaseModel):
     adv_cap: float | None = Field(
         None, gt=0, le=1, description="topk, equal_weight: largest position as a share of its ADV; null for no cap."
     )
+
+    def held(self) -> int:
+        """``k``, filled in by :class:`BacktestSpec` when the request left it out."""
+        if self.k is None:
+            raise ValueError("params.k is unset: validate the parameters as part of a BacktestSpec")
+        return self.k
 
 
 class SearchSpec(BaseModel):
@@ -152,9 +164,11 @@ class BacktestSpec(BaseModel):
         if self.end <= self.start:
             raise ValueError(f"end {self.end} must be after start {self.start}")
         names = len(set(self.universe))
-        if self.strategy in RANKED and self.params.k > names:
+        if self.params.k is None:
+            self.params = self.params.model_copy(update={"k": max(1, min(10, names // 2))})
+        if self.strategy in RANKED and self.params.held() > names:
             raise ValueError(f"params.k={self.params.k} exceeds the universe's {names} distinct tickers")
-        if self.strategy == "topk_dropout" and self.params.n_drop > self.params.k:
+        if self.strategy == "topk_dropout" and self.params.n_drop > self.params.held():
             raise ValueError(f"params.n_drop={self.params.n_drop} exceeds params.k={self.params.k}")
         return self
 

@@ -171,6 +171,9 @@ def test_unknown_ids_other_tenants_scopes_and_early_reports(tmp_path: Path) -> N
         reader = key(client, scopes=("backtests:read",))
         assert_error_body(client.post("/v1/backtests", json=body(), headers=reader), 403, "forbidden")
         assert client.get(f"/v1/backtests/{job}", headers=reader).status_code == 200  # the same tenant reads it
+        options = client.options(f"/v1/backtests/{job}", headers=h)
+        assert options.status_code == 405 and options.headers["Allow"] == "DELETE, GET"
+        assert _state(client, h, job)["created_at"].endswith(("Z", "+00:00"))  # type: ignore[union-attr]
         data = client.get("/v1/backtests/data", headers=h).json()
         assert data["first_session"] == "2022-01-03" and data["tickers"][0] == "AAA"
 

@@ -85,7 +85,7 @@ def _optimiser(spec: BacktestSpec, params: StrategyParams, data: JobData, scores
     elif spec.strategy == "hrp":
         rule = HierarchicalRiskParity(lookback=params.lookback, max_weight=params.max_weight)
     else:
-        rule = TopkDropout(params.k, min(params.n_drop, params.k), score_feature=SCORE)
+        rule = TopkDropout(params.held(), min(params.n_drop, params.held()), score_feature=SCORE)
     rule.fit(panel)
 
     def decide(position: int, current: FloatArray) -> FloatArray:
@@ -141,7 +141,7 @@ def run_window(
     if spec.strategy == "topk":
         assert scores is not None
         rules = BookRules(
-            k=params.k,
+            k=params.held(),
             buffer=params.buffer,
             max_replace=params.max_replace,
             min_hold=params.min_hold,

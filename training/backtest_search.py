@@ -53,7 +53,7 @@ def suggest(trial: optuna.Trial, spec: BacktestSpec, names: int) -> tuple[Strate
     update: dict[str, Any] = {}
     if "k" in space:
         update["k"] = trial.suggest_int("k", 1, max(1, min(names - 1, 50)))
-    k = update.get("k", spec.params.k)
+    k = int(update.get("k", spec.params.held()))
     if "buffer" in space:
         update["buffer"] = trial.suggest_int("buffer", 0, max(0, min(names - k, 20)))
     if "max_replace" in space:

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.audit import canonical_hash
 from api.backtest_dispatch import BacktestDispatcher
-from api.backtest_schemas import BacktestDataPublic, BacktestJobPublic, BacktestRequest, job_public
+from api.backtest_schemas import BacktestDataPublic, BacktestJobPublic, BacktestRequest, job_public, utc
 from api.backtests import JobConflictError
 from api.deps import BacktestsReader, BacktestsWriter, ServicesDep
 from api.handlers import ERROR_RESPONSES
@@ -60,6 +60,15 @@ _SUBMIT_RESPONSES: Final[Responses] = {
 _REPORT_OK: Final[Responses] = {
     200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The tear sheet."}
 }
+
+
+def _json_errors(responses: Responses) -> Responses:
+    """Error answers declared as JSON on a route whose own media type is HTML (FastAPI would say text/html)."""
+    ref = {"$ref": "#/components/schemas/ErrorPublic"}
+    return {
+        status: {"description": spec["description"], "content": {"application/json": {"schema": ref}}}
+        for status, spec in responses.items()
+    }
 
 
 def _jobs(services: ServicesDep) -> BacktestDispatcher:
@@ -111,7 +120,7 @@ async def backtest_data(request: Request, services: ServicesDep, _principal: Bac
         last_session=catalogue.last_session,
         tickers=sorted(catalogue.tickers),
         label=catalogue.label,
-        updated_at=catalogue.updated_at,
+        updated_at=utc(catalogue.updated_at) or catalogue.updated_at,
         request_id=request.state.request_id,
     )
 
@@ -128,7 +137,7 @@ async def get_backtest(
 @router.get(
     "/backtests/{job_id}/report",
     response_class=HTMLResponse,
-    responses={**_REPORT_OK, **ERROR_RESPONSES, **_NOT_FOUND, **_CONFLICT},
+    responses={**_REPORT_OK, **_json_errors({**ERROR_RESPONSES, **_NOT_FOUND, **_CONFLICT})},
 )
 async def backtest_report(job_id: JobId, services: ServicesDep, principal: BacktestsReader) -> HTMLResponse:
     """The job's HTML tear sheet (409 until it has succeeded)."""

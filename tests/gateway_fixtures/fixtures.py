@@ -100,6 +100,8 @@ def settings_for(env: SharedEnv, tmp_path: Path, **overrides: Any) -> GatewaySet
         "model_timeout_s": 1.0,
         # The per-request path unless a test asks for the scored universe (tests/test_gateway_scored.py).
         "scored": {"enabled": False},
+        # Backtest jobs stay queued: no gateway test (the fuzzer least of all) starts real work.
+        "backtests": {"executor": "off"},
     }
     values.update(overrides)
     return GatewaySettings(**values)

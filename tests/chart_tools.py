@@ -32,6 +32,7 @@ CHECKOV_HINT: Final = "run `make install` (the install step calls scripts/instal
 CRD_FILES: Final[dict[tuple[str, str], str]] = {
     ("serving.kserve.io/v1beta1", "InferenceService"): "kserve.serving.kserve.io_inferenceservices.yaml",
     ("ray.io/v1", "RayJob"): "ray.io_rayjobs.yaml",
+    ("ray.io/v1", "RayCluster"): "ray.io_rayclusters.yaml",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_servicemonitors.yaml",
     ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com_podmonitors.yaml",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.yaml",

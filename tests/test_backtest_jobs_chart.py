@@ -1,0 +1,61 @@
+"""The chart's backtest jobs: a KubeRay RayCluster the gateway submits to, or nothing (jobs stay queued).
+
+Rendered with the real ``helm`` and checked against the upstream RayCluster CRD (``../shared/crds``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.settings import BacktestSettings
+from tests.chart_tools import CI_VALUES, is_custom_resource, rendered_objects, validate_custom_resource
+
+SCENARIOS = {p.name.removesuffix("-values.yaml"): p for p in CI_VALUES}
+
+
+def _gateway_env(objs: list[dict[str, Any]]) -> dict[str, str]:
+    gateway = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-gateway"))
+    (container,) = gateway["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", "") for e in container["env"]}
+
+
+def test_production_renders_a_ray_cluster_the_gateway_submits_to() -> None:
+    objs = rendered_objects(SCENARIOS["production"])
+    (cluster,) = [o for o in objs if o["kind"] == "RayCluster"]
+    assert validate_custom_resource(cluster) == []
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert {"name": "dashboard", "containerPort": 8265, "protocol": "TCP"} in head["ports"]
+    assert any(e["name"] == "PORTFOLIO_OS_DATABASE_URL" for e in head["env"])  # the job writes its result there
+    env = _gateway_env(objs)
+    name = cluster["metadata"]["name"]
+    assert env["PORTFOLIO_OS_BACKTESTS__EXECUTOR"] == "ray"
+    assert env["PORTFOLIO_OS_BACKTESTS__RAY_ADDRESS"] == f"http://{name}-head-svc.portfolio-os.svc.cluster.local:8265"
+    assert env["PORTFOLIO_OS_BACKTESTS__MAX_JOBS_PER_TENANT"] == "3"
+    # The settings the gateway would build from that environment are valid.
+    prefix = "PORTFOLIO_OS_BACKTESTS__"
+    settings = BacktestSettings(**{k.removeprefix(prefix).lower(): v for k, v in env.items() if k.startswith(prefix)})
+    assert settings.executor == "ray" and settings.python == "python"
+    policies = {o["metadata"]["name"]: o for o in objs if o["kind"] == "NetworkPolicy"}
+    gateway_out = [r for r in policies["pos-portfolio-os-gateway"]["spec"]["egress"] if r.get("ports")]
+    assert any(p["port"] == 8265 for r in gateway_out for p in r["ports"])
+    ray_in = policies["pos-portfolio-os-ray"]["spec"]["ingress"]
+    assert any(
+        r.get("ports") == [{"protocol": "TCP", "port": 8265}]
+        and r["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
+        for r in ray_in
+    )
+
+
+def test_by_default_no_cluster_is_rendered_and_jobs_stay_queued() -> None:
+    objs = rendered_objects(SCENARIOS["default"])
+    assert not [o for o in objs if o["kind"] == "RayCluster"]
+    env = _gateway_env(objs)
+    assert env["PORTFOLIO_OS_BACKTESTS__EXECUTOR"] == "off" and "PORTFOLIO_OS_BACKTESTS__RAY_ADDRESS" not in env
+
+
+def test_an_existing_ray_cluster_is_used_instead_of_rendering_one() -> None:
+    address = "http://ray.platform.svc:8265"
+    objs = rendered_objects(SCENARIOS["production"], "--set", f"backtests.rayAddress={address}")
+    assert not [o for o in objs if o["kind"] == "RayCluster"]
+    assert _gateway_env(objs)["PORTFOLIO_OS_BACKTESTS__RAY_ADDRESS"] == address
+    assert all(validate_custom_resource(o) == [] for o in objs if is_custom_resource(o))

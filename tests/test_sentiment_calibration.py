@@ -16,9 +16,9 @@ from training.sentiment.calibration import (
     fit_temperature,
     negative_log_likelihood,
 )
+from training.sentiment.evaluation import choose_max_length
 from training.sentiment.realtext import rescale, validate, write_reports
 from training.sentiment.text_classifier import softmax
-from training.stages.sentiment import choose_max_length
 
 
 def sampled(temperature: float, n: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

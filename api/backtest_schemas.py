@@ -33,6 +33,9 @@ class SearchPublic(BaseModel):
 class BacktestResultPublic(BaseModel):
     strategy: str
     label: str = Field(description="Where the data came from: REAL data: ... or SYNTHETIC data: ...")
+    cost_model: str = Field(
+        "", description="How trades were charged (flat when the prices hold no volume, else by liquidity)."
+    )
     params: StrategyParams = Field(description="The parameters run (the search's best when searched).")
     rebalance_every: int
     first_session: date

@@ -15,6 +15,8 @@ from sqlalchemy import Engine, insert, select, update
 from feature_repo.backtests import BacktestSpec, backtest_catalogue, backtest_jobs, backtest_metadata
 from tests.backtest_fixtures import FakeClock, sqlite_engine, synthetic_store
 from training.backtest_job import JobRecord, JobStopped, execute, publish_catalogue
+from training.ingest.synthetic import generate_universe
+from training.store import OfflineStore
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +145,17 @@ def test_the_catalogue_publishes_the_store_range_and_tickers(tmp_path: Path, sto
         row = conn.execute(select(backtest_catalogue)).one()
     assert row.tickers == tickers and row.label.startswith("SYNTHETIC data")
     assert str(row.first_session) == "2022-01-03" and row.last_session > row.first_session
+
+
+def test_close_only_prices_pay_flat_costs_and_say_so(tmp_path: Path) -> None:
+    data_dir = tmp_path / "close-only"
+    data_dir.mkdir()
+    universe = generate_universe(n_tickers=6, n_months=16, seed=5)
+    prices = universe.prices.assign(volume=float("nan"))  # as the bundled close-only sample
+    with OfflineStore(data_dir / "offline.duckdb") as offline:
+        offline.upsert("prices", prices)
+    tickers = sorted(prices["ticker"].unique())
+    state, row = _run(tmp_path, data_dir, "flat", _spec(tickers, params={"k": 2}))
+    assert state == "succeeded", row.error
+    assert row.result["cost_model"].startswith("flat 25 bps per side")  # 5 brokerage + 20 widest half-spread
+    assert row.result["metrics"]["total_cost"] > 0

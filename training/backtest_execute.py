@@ -12,7 +12,7 @@ import pandas as pd
 from feature_repo.backtests import BacktestSpec, StrategyParams, study_name
 from training.backtest_data import JobData, load_job_data
 from training.backtest_report import comparison, equity_points, finite, strategy_result, tear_sheet
-from training.backtest_runs import Window, run_window, trade_costs
+from training.backtest_runs import Window, cost_model, run_window, trade_costs
 from training.backtest_search import SearchOutcome, best_params, run_search, split_date
 from training.evaluation.book import Schedule, equal_weight_book
 from training.evaluation.topk import BacktestResult
@@ -63,7 +63,11 @@ def _equal_weight(spec: BacktestSpec, data: JobData, result: BacktestResult, end
     first = pd.Timestamp(result.signal_dates.iloc[0])
     schedule = Schedule(every, first, pd.Timestamp(end), spec.execution_lag)
     return equal_weight_book(
-        data.close, costs=trade_costs(spec), schedule=schedule, liquidity=data.liquidity, book_aud=spec.costs.book_aud
+        data.close,
+        costs=trade_costs(spec, data),
+        schedule=schedule,
+        liquidity=data.liquidity,
+        book_aud=spec.costs.book_aud,
     )
 
 
@@ -108,8 +112,7 @@ def run_job(
     table = comparison(books, trials)
     notes = [
         data.label,
-        f"costs: brokerage {spec.costs.brokerage_bps:g} bps, half-spread {list(spec.costs.half_spread_bps)} bps by "
-        f"ADV tercile, impact coefficient {spec.costs.impact_coefficient:g}, book AUD {spec.costs.book_aud:,.0f}",
+        f"costs: {cost_model(spec, data)}",
     ]
     if outcome is not None:
         notes.append(
@@ -120,6 +123,7 @@ def run_job(
     answer = {
         "strategy": spec.strategy,
         "label": data.label,
+        "cost_model": cost_model(spec, data),
         "params": params.model_dump(mode="json"),
         "rebalance_every": every,
         "first_session": result.returns.index[0].date().isoformat(),

@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         state = execute(args.job_id, url, str(data_dir))
     else:
         state = execute_on_ray(args.job_id, url, str(data_dir), args.num_cpus)
-    print(f"job {args.job_id}: {state}")
+    log.info("job %s: %s", args.job_id, state)
     return EXIT_FAILED if state == FAILED else 0
 
 

@@ -46,11 +46,32 @@ class Window:
     rebalance_every: int
 
 
-def trade_costs(spec: BacktestSpec) -> TradeCosts:
-    """The spec's costs as the liquidity model's rates (basis points to fractions)."""
+def trade_costs(spec: BacktestSpec, data: JobData) -> TradeCosts:
+    """The spec's costs as the liquidity model's rates (basis points to fractions).
+
+    Close-only data (no volume, so no ADV) cannot place a name in a tercile or size its impact: every
+    trade then pays the brokerage plus the widest half-spread, with no impact (:func:`cost_model`).
+    """
     c = spec.costs
     s = tuple(v / BPS for v in c.half_spread_bps)
+    if data.liquidity is None:
+        return TradeCosts.flat(c.brokerage_bps / BPS + s[2])
     return TradeCosts(c.brokerage_bps / BPS, (s[0], s[1], s[2]), c.impact_coefficient)
+
+
+def cost_model(spec: BacktestSpec, data: JobData) -> str:
+    """How trades were charged, in words, for the result and the tear sheet."""
+    c = spec.costs
+    if data.liquidity is None:
+        return (
+            f"flat {c.brokerage_bps + c.half_spread_bps[2]:g} bps per side (brokerage + the widest half-spread): "
+            "the prices hold no volume, so no ADV terciles or market impact"
+        )
+    return (
+        f"brokerage {c.brokerage_bps:g} bps + half-spread {list(c.half_spread_bps)} bps by ADV tercile + impact "
+        f"{c.impact_coefficient:g} x sigma x sqrt(traded / ADV), ADV over {c.adv_sessions} sessions, book AUD "
+        f"{c.book_aud:,.0f}"
+    )
 
 
 def signal_scores(spec: BacktestSpec, data: JobData, data_dir: Path) -> pd.DataFrame:
@@ -122,7 +143,7 @@ def run_window(
         TrainingError: a window without a rebalance, too little history, missing scores, fewer
             eligible names than k on some date (named), or costs needing volume the data lack.
     """
-    costs = trade_costs(spec)
+    costs = trade_costs(spec, data)
     book_aud = spec.costs.book_aud
     first = _first_decision(spec, params, data, window.start)
     if first >= window.end:

@@ -1,6 +1,14 @@
-"""Size and cold start of the built images (build/images.json, from `make images`).
+"""Size, what takes the space, build time and cold start of the built images (`make images`).
 
+    python -m bench.images --breakdown                      # sizes + the biggest packages per image
+    python -m bench.images --ready-json build/ready.json    # + the container tests' cold starts
     python -m bench.images --data-dir /path/with/mlflow.db [--models technical,ensemble]
+
+Build times: the last `make images` run's build/images-build.json (per image, the base, the total
+and the machine's load average before and after). ``--ready-json``: the file the container tests
+write when PORTFOLIO_OS_CONTAINER_TIMINGS names it (tests/test_containers_e2e.py): every chart
+workload's seconds from ``docker run`` to the first 200 of its rendered readiness probe, model
+servers loading their champions from the in-chart MLflow.
 
 Size: ``docker image inspect``'s size. Cold start: from ``docker run`` (a new container, read-only
 root filesystem, a tmpfs /tmp, ``--network host``) to the first 200 of the readiness path the chart
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -25,6 +34,13 @@ from typing import Any, Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 MANIFEST: Final = ROOT / "build" / "images.json"
+BUILD_TIMES: Final = ROOT / "build" / "images-build.json"
+SITE: Final = "/opt/venv/lib/python3.11/site-packages"
+# Inside an image: KiB of the venv, of everything outside it, and of each site-packages entry.
+DU: Final = (
+    f"du -sk /opt/venv | cut -f1; du -skx --exclude=/opt --exclude=/proc --exclude=/sys / | cut -f1; "
+    f"cd {SITE} && du -sk * | sort -rn"
+)
 TEXT_MODELS: Final = {"sentiment_text"}
 READY_TIMEOUT_S: Final = 180.0
 
@@ -96,6 +112,22 @@ def image_size_mb(image: str) -> float:
     return round(int(out.stdout.strip()) / 1e6, 1)
 
 
+def breakdown(image: str, top: int) -> dict[str, Any]:
+    """MB of the venv, of the rest of the filesystem, and of the ``top`` biggest site-packages entries."""
+    out = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c", DU],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    entries = [line.split("\t", 1) for line in out[2:] if "\t" in line]
+    return {
+        "venv_mb": round(int(out[0]) / 1024, 1),
+        "rest_mb": round(int(out[1]) / 1024, 1),
+        "biggest_mb": {name: round(int(kib) / 1024, 1) for kib, name in entries[:top]},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, help="a data folder whose mlflow.db has champions (cold starts)")
@@ -105,13 +137,25 @@ def main(argv: list[str] | None = None) -> int:
         help="where the registry recorded its artifacts, if not --data-dir (the container mounts it there)",
     )
     parser.add_argument("--models", default="technical,ensemble,sentiment_text")
+    parser.add_argument("--breakdown", type=int, nargs="?", const=15, default=0, help="biggest N packages per image")
+    parser.add_argument("--ready-json", type=Path, help="cold starts written by the container tests")
     parser.add_argument("--results-dir", type=Path, default=ROOT / "bench" / "results")
     opts = parser.parse_args(argv)
     if not MANIFEST.is_file():
         print("bench.images: no build/images.json: run `make images` first", file=sys.stderr)
         return 2
     manifest: dict[str, str] = json.loads(MANIFEST.read_text())
-    result: dict[str, Any] = {"sizes_mb": {name: image_size_mb(tag) for name, tag in manifest.items()}}
+    result: dict[str, Any] = {
+        "images": manifest,
+        "sizes_mb": {name: image_size_mb(tag) for name, tag in manifest.items()},
+        "load_now": [round(x, 2) for x in os.getloadavg()],
+    }
+    if opts.breakdown:
+        result["breakdown"] = {name: breakdown(tag, opts.breakdown) for name, tag in manifest.items()}
+    if BUILD_TIMES.is_file():
+        result["last_build"] = json.loads(BUILD_TIMES.read_text())
+    if opts.ready_json is not None:
+        result["container_cold_start"] = json.loads(opts.ready_json.read_text())
     if opts.data_dir is not None:
         data_dir = opts.data_dir.resolve()
         starts: dict[str, dict[str, float]] = {}

@@ -1,5 +1,7 @@
 # The gateway image: `python -m api` with the `gateway` extra only (FastAPI, httpx, Feast core +
-# Redis, SQLAlchemy/psycopg, limits) -- never torch, Ray, LightGBM, MLflow or KServe.
+# Redis read online-only, SQLAlchemy/psycopg, limits) -- never torch, Ray, LightGBM, MLflow, KServe,
+# nor an offline store engine (DuckDB, ibis, Dask): feature_repo/online_only.py. The same image runs
+# the Feast feature server over the online store (`python -m feature_repo.serve`).
 # Build from the repository root with `make images` (scripts/images.py), or by hand:
 #   docker build -f docker/gateway.Dockerfile -t portfolio-os/gateway:dev .
 # BASE_IMAGE: any Debian bookworm image with Python 3.11 and venv (the official slim image, or the
@@ -13,27 +15,41 @@ RUN python3 /src/requirements.py /src/pyproject.toml /reqs
 
 # Dependencies only, pinned by requirements/constraints.txt: cached until a dependency changes.
 # The index settings arrive as build arguments of this stage only (never in the final image).
+# Up to the first install this stage is the same in every Dockerfile (same lines, same defaults).
 FROM ${BASE_IMAGE} AS deps
 ARG PIP_INDEX_URL
-ARG PIP_EXTRA_INDEX_URL
+# torch==2.13.0+cpu (constraints) is served by the PyTorch CPU index, never a multi-GB CUDA build;
+# `make images` replaces this with the machine's own indexes.
+ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_FIND_LINKS
 ARG PIP_TRUSTED_HOST
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/venv
 COPY requirements/constraints.txt /src/constraints.txt
+# Each group is a layer of its own, in the same order in every Dockerfile, so the images share them;
+# each layer copies only its own requirements file, so another group's change leaves it cached.
+COPY --from=requirements /reqs/online.txt /reqs/
+RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/online.txt \
+    && /opt/venv/bin/pip check
 COPY --from=requirements /reqs/gateway.txt /reqs/
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/gateway.txt \
     && /opt/venv/bin/pip check
 
-# What no running service needs, dropped before the runtime copies the venv: the installers and the
-# packages' own test suites, mypy (SQLAlchemy[mypy]'s plugin), Dask (Feast's Dask offline store),
-# Arrow Flight and Arrow's C++ headers: the gateway only reads the online store.
+# What no running service needs, dropped before the runtime copies the venv (measured with
+# bench/images.py --breakdown): the installers, the packages' own test suites, mypy (SQLAlchemy[mypy]'s plugin),
+# Dask (Feast's default offline store: the gateway declares its own), Feast's web UI (`feast ui`),
+# Arrow Flight and Arrow's C++ headers.
+# Debug symbols are stripped from every shared library (binutils lives in this throwaway stage only).
 FROM deps AS venv
-RUN /opt/venv/bin/python -m pip uninstall --yes --quiet mypy dask setuptools wheel pip \
-    && find /opt/venv/lib/python3.11/site-packages -depth -type d -name tests -exec rm -rf {} + \
-    && cd /opt/venv/lib/python3.11/site-packages/pyarrow \
-    && rm -rf include src libarrow_flight.so* _flight.*.so flight.py
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends binutils \
+    && /opt/venv/bin/python -m pip uninstall --yes --quiet mypy dask setuptools wheel pip \
+    && cd /opt/venv/lib/python3.11/site-packages \
+    && find . -depth -type d -name tests -exec rm -rf {} + \
+    && rm -rf feast/ui pyarrow/include pyarrow/src pyarrow/libarrow_flight.so* pyarrow/_flight.*.so pyarrow/flight.py \
+    && find /opt/venv -type f -name "*.so*" -exec sh -c \
+       'for f; do strip --strip-unneeded "$f" 2>/dev/null || echo "left as is (not ELF): $f"; done' sh {} +
 
 FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -1,6 +1,7 @@
 # The model server image: one KServe predictor per model (`python -m serving.<name>`) loading its
-# champion from MLflow (LightGBM, MLflow pyfuncs; no torch). The same image runs the Feast feature
-# server (`feast serve`) and the dev-only in-chart MLflow server (`mlflow server`).
+# champion from MLflow over HTTP (LightGBM, MLflow pyfuncs with mlflow-skinny; no torch, no Feast).
+# The Feast feature server runs from the gateway image, the dev-only in-chart MLflow server from the
+# training image (the full mlflow).
 # Build from the repository root with `make images` (scripts/images.py), or by hand:
 #   docker build -f docker/model-server.Dockerfile -t portfolio-os/model-server:dev .
 # BASE_IMAGE: any Debian bookworm image with Python 3.11 and venv (the official slim image, or the
@@ -14,11 +15,13 @@ RUN python3 /src/requirements.py /src/pyproject.toml /reqs
 
 # Dependencies only, pinned by requirements/constraints.txt: cached until a dependency changes.
 # The index settings arrive as build arguments of this stage only (never in the final image).
+# Up to the first install this stage is the same in every Dockerfile (same lines, same defaults), and
+# the model server, text model server and jobs images install the same groups in the same order, so
+# they share those layers (the `serving` layer is built once).
 FROM ${BASE_IMAGE} AS deps
 ARG PIP_INDEX_URL
 # torch==2.13.0+cpu (constraints) is served by the PyTorch CPU index, never a multi-GB CUDA build;
-# `make images` replaces this with the machine's own indexes. Same line in every image sharing
-# the `serving` layer, so that layer is built once.
+# `make images` replaces this with the machine's own indexes.
 ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_FIND_LINKS
 ARG PIP_TRUSTED_HOST
@@ -32,15 +35,19 @@ COPY --from=requirements /reqs/serving.txt /reqs/
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/serving.txt \
     && /opt/venv/bin/pip check
 
-# What no running service needs, dropped before the runtime copies the venv: the installers, the
-# packages' own test suites, and what the predictors, `feast serve` and `mlflow server` never import
-# (MLflow's plotting and scikit-learn extras, SQLAlchemy's mypy plugin, Arrow Flight and headers).
+# What no running service needs, dropped before the runtime copies the venv (measured with
+# bench/images.py --breakdown): the installers, the packages' own test suites and the Kubernetes
+# client's asyncio copy (kserve imports only the synchronous one).
+# Debug symbols are stripped from every shared library (binutils lives in this throwaway stage only).
 FROM deps AS venv
-RUN /opt/venv/bin/python -m pip uninstall --yes --quiet \
-       scikit-learn matplotlib fonttools pillow mypy setuptools wheel pip \
-    && find /opt/venv/lib/python3.11/site-packages -depth -type d -name tests -exec rm -rf {} + \
-    && cd /opt/venv/lib/python3.11/site-packages/pyarrow \
-    && rm -rf include src libarrow_flight.so* _flight.*.so flight.py
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends binutils \
+    && /opt/venv/bin/python -m pip uninstall --yes --quiet setuptools wheel pip \
+    && cd /opt/venv/lib/python3.11/site-packages \
+    && find . -depth -type d -name tests -exec rm -rf {} + \
+    && rm -rf kubernetes/aio \
+    && find /opt/venv -type f -name "*.so*" -exec sh -c \
+       'for f; do strip --strip-unneeded "$f" 2>/dev/null || echo "left as is (not ELF): $f"; done' sh {} +
 
 FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -67,8 +74,6 @@ COPY --from=venv /opt/venv /opt/venv
 # put there, less the metadata nothing reads): a code-only change rebuilds these small layers only.
 COPY feature_repo /opt/venv/lib/python3.11/site-packages/feature_repo
 COPY serving /opt/venv/lib/python3.11/site-packages/serving
-# The Feast repo folder (feature_store*.yaml) for `feast --chdir /app/feature_repo serve`.
-COPY feature_repo /app/feature_repo
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8080

@@ -13,11 +13,13 @@ RUN python3 /src/requirements.py /src/pyproject.toml /reqs
 
 # Dependencies only, pinned by requirements/constraints.txt: cached until a dependency changes.
 # The index settings arrive as build arguments of this stage only (never in the final image).
+# Up to the first install this stage is the same in every Dockerfile (same lines, same defaults), and
+# the model server, text model server and jobs images install the same groups in the same order, so
+# they share those layers (the `serving` layer is built once).
 FROM ${BASE_IMAGE} AS deps
 ARG PIP_INDEX_URL
 # torch==2.13.0+cpu (constraints) is served by the PyTorch CPU index, never a multi-GB CUDA build;
-# `make images` replaces this with the machine's own indexes. Same line in every image sharing
-# the `serving` layer, so that layer is built once.
+# `make images` replaces this with the machine's own indexes.
 ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_FIND_LINKS
 ARG PIP_TRUSTED_HOST
@@ -34,15 +36,20 @@ COPY --from=requirements /reqs/serving-text.txt /reqs/
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/serving-text.txt \
     && /opt/venv/bin/pip check
 
-# What no running service needs, dropped before the runtime copies the venv: the installers, the
-# packages' own test suites, and what the predictors, `feast serve` and `mlflow server` never import
-# (MLflow's plotting and scikit-learn extras, SQLAlchemy's mypy plugin, Arrow Flight and headers).
+# What no running service needs, dropped before the runtime copies the venv (measured with
+# bench/images.py --breakdown): the installers, the packages' own test suites, the Kubernetes
+# client's asyncio copy (kserve imports only the synchronous one), and torch's C++ headers and CMake
+# files (nothing compiles here).
+# Debug symbols are stripped from every shared library (binutils lives in this throwaway stage only).
 FROM deps AS venv
-RUN /opt/venv/bin/python -m pip uninstall --yes --quiet \
-       scikit-learn matplotlib fonttools pillow mypy setuptools wheel pip \
-    && find /opt/venv/lib/python3.11/site-packages -depth -type d -name tests -exec rm -rf {} + \
-    && cd /opt/venv/lib/python3.11/site-packages/pyarrow \
-    && rm -rf include src libarrow_flight.so* _flight.*.so flight.py
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends binutils \
+    && /opt/venv/bin/python -m pip uninstall --yes --quiet setuptools wheel pip \
+    && cd /opt/venv/lib/python3.11/site-packages \
+    && find . -depth -type d -name tests -exec rm -rf {} + \
+    && rm -rf kubernetes/aio torch/include torch/share/cmake \
+    && find /opt/venv -type f -name "*.so*" -exec sh -c \
+       'for f; do strip --strip-unneeded "$f" 2>/dev/null || echo "left as is (not ELF): $f"; done' sh {} +
 
 FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \

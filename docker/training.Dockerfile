@@ -13,11 +13,13 @@ RUN python3 /src/requirements.py /src/pyproject.toml /reqs
 
 # Dependencies only, pinned by requirements/constraints.txt: cached until a dependency changes.
 # The index settings arrive as build arguments of this stage only (never in the final image).
+# Up to the first install this stage is the same in every Dockerfile (same lines, same defaults), and
+# the model server, text model server and jobs images install the same groups in the same order, so
+# they share those layers (the `serving` layer is built once).
 FROM ${BASE_IMAGE} AS deps
 ARG PIP_INDEX_URL
 # torch==2.13.0+cpu (constraints) is served by the PyTorch CPU index, never a multi-GB CUDA build;
-# `make images` replaces this with the machine's own indexes. Same line in every image sharing
-# the `serving` layer, so that layer is built once.
+# `make images` replaces this with the machine's own indexes.
 ARG PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG PIP_FIND_LINKS
 ARG PIP_TRUSTED_HOST
@@ -40,10 +42,18 @@ COPY --from=requirements /reqs/monitoring.txt /reqs/
 RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r /reqs/monitoring.txt \
     && /opt/venv/bin/pip check
 
-# What no job needs, dropped before the runtime copies the venv: the installers (test suites stay:
-# some libraries of this image import their own `tests` packages).
+# What no job needs, dropped before the runtime copies the venv: the installers, torch's C++ headers
+# and CMake files (nothing compiles here), Arrow's headers; debug symbols are stripped from every shared
+# library (binutils lives in this throwaway stage only). Test suites stay: some libraries of this
+# image import their own `tests` packages.
 FROM deps AS venv
-RUN /opt/venv/bin/python -m pip uninstall --yes --quiet setuptools wheel pip
+RUN apt-get update \
+    && apt-get install --yes --no-install-recommends binutils \
+    && /opt/venv/bin/python -m pip uninstall --yes --quiet setuptools wheel pip \
+    && cd /opt/venv/lib/python3.11/site-packages \
+    && rm -rf torch/include torch/share/cmake pyarrow/include pyarrow/src \
+    && find /opt/venv -type f -name "*.so*" -exec sh -c \
+       'for f; do strip --strip-unneeded "$f" 2>/dev/null || echo "left as is (not ELF): $f"; done' sh {} +
 
 FROM ${BASE_IMAGE} AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -220,6 +221,18 @@ def build_lane(names: list[str], plan: Plan) -> dict[str, dict[str, object]]:
     return report
 
 
+def build_stages(wanted: list[str], *, serial: bool = False) -> list[list[list[str]]]:
+    """Stages of lanes: the lanes of a stage build side by side, each lane in order, stage after stage.
+
+    The text model server and the jobs image extend the model server's dependency layers, so they
+    build after it in one lane; the gateway shares none of them and builds beside that lane.
+    """
+    if serial:
+        return [[wanted]]
+    lanes = [[n for n in wanted if n == "gateway"], [n for n in wanted if n != "gateway"]]
+    return [[lane for lane in lanes if lane]]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=IMAGES, action="append", help="build only these (repeatable)")
@@ -233,20 +246,33 @@ def main(argv: list[str] | None = None) -> int:
     if not engine_ok():
         print(NO_ENGINE, file=sys.stderr)
         return 2
+    started, load_before = time.monotonic(), os.getloadavg()
     base = base_image(opts.base)
+    base_s = time.monotonic() - started
     index = build_index(pip_settings())
     opts.manifest.parent.mkdir(parents=True, exist_ok=True)
     wanted = [n for n in IMAGES if n in (opts.only or IMAGES)]
-    # The gateway shares no layer with the others: it builds alongside their chain.
-    lanes = [wanted] if opts.serial else [[n for n in wanted if n == "gateway"], [n for n in wanted if n != "gateway"]]
     with IndexProxy(index.roots, index.hosts, index.cafile) as proxy:
         plan = Plan(
             base, image_id(base) or base, index, proxy.url, opts.repository, opts.manifest, opts.rebuild, opts.keep_old
         )
-        with ThreadPoolExecutor(max_workers=len(lanes)) as pool:
-            reports = list(pool.map(lambda lane: build_lane(lane, plan), [lane for lane in lanes if lane]))
-    report = {name: r for lane in reports for name, r in lane.items()}
-    print(json.dumps({"base": base, "images": report}, indent=2))
+        report: dict[str, dict[str, object]] = {}
+        for stage in build_stages(wanted, serial=opts.serial):
+            with ThreadPoolExecutor(max_workers=len(stage)) as pool:
+                for lane in pool.map(lambda lane: build_lane(lane, plan), stage):
+                    report |= lane
+    summary = {
+        "base": base,
+        "base_s": round(base_s, 1),
+        "total_s": round(time.monotonic() - started, 1),
+        # The machine's load average (1, 5, 15 min) before and after: build times depend on it.
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "images": report,
+    }
+    # bench/images.py reads the last run's timings from here.
+    (opts.manifest.parent / "images-build.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -47,6 +47,8 @@ READY_TIMEOUT_S = 420.0
 # request's time on a busy machine, hence the slack. Measured from readiness, not from docker start,
 # so the model's own load time (reported, and C1's ready figure) does not make the bound load-dependent.
 RESPONSE_SLACK_S = 2.0
+# Where to write the measured cold starts as JSON (optional; `bench.images --ready-json` reads it).
+TIMINGS_ENV = "PORTFOLIO_OS_CONTAINER_TIMINGS"
 
 
 @dataclass
@@ -134,6 +136,11 @@ def test_every_server_became_ready_on_its_rendered_probe(stack: Stack) -> None:
     assert set(stack.ready_s) == {run.name for run in stack.runs.values()}
     report = {run.workload.key: round(stack.ready_s[run.name], 1) for run in stack.runs.values()}
     print(f"\nsmoke training run: {stack.train_s:.0f} s; ready after start (s): {report}")
+    # bench/images.py --ready-json reads these cold starts (docker run to the rendered probe's first 200).
+    timings = os.environ.get(TIMINGS_ENV)
+    if timings:
+        record = {"ready_after_start_s": report, "smoke_training_s": round(stack.train_s, 1), "load": os.getloadavg()}
+        Path(timings).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def test_signals_allocations_and_sentiment_answer_in_full_through_the_gateway(stack: Stack) -> None:

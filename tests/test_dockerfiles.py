@@ -18,7 +18,7 @@ DOCKER: Final = ROOT / "docker"
 # Each image's dependency layers, in order: every image but the gateway extends the same chain,
 # so their first layers are shared in the build cache.
 IMAGES: Final = {
-    "gateway": ["gateway"],
+    "gateway": ["online", "gateway"],
     "model-server": ["serving"],
     "text-model-server": ["serving", "serving-text"],
     "training": ["serving", "serving-text", "training", "monitoring"],
@@ -269,10 +269,12 @@ def test_gateway_requirements_are_lean() -> None:
 
 
 def test_only_the_text_model_server_and_training_carry_torch() -> None:
-    """`serving` (model-server) has no torch; `serving-text` adds torch, transformers and ONNX Runtime."""
-    assert {"kserve", "mlflow", "lightgbm"} <= extra_requirements({"serving"})
-    assert not {"torch", "transformers", "onnxruntime"} & extra_requirements({"serving"})
-    assert {"torch", "transformers", "onnxruntime", "kserve", "mlflow"} <= extra_requirements({"serving-text"})
+    """`serving` (model-server) has no torch, no Feast and only MLflow's client (mlflow-skinny); `serving-text`
+    adds torch, transformers and ONNX Runtime; the full mlflow (server, UI) is the jobs image's."""
+    assert {"kserve", "mlflow-skinny", "lightgbm"} <= extra_requirements({"serving"})
+    assert not {"torch", "transformers", "onnxruntime", "mlflow", "feast"} & extra_requirements({"serving"})
+    assert {"torch", "transformers", "onnxruntime", "kserve", "mlflow-skinny"} <= extra_requirements({"serving-text"})
+    assert "mlflow" in extra_requirements({"training"})
 
 
 def test_lint_catches_a_bad_dockerfile(tmp_path: Path) -> None:

@@ -200,8 +200,8 @@ def _rendered_images(values: Path | None) -> dict[str, set[str]]:
 
 EXPECTED_IMAGES: Final = {
     "Deployment/gateway": {"gateway"},
-    "Deployment/feature-server": {"model-server"},
-    "Deployment/mlflow": {"model-server"},
+    "Deployment/feature-server": {"gateway"},
+    "Deployment/mlflow": {"training"},
     "InferenceService/technical": {"model-server"},
     "InferenceService/fundamental": {"model-server"},
     "InferenceService/sentiment-signal": {"model-server"},
@@ -261,7 +261,7 @@ print(json.dumps({
 """
 CARRIES: Final = {
     "gateway": {"feast", "fastapi", "api"},
-    "model-server": {"lightgbm", "mlflow", "kserve", "feast", "serving"},
+    "model-server": {"lightgbm", "mlflow", "kserve", "serving"},
     "text-model-server": {"torch", "transformers", "onnxruntime", "kserve", "mlflow", "serving"},
     "training": {"torch", "ray", "lightgbm", "mlflow", "transformers", "feast", "training", "serving", "kserve"},
 }
@@ -270,7 +270,7 @@ ABSENT: Final = {
         *("torch", "ray", "lightgbm", "mlflow", "kserve", "transformers", "onnxruntime", "serving", "training"),
         *("duckdb", "ibis", "dask"),  # Feast is opened online-only (feature_repo/online_only.py)
     },
-    "model-server": {"torch", "ray", "transformers", "api", "training"},
+    "model-server": {"torch", "ray", "transformers", "api", "training", "feast", "duckdb"},
     "text-model-server": {"ray", "api", "training"},
     "training": {"api"},
 }

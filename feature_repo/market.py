@@ -47,8 +47,7 @@ REGIME_FIELDS: Final[tuple[FeatureSpec, ...]] = (
 )
 RETURN_WINDOW_FIELDS: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec("returns", "float64_list", f"Daily simple returns over the last {RETURN_WINDOW_SESSIONS} sessions."),
-    FeatureSpec("first_session", "int64", "The window's first session, days since 1970-01-01."),
-    FeatureSpec("last_session", "int64", "The window's last session, days since 1970-01-01."),
+    FeatureSpec("sessions", "int64_list", "The sessions of those returns, days since 1970-01-01."),
 )
 MARKET_VIEWS: Final[dict[str, tuple[str, tuple[FeatureSpec, ...]]]] = {
     REGIME_VIEW: (MARKET_ENTITY, REGIME_FIELDS),
@@ -102,8 +101,7 @@ def return_window_frame(daily: pd.DataFrame, window: int = RETURN_WINDOW_SESSION
             TICKER: wide.columns.astype(str),
             DATE: pd.Timestamp(wide.index[-1]),
             "returns": [values[:, j].tolist() for j in range(values.shape[1])],
-            "first_session": int(days[0]),
-            "last_session": int(days[-1]),
+            "sessions": [days.tolist()] * values.shape[1],
         }
     )
 

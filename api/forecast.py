@@ -76,6 +76,8 @@ def portfolio_history(windows: dict[str, ReturnWindow], weights: dict[str, float
             f"no return on the last session ({_day(sessions[-1])}) for {', '.join(stale[:SHOWN])}: nothing to resample"
         )
     limited = [t for j, t in enumerate(held) if start > 0 and missing[start - 1, j]]
+    if len(limited) == len(held):  # every name starts there: the data's start, not one name's listing
+        limited = []
     vector = np.array([weights[t] for t in held], dtype=np.float64)
     return PortfolioHistory(
         returns=matrix[start:] @ vector,

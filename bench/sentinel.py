@@ -20,6 +20,7 @@ import argparse
 import os
 import statistics as stats
 import time
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -46,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--small", action="store_true", help="200 tickers x 300 sessions (smoke run)")
-    parser.add_argument("--results-dir", type=common.Path, default=common.RESULTS_DIR)
+    parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
     args = parser.parse_args(argv)
     if args.small:
         args.n_tickers, args.n_sessions, args.reference_sessions = 200, 300, 200

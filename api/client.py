@@ -154,7 +154,7 @@ class PortfolioOSClient:
 
     def backtest_data(self) -> BacktestDataPublic:
         """The sessions and tickers a backtest may cover."""
-        return self._call(BacktestDataPublic, "GET", "/v1/backtests/data")
+        return self._call(BacktestDataPublic, "GET", "/v1/backtest-data")
 
     def backtest_report(self, job_id: str) -> str:
         """The job's HTML tear sheet (a GatewayClientError 409 until it succeeded)."""

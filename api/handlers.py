@@ -89,7 +89,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 def _allowed_methods(request: Request) -> str:
     """The methods the OpenAPI document lists for this path (Starlette names only the first route matched).
 
-    Literal paths win over templated ones (``/v1/backtests/data`` before ``/v1/backtests/{job_id}``).
+    Literal paths win over templated ones (``/a/b`` before ``/a/{id}``).
     """
     paths: dict[str, dict[str, object]] = request.app.openapi()["paths"]
     for template in sorted(paths, key=lambda t: t.count("{")):

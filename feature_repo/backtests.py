@@ -145,7 +145,7 @@ class BacktestSpec(BaseModel):
     universe: list[JobTicker] = Field(
         min_length=2,
         max_length=MAX_UNIVERSE,
-        description="Tickers of the backtest data (GET /v1/backtests/data lists them); duplicates count once.",
+        description="Tickers of the backtest data (GET /v1/backtest-data lists them); duplicates count once.",
     )
     start: date = Field(description="First session of the backtest (inclusive), within the data.")
     end: date = Field(description="Last session (inclusive), within the data and after start.")

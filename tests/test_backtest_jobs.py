@@ -174,7 +174,7 @@ def test_unknown_ids_other_tenants_scopes_and_early_reports(tmp_path: Path) -> N
         options = client.options(f"/v1/backtests/{job}", headers=h)
         assert options.status_code == 405 and options.headers["Allow"] == "DELETE, GET"
         assert _state(client, h, job)["created_at"].endswith(("Z", "+00:00"))  # type: ignore[union-attr]
-        data = client.get("/v1/backtests/data", headers=h).json()
+        data = client.get("/v1/backtest-data", headers=h).json()
         assert data["first_session"] == "2022-01-03" and data["tickers"][0] == "AAA"
 
 

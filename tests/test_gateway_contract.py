@@ -31,6 +31,7 @@ from api.ratelimit import Quota, RateLimiter
 from api.settings import GatewaySettings
 from api.tenants import Principal
 from api.tickers import parse_tickers, tickers_query_pattern
+from tests.backtest_fixtures import publish
 from tests.gateway_fixtures.fixtures import (  # noqa: F401
     PEPPER,
     assert_error_body,
@@ -56,7 +57,11 @@ KEYED = (
 # Routes the issue asks to refuse schema-valid requests with a 422 naming a bound only the data know
 # (a date range outside the data, a horizon beyond its length, weights not summing to 1): JSON Schema
 # cannot say them, so positive_data_acceptance takes 422 there (and only there) as an answer.
-DATA_BOUNDED = ("/v1/regime", "/v1/portfolios/forecast", "/v1/briefing")
+DATA_BOUNDED = ("/v1/regime", "/v1/portfolios/forecast", "/v1/backtests", "/v1/briefing")
+# Backtest jobs: keyed like KEYED, but a submission answers 202 and the job routes need a job's id.
+BACKTESTS = ("/v1/backtests", "/v1/backtest-data", "/v1/backtests/{job_id}", "/v1/backtests/{job_id}/report")
+# Sessions inside and outside the catalogue the fuzzed gateway publishes, so submissions reach 202 too.
+BACKTEST_DATES = ("2021-06-01", "2022-03-01", "2022-09-01", "2023-06-30", "2024-06-28")
 RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy")
 # Enough for >= 1,000 cases over the 7 operations (coverage phase included), about a minute on 2 cores.
 MAX_EXAMPLES = 170
@@ -83,6 +88,13 @@ def test_every_operation_documents_every_status_with_the_envelope_and_headers(tm
                 if status >= "400":
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/ErrorPublic"}, (path, status)
+    for path in BACKTESTS:
+        for operation in document["paths"][path].values():
+            expected = {"401", "403", "422", "429", "503"} | ({"404"} if "{" in path else set())
+            assert expected <= set(operation["responses"]), path
+            assert operation["responses"]["429"]["headers"]["Retry-After"]["required"] is True
+    accepted = document["paths"]["/v1/backtests"]["post"]["responses"]["202"]
+    assert all(accepted["headers"][h]["required"] for h in RATE_HEADERS)
     assert "404" in document["paths"]["/v1/signals"]["get"]["responses"]
     assert "404" not in document["paths"]["/v1/sentiment"]["post"]["responses"]
 
@@ -182,10 +194,13 @@ def _config(tickers: list[str], path: Path) -> Path:
     """A schemathesis.toml that draws tickers from the store's half the time, so cases reach the 200 paths."""
     known = ", ".join(json.dumps(t) for t in [*tickers[:3], tickers[3].lower()])
     path.write_text(
-        f"[dictionaries.tickers]\nvalues = [{known}]\n\n[parameters]\n"
+        f"[dictionaries.tickers]\nvalues = [{known}]\n\n"
+        f"[dictionaries.dates]\nvalues = {json.dumps(list(BACKTEST_DATES))}\n\n[parameters]\n"
         '"query.tickers" = { dictionary = "tickers", probability = 0.5 }\n'
         '"path.ticker" = { dictionary = "tickers", probability = 0.5 }\n'
         '"body.universe[*]" = { dictionary = "tickers", probability = 0.7 }\n'
+        '"body.start" = { dictionary = "dates", probability = 0.8 }\n'
+        '"body.end" = { dictionary = "dates", probability = 0.8 }\n'
         f"\n[[operations]]\ninclude-path = {json.dumps(list(DATA_BOUNDED))}\n"
         'checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]\n'
     )
@@ -209,6 +224,7 @@ def test_schemathesis_with_every_check_finds_no_gap(shared_env, tmp_path: Path) 
     with running_gateway(settings_for(shared_env, tmp_path, scored={"enabled": True})) as (url, app):
         services = app.state.services
         key = create_key(services.engine, "fuzzer", ALL_SCOPES, "1000000/minute", services.settings.pepper)
+        publish(services.engine, tickers=tuple(shared_env.tickers))  # 2022-01-03..2023-12-29
         run = _schemathesis(url, key.plaintext, config, tmp_path / "report.json")
         metrics = httpx.get(f"{url}/metrics").text
     assert (tmp_path / "report.json").exists(), run.stdout[-3000:] + run.stderr[-3000:]
@@ -222,3 +238,4 @@ def test_schemathesis_with_every_check_finds_no_gap(shared_env, tmp_path: Path) 
     for route in (*KEYED, "/healthz", "/readyz"):
         assert re.search(rf'_requests_total{{method="\w+",route="{re.escape(route)}",status="200"}}', metrics), route
     assert 'status="422"' in metrics and not re.search(r'status="5\d\d"', metrics)
+    assert 'route="/v1/backtests",status="202"' in metrics  # submissions got through, not only refusals

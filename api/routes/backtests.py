@@ -111,7 +111,7 @@ async def submit_backtest(
     return answer
 
 
-@router.get("/backtests/data", response_model=BacktestDataPublic, responses={**ERROR_RESPONSES, **_NO_DATA})
+@router.get("/backtest-data", response_model=BacktestDataPublic, responses={**ERROR_RESPONSES, **_NO_DATA})
 async def backtest_data(request: Request, services: ServicesDep, _principal: BacktestsReader) -> BacktestDataPublic:
     """The sessions and tickers a backtest may cover (published by the training side)."""
     catalogue = await run_in_threadpool(_jobs(services).store.catalogue)

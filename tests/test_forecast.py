@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.errors import InvalidRequestError
+from api.errors import InvalidRequestError, UnknownTickersError
 from api.forecast import check_horizons, check_weight_sum, portfolio_history, simulate
-from api.market_data import ReturnWindow
+from api.market_data import MarketData, ReturnWindow
 from api.market_schemas import HorizonForecastPublic
 from feature_repo.bootstrap import horizon_outcomes, stationary_bootstrap_indices
 from feature_repo.market import return_window_frame
@@ -122,3 +122,36 @@ def test_the_return_window_view_lines_up_the_tickers_on_one_calendar() -> None:
     assert len(a) == len(b) == 8 and a[-1] == 0.09 and np.isnan(b[:4]).all() and b[4:] == [0.0, 0.1, 0.2, 0.3]
     assert a_sessions == b_sessions
     assert a_sessions[-1] == dates[-1].date().toordinal() - dt.date(1970, 1, 1).toordinal()
+
+
+class _FakeStore:
+    """Answers ``read_refs`` for the return_window view like Feast's ``to_dict`` and counts the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def read_refs(self, refs: list[str], entity_rows: list[dict[str, str]]) -> dict[str, list[object]]:
+        tickers = [row["ticker"] for row in entity_rows]
+        self.calls.append(tickers)
+        known = [t != "NOPE" for t in tickers]
+        return {
+            "returns": [[0.01, 0.02] if k else None for k in known],
+            "returns__ts": [1_700_000_000 if k else 0 for k in known],
+            "sessions": [[19000, 19001] if k else None for k in known],
+        }
+
+
+def test_return_windows_are_cached_for_the_feature_cache_life_and_unknown_tickers_named() -> None:
+    now = [0.0]
+    store = _FakeStore()
+    market = MarketData(store, cache_seconds=5.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    first = market.return_windows(["A", "B"])
+    assert list(first) == ["A", "B"] and first["A"].returns.tolist() == [0.01, 0.02]
+    now[0] = 4.0
+    market.return_windows(["B", "C"])
+    assert store.calls == [["A", "B"], ["C"]]  # B still fresh: only C read
+    now[0] = 10.0
+    market.return_windows(["A"])
+    assert store.calls[-1] == ["A"]
+    with pytest.raises(UnknownTickersError, match="NOPE"):
+        market.return_windows(["A", "NOPE"])

@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         common.log(f"run {i + 1}/{args.repeats}")
         runs.append(_one_run(inputs, faults, args))
     timed = ("statistics_s", "fit_s", "score_s", "baseline_fit_s", "baseline_score_s")
-    figures = {k: common.rounded(stats.median(r[k] for r in runs)) for k in timed}
+    medians = {k: stats.median(r[k] for r in runs) for k in timed}
+    figures = {k: common.rounded(v) for k, v in medians.items()}
     doc = {
         "benchmark": NAME,
         "description": __doc__.splitlines()[0],
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "reference_sessions": args.reference_sessions,
         "repeats": args.repeats,
         "seconds_median": figures,
-        "sentinel_total_s": common.rounded(figures["statistics_s"] + figures["fit_s"] + figures["score_s"]),
+        "sentinel_total_s": common.rounded(medians["statistics_s"] + medians["fit_s"] + medians["score_s"]),
         "params": {**SentinelParams(seed=args.seed).__dict__, "baseline_z": args.z},
         "counts_last_run": {k: v for k, v in runs[-1].items() if not k.endswith("_s")},
         "planted": len(faults),

@@ -21,7 +21,7 @@ import logging
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from api.backtest_executors import Executor, ExecutorError, OffExecutor, make_executor
+from api.backtest_executors import Executor, ExecutorError, LocalExecutor, OffExecutor, make_executor
 from api.backtests import BacktestStore, Clock
 from api.metrics import GatewayMetrics
 from api.settings import GatewaySettings
@@ -36,6 +36,7 @@ class BacktestDispatcher:
     def __init__(self, store: BacktestStore, executor: Executor, metrics: GatewayMetrics, *, max_running: int) -> None:
         self.store, self.executor, self.metrics = store, executor, metrics
         self.max_running = max_running
+        self._catalogue_asked = False
 
     def _reap(self) -> int:
         """Fail running jobs whose process ended without a result; returns how many still run."""
@@ -73,6 +74,14 @@ class BacktestDispatcher:
 
     def tick(self) -> None:
         """One pass (module docstring); with execution off, queued jobs are left as they are."""
+        if isinstance(self.executor, LocalExecutor) and not self._catalogue_asked:
+            self._catalogue_asked = True  # once per start: the embedded default refreshes the data range
+            try:
+                self.executor.publish_catalogue()
+            except ExecutorError as e:
+                log.warning("backtest data catalogue not refreshed: %s", e)
+        if isinstance(self.executor, LocalExecutor) and self.executor.catalogue is not None:
+            self.executor.catalogue.poll()  # reaps it once it has exited
         running = self._reap()
         if not isinstance(self.executor, OffExecutor):
             self._start(running)

@@ -74,6 +74,7 @@ class LocalExecutor:
         self.python, self.data_dir, self.database_url = python, data_dir, database_url
         self.num_cpus, self.log_dir = num_cpus, log_dir
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self.catalogue: subprocess.Popen[bytes] | None = None  # the latest catalogue refresh (reaped by poll)
 
     def submit(self, job_id: str) -> str:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -87,6 +88,21 @@ class LocalExecutor:
             raise ExecutorError(f"could not start {command[0]}: {e}") from e
         self._children[child.pid] = child
         return f"local:{child.pid}:{job_id}"
+
+    def publish_catalogue(self) -> None:
+        """Refresh the catalogue of backtest data from the local offline store, in the background.
+
+        The embedded default has the training environment at hand, so the gateway asks it once at
+        start (``python -m training.backtest_job catalogue``); a cluster publishes it from its jobs.
+        """
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        command = [self.python, "-m", JOB_MODULE, "catalogue", "--data-dir", self.data_dir]
+        command += ["--database-url", self.database_url]
+        try:
+            with (self.log_dir / "catalogue.log").open("ab") as out:
+                self.catalogue = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        except OSError as e:
+            raise ExecutorError(f"could not start {command[0]}: {e}") from e
 
     def alive(self, ref: str) -> Liveness:
         pid, job_id = _local_ref(ref)

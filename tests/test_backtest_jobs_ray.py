@@ -2,7 +2,9 @@
 
 The gateway's local executor starts ``python -m training.backtest_job run`` (its own session), which
 starts Ray on 127.0.0.1 and runs the backtest as a Ray task, writing into the gateway's database.
-The test waits for that process to exit (no clock is raced), then lets the dispatcher see it.
+The test waits for that process to exit (no clock is raced), then lets the dispatcher see it. The
+data catalogue is published the embedded default's way: by the gateway, at start, through the same
+training environment.
 Small on purpose: 6 SYNTHETIC tickers, equal weight over a few months.
 """
 
@@ -14,7 +16,6 @@ import pytest
 
 from api.backtest_executors import LocalExecutor
 from tests.backtest_fixtures import gateway, key, settings, synthetic_store
-from training.backtest_job import publish_catalogue
 
 pytestmark = pytest.mark.slow
 
@@ -23,16 +24,17 @@ def test_a_job_runs_on_local_ray_from_submit_to_report(tmp_path: Path) -> None:
     tickers = synthetic_store(tmp_path, n_tickers=6, n_months=14)
     with gateway(settings(tmp_path, executor="local", job_cpus=1)) as client:
         services = client.app.state.services  # type: ignore[attr-defined]
-        publish_catalogue(services.engine, tmp_path)
+        jobs = services.backtests
+        executor = jobs.executor
+        assert isinstance(executor, LocalExecutor)
+        jobs.tick()  # the embedded default publishes the data catalogue once at start
+        assert executor.catalogue is not None and executor.catalogue.wait(timeout=300) == 0
         h = key(client)
         spec = {"strategy": "equal_weight", "universe": tickers, "start": "2022-10-03", "end": "2023-01-31"}
         submitted = client.post("/v1/backtests", json=spec, headers=h)
         assert submitted.status_code == 202, submitted.text
         job_id = submitted.json()["id"]
-        jobs = services.backtests
-        jobs.tick()  # starts the process
-        executor = jobs.executor
-        assert isinstance(executor, LocalExecutor)
+        jobs.tick()  # starts the job's process
         (child,) = executor._children.values()
         assert child.wait(timeout=500) == 0, (tmp_path / "backtests" / "logs" / f"{job_id}.log").read_text()[-3000:]
         jobs.tick()

@@ -81,6 +81,24 @@ class PromotionDecision:
         return f"{self.model} v{self.version}: {verdict} ({self.reason})"
 
 
+@dataclass(frozen=True, eq=False)
+class PyfuncSpec:
+    """How one pyfunc family is logged: its code file and the modules it runs, config, artifacts, schema.
+
+    Columns are ``(type, name, required)``; the code file is logged as models-from-code, so a model
+    server runs the file that was registered, whatever the training package looks like later.
+    """
+
+    code: Path
+    code_paths: tuple[Path, ...]
+    model_config: dict[str, Any]
+    inputs: tuple[tuple[str, str, bool], ...]
+    outputs: tuple[tuple[str, str, bool], ...]
+    input_example: pd.DataFrame
+    artifacts: Mapping[str, Path] = field(default_factory=dict)
+    pip_requirements: tuple[str, ...] = ("numpy", "pandas")
+
+
 def code_version() -> str:
     """The git commit of the working tree (``+dirty`` when it has changes), or ``unknown``."""
     root = _TRAINING.parent
@@ -191,79 +209,73 @@ class ModelRegistry:
 
     def log_ensemble(self, record: RunRecord, weights: Mapping[str, float]) -> str:
         """Log the ensemble pyfunc (weights + blending code) and register it as the challenger."""
-        import mlflow
-        from mlflow.models import ModelSignature
-        from mlflow.types import ColSpec, Schema
-
-        signature = ModelSignature(
-            inputs=Schema([ColSpec("double", c, required=False) for c in weights]),
-            outputs=Schema([ColSpec("double", "score"), ColSpec("double", "coverage")]),
+        spec = PyfuncSpec(
+            code=ENSEMBLE_CODE,
+            code_paths=(BLEND_CODE,),
+            model_config={"weights": dict(weights)},
+            inputs=tuple(("double", c, False) for c in weights),
+            outputs=(("double", "score", True), ("double", "coverage", True)),
+            input_example=pd.DataFrame({c: [0.5] for c in weights}),
         )
-        with _logged_run(record, self.artifact_location) as run_id:
-            info = mlflow.pyfunc.log_model(
-                name=ARTIFACT,
-                python_model=str(ENSEMBLE_CODE),
-                model_config={"weights": dict(weights)},
-                code_paths=[str(BLEND_CODE)],
-                signature=signature,
-                input_example=pd.DataFrame({c: [0.5] for c in weights}),
-                pip_requirements=["numpy", "pandas"],
-            )
-        return self._register(record.name, info.model_uri, run_id, record.tags, record.card)
+        return self._log_pyfunc(record, spec)
 
     def log_allocator(self, record: RunRecord, policy_file: Path, model_config: Mapping[str, Any]) -> str:
         """Log the allocator pyfunc (policy layers + observation and weight code) as the challenger."""
-        import mlflow
-        from mlflow.models import ModelSignature
-        from mlflow.types import ColSpec, Schema
-
         features = list(model_config["features"])
-        signature = ModelSignature(
-            inputs=Schema(
-                [
-                    ColSpec("string", "ticker"),
-                    *[ColSpec("double", f, required=False) for f in features],
-                    ColSpec("double", "current_weight", required=False),
-                ]
+        spec = PyfuncSpec(
+            code=ALLOCATOR_CODE,
+            code_paths=ALLOCATOR_CODE_PATHS,
+            model_config=dict(model_config),
+            artifacts={"policy": policy_file},
+            inputs=(
+                ("string", "ticker", True),
+                *(("double", f, False) for f in features),
+                ("double", "current_weight", False),
             ),
-            outputs=Schema([ColSpec("string", "ticker"), ColSpec("double", "weight")]),
+            outputs=(("string", "ticker", True), ("double", "weight", True)),
+            input_example=pd.DataFrame(
+                {
+                    "ticker": list(model_config["tickers"])[:2],
+                    **{f: [0.0, 0.0] for f in features},
+                    "current_weight": 0.0,
+                }
+            ),
         )
-        example = pd.DataFrame(
-            {"ticker": list(model_config["tickers"])[:2], **{f: [0.0, 0.0] for f in features}, "current_weight": 0.0}
-        )
-        with _logged_run(record, self.artifact_location) as run_id:
-            info = mlflow.pyfunc.log_model(
-                name=ARTIFACT,
-                python_model=str(ALLOCATOR_CODE),
-                model_config=dict(model_config),
-                artifacts={"policy": str(policy_file)},
-                code_paths=[str(p) for p in ALLOCATOR_CODE_PATHS],
-                signature=signature,
-                input_example=example,
-                pip_requirements=["numpy", "pandas"],
-            )
-        return self._register(record.name, info.model_uri, run_id, record.tags, record.card)
+        return self._log_pyfunc(record, spec)
 
     def log_sentiment_text(self, record: RunRecord, model_folder: Path, model_config: Mapping[str, Any]) -> str:
         """Log the text model (weights + tokenizer folder, batching code) and register it as the challenger."""
+        spec = PyfuncSpec(
+            code=SENTIMENT_TEXT_CODE,
+            code_paths=SENTIMENT_TEXT_CODE_PATHS,
+            model_config=dict(model_config),
+            artifacts={"model": model_folder},
+            inputs=(("string", "text", True),),
+            outputs=tuple(("double", label, True) for label in model_config["labels"]),
+            input_example=pd.DataFrame({"text": ["Net profit rose 12% to A$45 million."]}),
+            pip_requirements=tuple(SENTIMENT_TEXT_REQUIREMENTS),
+        )
+        return self._log_pyfunc(record, spec)
+
+    def _log_pyfunc(self, record: RunRecord, spec: PyfuncSpec) -> str:
+        """Log a models-from-code pyfunc (its code file travels with it) and register it as the challenger."""
         import mlflow
         from mlflow.models import ModelSignature
         from mlflow.types import ColSpec, Schema
 
-        signature = ModelSignature(
-            inputs=Schema([ColSpec("string", "text")]),
-            outputs=Schema([ColSpec("double", label) for label in model_config["labels"]]),
-        )
+        def schema(columns: tuple[tuple[str, str, bool], ...]) -> Schema:
+            return Schema([ColSpec(kind, name, required=required) for kind, name, required in columns])
+
         with _logged_run(record, self.artifact_location) as run_id:
             info = mlflow.pyfunc.log_model(
                 name=ARTIFACT,
-                python_model=str(SENTIMENT_TEXT_CODE),
-                model_config=dict(model_config),
-                artifacts={"model": str(model_folder)},
-                code_paths=[str(p) for p in SENTIMENT_TEXT_CODE_PATHS],
-                signature=signature,
-                input_example=pd.DataFrame({"text": ["Net profit rose 12% to A$45 million."]}),
-                pip_requirements=SENTIMENT_TEXT_REQUIREMENTS,
+                python_model=str(spec.code),
+                model_config=spec.model_config,
+                artifacts={k: str(v) for k, v in spec.artifacts.items()} or None,
+                code_paths=[str(p) for p in spec.code_paths],
+                signature=ModelSignature(inputs=schema(spec.inputs), outputs=schema(spec.outputs)),
+                input_example=spec.input_example,
+                pip_requirements=list(spec.pip_requirements),
             )
         return self._register(record.name, info.model_uri, run_id, record.tags, record.card)
 

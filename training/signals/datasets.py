@@ -15,10 +15,11 @@ exact content and is what the training pipeline logs to MLflow as the data snaps
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from feature_repo.definitions import EVENT_TIMESTAMP
@@ -66,6 +67,27 @@ class TrainingFrame:
 
     def __len__(self) -> int:
         return len(self.X)
+
+    def subset(self, mask: npt.NDArray[np.bool_]) -> TrainingFrame:
+        """The rows under ``mask`` (a segment), index reset.
+
+        The frame-level facts (``feature_names``, ``service``, ``horizon``, ``snapshot_hash``,
+        ``dropped``) stay those of the whole frame: a segment is trained on, never registered alone.
+        """
+
+        def pick(s: pd.Series) -> pd.Series:
+            return s[mask].reset_index(drop=True)
+
+        return replace(
+            self,
+            X=self.X[mask].reset_index(drop=True),
+            y=pick(self.y),
+            target=pick(self.target),
+            dates=pick(self.dates),
+            label_end=pick(self.label_end),
+            tickers=pick(self.tickers),
+            label=None if self.label is None else pick(self.label),
+        )
 
 
 def build_training_frame(

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from feature_repo.tables import DATE, TICKER
@@ -55,7 +53,7 @@ def train_model(name: str, spec: ModelSpec, inputs: SignalInputs, storage: Path,
     masks = segment_masks(
         frame.dates, frame.label_end, cfg.segments, embargo_sessions=cfg.walk_forward.embargo_sessions
     )
-    train = _rows(frame, masks.train)
+    train = frame.subset(masks.train)
     folds = walk_forward_folds(train.dates, train.label_end, cfg.walk_forward)
     learning = cfg.learning
     data = tuning_data(
@@ -64,13 +62,13 @@ def train_model(name: str, spec: ModelSpec, inputs: SignalInputs, storage: Path,
     tuning = run_search(
         data, cfg.tuning, name=name, storage_dir=storage, progress=progress, objective=learning.objective
     )
-    valid = _rows(frame, masks.valid)
+    valid = frame.subset(masks.valid)
     # The searched round count is the one the folds chose; early stopping on the valid log-loss
     # would pick the base rate (one tree) because the signal is weak. Valid stays out of sample.
     params = tuning.best_params.model_copy(update={"n_seeds": learning.seeds})
     model = SignalModel(params).fit(train.X, data.labels_for(params.objective), dates=train.dates)
     horizons = horizon_report(frame, inputs.report_outcomes, tuning.best_params, cfg) if inputs.report_outcomes else []
-    scores = pd.concat([_scored(model, valid, "valid"), _scored(model, _rows(frame, masks.test), "test")])
+    scores = pd.concat([_scored(model, valid, "valid"), _scored(model, frame.subset(masks.test), "test")])
     test = scores[scores["segment"] == "test"]
     return TrainedModel(
         name=name,
@@ -153,33 +151,7 @@ def model_frame(inputs: SignalInputs, spec: ModelSpec) -> TrainingFrame:
     return frame
 
 
-@dataclass(frozen=True, eq=False)
-class _Rows:
-    X: pd.DataFrame
-    y: pd.Series
-    target: pd.Series
-    dates: pd.Series
-    label_end: pd.Series
-    tickers: pd.Series
-    label: pd.Series | None
-
-
-def _rows(frame: TrainingFrame, mask: npt.NDArray[np.bool_]) -> _Rows:
-    def pick(s: pd.Series) -> pd.Series:
-        return s[mask].reset_index(drop=True)
-
-    return _Rows(
-        frame.X[mask].reset_index(drop=True),
-        pick(frame.y),
-        pick(frame.target),
-        pick(frame.dates),
-        pick(frame.label_end),
-        pick(frame.tickers),
-        None if frame.label is None else pick(frame.label),
-    )
-
-
-def _scored(model: SignalModel, rows: _Rows, segment: str) -> pd.DataFrame:
+def _scored(model: SignalModel, rows: TrainingFrame, segment: str) -> pd.DataFrame:
     return pd.DataFrame(
         {
             DATE: rows.dates.to_numpy(),

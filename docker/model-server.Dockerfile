@@ -38,7 +38,9 @@ RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r 
 # What no running service needs, dropped before the runtime copies the venv (measured with
 # bench/images.py --breakdown): the installers, the packages' own test suites and the Kubernetes
 # client's asyncio copy (kserve imports only the synchronous one).
-# Debug symbols are stripped from every shared library (binutils lives in this throwaway stage only).
+# Debug symbols are stripped from every shared library (binutils lives in this throwaway stage only)
+# but auditwheel's vendored ones (<package>.libs/): patchelf rewrote those, and strip breaks their
+# layout (numpy's OpenBLAS: "ELF load command address/offset not page-aligned").
 FROM deps AS venv
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends binutils \
@@ -46,7 +48,7 @@ RUN apt-get update \
     && cd /opt/venv/lib/python3.11/site-packages \
     && find . -depth -type d -name tests -exec rm -rf {} + \
     && rm -rf kubernetes/aio \
-    && find /opt/venv -type f -name "*.so*" -exec sh -c \
+    && find /opt/venv -type f -name "*.so*" -not -path "*.libs/*" -exec sh -c \
        'for f; do strip --strip-unneeded "$f" 2>/dev/null || echo "left as is (not ELF): $f"; done' sh {} +
 
 FROM ${BASE_IMAGE} AS runtime

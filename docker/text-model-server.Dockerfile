@@ -40,7 +40,9 @@ RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r 
 # bench/images.py --breakdown): the installers, the packages' own test suites, the Kubernetes
 # client's asyncio copy (kserve imports only the synchronous one), and torch's C++ headers and CMake
 # files (nothing compiles here).
-# Debug symbols are stripped from every shared library (binutils lives in this throwaway stage only).
+# Debug symbols are stripped from every shared library (binutils lives in this throwaway stage only)
+# but auditwheel's vendored ones (<package>.libs/): patchelf rewrote those, and strip breaks their
+# layout (numpy's OpenBLAS: "ELF load command address/offset not page-aligned").
 FROM deps AS venv
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends binutils \
@@ -48,7 +50,7 @@ RUN apt-get update \
     && cd /opt/venv/lib/python3.11/site-packages \
     && find . -depth -type d -name tests -exec rm -rf {} + \
     && rm -rf kubernetes/aio torch/include torch/share/cmake \
-    && find /opt/venv -type f -name "*.so*" -exec sh -c \
+    && find /opt/venv -type f -name "*.so*" -not -path "*.libs/*" -exec sh -c \
        'for f; do strip --strip-unneeded "$f" 2>/dev/null || echo "left as is (not ELF): $f"; done' sh {} +
 
 FROM ${BASE_IMAGE} AS runtime

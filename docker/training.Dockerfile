@@ -44,7 +44,8 @@ RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r 
 
 # What no job needs, dropped before the runtime copies the venv: the installers, torch's C++ headers
 # and CMake files (nothing compiles here), Arrow's headers; debug symbols are stripped from every shared
-# library (binutils lives in this throwaway stage only). Test suites stay: some libraries of this
+# library (binutils lives in this throwaway stage only) but auditwheel's vendored ones (<package>.libs/:
+# patchelf rewrote those, and strip breaks their layout). Test suites stay: some libraries of this
 # image import their own `tests` packages.
 FROM deps AS venv
 RUN apt-get update \
@@ -52,7 +53,7 @@ RUN apt-get update \
     && /opt/venv/bin/python -m pip uninstall --yes --quiet setuptools wheel pip \
     && cd /opt/venv/lib/python3.11/site-packages \
     && rm -rf torch/include torch/share/cmake pyarrow/include pyarrow/src \
-    && find /opt/venv -type f -name "*.so*" -exec sh -c \
+    && find /opt/venv -type f -name "*.so*" -not -path "*.libs/*" -exec sh -c \
        'for f; do strip --strip-unneeded "$f" 2>/dev/null || echo "left as is (not ELF): $f"; done' sh {} +
 
 FROM ${BASE_IMAGE} AS runtime

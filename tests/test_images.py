@@ -241,7 +241,21 @@ def _docker(*args: str) -> str:
 
 def _python(image: str, code: str) -> Any:
     """Run ``python -c code`` in the image (its own user, no network) and parse the JSON it prints."""
-    out = _docker("run", "--rm", "--network", "none", "--read-only", "--entrypoint", "python", image, "-c", code)
+    # A tmpfs /tmp, as the chart mounts an emptyDir there (some libraries need a temporary directory).
+    out = _docker(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--entrypoint",
+        "python",
+        image,
+        "-c",
+        code,
+    )
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -288,6 +302,24 @@ def test_image_carries_its_job_and_nothing_of_the_build(name: str) -> None:
     assert seen["python"] == "/opt/venv/bin/python" and seen["executable"].startswith("/opt/venv/")
     assert seen["version"] == [3, 11] and seen["uid"] == 10001
     assert seen["pip_conf"] == [] and seen["pip_env"] == [] and seen["pip"] is False
+
+
+# What each image's processes import, imported for real (native libraries loaded): a slimming step
+# that breaks a shared library (strip on a patchelf'd one) fails here, not in a pod.
+IMPORTS: Final = {
+    "gateway": ["numpy", "pandas", "pyarrow.compute", "sqlalchemy", "uvloop", "api.app", "feature_repo.serve"],
+    "model-server": ["numpy", "scipy.sparse", "pandas", "lightgbm", "kserve", "mlflow.pyfunc", "serving.technical"],
+    "text-model-server": ["torch", "transformers", "onnxruntime", "kserve", "mlflow.pyfunc", "serving.sentiment_text"],
+    "training": ["torch", "ray", "lightgbm", "mlflow", "duckdb", "feast", "training.__main__", "serving.technical"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", IMAGES)
+def test_image_imports_what_it_runs(name: str) -> None:
+    """Every library the image's commands need imports inside it (read-only, its own user, no network)."""
+    code = "import importlib, json; [importlib.import_module(m) for m in {mods!r}]; print(json.dumps('ok'))"
+    assert _python(_image(name), code.format(mods=IMPORTS[name])) == "ok"
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ from training.config import PipelineConfig, SkfolioSource
 from training.context import RunContext
 from training.pipeline import StageReport, run_pipeline
 from training.sentiment.config import SentimentRunConfig
-from training.sentiment.corpus import CorpusError
+from training.sentiment.corpus import PROJECT_DATA, CorpusError
 from training.store import OfflineStore
 
 pytestmark = pytest.mark.slow
@@ -123,7 +123,8 @@ def test_without_documents_synthetic_announcements_are_stored_scored_and_become_
     summary = first.reports["sentiment"].summary
     assert summary["version"] == "1" and summary["promoted"] is True and summary["documents_scored"] == n
     assert "registry: sentiment_text v1 PROMOTED: no champion yet" in out
-    assert "corpus: project set (4 files, written for Portfolio OS)" in out
+    n_files = len(list(PROJECT_DATA.glob("sentences_*.csv")))  # every file of the project's set is read
+    assert f"corpus: project set ({n_files} files, written for Portfolio OS)" in out
     assert re.search(r"train +48 sentences", out) and re.search(r"validation +48 sentences", out)
     reports = sorted((first.data_dir / "reports").glob("sentiment-*.md"))
     assert reports and "Confusion, Loughran-McDonald lexicon:" in reports[0].read_text()

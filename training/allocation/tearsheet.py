@@ -32,6 +32,7 @@ import plotly.io as pio
 from plotly.colors import qualitative
 from plotly.offline import get_plotlyjs
 
+from feature_repo.transforms.regime import BEAR, BULL, SIDEWAYS, UNKNOWN
 from training.allocation.results import FloatArray, StrategyResult, check_comparable
 from training.errors import TrainingError
 
@@ -41,8 +42,8 @@ TRADING_DAYS = 252
 # curve may step over the exact trough: the tables, computed on every session, carry the numbers.
 MAX_POINTS = 3000
 FAN_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-REGIME_COLOURS = {"bull": "rgba(44,160,44,0.13)", "bear": "rgba(214,39,40,0.13)", "sideways": "rgba(127,127,127,0.16)"}
-UNKNOWN_REGIME = "unknown"
+REGIME_COLOURS = {BULL: "rgba(44,160,44,0.13)", BEAR: "rgba(214,39,40,0.13)", SIDEWAYS: "rgba(127,127,127,0.16)"}
+UNKNOWN_REGIME = UNKNOWN  # the labels are the ground floor's (feature_repo.transforms.regime)
 # Table columns are formatted by name: ratio words win over percent words ("return_over_drawdown"
 # is a ratio). Anything else numeric gets 4 significant digits.
 RATIO_WORDS = ("ratio", "sharpe", "sortino", "calmar", "beta", "skew", "kurt", "dsr", "psr", "stat")

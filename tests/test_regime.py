@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import get_args
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from api.errors import InvalidRequestError
+from api.market_schemas import RegimeLabel, RegimeStatePublic
 from api.regime import history_range, regime_answer, state_on
 from feature_repo.market import PRIMARY_MARKET, RegimeHistory, regime_history, regime_view_frame
 from feature_repo.transforms.regime import (
+    REGIMES,
+    TREND_STATES,
+    VOLATILITY_STATES,
     RegimeInputError,
     benchmark_returns,
     classify_regimes,
@@ -114,3 +119,10 @@ def test_the_answer_refuses_a_range_outside_the_data_naming_the_bound() -> None:
     assert default.history_to == last and (last - default.history_from).days <= 365
     saturday = dt.date(2016, 4, 9)
     assert state_on(history, saturday).date == dt.date(2016, 4, 8)
+
+
+def test_the_public_labels_are_the_classifiers() -> None:
+    # A Literal must spell its values; this keeps them the ground floor's.
+    assert set(get_args(RegimeLabel)) == set(REGIMES)
+    assert set(get_args(RegimeStatePublic.model_fields["trend"].annotation)) == set(TREND_STATES)
+    assert set(get_args(RegimeStatePublic.model_fields["volatility"].annotation)) == set(VOLATILITY_STATES)

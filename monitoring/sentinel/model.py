@@ -57,7 +57,9 @@ class SentinelParams:
 class Scored:
     """Scores, flags and standardised deviations of a frame of statistics (aligned with its rows).
 
-    ``forest`` marks the rows whose forest score passed the threshold, ``envelope`` those with a
+    ``forest`` marks the rows whose forest score reached the threshold (``>=``: forest scores are
+    bounded, and on data with few varying statistics the reference's top quantile is the bound
+    itself, which no row can exceed), ``envelope`` those with a
     deviation outside the reference's envelope; ``flags`` is either.
     """
 
@@ -93,7 +95,7 @@ class SentinelModel:
         deviations = self.deviations(statistics)
         scores = _scores(self.forest, deviations)
         outside = (np.abs(np.nan_to_num(deviations.to_numpy(dtype="float64"))) > self.envelope).any(axis=1)
-        return Scored(scores=scores, forest=scores > self.threshold, envelope=outside, deviations=deviations)
+        return Scored(scores=scores, forest=scores >= self.threshold, envelope=outside, deviations=deviations)
 
 
 def fit(reference: pd.DataFrame, params: SentinelParams | None = None) -> SentinelModel:

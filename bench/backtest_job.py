@@ -47,7 +47,8 @@ def _args() -> argparse.Namespace:
 
 
 def _wait(client: TestClient, headers: dict[str, str], job_id: str, args: argparse.Namespace) -> dict[str, Any]:
-    began, running_at, seen = time.perf_counter(), None, []
+    began, running_at = time.perf_counter(), None
+    seen: list[str] = []
     while time.perf_counter() - began < args.timeout:
         job = client.get(f"/v1/backtests/{job_id}", headers=headers).json()
         if job["state"] == "running" and running_at is None:
@@ -60,16 +61,22 @@ def _wait(client: TestClient, headers: dict[str, str], job_id: str, args: argpar
     raise SystemExit(f"job {job_id} did not finish within {args.timeout} s")
 
 
-def _phases(log_text: str) -> dict[str, float]:
-    """Seconds between the job log's milestones (its own timestamps)."""
-    stamps = {}
-    for line in log_text.splitlines():
-        match = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) .*?(runs on Ray|: succeeded|: failed)", line)
-        if match:
-            stamps[match.group(2)] = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
-    if "runs on Ray" in stamps and ": succeeded" in stamps:
-        return {"ray_task_to_done_s": (stamps[": succeeded"] - stamps["runs on Ray"]).total_seconds()}
-    return {}
+def _phases(log_text: str, job: dict[str, Any]) -> dict[str, float]:
+    """The job's own phases: process start to its Ray session, Ray session to the result written.
+
+    From the job's log line ``runs on Ray`` (local time, which is UTC on the machines measured) and
+    the row's ``started_at`` (claimed by the gateway) and ``finished_at`` (written by the job).
+    """
+    match = re.search(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+) .*runs on Ray", log_text, re.MULTILINE)
+    if not match or not job.get("started_at") or not job.get("finished_at"):
+        return {}
+    on_ray = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+    started = datetime.fromisoformat(job["started_at"].replace("Z", "+00:00"))
+    finished = datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00"))
+    return {
+        "started_to_ray_session": (on_ray - started).total_seconds(),
+        "ray_session_to_result": (finished - on_ray).total_seconds(),
+    }
 
 
 def main() -> None:
@@ -137,7 +144,7 @@ def main() -> None:
                 "submit_answer": common.rounded(submit_s),
                 "submit_to_running": common.rounded(waited["running_s"] or float("nan")),
                 "submit_to_done": common.rounded(waited["done_s"]),
-                **{k: common.rounded(v) for k, v in _phases(log_text).items()},
+                **{k: common.rounded(v) for k, v in _phases(log_text, job).items()},
             },
             "poll_s": args.poll,
             "messages": waited["messages"],

@@ -264,3 +264,19 @@ def test_the_typed_client_submits_reads_and_cancels_once_per_idempotency_key(tmp
             typed.backtest_report(job.id)
         assert early.value.status == 409
         assert typed.cancel_backtest(job.id).state == "cancelled"
+
+
+def test_a_local_job_still_running_after_a_restart_is_found_again(tmp_path: Path) -> None:
+    job_id = "a" * 32
+    # A stand-in process whose command line names the job module and the job, as the real one does.
+    stand_in = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; time.sleep(120)", "training.backtest_job", job_id]
+    )
+    try:
+        after_restart = LocalExecutor(sys.executable, str(tmp_path), "sqlite://", num_cpus=1, log_dir=tmp_path)
+        found = after_restart.alive(f"local:{stand_in.pid}:{job_id}")
+        assert found.alive and "found again" in found.detail
+        assert not after_restart.alive(f"local:{stand_in.pid}:{'b' * 32}").alive  # the pid runs another job
+    finally:
+        stand_in.kill()
+        stand_in.wait()

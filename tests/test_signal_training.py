@@ -62,6 +62,8 @@ def test_demo_trains_registers_and_prints_the_evaluation_table(trained) -> None:
         assert f"\n  {row} " in stdout, row
     assert "technical v1: champion (no champion yet" in stdout
     assert "ensemble v1: champion" in stdout
+    # The guard stage ran after train (demo runs every stage): a first champion has nothing to compare with.
+    assert "technical: not_applicable (no earlier champion to compare with)" in stdout
     client, _ = _client(data_dir)
     version = client.get_model_version_by_alias("technical", "champion")
     assert client.get_model_version_by_alias("technical", "challenger").version == version.version

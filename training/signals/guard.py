@@ -25,8 +25,11 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from feature_repo.tables import DATE
 from training.ic import rank_ic_by_date
 from training.registry.model_registry import ModelRegistry
+from training.signals.datasets import build_training_frame
+from training.signals.inputs import SignalInputs
 
 TAG_DATA_END: Final = "data_end"
 
@@ -50,6 +53,21 @@ class GuardDecision:
     sessions: int = 0
     champion_rank_ic: float = float("nan")
     previous_rank_ic: float = float("nan")
+
+
+def live_rows(inputs: SignalInputs, service: str) -> Callable[[pd.Timestamp], LiveRows | None]:
+    """The guard's ``rows_after`` for one model: its service's features, point in time, on known outcomes."""
+    horizon = inputs.config.horizon
+
+    def rows_after(day: pd.Timestamp) -> LiveRows | None:
+        outcomes = inputs.outcomes
+        after = pd.DatetimeIndex(outcomes[DATE]) > day
+        if not outcomes.loc[after, f"label_{horizon}d"].notna().any():
+            return None  # no outcome known after the day yet
+        frame = build_training_frame(inputs.repo, service, outcomes, start=day + pd.Timedelta(days=1), horizon=horizon)
+        return LiveRows(frame.X, frame.target.to_numpy(), frame.dates.to_numpy())
+
+    return rows_after
 
 
 def live_rank_ic(registry: ModelRegistry, model: str, version: str, rows: LiveRows) -> pd.Series:

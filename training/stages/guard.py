@@ -8,13 +8,9 @@ feature service as in training. Schedule it after new data lands (a CronJob in t
 
 from __future__ import annotations
 
-import pandas as pd
-
 from feature_repo.store import FeatureRepo
-from feature_repo.tables import DATE
 from training.context import RunContext
-from training.signals.datasets import build_training_frame
-from training.signals.guard import GuardDecision, LiveRows, check_model
+from training.signals.guard import GuardDecision, check_model, live_rows
 from training.signals.inputs import load_inputs
 from training.stages.common import open_registry, quiet_libraries
 
@@ -32,21 +28,10 @@ def run(ctx: RunContext) -> dict[str, object]:
     )
     decisions: list[GuardDecision] = []
     for name, spec in config.enabled_models.items():
-
-        def rows_after(day: pd.Timestamp, service: str = spec.feature_service) -> LiveRows | None:
-            outcomes = inputs.outcomes
-            after = pd.DatetimeIndex(outcomes[DATE]) > day
-            if not outcomes.loc[after, f"label_{config.horizon}d"].notna().any():
-                return None  # no outcome known after the day yet
-            frame = build_training_frame(
-                inputs.repo, service, outcomes, start=day + pd.Timedelta(days=1), horizon=config.horizon
-            )
-            return LiveRows(frame.X, frame.target.to_numpy(), frame.dates.to_numpy())
-
         decision = check_model(
             registry,
             name,
-            rows_after,
+            live_rows(inputs, spec.feature_service),
             sessions=ctx.config.registry.guard_sessions,
             margin=ctx.config.registry.guard_margin,
         )

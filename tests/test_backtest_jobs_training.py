@@ -103,6 +103,8 @@ def test_a_search_is_stored_and_resumed_by_its_study_name(tmp_path: Path, store:
     assert state == "succeeded", second.error
     assert second.result["search"]["resumed_from"] == 3 and second.result["search"]["trials"] == 5
     assert second.result["search"]["study"] == "backtest:acme:momentum-k"
+    state, other = _run(tmp_path, data_dir, "s3", _spec(tickers, end="2023-04-28", search=search))
+    assert state == "failed" and "made for another backtest" in other.error  # another window
 
 
 def test_a_study_made_for_another_strategy_is_refused(tmp_path: Path, store: tuple[Path, list[str]]) -> None:

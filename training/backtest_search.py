@@ -10,6 +10,8 @@ k on some date...) is pruned with its reason, not counted as a score.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from training.errors import TrainingError
 
 REBALANCE_CHOICES: Final = (1, 5, 10, 21)
 STRATEGY_ATTR: Final = "strategy"
+SPEC_ATTR: Final = "spec"
 # Score one parameter set on the search window; returns the objective (higher is better).
 Score = Callable[[StrategyParams, int], float]
 
@@ -37,6 +40,14 @@ class SearchOutcome:
     trials: int
     pruned: int
     resumed_from: int
+
+
+def spec_key(spec: BacktestSpec) -> str:
+    """What a study's trials depend on: the spec but the search's budget, seed and name (a digest)."""
+    assert spec.search is not None
+    kept = spec.model_dump(mode="json", exclude={"search"})
+    kept["search"] = spec.search.model_dump(mode="json", include={"objective", "holdout_fraction"})
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def split_date(sessions: list[date], spec: SearchSpec) -> date:
@@ -91,7 +102,15 @@ def run_search(
     stored = handle.user_attrs.get(STRATEGY_ATTR)
     if stored is not None and stored != spec.strategy:
         raise TrainingError(f"study {study!r} was made for strategy {stored!r}, not {spec.strategy!r}")
+    # Trials scored on another universe, window, signal, costs or objective would mislead the sampler.
+    made_for = handle.user_attrs.get(SPEC_ATTR)
+    if made_for is not None and made_for != spec_key(spec):
+        raise TrainingError(
+            f"study {study!r} was made for another backtest (universe, dates, signal, costs, fixed parameters or "
+            "objective differ): name a new study to search this one"
+        )
     handle.set_user_attr(STRATEGY_ATTR, spec.strategy)
+    handle.set_user_attr(SPEC_ATTR, spec_key(spec))
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(handle.get_trials(deepcopy=False, states=finished))
     remaining = max(0, spec.search.trials - done)

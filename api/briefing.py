@@ -21,6 +21,9 @@ from api.errors import GatewayError, InvalidRequestError
 from feature_repo.briefing import BriefingFacts, BriefingIndex, facts_file, index_file
 
 MAX_CACHED: Final = 64
+# A day that is not a session gets the briefing of the session before it, at most this many days
+# earlier (a weekend plus a holiday); further back, facts are missing, not a market holiday.
+MAX_GAP_DAYS: Final = 4
 
 
 class BriefingUnavailableError(GatewayError):
@@ -70,7 +73,8 @@ class BriefingStore:
         """The session a request for ``day`` describes: the last one on or before it (default: the last).
 
         Raises:
-            InvalidRequestError: ``day`` before the first or after the last session (the message names it).
+            InvalidRequestError: ``day`` before the first or after the last session (the message names it),
+                or more than ``MAX_GAP_DAYS`` after the last session with facts before it.
             BriefingUnavailableError: nothing is stored.
         """
         index = self.index()
@@ -81,7 +85,17 @@ class BriefingStore:
         if day > index.last:
             raise InvalidRequestError(f"date {day} is after the last briefing session, {index.last}")
         sessions = sorted(index.sessions)
-        return index, sessions[bisect.bisect_right(sessions, day) - 1]
+        position = bisect.bisect_right(sessions, day)
+        before = sessions[position - 1]
+        if (day - before).days > MAX_GAP_DAYS:
+            # A session whose facts were never written (the job covers the newest sessions by
+            # default): an older briefing would pass for that day's.
+            after = sessions[position] if position < len(sessions) else None
+            raise InvalidRequestError(
+                f"no briefing is stored for {day}: the nearest sessions with one are {before}"
+                + (f" and {after}" if after else "")
+            )
+        return index, before
 
     def facts(self, session: dt.date) -> StoredFacts:
         """The stored facts of ``session`` (blocking).

@@ -255,3 +255,26 @@ def test_markdown_holds_every_sentence_under_its_title(sources: tuple[Path, Sour
     assert "2024-07-13 is not a session" in text
     for part in parts:
         assert f"## {part.title}" in text and all(f"- {s}" in text for s in part.sentences)
+
+
+def test_a_day_is_answered_by_its_session_or_refused_naming_the_nearest(tmp_path: Path) -> None:
+    from api.briefing import BriefingStore, BriefingUnavailableError
+    from api.errors import InvalidRequestError
+
+    store = BriefingStore(str(tmp_path))
+    with pytest.raises(BriefingUnavailableError, match="briefing-facts"):
+        store.session_for(None)
+    sessions = [date(2019, 10, 18), date(2022, 12, 23), date(2022, 12, 27)]  # a Friday; a Friday and a Tuesday
+    index_file(tmp_path).parent.mkdir(parents=True)
+    index_file(tmp_path).write_text(
+        BriefingIndex(first=sessions[0], last=sessions[-1], sessions=sessions).model_dump_json()
+    )
+    assert store.session_for(None)[1] == date(2022, 12, 27)
+    assert store.session_for(date(2022, 12, 26))[1] == date(2022, 12, 23)  # a holiday Monday after a weekend
+    assert store.session_for(date(2019, 10, 19))[1] == date(2019, 10, 18)
+    with pytest.raises(InvalidRequestError, match="nearest sessions with one are 2019-10-18 and 2022-12-23"):
+        store.session_for(date(2021, 6, 1))  # a session whose facts were never written
+    with pytest.raises(InvalidRequestError, match="before the first briefing session, 2019-10-18"):
+        store.session_for(date(2019, 10, 17))
+    with pytest.raises(InvalidRequestError, match="after the last briefing session, 2022-12-27"):
+        store.session_for(date(2022, 12, 28))

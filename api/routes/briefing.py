@@ -32,8 +32,8 @@ async def get_briefing(
         Query(
             alias="date",
             description="The day (YYYY-MM-DD; default: the last session). A day that is not a session gets the "
-            "last session before it; a day before the first or after the last briefing session is refused "
-            "with a 422 that names the bound.",
+            "last session before it (at most 4 days earlier); a day before the first or after the last briefing "
+            "session, or without stored facts, is refused with a 422 that names the bound or the nearest sessions.",
         ),
     ] = None,
 ) -> BriefingPublic:

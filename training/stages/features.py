@@ -48,15 +48,7 @@ def run(ctx: RunContext) -> dict[str, object]:
     close = pd.Timedelta(ctx.config.features.session_close_utc + ":00")
     # Windows count the exchange's sessions (when configured) and never span a series break.
     sessions = run_sessions(ctx.config.calendar.exchange, prices[DATE])
-    kept = on_sessions(prices, sessions)
-    if len(kept) < len(prices):
-        closed = prices.loc[~prices.index.isin(kept.index), DATE].nunique()
-        print(
-            f"  {len(prices) - len(kept):,} bars on {closed} day(s) {ctx.config.calendar.exchange} was closed left out "
-            "(health: off_calendar_dates)",
-            file=ctx.out,
-        )
-    prices = kept
+    prices = _on_sessions(ctx, prices, sessions)
     jobs = {
         "technical_features": lambda: technical_features(
             prices, benchmark.set_index(DATE)["close"], sessions=sessions, breaks=breaks
@@ -91,6 +83,19 @@ def run(ctx: RunContext) -> dict[str, object]:
             technical = frame
     summary.update(_market_views(ctx, benchmark, technical))
     return summary
+
+
+def _on_sessions(ctx: RunContext, prices: pd.DataFrame, sessions: pd.DatetimeIndex | None) -> pd.DataFrame:
+    """The bars on the exchange's sessions; the count of those left out is printed (health names them)."""
+    kept = on_sessions(prices, sessions)
+    if len(kept) < len(prices):
+        closed = prices.loc[~prices.index.isin(kept.index), DATE].nunique()
+        print(
+            f"  {len(prices) - len(kept):,} bars on {closed} day(s) {ctx.config.calendar.exchange} was closed left out "
+            "(health: off_calendar_dates)",
+            file=ctx.out,
+        )
+    return kept
 
 
 def _market_views(ctx: RunContext, benchmark: pd.DataFrame, technical: pd.DataFrame | None) -> dict[str, object]:

@@ -24,6 +24,7 @@ from training.allocation.panel import MarketPanel, panel_from_frames
 from training.errors import TrainingError
 from training.signals.config import SignalRunConfig
 from training.signals.inputs import close_panel, point_in_time_universe, read_series_breaks, read_universe
+from training.universe import Universe
 
 SCORE: Final = "score"
 
@@ -83,6 +84,33 @@ def load_allocation_data(
     # the panel also ends the series there (a forced exit at the last close before the break).
     close = close_panel(prices, breaks)
     universe = point_in_time_universe(config, offline_store, prices, min_members, "the allocation")
+    close, members = _window(close, universe, config, warmup)
+    features = _service_frame(repo, close, members)
+    scores = _scores(data_dir)
+    if scores is not None:
+        features = features.merge(scores, on=[DATE, TICKER], how="left")
+    names = [*ALLOCATOR_FEATURES, *([SCORE] if scores is not None else [])]
+    bench.index = pd.DatetimeIndex(bench.index)
+    panel = panel_from_frames(
+        close, features, names, benchmark_close=bench, label=label, members=members, breaks=breaks
+    )
+    return AllocationData(
+        panel=panel,
+        train=_positions(panel, config.segments.train),
+        valid=_positions(panel, config.segments.valid),
+        test=_positions(panel, config.segments.test),
+        has_scores=scores is not None,
+    )
+
+
+def _window(
+    close: pd.DataFrame, universe: Universe | None, config: SignalRunConfig, warmup: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Closes and the member mask from ``warmup`` sessions before train to the test segment's end.
+
+    Raises:
+        TrainingError: fewer than ``warmup`` sessions before train, or fewer than 2 names in the window.
+    """
     seg = config.segments
     train_start = int(close.index.searchsorted(pd.Timestamp(seg.train[0])))
     if train_start < warmup:
@@ -106,22 +134,7 @@ def load_allocation_data(
             f"{close.index[0].date()}..{close.index[-1].date()} (or are ever members of its universe): "
             "an allocator needs at least 2"
         )
-    features = _service_frame(repo, close, members)
-    scores = _scores(data_dir)
-    if scores is not None:
-        features = features.merge(scores, on=[DATE, TICKER], how="left")
-    names = [*ALLOCATOR_FEATURES, *([SCORE] if scores is not None else [])]
-    bench.index = pd.DatetimeIndex(bench.index)
-    panel = panel_from_frames(
-        close, features, names, benchmark_close=bench, label=label, members=members, breaks=breaks
-    )
-    return AllocationData(
-        panel=panel,
-        train=_positions(panel, seg.train),
-        valid=_positions(panel, seg.valid),
-        test=_positions(panel, seg.test),
-        has_scores=scores is not None,
-    )
+    return close, members
 
 
 def _service_frame(repo: FeatureRepo, close: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:

@@ -11,7 +11,8 @@ Modules, each with one job, in the shape of :mod:`training.allocation` and :mod:
 * ``evaluate``: test-segment metrics, the top-k book and the baselines.
 * ``card``: the model card; ``ensemble_pyfunc``: the registered ensemble (blending code inside).
 * ``registration``: records, cards and champion scores for the registry's gate.
-* ``report``: what the ``train`` stage prints and writes to ``<data>/reports``.
+* ``report``: what the ``train`` stage prints and writes to ``<data>/reports``;
+  ``portfolio_report``: its portfolio section (the test-segment books of every model and baseline).
 * ``guard``: the post-promotion guard (roll a new champion back on live outcomes).
 
 The model classes (:mod:`training.models`) never import mlflow; only ``registration`` and ``guard``

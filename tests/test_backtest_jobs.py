@@ -15,10 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from api.backtest_executors import LocalExecutor, RayJobsExecutor
 from api.backtest_schemas import BacktestRequest
 from api.client import GatewayClientError, PortfolioOSClient
+from api.db import audit_log
 from tests.backtest_fixtures import FakeClock, FakeExecutor, body, gateway, key, publish, settings
 from tests.gateway_fixtures.fixtures import assert_error_body
 
@@ -188,6 +190,13 @@ def test_a_cancel_of_a_running_job_stops_its_process(tmp_path: Path) -> None:
         client.app.state.services.backtests.tick()  # type: ignore[attr-defined]
         assert client.delete(f"/v1/backtests/{job}", headers=h).json()["state"] == "cancelled"
         assert executor.stopped == [f"fake:{job}"]
+        engine = client.app.state.services.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:  # the app has closed: its audit writer has committed every row
+        rows = conn.execute(select(audit_log.c.route, audit_log.c.answer).where(audit_log.c.tenant == "acme")).all()
+    assert [(route, answer["state"]) for route, answer in rows] == [
+        ("/v1/backtests", "queued"),
+        ("/v1/backtests", "cancelled"),
+    ]
 
 
 def test_a_refused_submission_goes_back_to_the_queue_with_the_reason(tmp_path: Path) -> None:

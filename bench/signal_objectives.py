@@ -24,7 +24,6 @@ import json
 import pickle
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -141,22 +140,7 @@ def _stride(
         return frame, outcomes
     sessions = pd.DatetimeIndex(frame.dates.unique()).sort_values()[::stride]
     keep = frame.dates.isin(sessions).to_numpy()
-    X = frame.X[keep].reset_index(drop=True)
-
-    def cut(s: pd.Series) -> pd.Series:
-        return s[keep].reset_index(drop=True)
-
-    small = replace(
-        frame,
-        X=X,
-        y=cut(frame.y),
-        target=cut(frame.target),
-        dates=cut(frame.dates),
-        label_end=cut(frame.label_end),
-        tickers=cut(frame.tickers),
-        label=None if frame.label is None else cut(frame.label),
-    )
-    return small, {h: o[pd.to_datetime(o[DATE]).isin(sessions)] for h, o in outcomes.items()}
+    return frame.subset(keep), {h: o[pd.to_datetime(o[DATE]).isin(sessions)] for h, o in outcomes.items()}
 
 
 if __name__ == "__main__":

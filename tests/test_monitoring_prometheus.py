@@ -20,8 +20,10 @@ from feature_repo.files import write_feature_file
 from feature_repo.transforms.technical import technical_features
 from monitoring import contract, dashboards
 from monitoring.drift import run_view
+from monitoring.exporter import EXPORTED_METRICS
 from monitoring.local_prometheus import PrometheusAPI, local_prometheus, scrape_config
 from monitoring.promql import metric_names
+from monitoring.regime_metrics import REGIME_METRICS
 from monitoring.rules import load_rules, with_short_for
 from monitoring.windows import Window
 from tests.servers import free_port
@@ -118,8 +120,13 @@ def _check_series_and_quiet_state(api: PrometheusAPI) -> None:
     used = {n for g in groups for r in g["rules"] for n in metric_names(r["expr"])}
     for board in dashboards.render_all().values():
         used |= {n for e in dashboards.exprs(yaml.safe_load(board)) for n in metric_names(e)}
-    decay_series = {"portfolio_os_model_rolling_rank_ic", "portfolio_os_model_rolling_ic_tstat"}  # no decay run here
-    missing = used - recorded - decay_series - names
+    # Series exported only once their job has written to the data folder: no decay, sentinel or
+    # regime run here (their exporters are tested in test_monitoring_exporter, test_sentinel_job and
+    # test_regime_metrics); every other series a rule or panel reads must be scraped.
+    decay_series = {"portfolio_os_model_rolling_rank_ic", "portfolio_os_model_rolling_ic_tstat"}
+    sentinel_series = {n for n in EXPORTED_METRICS if "_data_anomalies" in n or "_data_sentinel_" in n}
+    job_series = decay_series | sentinel_series | REGIME_METRICS
+    missing = used - recorded - job_series - names
     assert missing == set(), f"series used by rules/dashboards that no target exports: {missing}"
     (share,) = api.query('portfolio_os_drift_share{view="technical_features"}')
     assert float(share["value"][1]) < 0.5

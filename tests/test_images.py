@@ -305,11 +305,13 @@ def test_image_carries_its_job_and_nothing_of_the_build(name: str) -> None:
 
 
 # What each image's processes import, imported for real (native libraries loaded): a slimming step
-# that breaks a shared library (strip on a patchelf'd one) fails here, not in a pod.
+# that breaks a shared library (strip on a patchelf'd one), or a dependency no extra declares
+# (serving.server's SQLAlchemy), fails here, not in a pod. serving.server is what every predictor's
+# main() imports.
 IMPORTS: Final = {
     "gateway": ["numpy", "pandas", "pyarrow.compute", "sqlalchemy", "uvloop", "api.app", "feature_repo.serve"],
-    "model-server": ["numpy", "scipy.sparse", "pandas", "lightgbm", "kserve", "mlflow.pyfunc", "serving.technical"],
-    "text-model-server": ["torch", "transformers", "onnxruntime", "kserve", "mlflow.pyfunc", "serving.sentiment_text"],
+    "model-server": ["numpy", "scipy.sparse", "pandas", "lightgbm", "kserve", "mlflow.pyfunc", "serving.server"],
+    "text-model-server": ["torch", "transformers", "onnxruntime", "kserve", "mlflow.pyfunc", "serving.server"],
     "training": ["torch", "ray", "lightgbm", "mlflow", "duckdb", "feast", "training.__main__", "serving.technical"],
 }
 

@@ -127,3 +127,29 @@ def test_the_registered_model_serves_calibrated_probabilities(base: TextClassifi
         import mlflow
 
         mlflow.pyfunc.load_model(f"models:/sentiment_text/{version}", model_config={"runtime": "onnx-int8"})
+
+
+def test_static_int8_keeps_attention_scores_and_the_top_layer_in_fp32() -> None:
+    from training.sentiment.runtimes import matmuls_kept_in_fp32
+
+    names = [
+        f"/inner/bert/encoder/layer.{i}/{part}"
+        for i in range(3)
+        for part in (
+            "attention/self/query/MatMul",
+            "attention/self/MatMul",
+            "attention/self/MatMul_1",
+            "output/dense/MatMul",
+        )
+    ]
+    assert matmuls_kept_in_fp32(names) == [
+        "/inner/bert/encoder/layer.0/attention/self/MatMul",
+        "/inner/bert/encoder/layer.0/attention/self/MatMul_1",
+        "/inner/bert/encoder/layer.1/attention/self/MatMul",
+        "/inner/bert/encoder/layer.1/attention/self/MatMul_1",
+        "/inner/bert/encoder/layer.2/attention/self/query/MatMul",
+        "/inner/bert/encoder/layer.2/attention/self/MatMul",
+        "/inner/bert/encoder/layer.2/attention/self/MatMul_1",
+        "/inner/bert/encoder/layer.2/output/dense/MatMul",
+    ]
+    assert matmuls_kept_in_fp32(["/classifier/MatMul"]) == []  # no encoder layer named: nothing kept

@@ -148,3 +148,54 @@ def test_trailing_weights_never_see_an_outcome_before_it_is_known() -> None:
     again = trailing_weights(comps, pd.Series(scrambled), pd.Series(d), pd.Series(known), window=20)
     pd.testing.assert_frame_equal(base.loc[: dates[cut]], again.loc[: dates[cut]])
     assert not base.loc[dates[cut + 6] :].equals(again.loc[dates[cut + 6] :])
+
+
+def test_register_and_gate_scores_the_champion_on_the_same_data_then_registers_and_gates(
+    registry: ModelRegistry,
+) -> None:
+    from training.registry.gate import Challenger, register_and_gate
+
+    scored: list[str] = []
+
+    def log(reg: ModelRegistry, record: RunRecord) -> str:
+        return reg.log_signal_model(record, _booster(len(scored) + 1), FEATURES, [])
+
+    def champion_score(figure: float | None) -> Challenger:
+        def score(reg: ModelRegistry, version: str) -> float | None:
+            scored.append(version)
+            return figure
+
+        return Challenger(_record("gated"), log, 0.02, score)
+
+    first = register_and_gate(registry, champion_score(0.5))
+    assert first.promoted and "no champion yet" in first.reason and scored == []  # nothing to score
+    assert first.describe() == f"gated v{first.version}: champion ({first.reason})"
+    kept = register_and_gate(registry, champion_score(0.5))
+    assert not kept.promoted and scored == [first.version]  # the champion before this registration
+    assert kept.describe().startswith(f"gated v{kept.version}: challenger only (does not beat champion v")
+    unscorable = register_and_gate(registry, champion_score(None))
+    assert unscorable.promoted and "could not be scored" in unscorable.reason
+    assert registry.champion_version("gated") == unscorable.version
+
+
+def test_a_champion_that_fails_to_score_registers_nothing(registry: ModelRegistry) -> None:
+    from training.registry.gate import Challenger, register_and_gate
+
+    first = register_and_gate(
+        registry,
+        Challenger(_record("strict"), lambda r, rec: r.log_signal_model(rec, _booster(1), FEATURES, []), 0.1, _none),
+    )
+
+    def broken(reg: ModelRegistry, version: str) -> float | None:
+        raise TrainingError(f"champion v{version} cannot be loaded")
+
+    def never(reg: ModelRegistry, record: RunRecord) -> str:
+        raise AssertionError("the challenger must not be registered when the champion cannot be scored")
+
+    with pytest.raises(TrainingError, match=f"champion v{first.version} cannot be loaded"):
+        register_and_gate(registry, Challenger(_record("strict"), never, 0.2, broken))
+    assert registry.champion_version("strict") == first.version
+
+
+def _none(reg: ModelRegistry, version: str) -> float | None:
+    return None

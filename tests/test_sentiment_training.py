@@ -153,3 +153,14 @@ def test_static_int8_keeps_attention_scores_and_the_top_layer_in_fp32() -> None:
         "/inner/bert/encoder/layer.2/output/dense/MatMul",
     ]
     assert matmuls_kept_in_fp32(["/classifier/MatMul"]) == []  # no encoder layer named: nothing kept
+
+
+def test_calibration_batches_share_one_width_and_mask_only_real_tokens(base: TextClassifier) -> None:
+    from training.sentiment.runtimes import calibration_batches
+
+    texts = ["Profit rose.", "The company withdrew its full-year guidance after the storm.", "Shares fell."]
+    batches = calibration_batches(base, texts, batch_size=2)
+    lengths = [len(x) for x in base.encode(texts)]
+    assert [ids.shape for ids, _ in batches] == [(2, max(lengths)), (1, max(lengths))]
+    masks = np.vstack([mask for _, mask in batches])
+    assert masks.sum(axis=1).tolist() == lengths

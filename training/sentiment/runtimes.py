@@ -26,7 +26,6 @@ from training.sentiment.text_classifier import (
     TextClassifier,
     batched_probabilities,
     onnx_session_logits,
-    pad_batch,
 )
 
 ONNX_OPSET = 17
@@ -90,10 +89,27 @@ def quantise_onnx(source: Path, target: Path) -> Path:
 def calibration_batches(
     classifier: TextClassifier, texts: Sequence[str], *, batch_size: int = 32
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Padded (input_ids, attention_mask) batches of ``texts`` in their own order: the activation ranges seen."""
-    ids, pad = classifier.encode(texts), classifier.tokenizer.pad_token_id or 0
-    return [pad_batch(ids[start : start + batch_size], pad) for start in range(0, len(ids), batch_size)]
+    """(input_ids, attention_mask) batches of ``texts`` in their own order: the activation ranges seen.
 
+    Every batch is padded to the longest calibration text, so all share one shape: the percentile
+    calibrator stacks the activations of every batch into one histogram per tensor.
+    """
+    ids, pad = classifier.encode(texts), classifier.tokenizer.pad_token_id or 0
+    width = max((len(x) for x in ids), default=0)
+    batches = []
+    for start in range(0, len(ids), batch_size):
+        rows = ids[start : start + batch_size]
+        input_ids = np.full((len(rows), width), pad, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for r, row in enumerate(rows):
+            input_ids[r, : len(row)] = row
+            mask[r, : len(row)] = 1
+        batches.append((input_ids, mask))
+    return batches
+
+
+# Activation ranges of static int8: this share of each tensor's calibration values (see quantise_onnx_static).
+CALIBRATION_PERCENTILE = 99.99
 
 # Encoder layer of an exported node name, e.g. "/inner/bert/encoder/layer.5/output/dense/MatMul".
 _LAYER = re.compile(r"/layer\.(\d+)/")
@@ -120,15 +136,24 @@ def quantise_onnx_static(source: Path, target: Path, batches: Sequence[tuple[np.
 
     Only weight matrix products below the top layer are quantised (weights int8 per channel,
     activations uint8 with ranges fixed by calibration; :func:`matmuls_kept_in_fp32` says which stay
-    fp32 and why): they hold most of the work, while softmax, layer norm and GELU lose accuracy in
-    int8 for little speed. Whether the result is accepted is decided on real text by the caller
-    (macro-F1 within a tolerance of fp32), not here.
+    fp32 and why). Activation ranges are the 0.01-99.99 percentiles, not the extremes: with min/max
+    the verdict turned on which 512 sentences calibrated (corpus model, 2026-12-07: macro-F1 -0.004
+    for one seeded draw, -0.015 for another); with percentiles agreement with fp32 on 1,500 training
+    texts rose from 0.926-0.929 to 0.939 for both draws. The products hold most of the work, while
+    softmax, layer norm and GELU lose accuracy in int8 for little speed. Whether the result is
+    accepted is decided on real text by the caller (macro-F1 within a tolerance of fp32), not here.
 
     Raises:
         ValueError: no calibration batch.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     if not batches:
         raise ValueError("static quantisation needs at least one calibration batch")
@@ -153,6 +178,8 @@ def quantise_onnx_static(source: Path, target: Path, batches: Sequence[tuple[np.
                 [n.name for n in onnx.load(str(source)).graph.node if n.op_type == "MatMul"]
             ),
             per_channel=True,
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
         )

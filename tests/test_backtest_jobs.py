@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -282,6 +283,7 @@ def test_a_local_job_still_running_after_a_restart_is_found_again(tmp_path: Path
         [sys.executable, "-c", "import sys, time; time.sleep(120)", "training.backtest_job", job_id]
     )
     try:
+        _wait_until_exec(stand_in.pid, job_id)
         after_restart = LocalExecutor(sys.executable, str(tmp_path), "sqlite://", num_cpus=1, log_dir=tmp_path)
         found = after_restart.alive(f"local:{stand_in.pid}:{job_id}")
         assert found.alive and "found again" in found.detail
@@ -289,3 +291,14 @@ def test_a_local_job_still_running_after_a_restart_is_found_again(tmp_path: Path
     finally:
         stand_in.kill()
         stand_in.wait()
+
+
+def _wait_until_exec(pid: int, marker: str) -> None:
+    """Until the forked child has exec'd (its command line names ``marker``): on a loaded machine the
+    fork can show the parent's command line for a while. A precondition, not a timing assertion."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    for _ in range(6000):  # at most about 60 s
+        if marker.encode() in cmdline.read_bytes():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never showed {marker!r} in its command line")

@@ -152,6 +152,7 @@ class GatewayMetrics:
         self.backtest_submissions = Counter(
             f"{PREFIX}_backtest_submissions", "Backtest job submissions by outcome.", ["outcome"], registry=r
         )
+        self.backtest_submissions.labels(outcome="accepted")  # exported from the start, as 0
         self.usage_flush_failures = Counter(
             f"{PREFIX}_usage_flush_failures", "Usage counter flushes that failed.", registry=r
         )

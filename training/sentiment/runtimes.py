@@ -26,6 +26,7 @@ from training.sentiment.text_classifier import (
     TextClassifier,
     batched_probabilities,
     onnx_session_logits,
+    pad_batch,
 )
 
 ONNX_OPSET = 17
@@ -96,16 +97,7 @@ def calibration_batches(
     """
     ids, pad = classifier.encode(texts), classifier.tokenizer.pad_token_id or 0
     width = max((len(x) for x in ids), default=0)
-    batches = []
-    for start in range(0, len(ids), batch_size):
-        rows = ids[start : start + batch_size]
-        input_ids = np.full((len(rows), width), pad, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for r, row in enumerate(rows):
-            input_ids[r, : len(row)] = row
-            mask[r, : len(row)] = 1
-        batches.append((input_ids, mask))
-    return batches
+    return [pad_batch(ids[start : start + batch_size], pad, width) for start in range(0, len(ids), batch_size)]
 
 
 # Activation ranges of static int8: this share of each tensor's calibration values (see quantise_onnx_static).

@@ -151,9 +151,9 @@ def batched_probabilities(
     return out
 
 
-def pad_batch(batch: Sequence[Sequence[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids and attention mask, int64 ``[len(batch), longest]``, padded on the right."""
-    width = max(len(x) for x in batch)
+def pad_batch(batch: Sequence[Sequence[int]], pad_id: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention mask, int64 ``[len(batch), width]`` (default: the longest), padded on the right."""
+    width = max(len(x) for x in batch) if width is None else width
     input_ids = np.full((len(batch), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(batch), width), dtype=np.int64)
     for r, row in enumerate(batch):

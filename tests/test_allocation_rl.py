@@ -5,6 +5,7 @@ SYNTHETIC panel: a wiring check of the search, not a quality figure.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from training.allocation.config import RLConfig
 from training.allocation.env import EnvConfig, PortfolioEnv
 from training.allocation.panel import synthetic_panel
 from training.allocation.policy import policy_action
-from training.allocation.rl import RLData, annualised_sharpe, run_rl_search, validate
+from training.allocation.rl import RLData, annualised_sharpe, build_model, run_rl_search, validate
 from training.ray_runtime import ray_session
 
 
@@ -37,3 +38,16 @@ def test_search_runs_both_algorithms_and_the_chosen_policy_reproduces_its_valida
     assert result.val_sharpes == pytest.approx(sharpes, abs=1e-9)
     assert result.policy.n_inputs == PortfolioEnv(data.train, env).observation_space.shape[0]
     assert np.isfinite(policy_action(result.policy, np.zeros(result.policy.n_inputs))).all()
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "a2c"])
+def test_learning_leaves_no_log_folder_behind(algorithm: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # SB3's default logger makes a /tmp/SB3-<timestamp> folder on every learn(): thousands over a search.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    panel = synthetic_panel(120, 4, 3, seed=3)
+    env = PortfolioEnv(panel, EnvConfig(window=1, rebalance_every=5, max_weight=0.5, episode_length=20))
+    hp = {"algorithm": algorithm, "rollout": 0, "learning_rate": 1e-3, "gamma": 0.9, "ent_coef": 1e-4, "seed": 1}
+    model = build_model(hp, env, (8,))
+    model.learn(total_timesteps=64)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("SB3-")] == []

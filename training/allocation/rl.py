@@ -87,6 +87,7 @@ def search_space(rl: RLConfig) -> dict[str, Any]:
 def build_model(hp: dict[str, Any], env: PortfolioEnv, net_arch: tuple[int, ...]) -> Any:
     """A Stable-Baselines3 PPO or A2C model for ``env`` from one trial's hyper-parameters."""
     from stable_baselines3 import A2C, PPO
+    from stable_baselines3.common.logger import Logger
 
     algorithm = str(hp["algorithm"])
     n_steps = ROLLOUTS[algorithm][int(hp["rollout"])]
@@ -102,9 +103,11 @@ def build_model(hp: dict[str, Any], env: PortfolioEnv, net_arch: tuple[int, ...]
         "verbose": 0,
         "policy_kwargs": {"net_arch": list(net_arch)},
     }
-    if algorithm == "ppo":
-        return PPO(batch_size=min(64, n_steps), n_epochs=5, **common)
-    return A2C(**common)
+    model = PPO(batch_size=min(64, n_steps), n_epochs=5, **common) if algorithm == "ppo" else A2C(**common)
+    # A logger of our own, writing nowhere: without one, every learn() call has SB3 create an empty
+    # /tmp/SB3-<timestamp> folder (its default log folder), thousands over a tuning run.
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def validate(policy: PolicyParams, data: RLData) -> list[StrategyResult]:

@@ -156,3 +156,18 @@ class GatewayMetrics:
         self.usage_flush_failures = Counter(
             f"{PREFIX}_usage_flush_failures", "Usage counter flushes that failed.", registry=r
         )
+        # The gateway's caches (api/cache.py), by cache name: features, auth, model answers, ...
+        self.cache_hits = Counter(f"{PREFIX}_cache_hits", "Cache lookups served from an entry.", ["cache"], registry=r)
+        self.cache_misses = Counter(
+            f"{PREFIX}_cache_misses", "Cache lookups that needed a load (or waited on one).", ["cache"], registry=r
+        )
+        self.cache_loads = Counter(
+            f"{PREFIX}_cache_loads", "Loads run by a cache (one per batch; refreshes included).", ["cache"], registry=r
+        )
+        self.cache_load_errors = Counter(
+            f"{PREFIX}_cache_load_errors", "Cache loads that raised (never cached).", ["cache"], registry=r
+        )
+        self.cache_evictions = Counter(
+            f"{PREFIX}_cache_evictions", "Entries dropped by a cache's size bound.", ["cache"], registry=r
+        )
+        self.cache_size = Gauge(f"{PREFIX}_cache_entries", "Entries a cache holds.", ["cache"], registry=r)

@@ -36,6 +36,9 @@ class BacktestResultPublic(BaseModel):
     cost_model: str = Field(
         "", description="How trades were charged (flat when the prices hold no volume, else by liquidity)."
     )
+    model: str | None = Field(
+        None, description="Strategy allocator: the registered model version the job ran (name, version, alias)."
+    )
     params: StrategyParams = Field(description="The parameters run (the search's best when searched).")
     rebalance_every: int
     first_session: date

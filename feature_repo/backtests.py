@@ -18,8 +18,11 @@ from sqlalchemy import JSON, Column, Date, DateTime, Float, Integer, MetaData, S
 
 # The job's entry point in the training environment: ``python -m <JOB_MODULE> run --job-id <id>``.
 JOB_MODULE: Final = "training.backtest_job"
-STRATEGIES: Final[tuple[str, ...]] = ("topk", "topk_dropout", "min_variance", "hrp", "equal_weight")
-Strategy = Literal["topk", "topk_dropout", "min_variance", "hrp", "equal_weight"]
+STRATEGIES: Final[tuple[str, ...]] = ("topk", "topk_dropout", "min_variance", "hrp", "equal_weight", "allocator")
+Strategy = Literal["topk", "topk_dropout", "min_variance", "hrp", "equal_weight", "allocator"]
+# The ``allocator`` strategy runs this registered model at this alias (the one the allocator server serves).
+ALLOCATOR_MODEL: Final = "allocator"
+ALLOCATOR_ALIAS: Final = "champion"
 # What ranks names for the two top-k books: the price baselines (computed point-in-time from the
 # closes by the job) or the signal models' out-of-sample scores the train stage left behind.
 Signal = Literal["momentum_12_1", "short_term_reversal", "model"]
@@ -41,6 +44,7 @@ SEARCHABLE: Final[dict[str, tuple[str, ...]]] = {
     "min_variance": ("lookback", "rebalance_every"),
     "hrp": ("lookback", "rebalance_every"),
     "equal_weight": ("rebalance_every",),
+    "allocator": ("rebalance_every",),
 }
 MAX_UNIVERSE: Final = 500
 JobTicker = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,19}$", to_upper=True)]
@@ -141,7 +145,12 @@ class BacktestSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    strategy: Strategy = Field(description="The book: " + ", ".join(STRATEGIES) + ".")
+    strategy: Strategy = Field(
+        description="The book: "
+        + ", ".join(STRATEGIES)
+        + f". `allocator` is the registered `{ALLOCATOR_MODEL}` model at its `{ALLOCATOR_ALIAS}` alias; its "
+        "trained universe must cover the request's."
+    )
     universe: list[JobTicker] = Field(
         min_length=2,
         max_length=MAX_UNIVERSE,

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine, delete, insert
+from sqlalchemy import Engine, create_engine, delete, insert, select
 
 from api.app import create_app
 from api.backtest_executors import ExecutorError, Liveness
 from api.keys import create_key
 from api.settings import GatewaySettings
-from feature_repo.backtests import backtest_catalogue, backtest_metadata
+from feature_repo.backtests import BacktestSpec, backtest_catalogue, backtest_jobs, backtest_metadata
 from training.ingest.synthetic import generate_universe
 from training.store import OfflineStore
 
@@ -123,3 +123,21 @@ def synthetic_store(data_dir: Path, n_tickers: int = 8, n_months: int = 18) -> l
 
 def sqlite_engine(path: Path) -> Engine:
     return create_engine(f"sqlite:///{path}")
+
+
+def queue_job(engine: Engine, job_id: str, spec: dict[str, Any], state: str = "running") -> None:
+    """A job row as the gateway leaves it for the job (running once the dispatcher claimed it)."""
+    backtest_metadata.create_all(engine)
+    now = datetime(2026, 1, 5, tzinfo=UTC)
+    checked = BacktestSpec.model_validate(spec).model_dump(mode="json")
+    with engine.begin() as conn:
+        conn.execute(
+            insert(backtest_jobs).values(
+                id=job_id, tenant="acme", state=state, spec=checked, created_at=now, updated_at=now, progress=0.0
+            )
+        )
+
+
+def job_row(engine: Engine, job_id: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(backtest_jobs).where(backtest_jobs.c.id == job_id)).one()

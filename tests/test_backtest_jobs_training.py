@@ -5,15 +5,14 @@ Data: a small SYNTHETIC offline store (tests/backtest_fixtures.py); every result
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import select, update
 
-from feature_repo.backtests import BacktestSpec, backtest_catalogue, backtest_jobs, backtest_metadata
-from tests.backtest_fixtures import FakeClock, sqlite_engine, synthetic_store
+from feature_repo.backtests import backtest_catalogue, backtest_jobs
+from tests.backtest_fixtures import FakeClock, job_row, queue_job, sqlite_engine, synthetic_store
 from training.backtest_job import JobRecord, JobStopped, execute, publish_catalogue
 from training.ingest.synthetic import generate_universe
 from training.store import OfflineStore
@@ -25,23 +24,6 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     return data_dir, synthetic_store(data_dir)
 
 
-def _queue(engine: Engine, job_id: str, spec: dict[str, Any], state: str = "running") -> None:
-    backtest_metadata.create_all(engine)
-    now = datetime(2026, 1, 5, tzinfo=UTC)
-    checked = BacktestSpec.model_validate(spec).model_dump(mode="json")
-    with engine.begin() as conn:
-        conn.execute(
-            insert(backtest_jobs).values(
-                id=job_id, tenant="acme", state=state, spec=checked, created_at=now, updated_at=now, progress=0.0
-            )
-        )
-
-
-def _row(engine: Engine, job_id: str) -> Any:
-    with engine.connect() as conn:
-        return conn.execute(select(backtest_jobs).where(backtest_jobs.c.id == job_id)).one()
-
-
 def _spec(tickers: list[str], **overrides: Any) -> dict[str, Any]:
     values = {"strategy": "topk", "universe": tickers, "start": "2022-09-01", "end": "2023-05-31", "params": {"k": 3}}
     return {**values, **overrides}
@@ -50,9 +32,9 @@ def _spec(tickers: list[str], **overrides: Any) -> dict[str, Any]:
 def _run(tmp_path: Path, data_dir: Path, job_id: str, spec: dict[str, Any]) -> tuple[str, Any]:
     url = f"sqlite:///{tmp_path / 'gateway.db'}"
     engine = sqlite_engine(tmp_path / "gateway.db")
-    _queue(engine, job_id, spec)
+    queue_job(engine, job_id, spec)
     state = execute(job_id, url, str(data_dir), clock=FakeClock())
-    return state, _row(engine, job_id)
+    return state, job_row(engine, job_id)
 
 
 @pytest.mark.parametrize(
@@ -124,10 +106,10 @@ def test_a_job_that_cannot_run_fails_with_the_reason(tmp_path: Path, store: tupl
 def test_a_cancelled_job_stops_without_overwriting_its_state(tmp_path: Path, store: tuple[Path, list[str]]) -> None:
     data_dir, tickers = store
     engine = sqlite_engine(tmp_path / "gateway.db")
-    _queue(engine, "c1", _spec(tickers), state="cancelled")
+    queue_job(engine, "c1", _spec(tickers), state="cancelled")
     assert execute("c1", f"sqlite:///{tmp_path / 'gateway.db'}", str(data_dir)) == "stopped"
-    assert _row(engine, "c1").state == "cancelled"
-    _queue(engine, "c2", _spec(tickers))
+    assert job_row(engine, "c1").state == "cancelled"
+    queue_job(engine, "c2", _spec(tickers))
     record = JobRecord(engine, "c2", FakeClock())
     record.progress(0.5, "half way")
     with engine.begin() as conn:  # the client cancels while it runs
@@ -135,7 +117,7 @@ def test_a_cancelled_job_stops_without_overwriting_its_state(tmp_path: Path, sto
     with pytest.raises(JobStopped):
         record.progress(0.6, "on")
     assert not record.succeed({"x": 1}, "<html></html>")
-    row = _row(engine, "c2")
+    row = job_row(engine, "c2")
     assert row.state == "cancelled" and row.progress == 0.5 and row.result is None
 
 

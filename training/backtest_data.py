@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import pandas as pd
@@ -22,17 +22,24 @@ from training.errors import TrainingError
 from training.evaluation.liquidity import Liquidity, liquidity_panels, traded_value_panel
 from training.store import OfflineStore
 
+if TYPE_CHECKING:
+    from training.backtest_allocator import AllocatorInputs
+
 OFFLINE_STORE: Final = "offline.duckdb"
 PRICE_COLUMNS: Final = [TICKER, DATE, "close", "adj_close", "volume", SOURCE, SYNTHETIC]
 
 
 @dataclass(frozen=True, eq=False)
 class JobData:
-    """Wide adjusted closes (sessions x tickers), liquidity on the same grid, and where the data came from."""
+    """Wide adjusted closes (sessions x tickers), liquidity on the same grid, and where the data came from.
+
+    ``allocator``: for the ``allocator`` strategy, the champion and its features on the same grid.
+    """
 
     close: pd.DataFrame
     liquidity: Liquidity | None
     label: str
+    allocator: AllocatorInputs | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@
 * ``topk_dropout``, ``min_variance``, ``hrp``: the allocation optimisers' rules
   (:mod:`training.allocation.optimisers`) deciding on the history through each signal close,
   traded by :func:`training.evaluation.target_book.target_book`.
+* ``allocator``: the registered allocator champion's weights from the features of each signal
+  close (:mod:`training.backtest_allocator`), traded by the same target book.
 
 Every strategy pays the same cost model (brokerage + half-spread by ADV tercile + square-root
 impact) on the same schedule, so their figures compare. Scores are point-in-time: the momentum and
@@ -26,6 +28,7 @@ from feature_repo.backtests import BacktestSpec, StrategyParams
 from training.allocation.data import SCORE, scores_path
 from training.allocation.optimisers import HierarchicalRiskParity, MinimumVariance, TopkDropout
 from training.allocation.panel import MarketPanel, panel_from_frames
+from training.backtest_allocator import allocator_decide
 from training.backtest_data import JobData
 from training.errors import TrainingError
 from training.evaluation.baselines import momentum_12_1, short_term_reversal
@@ -115,6 +118,12 @@ def _optimiser(spec: BacktestSpec, params: StrategyParams, data: JobData, scores
     return decide
 
 
+def _allocator(data: JobData) -> Strategy:
+    if data.allocator is None:
+        raise TrainingError("strategy 'allocator' needs the champion and its features loaded with the job's data")
+    return allocator_decide(data.allocator, data.close)
+
+
 def _first_decision(spec: BacktestSpec, params: StrategyParams, data: JobData, start: date) -> date:
     """The optimisers need ``lookback`` sessions of returns before deciding: start no earlier."""
     if spec.strategy not in ("min_variance", "hrp"):
@@ -170,7 +179,7 @@ def run_window(
             book_aud=book_aud,
         )
         return book_backtest(scores, data.close, rules=rules, costs=costs, schedule=schedule, liquidity=data.liquidity)
-    decide = _optimiser(spec, params, data, scores)
+    decide = _allocator(data) if spec.strategy == "allocator" else _optimiser(spec, params, data, scores)
     return target_book(
         data.close,
         decide,

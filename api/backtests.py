@@ -4,18 +4,25 @@ The rows are the ground floor's ``gateway_backtest_jobs`` (:mod:`feature_repo.ba
 with the job that runs on Ray. Every state change is a conditional UPDATE (``WHERE state = ...``),
 so the gateway's dispatcher, a second gateway replica, a client's cancel and the job itself never
 overwrite each other: whoever moves the row first wins, the others see zero rows changed.
+
+The tenant's limit of active jobs holds across replicas: admission is one transaction that first
+upserts the tenant's row of ``gateway_backtest_admissions`` (a row lock on PostgreSQL, the write
+lock on SQLite, both held to the commit), then counts the tenant's queued and running jobs and
+inserts the new one. A second admission of the same tenant, on any replica, waits at its upsert
+until the first commits, and its count then sees the first's job. Other tenants do not wait on
+PostgreSQL (another row); SQLite has one writer at a time anyway.
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 
 from api.errors import GatewayError, InvalidRequestError
@@ -26,6 +33,7 @@ from feature_repo.backtests import (
     QUEUED,
     RUNNING,
     BacktestSpec,
+    backtest_admissions,
     backtest_catalogue,
     backtest_jobs,
     backtest_metadata,
@@ -101,15 +109,42 @@ def _check_range(spec: BacktestSpec, catalogue: Catalogue) -> None:
         raise InvalidRequestError(f"universe: ticker(s) not in the backtest data: {', '.join(unknown[:SHOWN])}{more}")
 
 
+def lock_tenant(conn: Connection, tenant: str, now: datetime) -> None:
+    """Take ``tenant``'s admission lock until ``conn``'s transaction ends (module docstring).
+
+    Raises:
+        NotImplementedError: a database other than PostgreSQL or SQLite (the two the gateway supports).
+    """
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        upsert: Any = postgresql.insert(backtest_admissions)
+    elif dialect == "sqlite":
+        upsert = sqlite.insert(backtest_admissions)
+    else:
+        raise NotImplementedError(f"backtest admission needs PostgreSQL or SQLite, not {dialect}")
+    statement = upsert.values(tenant=tenant, updated_at=now).on_conflict_do_update(
+        index_elements=[backtest_admissions.c.tenant], set_={"updated_at": now}
+    )
+    conn.execute(statement)
+
+
+def active_jobs(conn: Connection, tenant: str) -> int:
+    """The tenant's queued and running jobs, as ``conn`` sees them."""
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(backtest_jobs)
+            .where(backtest_jobs.c.tenant == tenant, backtest_jobs.c.state.in_(ACTIVE))
+        ).scalar_one()
+    )
+
+
 class BacktestStore:
     """The gateway's reads and writes of backtest jobs (module docstring)."""
 
     def __init__(self, engine: Engine, clock: Clock, *, limit: int, retry_after_s: int) -> None:
         self.engine, self.clock = engine, clock
         self.limit, self.retry_after_s = limit, retry_after_s
-        # Count-then-insert under one lock: two requests of a tenant at once cannot both pass the limit
-        # in this process (across replicas the limit may be exceeded by at most the replica count - 1).
-        self._admit = threading.Lock()
 
     def catalogue(self) -> Catalogue:
         """The published data range.
@@ -136,13 +171,9 @@ class BacktestStore:
         _check_range(spec, self.catalogue())
         job_id = uuid.uuid4().hex
         now = self.clock()
-        with self._admit, self.engine.begin() as conn:
-            active = conn.execute(
-                select(func.count())
-                .select_from(backtest_jobs)
-                .where(backtest_jobs.c.tenant == tenant, backtest_jobs.c.state.in_(ACTIVE))
-            ).scalar_one()
-            if active >= self.limit:
+        with self.engine.begin() as conn:  # lock, count and insert in one transaction (module docstring)
+            lock_tenant(conn, tenant, now)
+            if active_jobs(conn, tenant) >= self.limit:
                 raise JobLimitError(tenant, self.limit, self.retry_after_s)
             conn.execute(
                 insert(backtest_jobs).values(

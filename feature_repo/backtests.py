@@ -205,6 +205,16 @@ backtest_jobs = Table(
     Column("report", Text, nullable=True),
 )
 
+# One row per tenant that ever submitted: the gateway's admission writes it first in the transaction
+# that counts the tenant's active jobs and inserts the new one, so that write's row lock (PostgreSQL)
+# or write lock (SQLite) makes concurrent admissions of a tenant, on any replica, one at a time.
+backtest_admissions = Table(
+    "gateway_backtest_admissions",
+    backtest_metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 # The data a backtest may cover (row id 1), published by ``python -m training.backtest_job catalogue``.
 backtest_catalogue = Table(
     "gateway_backtest_catalogue",

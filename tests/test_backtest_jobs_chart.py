@@ -5,9 +5,12 @@ Rendered with the real ``helm`` and checked against the upstream RayCluster CRD 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from api.settings import BacktestSettings
+from monitoring.contract import GATEWAY_METRICS
+from monitoring.dashboards import CHART_DASHBOARDS_DIR as CHART_DASHBOARDS
 from tests.chart_tools import CI_VALUES, is_custom_resource, rendered_objects, validate_custom_resource
 
 SCENARIOS = {p.name.removesuffix("-values.yaml"): p for p in CI_VALUES}
@@ -26,6 +29,8 @@ def test_production_renders_a_ray_cluster_the_gateway_submits_to() -> None:
     head = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert {"name": "dashboard", "containerPort": 8265, "protocol": "TCP"} in head["ports"]
     assert any(e["name"] == "PORTFOLIO_OS_DATABASE_URL" for e in head["env"])  # the job writes its result there
+    # The allocator strategy loads the champion from MLflow and its features from Feast's registry.
+    assert {"PORTFOLIO_OS_TRACKING_URI", "PORTFOLIO_OS_REGISTRY_URL"} <= {e["name"] for e in head["env"]}
     env = _gateway_env(objs)
     name = cluster["metadata"]["name"]
     assert env["PORTFOLIO_OS_BACKTESTS__EXECUTOR"] == "ray"
@@ -38,6 +43,8 @@ def test_production_renders_a_ray_cluster_the_gateway_submits_to() -> None:
     policies = {o["metadata"]["name"]: o for o in objs if o["kind"] == "NetworkPolicy"}
     gateway_out = [r for r in policies["pos-portfolio-os-gateway"]["spec"]["egress"] if r.get("ports")]
     assert any(p["port"] == 8265 for r in gateway_out for p in r["ports"])
+    ray_out = [r for r in policies["pos-portfolio-os-ray"]["spec"]["egress"] if r.get("ports")]
+    assert any(p["port"] == 5000 for r in ray_out for p in r["ports"])  # MLflow, for the allocator champion
     ray_in = policies["pos-portfolio-os-ray"]["spec"]["ingress"]
     assert any(
         r.get("ports") == [{"protocol": "TCP", "port": 8265}]
@@ -59,3 +66,14 @@ def test_an_existing_ray_cluster_is_used_instead_of_rendering_one() -> None:
     assert not [o for o in objs if o["kind"] == "RayCluster"]
     assert _gateway_env(objs)["PORTFOLIO_OS_BACKTESTS__RAY_ADDRESS"] == address
     assert all(validate_custom_resource(o) == [] for o in objs if is_custom_resource(o))
+
+
+def test_the_gateway_dashboard_shows_backtest_jobs_from_exported_series() -> None:
+    board = json.loads((CHART_DASHBOARDS / "portfolio-os-gateway.json").read_text())
+    (panel,) = [p for p in board["panels"] if p.get("title", "").startswith("Backtest jobs")]
+    exprs = [t["expr"] for t in panel["targets"]]
+    assert exprs == [
+        "max by (state) (portfolio_os_gateway_backtest_jobs)",
+        "sum by (outcome) (increase(portfolio_os_gateway_backtest_submissions_total[$__rate_interval]))",
+    ]
+    assert {"portfolio_os_gateway_backtest_jobs", "portfolio_os_gateway_backtest_submissions_total"} <= GATEWAY_METRICS

@@ -11,23 +11,32 @@ by a test with its own clock):
    than ``max_running`` run, so queued jobs survive a restart and still run. A submission the
    executor refuses (Ray unreachable) goes back to the queue with the reason as its message.
 3. The jobs-by-state gauge is refreshed.
+
+Before the first pass, and every :data:`CATALOGUE_EVERY` after, the executor is asked to publish
+the data catalogue (the sessions and tickers a backtest may cover) from the training side: a
+local process in the embedded default, a Ray job on the cluster. A refusal (Ray not up yet) is
+asked again on the next pass; a catalogue job that fails (no ingest yet) is asked again later.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import datetime, timedelta
+from typing import Final
 
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from api.backtest_executors import Executor, ExecutorError, LocalExecutor, OffExecutor, make_executor
+from api.backtest_executors import Executor, ExecutorError, LocalExecutor, OffExecutor, RayJobsExecutor, make_executor
 from api.backtests import BacktestStore, Clock
 from api.metrics import GatewayMetrics
 from api.settings import GatewaySettings
 from feature_repo.backtests import JOB_STATES, QUEUED, RUNNING
 
 log = logging.getLogger(__name__)
+# How often the data catalogue is refreshed (new sessions after a daily ingest show up within this).
+CATALOGUE_EVERY: Final = timedelta(hours=6)
 
 
 class BacktestDispatcher:
@@ -36,7 +45,7 @@ class BacktestDispatcher:
     def __init__(self, store: BacktestStore, executor: Executor, metrics: GatewayMetrics, *, max_running: int) -> None:
         self.store, self.executor, self.metrics = store, executor, metrics
         self.max_running = max_running
-        self._catalogue_asked = False
+        self._catalogue_at: datetime | None = None
 
     def _reap(self) -> int:
         """Fail running jobs whose process ended without a result; returns how many still run."""
@@ -74,12 +83,7 @@ class BacktestDispatcher:
 
     def tick(self) -> None:
         """One pass (module docstring); with execution off, queued jobs are left as they are."""
-        if isinstance(self.executor, LocalExecutor) and not self._catalogue_asked:
-            self._catalogue_asked = True  # once per start: the embedded default refreshes the data range
-            try:
-                self.executor.publish_catalogue()
-            except ExecutorError as e:
-                log.warning("backtest data catalogue not refreshed: %s", e)
+        self._refresh_catalogue()
         if isinstance(self.executor, LocalExecutor) and self.executor.catalogue is not None:
             self.executor.catalogue.poll()  # reaps it once it has exited
         running = self._reap()
@@ -88,6 +92,20 @@ class BacktestDispatcher:
         counts = self.store.counts()
         for state in JOB_STATES:
             self.metrics.backtest_jobs.labels(state=state).set(counts.get(state, 0))
+
+    def _refresh_catalogue(self) -> None:
+        """Ask the executor to publish the data catalogue at start and every ``CATALOGUE_EVERY`` (module docstring)."""
+        if not isinstance(self.executor, LocalExecutor | RayJobsExecutor):
+            return
+        now = self.store.clock()
+        if self._catalogue_at is not None and now - self._catalogue_at < CATALOGUE_EVERY:
+            return
+        try:
+            self.executor.publish_catalogue()
+        except ExecutorError as e:
+            log.warning("backtest data catalogue not refreshed (asked again next pass): %s", e)
+            return
+        self._catalogue_at = now
 
     def stop(self, ref: str | None) -> None:
         """Stop a cancelled job's process (best effort: the row is already cancelled)."""

@@ -7,6 +7,8 @@
 * ``ray`` (the chart): Ray's Job Submission REST API on the cluster's dashboard address
   (``POST /api/jobs/``, ``GET /api/jobs/{id}``, ``POST /api/jobs/{id}/stop``); the same entry
   point runs on the KubeRay cluster, which reads the database URL from its own environment.
+  The data catalogue is published the same way (``python -m training.backtest_job catalogue``
+  submitted as a Ray job), so the cluster needs nothing else to run after ingest.
 * ``off``: nothing runs (jobs stay queued): for tests that must not start work, such as fuzzing.
 
 Each executor answers ``submit`` with a reference stored on the job's row, and ``alive`` for it.
@@ -18,6 +20,7 @@ import logging
 import os
 import signal
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol
@@ -29,6 +32,7 @@ from feature_repo.backtests import JOB_MODULE
 log = logging.getLogger(__name__)
 RAY_RUNNING: Final = frozenset({"PENDING", "RUNNING"})
 SUBMISSION_PREFIX: Final = "backtest-"
+CATALOGUE_PREFIX: Final = "backtest-catalogue-"
 
 
 class ExecutorError(Exception):
@@ -175,6 +179,25 @@ class RayJobsExecutor:
         response = self._call("POST", "/api/jobs/", {k: v for k, v in body.items() if v is not None})
         if response.status_code != 200:
             raise ExecutorError(f"Ray refused the job: HTTP {response.status_code} {response.text[:300]}")
+        return submission
+
+    def publish_catalogue(self) -> str:
+        """Submit ``python -m training.backtest_job catalogue`` to the cluster; returns its submission id.
+
+        Raises:
+            ExecutorError: Ray unreachable or refusing (the dispatcher asks again on its next pass).
+        """
+        submission = f"{CATALOGUE_PREFIX}{uuid.uuid4().hex[:12]}"
+        body = {
+            "entrypoint": f"{self.python} -m {JOB_MODULE} catalogue",
+            "submission_id": submission,
+            "entrypoint_num_cpus": self.num_cpus,
+            "metadata": {"portfolio_os_job": "catalogue"},
+            "runtime_env": {"env_vars": self.env} if self.env else None,
+        }
+        response = self._call("POST", "/api/jobs/", {k: v for k, v in body.items() if v is not None})
+        if response.status_code != 200:
+            raise ExecutorError(f"Ray refused the catalogue job: HTTP {response.status_code} {response.text[:300]}")
         return submission
 
     def alive(self, ref: str) -> Liveness:

@@ -302,3 +302,45 @@ def _wait_until_exec(pid: int, marker: str) -> None:
             return
         time.sleep(0.01)
     raise AssertionError(f"process {pid} never showed {marker!r} in its command line")
+
+
+def test_on_ray_the_gateway_publishes_the_data_catalogue_as_a_ray_job_and_refreshes_it(tmp_path: Path) -> None:
+    posted: list[dict[str, object]] = []
+    up = {"ray": False}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if not up["ray"]:
+            return httpx.Response(503, text="the head is starting")
+        posted.append(json.loads(request.content))
+        return httpx.Response(200, json={"submission_id": posted[-1]["submission_id"]})
+
+    clock = FakeClock()
+    ray = RayJobsExecutor(
+        "http://ray-head:8265", "python", timeout_s=1, num_cpus=1, transport=httpx.MockTransport(answer)
+    )
+    with gateway(settings(tmp_path)) as client:
+        _wire(client, ray, clock)
+        jobs = client.app.state.services.backtests  # type: ignore[attr-defined]
+        jobs.tick()  # Ray not up yet: asked again on the next pass
+        assert posted == []
+        up["ray"] = True
+        jobs.tick()
+        (catalogue,) = posted
+        assert catalogue["entrypoint"] == "python -m training.backtest_job catalogue"
+        assert str(catalogue["submission_id"]).startswith("backtest-catalogue-")
+        clock.advance(3600)
+        jobs.tick()
+        assert len(posted) == 1  # not before the refresh interval
+        clock.advance(5 * 3600)
+        jobs.tick()
+        assert len(posted) == 2 and posted[1]["entrypoint"] == catalogue["entrypoint"]
+
+
+def test_the_allocator_strategy_is_queued_like_any_other(tmp_path: Path) -> None:
+    with gateway(settings(tmp_path)) as client:
+        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
+        h = key(client)
+        job = _submit(client, h, strategy="allocator", params={})
+        assert _state(client, h, job)["spec"]["strategy"] == "allocator"  # type: ignore[index]
+        schema = client.get("/openapi.json").json()["components"]["schemas"]
+        assert "allocator" in schema["BacktestRequest"]["properties"]["strategy"]["enum"]

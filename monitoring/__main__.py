@@ -1,4 +1,4 @@
-"""``python -m monitoring SUBCOMMAND``: every monitoring job behind one command.
+"""``python -m monitoring SUBCOMMAND`` (``portfolio-os monitor SUBCOMMAND``): every monitoring job.
 
 Subcommands: ``drift`` (Evidently feature drift), ``prediction-drift`` (drift of each model's
 scores), ``decay`` (rolling IC per model), ``retrain`` (the drift/decay-triggered retraining
@@ -14,7 +14,6 @@ Exit codes: 0 fine, 1 a finding (drift detected, decay, retrain recommended, a f
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from feature_repo.telemetry import telemetry_off
 from monitoring import reports
 from monitoring.errors import MonitoringError
 from monitoring.settings import MonitoringSettings, get_settings
@@ -373,8 +373,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _quiet_telemetry() -> None:
     # Evidently and Feast phone home unless told not to; monitoring jobs never do.
-    for key, value in {"DO_NOT_TRACK": "1", "FEAST_USAGE": "False"}.items():
-        os.environ.setdefault(key, value)
+    telemetry_off()
     # Evidently's and litestar's own deprecation notices say nothing about the user's data.
     import warnings
 

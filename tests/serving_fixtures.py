@@ -31,6 +31,7 @@ from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
+from feature_repo.telemetry import TELEMETRY_OFF
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,13 +40,6 @@ EXPERIMENT = "serving-tests"
 # Per-test-session cache of an empty, migrated MLflow database: creating one runs MLflow's
 # migrations (about 7 s on two cores); copying the file takes milliseconds.
 _TEMPLATE_DB: list[Path] = []
-
-TELEMETRY_OFF = {
-    "FEAST_USAGE": "False",
-    "DO_NOT_TRACK": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "HF_HUB_OFFLINE": "1",
-}
 
 
 # --- synthetic data and models -------------------------------------------------------------------

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from typing import Final
+from feature_repo.telemetry import TELEMETRY_OFF, telemetry_off
 
-# Telemetry off and model hubs offline: nothing a job, test or benchmark runs may phone home,
-# and no library may try to download weights at run time.
-TELEMETRY_OFF: Final[dict[str, str]] = {
-    "FEAST_USAGE": "False",
-    "DO_NOT_TRACK": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "HF_HUB_OFFLINE": "1",
-    "RAY_USAGE_STATS_ENABLED": "0",
-}
+__all__ = ["TELEMETRY_OFF", "quiet_third_parties"]
 
 
 def quiet_third_parties() -> None:
-    """Apply :data:`TELEMETRY_OFF`, keeping any value the caller's environment already set."""
-    for key, value in TELEMETRY_OFF.items():
-        os.environ.setdefault(key, value)
+    """Apply :data:`~feature_repo.telemetry.TELEMETRY_OFF`, keeping any value the environment already set."""
+    telemetry_off()

@@ -16,10 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Final
 
+from feature_repo.telemetry import set_defaults, telemetry_off
+
 LOCAL_ENV: Final[dict[str, str]] = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DEDUP_LOGS": "1",
     # Tune's console reporter prints a table per trial update; the pipeline prints its own summary.
     "RAY_AIR_NEW_OUTPUT": "0",
@@ -51,9 +52,9 @@ def ray_session(num_cpus: int | None = None) -> Iterator[RaySession]:
         The session's address and total CPUs.
     """
     address = cluster_address()
+    telemetry_off()  # Ray's usage stats among them, local or on a cluster
     if address is None:
-        for key, value in LOCAL_ENV.items():
-            os.environ.setdefault(key, value)
+        set_defaults(LOCAL_ENV)
     import ray
 
     if ray.is_initialized():

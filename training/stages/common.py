@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from feature_repo.telemetry import QUIET_PROGRESS, set_defaults
 from training.audit import AuditLog
 from training.context import RunContext
 from training.registry.model_registry import ModelRegistry
@@ -14,11 +15,9 @@ AUDIT_LOG: Final = "registry_audit.jsonl"
 def quiet_libraries() -> None:
     """MLflow's and Optuna's INFO lines and SQLAlchemy's deprecation notes are noise in a job log."""
     import logging
-    import os
     import warnings
 
-    # MLflow's artifact progress bars (one per input-example check) are noise in a job log.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    set_defaults(QUIET_PROGRESS)  # MLflow's artifact progress bars (one per input-example check)
     for name in ("mlflow", "optuna", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*noload.*")

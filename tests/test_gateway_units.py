@@ -131,13 +131,15 @@ def test_gateway_metrics_stay_in_memory_when_a_parent_left_feasts_multiprocess_d
     import subprocess
     import sys
 
+    # What `python -m api` does before it imports the app (which imports Feast).
     probe = (
-        "import api, prometheus_client.values as v, os; "
-        "print(v.ValueClass.__name__, 'PROMETHEUS_MULTIPROC_DIR' in os.environ)"
+        "import os; from api.__main__ import prepare_process; prepare_process(); "
+        "print('PROMETHEUS_MULTIPROC_DIR' in os.environ); import api.app, prometheus_client.values as v; "
+        "print(v.ValueClass.__name__)"
     )
     env = os.environ | {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, timeout=60)
-    assert out.stdout.split() == ["MutexValue", "False"]
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, timeout=90)
+    assert out.stdout.split() == ["False", "MutexValue"]
     assert list(tmp_path.iterdir()) == []  # no mmap file was written
 
 

@@ -10,6 +10,7 @@ CONSTRAINTS := requirements/constraints.txt
 DATA_DIR   ?= data
 CONFIG     ?= configs/demo.yaml
 DRIFT_REFERENCE ?= 1996-01-01:2014-12-31
+REGISTRY_UI_PORT ?= 5000
 PYTEST_ARGS ?=
 IMAGES_ARGS ?=
 
@@ -21,7 +22,7 @@ export HF_HUB_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv install demo serve monitor test lint typecheck unit bench lock clean clean-data images engine
+.PHONY: help venv install demo serve monitor registry-ui test lint typecheck unit bench lock clean clean-data images engine
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "Portfolio OS targets:\n"} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +60,9 @@ serve: $(STAMP) ## Start the model servers and the gateway on 127.0.0.1 (after m
 monitor: $(STAMP) ## Local Prometheus on 127.0.0.1:9090 with the alert rules, scraping what make serve runs
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m monitoring prometheus
 
+registry-ui: $(STAMP) ## MLflow UI on the local registry at http://127.0.0.1:5000 (after make demo; REGISTRY_UI_PORT=5001 to move it)
+	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(VENV)/bin/portfolio-os registry-ui --port $(REGISTRY_UI_PORT)
+
 test: $(STAMP) ## Lint, type-check, build the images and run the whole test suite (container tests included)
 	$(MAKE) --no-print-directory lint typecheck
 	$(MAKE) --no-print-directory images
@@ -76,7 +80,7 @@ lint: $(STAMP) ## ruff check + ruff format --check + import contracts
 	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP) ## mypy on every package
-	$(VENV)/bin/mypy feature_repo training serving api monitoring bench
+	$(VENV)/bin/mypy feature_repo training serving api monitoring portfolio_os bench
 
 unit: $(STAMP) ## Fast tests only (skips the slow marker)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

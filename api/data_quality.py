@@ -12,20 +12,23 @@ sentinel never fails a signals request.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from api.cache import Cache
 from api.errors import FeatureStoreUnavailableError
 from api.features import OnlineFeatures
+from api.metrics import GatewayMetrics
 from feature_repo.data_quality import DATA_QUALITY_VIEW, status
 from feature_repo.tables import TICKER
 
 ANOMALY_REF: Final = f"{DATA_QUALITY_VIEW}:anomaly"
 log = logging.getLogger(__name__)
+# Tickers whose flags are kept: the online universe.
+MAX_CACHED_FLAGS: Final = 20_000
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,6 @@ class Flag:
 
     anomaly: float | None
     session: str | None
-    read_at: float
 
 
 class DataQualityFlags:
@@ -44,48 +46,46 @@ class DataQualityFlags:
         features: the gateway's online-store window (its lock serialises store access).
         cache_seconds: how long a ticker's row is reused.
         clock: monotonic seconds; tests inject theirs.
+        metrics: the gateway's metrics (the cache's series).
     """
 
     def __init__(
-        self, features: OnlineFeatures, cache_seconds: float, clock: Callable[[], float] = time.monotonic
+        self,
+        features: OnlineFeatures,
+        cache_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.features = features
         self.cache_seconds = cache_seconds
-        self.clock = clock
-        self._rows: dict[str, Flag] = {}
-        self._lock = threading.Lock()
+        self.rows: Cache[str, Flag] = Cache(
+            "data_quality", metrics or GatewayMetrics(), ttl=cache_seconds, max_entries=MAX_CACHED_FLAGS, clock=clock
+        )
 
     def cached(self, tickers: list[str]) -> dict[str, Flag] | None:
         """Every ticker's flag from fresh cached rows, or ``None`` when any must be read (non-blocking)."""
-        oldest = self.clock() - self.cache_seconds
-        found = {t: row for t in tickers if (row := self._rows.get(t)) is not None and row.read_at > oldest}
-        return found if len(found) == len(tickers) else None
+        return self.rows.peek_many(tickers)
 
     def read(self, tickers: list[str]) -> dict[str, Flag]:
         """Every ticker's flag: cached rows plus one online read for the rest (blocking; never raises)."""
-        found = self.cached(tickers)
-        if found is not None:
-            return found
-        now = self.clock()
+        return self.rows.get_many(tickers, self._load)
+
+    def _load(self, tickers: list[str]) -> dict[str, Flag]:
         try:
             data = self.features.read_refs([ANOMALY_REF], [{TICKER: t} for t in tickers])
         except FeatureStoreUnavailableError as e:
             # Kept like a row (unchecked) for cache_seconds: a registry without the view (the sentinel
             # never applied) must not cost every request a failing store call.
             log.warning("data_quality flags unreadable, tickers answered unchecked: %s", e)
-            rows = {t: Flag(None, None, now) for t in tickers}
-        else:
-            rows = {t: _flag(data, i, now) for i, t in enumerate(tickers)}
-        with self._lock:
-            self._rows.update(rows)
-        return rows
+            return {t: Flag(None, None) for t in tickers}
+        return {t: _flag(data, i) for i, t in enumerate(tickers)}
 
 
-def _flag(data: dict[str, list[Any]], index: int, read_at: float) -> Flag:
+def _flag(data: dict[str, list[Any]], index: int) -> Flag:
     seconds = data["anomaly__ts"][index]
     value = data["anomaly"][index]
     session = datetime.fromtimestamp(seconds, UTC).date().isoformat() if seconds else None
-    return Flag(float(value) if value is not None else None, session, read_at)
+    return Flag(float(value) if value is not None else None, session)
 
 
 def flag_signals(answer: dict[str, Any], flags: dict[str, Flag]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ and every answer built from it says which rows (a digest for the audit trail).
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +17,10 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from api.cache import Cache
 from api.errors import GatewayError, UnknownTickersError
 from api.features import OnlineFeatures
+from api.metrics import GatewayMetrics
 from feature_repo.market import (
     MARKET_ENTITY,
     PRIMARY_MARKET,
@@ -34,6 +35,8 @@ from feature_repo.tables import TICKER
 
 REGIME_REFS: Final = [f"{REGIME_VIEW}:{f.name}" for f in REGIME_FIELDS]
 RETURN_REFS: Final = [f"{RETURN_WINDOW_VIEW}:{f.name}" for f in RETURN_WINDOW_FIELDS]
+# The return windows of a universe of thousands of tickers.
+MAX_CACHED_WINDOWS: Final = 20_000
 
 
 class MarketDataUnavailableError(GatewayError):
@@ -62,12 +65,6 @@ class ReturnWindow:
     digest: str
 
 
-@dataclass(frozen=True)
-class _Cached:
-    value: Any
-    read_at: float
-
-
 def _digest(*parts: object) -> str:
     hasher = hashlib.sha256()
     for part in parts:
@@ -81,20 +78,33 @@ def _stamp(seconds: int | None) -> datetime | None:
 
 
 class MarketData:
-    """Cached reads of the two market views through the gateway's online-store window."""
+    """Cached reads of the two market views through the gateway's online-store window (one
+    :class:`api.cache.Cache` each)."""
 
     def __init__(
-        self, features: OnlineFeatures, cache_seconds: float, clock: Callable[[], float] = time.monotonic
+        self,
+        features: OnlineFeatures,
+        cache_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.features = features
         self.cache_seconds = cache_seconds
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._regime: _Cached | None = None
-        self._windows: dict[str, _Cached] = {}
+        metrics = metrics or GatewayMetrics()
+        self.regimes: Cache[str, RegimeRead] = Cache(
+            "market_regime", metrics, ttl=cache_seconds, max_entries=1, clock=clock
+        )
+        self.windows: Cache[str, ReturnWindow] = Cache(
+            "market_return_windows", metrics, ttl=cache_seconds, max_entries=MAX_CACHED_WINDOWS, clock=clock
+        )
 
-    def _fresh(self, cached: _Cached | None) -> bool:
-        return cached is not None and cached.read_at > self.clock() - self.cache_seconds
+    def cached_regime(self) -> RegimeRead | None:
+        """The regime history from a fresh cached read, or ``None`` (non-blocking)."""
+        return self.regimes.peek(PRIMARY_MARKET)
+
+    def cached_windows(self, tickers: list[str]) -> dict[str, ReturnWindow] | None:
+        """Every ticker's return window from fresh cached reads, or ``None`` when any must be read (non-blocking)."""
+        return self.windows.peek_many(tickers)
 
     def regime(self) -> RegimeRead:
         """The regime history of the primary market (blocking on a cache miss).
@@ -103,10 +113,12 @@ class MarketData:
             FeatureStoreUnavailableError: the online store cannot be read.
             MarketDataUnavailableError: the view holds no row.
         """
-        cached = self._regime
-        if cached is not None and self._fresh(cached):
-            read: RegimeRead = cached.value
-            return read
+        read = self.regimes.get(PRIMARY_MARKET, self._read_regime)
+        if read is None:  # _read_regime raises instead
+            raise MarketDataUnavailableError(f"the {REGIME_VIEW} view has no row")
+        return read
+
+    def _read_regime(self) -> RegimeRead:
         data = self.features.read_refs(REGIME_REFS, [{MARKET_ENTITY: PRIMARY_MARKET}])
         row = {f.name: data[f.name][0] for f in REGIME_FIELDS}
         history = regime_history(row)
@@ -117,10 +129,7 @@ class MarketData:
             )
         series = history.series
         digest = _digest(history.benchmark, series.dates, series.labels, series.trend, series.volatility, stamp)
-        read = RegimeRead(history, stamp, digest)
-        with self._lock:
-            self._regime = _Cached(read, self.clock())
-        return read
+        return RegimeRead(history, stamp, digest)
 
     def return_windows(self, tickers: list[str]) -> dict[str, ReturnWindow]:
         """Each ticker's return window (blocking for those not cached).
@@ -129,27 +138,16 @@ class MarketData:
             FeatureStoreUnavailableError: the online store cannot be read.
             UnknownTickersError: tickers with no row in the view.
         """
-        found: dict[str, ReturnWindow] = {}
-        for ticker in tickers:
-            cached = self._windows.get(ticker)
-            if cached is not None and self._fresh(cached):
-                found[ticker] = cached.value
-        missing = [t for t in tickers if t not in found]
-        if missing:
-            data = self.features.read_refs(RETURN_REFS, [{TICKER: t} for t in missing])
-            now = self.clock()
-            unknown = []
-            for i, ticker in enumerate(missing):
-                window = _window(data, i)
-                if window is None:
-                    unknown.append(ticker)
-                    continue
-                found[ticker] = window
-                with self._lock:
-                    self._windows[ticker] = _Cached(window, now)
-            if unknown:
-                raise UnknownTickersError(unknown)
+        found = self.windows.get_many(tickers, self._read_windows)
+        unknown = [t for t in tickers if t not in found]
+        if unknown:
+            raise UnknownTickersError(unknown)
         return {t: found[t] for t in tickers}
+
+    def _read_windows(self, tickers: list[str]) -> dict[str, ReturnWindow]:
+        """One online read of the tickers' windows; tickers with no row are left out (not cached)."""
+        data = self.features.read_refs(RETURN_REFS, [{TICKER: t} for t in tickers])
+        return {t: window for i, t in enumerate(tickers) if (window := _window(data, i)) is not None}
 
 
 def _window(data: dict[str, list[Any]], i: int) -> ReturnWindow | None:

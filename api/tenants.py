@@ -10,16 +10,21 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from typing import Final
 
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from api.cache import Cache
 from api.db import api_keys, tenant_usage, tenants
 from api.errors import AuthenticationError
 from api.keys import hash_key, split_key
 from api.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
+# Key rows kept (one per real key in use); beyond it the least recently used is read again.
+MAX_CACHED_KEYS: Final = 10_000
 
 
 @dataclass(frozen=True)
@@ -34,33 +39,47 @@ class Principal:
 
 @dataclass(frozen=True)
 class _KeyRow:
-    """What authentication needs of one key row, and when it was read."""
+    """What authentication needs of one key row."""
 
     key_hash: str
     tenant: str
     scopes: frozenset[str]
     rate_limit: str
     revoked: bool
-    read_at: float
 
 
 class KeyAuthenticator:
     """Resolves a presented key to a :class:`Principal`.
 
-    The row of a key id is reused for ``cache_seconds`` (the documented revocation delay): a
-    revocation, scope or limit change takes effect within it. The presented key is still HMAC'd
-    and compared in constant time on every request. Unknown key ids are never cached, so the
-    cache holds at most one row per real key.
+    The row of a key id is kept in :attr:`rows` (a :class:`api.cache.Cache`) for ``cache_seconds``
+    (the documented revocation delay): a revocation, scope or limit change takes effect within it.
+    The presented key is still HMAC'd and compared in constant time on every request. Unknown key
+    ids are never cached, so the cache holds at most one row per real key.
     """
 
     def __init__(
-        self, engine: Engine, pepper: bytes, cache_seconds: float = 0.0, clock: Callable[[], float] = time.monotonic
+        self,
+        engine: Engine,
+        pepper: bytes,
+        cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.engine = engine
         self.pepper = pepper
         self.cache_seconds = cache_seconds
-        self.clock = clock
-        self._rows: dict[str, _KeyRow] = {}
+        # No refresh-ahead: a key row is read when its entry expires, so the revocation delay is exact.
+        self.rows: Cache[str, _KeyRow] = Cache(
+            "api_keys", metrics or GatewayMetrics(), ttl=cache_seconds, max_entries=MAX_CACHED_KEYS, clock=clock
+        )
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.rows.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        self.rows.clock = clock
 
     def cached(self, presented: str | None) -> Principal | None:
         """The caller from a fresh cached row, or ``None`` when the DB must be read (non-blocking).
@@ -69,8 +88,8 @@ class KeyAuthenticator:
             AuthenticationError: the cached row rejects the key.
         """
         key_id = split_key(presented) if presented else None
-        row = self._rows.get(key_id) if key_id else None
-        if row is None or self.clock() - row.read_at >= self.cache_seconds:
+        row = self.rows.peek(key_id) if key_id else None
+        if row is None:
             return None
         return self._check(row, presented or "", key_id or "")
 
@@ -86,10 +105,7 @@ class KeyAuthenticator:
         key_id = split_key(presented)
         if key_id is None:
             raise AuthenticationError("invalid API key")
-        principal = self.cached(presented)
-        if principal is not None:
-            return principal
-        row = self._read(key_id)
+        row = self.rows.get(key_id, partial(self._read, key_id))
         if row is None:
             raise AuthenticationError("invalid API key")
         return self._check(row, presented, key_id)
@@ -104,17 +120,13 @@ class KeyAuthenticator:
             found = conn.execute(query).mappings().first()
         if found is None:
             return None
-        row = _KeyRow(
+        return _KeyRow(
             key_hash=found["key_hash"],
             tenant=found["tenant"],
             scopes=frozenset(found["scopes"].split()),
             rate_limit=found["rate_limit"],
             revoked=found["revoked_at"] is not None,
-            read_at=self.clock(),
         )
-        if self.cache_seconds > 0:
-            self._rows[key_id] = row
-        return row
 
     def _check(self, row: _KeyRow, presented: str, key_id: str) -> Principal:
         if not hmac.compare_digest(row.key_hash, hash_key(presented, self.pepper)):

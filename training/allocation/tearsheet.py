@@ -129,18 +129,12 @@ def build_tearsheet(
     """
     first = _check_results(results)
     _check_inputs(first, benchmark, regimes, rolling_window, turnover_window)
-    names = [r.name for r in results]
-    weights_of = _pick(results, weights_strategy or first.name, "weights_strategy")
-    if fan_strategy is not None and fan_strategy not in [*names, benchmark_name]:
-        raise TrainingError(f"fan_strategy {fan_strategy!r} is neither a strategy ({names}) nor the benchmark")
+    weights_of = _check_named(results, first, benchmark_name, weights_strategy, fan_strategy)
     keep = _thin(first.dates.size)
-    figures = {
-        "equity": _equity_figure(results, benchmark, benchmark_name, keep, regimes=regimes, log_scale=log_scale),
-        "drawdown": _drawdown_figure(results, benchmark, benchmark_name, keep),
-        "rolling-sharpe": _rolling_sharpe_figure(results, benchmark, benchmark_name, keep, rolling_window),
-        "weights": _weights_figure(weights_of, keep),
-        "turnover": _turnover_figure(results, keep, turnover_window),
-    }
+    figures = _figures(
+        results, keep, benchmark=benchmark, benchmark_name=benchmark_name, weights_of=weights_of, regimes=regimes,
+        log_scale=log_scale, rolling_window=rolling_window, turnover_window=turnover_window,
+    )  # fmt: skip
     if fan is not None:
         figures["fan"] = _fan_figure(fan, fan_strategy)
     header = _header(title, first, benchmark_name if benchmark is not None else None, notes, generated_at)
@@ -149,6 +143,43 @@ def build_tearsheet(
     details = "".join(_table_section(name, frame) for name, frame in (extra_tables or {}).items())
     sessions = np.datetime_as_string(first.dates[keep], unit="D").tolist()
     return _page(title, body, figures, sessions, details)
+
+
+def _check_named(
+    results: Sequence[StrategyResult],
+    first: StrategyResult,
+    benchmark_name: str,
+    weights_strategy: str | None,
+    fan_strategy: str | None,
+) -> StrategyResult:
+    """The strategy whose weights are plotted; the fan's owner must be a strategy or the benchmark."""
+    weights_of = _pick(results, weights_strategy or first.name, "weights_strategy")
+    names = [r.name for r in results]
+    if fan_strategy is not None and fan_strategy not in [*names, benchmark_name]:
+        raise TrainingError(f"fan_strategy {fan_strategy!r} is neither a strategy ({names}) nor the benchmark")
+    return weights_of
+
+
+def _figures(
+    results: Sequence[StrategyResult],
+    keep: npt.NDArray[np.intp],
+    *,
+    benchmark: FloatArray | None,
+    benchmark_name: str,
+    weights_of: StrategyResult,
+    regimes: npt.NDArray[np.str_] | Sequence[str] | None,
+    log_scale: bool,
+    rolling_window: int,
+    turnover_window: int,
+) -> dict[str, go.Figure]:
+    """The daily figures, by the element id each is drawn into (the fan, when there is one, comes after)."""
+    return {
+        "equity": _equity_figure(results, benchmark, benchmark_name, keep, regimes=regimes, log_scale=log_scale),
+        "drawdown": _drawdown_figure(results, benchmark, benchmark_name, keep),
+        "rolling-sharpe": _rolling_sharpe_figure(results, benchmark, benchmark_name, keep, rolling_window),
+        "weights": _weights_figure(weights_of, keep),
+        "turnover": _turnover_figure(results, keep, turnover_window),
+    }
 
 
 def write_tearsheet(path: str | Path, results: Sequence[StrategyResult], **options: Unpack[TearsheetOptions]) -> Path:

@@ -133,12 +133,8 @@ def fine_tune(
     rng = np.random.default_rng(config.seed)
     model = classifier.model
     _freeze(model, embeddings=config.freeze_embeddings, layers=config.freeze_layers)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(texts) // config.batch_size)
-    schedule = _schedule(optimiser, steps_per_epoch * config.epochs, config.warmup_fraction, config.schedule)
-    weight = class_weights(labels, 3) if config.class_weighted else np.ones(3)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weight, dtype=torch.float32))
+    optimisation = _Optimisation.build(model, labels, config, steps_per_epoch * config.epochs)
     train = _Batches(classifier, texts, config)
     checked = _Batches(classifier, valid[0], config) if valid is not None else None
     result, best_state, best_f1 = FineTuneResult(), None, -1.0
@@ -146,20 +142,9 @@ def fine_tune(
     with tqdm(total=steps_per_epoch * config.epochs, desc="  fine-tune", unit="step", disable=not progress) as bar:
         for epoch in range(1, config.epochs + 1):
             model.train()
-            losses = []
-            for rows in np.array_split(rng.permutation(len(train)), steps_per_epoch):
-                loss = loss_fn(train.logits(rows), torch.from_numpy(labels[rows].astype(np.int64)))
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-                optimiser.step()
-                schedule.step()
-                optimiser.zero_grad()
-                losses.append(float(loss.detach()))
-                result.steps += 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            batches = np.array_split(rng.permutation(len(train)), steps_per_epoch)
+            result.epoch_loss.append(optimisation.epoch(train, labels, batches, result, bar))
             model.eval()
-            result.epoch_loss.append(float(np.mean(losses)))
             if checked is not None and valid is not None:
                 logits = checked.all_logits()
                 f1 = classification_report(valid[1], logits.argmax(axis=1)).macro_f1
@@ -177,6 +162,47 @@ def fine_tune(
     model.eval()
     result.seconds = time.perf_counter() - started
     return result
+
+
+@dataclass(frozen=True)
+class _Optimisation:
+    """The optimiser side of the loop: the class-weighted loss, AdamW over the trainable weights, the schedule."""
+
+    trainable: list[Any]
+    loss_fn: Any
+    optimiser: Any
+    schedule: Any
+
+    @classmethod
+    def build(cls, model: Any, labels: np.ndarray, config: FineTuneConfig, total_steps: int) -> _Optimisation:
+        import torch
+
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimiser = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+        schedule = _schedule(optimiser, total_steps, config.warmup_fraction, config.schedule)
+        weight = class_weights(labels, 3) if config.class_weighted else np.ones(3)
+        loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(weight, dtype=torch.float32))
+        return cls(trainable, loss_fn, optimiser, schedule)
+
+    def epoch(
+        self, train: _Batches, labels: np.ndarray, batches: list[np.ndarray], result: FineTuneResult, bar: Any
+    ) -> float:
+        """One optimiser step per batch of rows (counted in ``result.steps``); the epoch's mean training loss."""
+        import torch
+
+        losses = []
+        for rows in batches:
+            loss = self.loss_fn(train.logits(rows), torch.from_numpy(labels[rows].astype(np.int64)))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
+            self.optimiser.step()
+            self.schedule.step()
+            self.optimiser.zero_grad()
+            losses.append(float(loss.detach()))
+            result.steps += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        return float(np.mean(losses))
 
 
 def _freeze(model: Any, *, embeddings: bool, layers: int) -> None:

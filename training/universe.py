@@ -113,38 +113,17 @@ def compute_membership(prices: pd.DataFrame, rule: UniverseRule, *, breaks: pd.D
     if prices.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     grid = _grid(prices)
-    has_bar = ~np.isnan(grid.close)
-    summarise = np.median if rule.statistic == "median" else np.mean
-    bars_so_far = np.zeros(len(grid.tickers), dtype=np.int64)
-    counted = 0  # bars are counted over sessions [0, counted)
-    starts, next_start = _life_starts(grid, breaks), 0
+    counts = _BarCounts(~np.isnan(grid.close), _life_starts(grid, breaks))
     days, tickers, ranks, values = [], [], [], []
     for day in reconstitution_dates(grid.sessions, rule.reconstitute):
         p = int(grid.sessions.searchsorted(day))
         if p == 0:
             continue  # nothing before the first session to decide on
-        prev = p - 1
-        bars_so_far += has_bar[counted:p].sum(axis=0)
-        counted = p
-        while next_start < len(starts) and starts[next_start][0] < p:
-            at, col = starts[next_start]
-            bars_so_far[col] = int(has_bar[at:p, col].sum())  # a new company: its own bars only
-            next_start += 1
-        with np.errstate(invalid="ignore"):
-            candidates = np.flatnonzero(
-                has_bar[prev] & (grid.close[prev] >= rule.min_price) & (bars_so_far >= rule.min_history_sessions)
-            )
-        # Only the names that pass the filters are summarised: a session without a bar traded 0.
-        window = np.nan_to_num(grid.traded[max(0, p - rule.lookback_sessions) : p, candidates], nan=0.0)
-        stat = summarise(window, axis=0)
-        positive = stat > 0
-        candidates, stat = candidates[positive], stat[positive]
-        # Highest statistic first; equal statistics in ticker order (the grid's columns are sorted).
-        order = np.lexsort((candidates, -stat))[: rule.top_n]
-        days.append(np.full(order.size, day.to_datetime64()))
-        tickers.append(grid.tickers.to_numpy()[candidates[order]])
-        ranks.append(np.arange(1, order.size + 1, dtype=np.int64))
-        values.append(stat[order])
+        chosen, stat = _rank_on(grid, counts.has_bar, counts.before(p), p, rule)
+        days.append(np.full(chosen.size, day.to_datetime64()))
+        tickers.append(grid.tickers.to_numpy()[chosen])
+        ranks.append(np.arange(1, chosen.size + 1, dtype=np.int64))
+        values.append(stat)
     if not days:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     frame = pd.DataFrame(
@@ -157,6 +136,47 @@ def compute_membership(prices: pd.DataFrame, rule: UniverseRule, *, breaks: pd.D
         }
     )
     return frame[columns]
+
+
+class _BarCounts:
+    """Bars each ticker has before a session, counted forward once; a reused code counts from its break."""
+
+    def __init__(self, has_bar: npt.NDArray[np.bool_], starts: list[tuple[int, int]]) -> None:
+        self.has_bar = has_bar
+        self.starts = starts  # (session, column) where a new company starts, sorted
+        self.bars = np.zeros(has_bar.shape[1], dtype=np.int64)
+        self.counted = 0  # bars are counted over sessions [0, counted)
+        self.next_start = 0
+
+    def before(self, p: int) -> npt.NDArray[np.int64]:
+        """Bars per ticker over sessions ``[0, p)`` (``p`` never decreases between calls)."""
+        self.bars += self.has_bar[self.counted : p].sum(axis=0)
+        self.counted = p
+        while self.next_start < len(self.starts) and self.starts[self.next_start][0] < p:
+            at, col = self.starts[self.next_start]
+            self.bars[col] = int(self.has_bar[at:p, col].sum())  # a new company: its own bars only
+            self.next_start += 1
+        return self.bars
+
+
+def _rank_on(
+    grid: _Grid, has_bar: npt.NDArray[np.bool_], bars: npt.NDArray[np.int64], p: int, rule: UniverseRule
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """The members decided before session ``p``: their columns in rank order and their statistics."""
+    prev = p - 1
+    with np.errstate(invalid="ignore"):
+        candidates = np.flatnonzero(
+            has_bar[prev] & (grid.close[prev] >= rule.min_price) & (bars >= rule.min_history_sessions)
+        )
+    # Only the names that pass the filters are summarised: a session without a bar traded 0.
+    window = np.nan_to_num(grid.traded[max(0, p - rule.lookback_sessions) : p, candidates], nan=0.0)
+    summarise = np.median if rule.statistic == "median" else np.mean
+    stat = summarise(window, axis=0)
+    positive = stat > 0
+    candidates, stat = candidates[positive], stat[positive]
+    # Highest statistic first; equal statistics in ticker order (the grid's columns are sorted).
+    order = np.lexsort((candidates, -stat))[: rule.top_n]
+    return candidates[order], stat[order]
 
 
 def member_mask(

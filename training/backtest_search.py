@@ -79,19 +79,14 @@ def suggest(trial: optuna.Trial, spec: BacktestSpec, names: int) -> tuple[Strate
     return spec.params.model_copy(update=update), int(every)
 
 
-def run_search(
-    spec: BacktestSpec,
-    *,
-    storage: str,
-    study: str,
-    names: int,
-    score: Score,
-    on_trial: Callable[[int, int], None],
-) -> SearchOutcome:
-    """Create or resume ``study`` and run the trials still missing (module docstring).
+FINISHED: Final = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def _open_study(spec: BacktestSpec, *, storage: str, study: str) -> optuna.Study:
+    """Create or load ``study``, refusing one made for another strategy or backtest; stamp it with this one.
 
     Raises:
-        TrainingError: the stored study was made for another strategy, or no trial could trade.
+        TrainingError: the stored study was made for another strategy, or another backtest.
     """
     assert spec.search is not None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -111,9 +106,11 @@ def run_search(
         )
     handle.set_user_attr(STRATEGY_ATTR, spec.strategy)
     handle.set_user_attr(SPEC_ATTR, spec_key(spec))
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    done = len(handle.get_trials(deepcopy=False, states=finished))
-    remaining = max(0, spec.search.trials - done)
+    return handle
+
+
+def _objective(spec: BacktestSpec, names: int, score: Score) -> Callable[[optuna.Trial], float]:
+    """One trial: suggest, score; a set that cannot trade (or scores no finite value) is pruned with its reason."""
 
     def objective(trial: optuna.Trial) -> float:
         params, every = suggest(trial, spec, names)
@@ -126,12 +123,16 @@ def run_search(
             raise optuna.TrialPruned("the objective is not finite (a flat book)")
         return value
 
-    def progress(_study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
-        on_trial(len(_study.get_trials(deepcopy=False, states=finished)), spec.search.trials if spec.search else 1)
+    return objective
 
-    if remaining:
-        handle.optimize(objective, n_trials=remaining, callbacks=[progress], catch=())
-    trials = handle.get_trials(deepcopy=False, states=finished)
+
+def _outcome(handle: optuna.Study, study: str, resumed_from: int) -> SearchOutcome:
+    """The study's best trial and counts.
+
+    Raises:
+        TrainingError: no trial could trade (the reasons named).
+    """
+    trials = handle.get_trials(deepcopy=False, states=FINISHED)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         reasons = {str(t.user_attrs.get("reason", "")) for t in trials} - {""}
@@ -143,8 +144,35 @@ def run_search(
         best_value=float(best.value if best.value is not None else math.nan),
         trials=len(trials),
         pruned=len(trials) - len(complete),
-        resumed_from=done,
+        resumed_from=resumed_from,
     )
+
+
+def run_search(
+    spec: BacktestSpec,
+    *,
+    storage: str,
+    study: str,
+    names: int,
+    score: Score,
+    on_trial: Callable[[int, int], None],
+) -> SearchOutcome:
+    """Create or resume ``study`` and run the trials still missing (module docstring).
+
+    Raises:
+        TrainingError: the stored study was made for another strategy, or no trial could trade.
+    """
+    assert spec.search is not None
+    total = spec.search.trials
+    handle = _open_study(spec, storage=storage, study=study)
+    done = len(handle.get_trials(deepcopy=False, states=FINISHED))
+
+    def progress(_study: optuna.Study, _trial: optuna.trial.FrozenTrial) -> None:
+        on_trial(len(_study.get_trials(deepcopy=False, states=FINISHED)), total)
+
+    if total > done:
+        handle.optimize(_objective(spec, names, score), n_trials=total - done, callbacks=[progress], catch=())
+    return _outcome(handle, study, done)
 
 
 def best_params(spec: BacktestSpec, outcome: SearchOutcome) -> tuple[StrategyParams, int]:

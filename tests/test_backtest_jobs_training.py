@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import create_engine, select, update
 
 from feature_repo.backtests import backtest_catalogue, backtest_jobs
 from tests.backtest_fixtures import FakeClock, job_row, queue_job, sqlite_engine, synthetic_store
+from tests.gateway_fixtures.databases import fresh_postgres_database
 from training.backtest_job import JobRecord, JobStopped, execute, publish_catalogue
 from training.ingest.synthetic import generate_universe
 from training.store import OfflineStore
@@ -143,3 +144,20 @@ def test_close_only_prices_pay_flat_costs_and_say_so(tmp_path: Path) -> None:
     assert state == "succeeded", row.error
     assert row.result["cost_model"].startswith("flat 25 bps per side")  # 5 brokerage + 20 widest half-spread
     assert row.result["metrics"]["total_cost"] > 0
+
+
+def test_on_postgresql_the_job_writes_its_row_and_resumes_its_study(
+    store: tuple[Path, list[str]], database_url: str
+) -> None:
+    """The chart's gateway database: the job's row and the Optuna study both live in a real PostgreSQL."""
+    data_dir, tickers = store
+    with fresh_postgres_database(database_url) as url:
+        engine = create_engine(url)
+        search = {"trials": 2, "study": "pg", "seed": 3}
+        queue_job(engine, "p1", _spec(tickers, strategy="equal_weight", search=search))
+        assert execute("p1", url, str(data_dir), clock=FakeClock()) == "succeeded", job_row(engine, "p1").error
+        queue_job(engine, "p2", _spec(tickers, strategy="equal_weight", search={**search, "trials": 3}))
+        assert execute("p2", url, str(data_dir), clock=FakeClock()) == "succeeded", job_row(engine, "p2").error
+        second = job_row(engine, "p2").result["search"]
+        assert second["resumed_from"] == 2 and second["trials"] == 3 and second["study"] == "backtest:acme:pg"
+        engine.dispose()

@@ -3,11 +3,15 @@
     python scripts/images.py                       # base (no registry) + all four images
     python scripts/images.py --only gateway        # one image
     python scripts/images.py --base python:3.11.14-slim-bookworm   # with registry access
+    python scripts/images.py --only gateway --cold --repository scratch --manifest /tmp/m.json
+                                                   # measure a cold build (no layer cache used)
 
 Each image's tag is a digest of everything that decides its content: the Dockerfile, every file
 and folder it COPYs from the build context, and the base image's id. A tag that already exists
 is not rebuilt. The pip indexes this machine is configured with (``pip config list``) reach the
-build through scripts/index_proxy.py; nothing of them is written into an image. The manifest
+build through scripts/index_proxy.py; nothing of them is written into an image. The proxy keeps
+every file it downloads from a remote index in ``--wheel-cache`` (~/.cache/portfolio-os/wheels), so a
+file crosses the network once for all the images and for every later cold build. The manifest
 (``build/images.json``, ``{"gateway": "portfolio-os/gateway:<digest>", ...}``) is what the
 container tests and docs/deploy.md read.
 """
@@ -137,6 +141,12 @@ def build_index(settings: dict[str, list[str]]) -> BuildIndex:
     return index
 
 
+def default_wheel_cache() -> Path:
+    """~/.cache/portfolio-os/wheels (under $XDG_CACHE_HOME when set)."""
+    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(root) / "portfolio-os" / "wheels"
+
+
 def engine_ok() -> bool:
     try:
         return _run(["docker", "info"]).returncode == 0
@@ -161,16 +171,46 @@ def base_image(choice: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-def build(name: str, tag: str, *, base: str, args: dict[str, str], proxy: str, log: Path) -> None:
-    """docker build with host networking (the proxy listens on 127.0.0.1); the log tail on failure."""
+_STEP = re.compile(r"^Step (?P<n>\d+)/\d+ : (?P<what>.*)$")
+
+
+def build(
+    name: str, tag: str, *, base: str, args: dict[str, str], proxy: str, log: Path, cold: bool = False
+) -> list[dict[str, object]]:
+    """docker build with host networking (the proxy listens on 127.0.0.1); the log tail on failure.
+
+    Returns the Dockerfile steps that took a second or more (the log prefixes every line with the
+    seconds since the build started): where a cold build's time goes.
+    """
     cmd = ["docker", "build", "--network", "host", "-f", f"docker/{name}.Dockerfile", "-t", tag]
+    if cold:
+        cmd.append("--no-cache")
     for key, value in {"BASE_IMAGE": base, **args, "HTTP_PROXY": proxy, "http_proxy": proxy}.items():
         cmd += ["--build-arg", f"{key}={value}"]
-    with log.open("w") as out:
-        code = subprocess.run([*cmd, "."], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
-    if code:
+    steps: list[tuple[float, str]] = []
+    started = time.monotonic()
+    with (
+        log.open("w") as out,
+        subprocess.Popen(
+            [*cmd, "."], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            at = time.monotonic() - started
+            out.write(f"[{at:7.1f}s] {line}")
+            match = _STEP.match(line.strip())
+            if match:
+                steps.append((at, f"{match['n']}: {match['what'][:120]}"))
+    if proc.returncode:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
         raise SystemExit(f"images.py: building {name} failed (full log: {log}):\n{tail}")
+    ends = [at for at, _ in steps[1:]] + [time.monotonic() - started]
+    return [
+        {"step": what, "seconds": round(end - at, 1)}
+        for (at, what), end in zip(steps, ends, strict=True)
+        if end - at >= 1
+    ]
 
 
 @dataclass
@@ -185,6 +225,7 @@ class Plan:
     manifest: Path
     rebuild: bool
     keep_old: bool = False
+    cold: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -207,13 +248,14 @@ def build_lane(names: list[str], plan: Plan) -> dict[str, dict[str, object]]:
     for name in names:
         tag = f"{plan.repository}/{name}:{input_digest(ROOT / 'docker' / f'{name}.Dockerfile', plan.base_id)}"
         started = time.monotonic()
-        built = plan.rebuild or image_id(tag) is None
+        built = plan.rebuild or plan.cold or image_id(tag) is None
+        steps: list[dict[str, object]] = []
         if built:
             log = plan.manifest.parent / f"build-{name}.log"
-            build(name, tag, base=plan.base, args=plan.index.args, proxy=plan.proxy, log=log)
+            steps = build(name, tag, base=plan.base, args=plan.index.args, proxy=plan.proxy, log=log, cold=plan.cold)
         if not plan.keep_old:
             remove_older_tags(tag)
-        report[name] = {"tag": tag, "built": built, "seconds": round(time.monotonic() - started, 1)}
+        report[name] = {"tag": tag, "built": built, "seconds": round(time.monotonic() - started, 1), "steps": steps}
         with plan.lock:
             manifest = json.loads(plan.manifest.read_text()) if plan.manifest.exists() else {}
             manifest[name] = tag
@@ -242,6 +284,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rebuild", action="store_true", help="build even when the tag exists")
     parser.add_argument("--keep-old", action="store_true", help="keep the older tags of each image")
     parser.add_argument("--serial", action="store_true", help="one build at a time (default: gateway alongside)")
+    parser.add_argument(
+        "--cold", action="store_true", help="build every layer anew (docker build --no-cache): to measure a cold build"
+    )
+    parser.add_argument(
+        "--wheel-cache",
+        type=Path,
+        default=default_wheel_cache(),
+        help="where the proxy keeps the files it downloads from remote indexes (default %(default)s)",
+    )
+    parser.add_argument("--no-wheel-cache", action="store_true", help="download every remote file in every build")
     opts = parser.parse_args(argv)
     if not engine_ok():
         print(NO_ENGINE, file=sys.stderr)
@@ -252,9 +304,18 @@ def main(argv: list[str] | None = None) -> int:
     index = build_index(pip_settings())
     opts.manifest.parent.mkdir(parents=True, exist_ok=True)
     wanted = [n for n in IMAGES if n in (opts.only or IMAGES)]
-    with IndexProxy(index.roots, index.hosts, index.cafile) as proxy:
+    cache = None if opts.no_wheel_cache else opts.wheel_cache
+    with IndexProxy(index.roots, index.hosts, index.cafile, cache) as proxy:
         plan = Plan(
-            base, image_id(base) or base, index, proxy.url, opts.repository, opts.manifest, opts.rebuild, opts.keep_old
+            base,
+            image_id(base) or base,
+            index,
+            proxy.url,
+            opts.repository,
+            opts.manifest,
+            opts.rebuild,
+            opts.keep_old,
+            opts.cold,
         )
         report: dict[str, dict[str, object]] = {}
         for stage in build_stages(wanted, serial=opts.serial):
@@ -269,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "images": report,
+        # Where the build's packages came from: local index folders, downloads, the wheel cache.
+        "index_traffic": proxy.traffic.as_dict(),
+        "wheel_cache": str(cache) if cache else None,
     }
     # bench/images.py reads the last run's timings from here.
     (opts.manifest.parent / "images-build.json").write_text(json.dumps(summary, indent=2) + "\n")

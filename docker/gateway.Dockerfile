@@ -13,6 +13,18 @@ FROM ${BASE_IMAGE} AS requirements
 COPY pyproject.toml docker/requirements.py /src/
 RUN python3 /src/requirements.py /src/pyproject.toml /reqs
 
+# The runtime's operating system: the base with the service user, less the package tools and what
+# only they use (docker/slim_system.sh). The runtime copies it whole into one layer (FROM scratch),
+# so the removed files take no space under a whiteout.
+FROM ${BASE_IMAGE} AS system
+COPY docker/slim_system.sh /slim_system.sh
+RUN groupadd --system --gid 10001 portfolio \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
+       --shell /usr/sbin/nologin portfolio \
+    && mkdir -p /data \
+    && chown 10001:10001 /data \
+    && sh /slim_system.sh
+
 # Dependencies only, pinned by requirements/constraints.txt: cached until a dependency changes.
 # The index settings arrive as build arguments of this stage only (never in the final image).
 # Up to the first install this stage is the same in every Dockerfile (same lines, same defaults).
@@ -37,24 +49,54 @@ RUN /opt/venv/bin/pip install --quiet --no-cache-dir -c /src/constraints.txt -r 
     && /opt/venv/bin/pip check
 
 # What no running service needs, dropped before the runtime copies the venv (measured with
-# bench/images.py --breakdown): the installers, the packages' own test suites, mypy (SQLAlchemy[mypy]'s plugin),
-# Dask (Feast's default offline store: the gateway declares its own), Feast's web UI (`feast ui`),
-# Arrow Flight and Arrow's C++ headers.
+# bench/images.py --breakdown): the installers; mypy (SQLAlchemy[mypy]'s plugin) with the packages only
+# it brought (librt, ast-serialize, pathspec, mypy-extensions, types-greenlet); Dask (Feast's default
+# offline store: the gateway declares its own) with the packages only it brought (partd, locket,
+# toolz, cloudpickle); Pygments (imported only by Feast's and httpx's command lines, which never run
+# here); the packages' own test suites and type stubs (.pyi); Feast's web UI (`feast ui`), its
+# `feast init` templates and the docs/ and requirements/ folders its wheel leaves at the top of
+# site-packages; Arrow Flight, Arrow's C++ headers and sources, its Cython sources and C++ test
+# module; numpy's build tools (distutils, f2py) and C headers; SQLAlchemy's test suite support
+# (sqlalchemy.testing and the dialects' provision.py, which only it imports).
+# pyarrow's wheel holds each libarrow_python* library three times (no symlinks in a wheel): the two
+# copies named other than the library's soname become links to it, as a system install has them.
 # Debug symbols are stripped from every shared library (binutils lives in this throwaway stage only)
 # but auditwheel's vendored ones (<package>.libs/): patchelf rewrote those, and strip breaks their
 # layout (numpy's OpenBLAS: "ELF load command address/offset not page-aligned").
-FROM deps AS venv
+FROM deps AS slim-venv
 RUN apt-get update \
     && apt-get install --yes --no-install-recommends binutils \
-    && /opt/venv/bin/python -m pip uninstall --yes --quiet mypy dask setuptools wheel pip \
+    && /opt/venv/bin/python -m pip uninstall --yes --quiet mypy librt ast-serialize pathspec mypy-extensions \
+       types-greenlet dask partd locket toolz cloudpickle pygments setuptools wheel pip \
     && cd /opt/venv/lib/python3.11/site-packages \
     && find . -depth -type d -name tests -exec rm -rf {} + \
-    && rm -rf feast/ui pyarrow/include pyarrow/src pyarrow/libarrow_flight.so* pyarrow/_flight.*.so pyarrow/flight.py \
+    && find . -name "*.pyi" -delete \
+    && rm -rf feast/ui feast/templates docs requirements \
+       pyarrow/include pyarrow/src pyarrow/includes pyarrow/*.pyx pyarrow/*.pxd pyarrow/*.pxi \
+       pyarrow/libarrow_flight.so* pyarrow/libarrow_python_flight.so* pyarrow/_flight.*.so pyarrow/flight.py \
+       pyarrow/_pyarrow_cpp_tests.*.so \
+       numpy/distutils numpy/f2py numpy/_core/include \
+       sqlalchemy/testing sqlalchemy/dialects/*/provision.py \
+    && for f in pyarrow/lib*.so*; do \
+         soname=$(readelf -d "$f" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'); \
+         if [ -n "$soname" ] && [ "$soname" != "${f##*/}" ] && cmp -s "$f" "pyarrow/$soname"; then \
+           ln -sf "$soname" "$f"; \
+         fi; \
+       done \
     && find /opt/venv -type f -name "*.so*" -not -path "*.libs/*" -exec sh -c \
        'for f; do strip --strip-unneeded "$f" 2>/dev/null || echo "left as is (not ELF): $f"; done' sh {} +
 
-FROM ${BASE_IMAGE} AS runtime
-ENV PYTHONDONTWRITEBYTECODE=1 \
+# The venv on that system, and the proof that every native library in both still finds the
+# libraries it links (a package slim_system.sh removed that something needed fails the build here).
+FROM system AS venv
+COPY --from=slim-venv /opt/venv /opt/venv
+COPY docker/check_libraries.sh /tmp/check_libraries.sh
+RUN sh /tmp/check_libraries.sh / && rm /tmp/check_libraries.sh
+
+FROM scratch AS runtime
+COPY --from=system / /
+ENV LANG=C.UTF-8 \
+    PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/tmp \
@@ -64,11 +106,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MLFLOW_DISABLE_TELEMETRY=true \
     HF_HUB_OFFLINE=1 \
     RAY_USAGE_STATS_ENABLED=0
-RUN groupadd --system --gid 10001 portfolio \
-    && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
-       --shell /usr/sbin/nologin portfolio \
-    && mkdir -p /data \
-    && chown 10001:10001 /data
 COPY --from=venv /opt/venv /opt/venv
 # The packages this image runs, last, straight into the venv (what `pip install --no-deps .` would
 # put there, less the metadata nothing reads): a code-only change rebuilds these small layers only.

@@ -95,9 +95,15 @@ def test_base_image_is_an_argument_with_a_pinned_default(name: str) -> None:
     froms = [i for i in instructions if i.keyword == "FROM"]
     assert len(froms) >= 2, "multi-stage build expected"
     names: set[str] = set()
-    for ins in froms:
+    for stage in stages(instructions):
+        ins = stage[0]
         image, *rest = ins.args.split()
-        assert image in names or image == "${BASE_IMAGE}", f"unexpected base {image}"
+        # FROM scratch only to flatten an earlier stage's whole filesystem (the gateway's slimmed system).
+        flattens = len(stage) > 1 and stage[1].keyword == "COPY" and re.fullmatch(r"--from=(\S+) / /", stage[1].args)
+        if image == "scratch":
+            assert flattens and flattens[1] in names, "FROM scratch must start by copying an earlier stage's /"
+        else:
+            assert image in names or image == "${BASE_IMAGE}", f"unexpected base {image}"
         if len(rest) == 2 and rest[0].upper() == "AS":
             names.add(rest[1])
     assert not any(i.keyword == "ARG" and "latest" in i.args for i in instructions)

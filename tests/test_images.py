@@ -334,3 +334,15 @@ def test_image_metadata_keeps_no_index_settings(name: str) -> None:
     history = _docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image)
     for leak in (index_proxy.INDEX_HOST, "PIP_", "HTTP_PROXY", "http_proxy", "/opt/pypi", "/opt/wheels"):
         assert leak not in history, f"{leak} in the history of {image}"
+
+
+@pytest.mark.slow
+def test_gateway_system_has_no_package_tools_and_keeps_time_zones() -> None:
+    """The gateway's slimmed system (docker/slim_system.sh): no apt, dpkg or perl, and time zones still
+    resolve (from the tzdata package pandas requires: the system's zone files are gone)."""
+    code = (
+        "import datetime as dt, json, shutil, zoneinfo; z = zoneinfo.ZoneInfo('America/New_York'); "
+        "print(json.dumps({'tools': [t for t in ('apt-get', 'dpkg', 'perl') if shutil.which(t)], "
+        "'offset_h': dt.datetime(2024, 1, 15, tzinfo=z).utcoffset().total_seconds() / 3600}))"
+    )
+    assert _python(_image("gateway"), code) == {"tools": [], "offset_h": -5.0}

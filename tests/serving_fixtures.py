@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from feature_repo.telemetry import TELEMETRY_OFF
+from feature_repo import telemetry
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +40,8 @@ EXPERIMENT = "serving-tests"
 # Per-test-session cache of an empty, migrated MLflow database: creating one runs MLflow's
 # migrations (about 7 s on two cores); copying the file takes milliseconds.
 _TEMPLATE_DB: list[Path] = []
+# The environment every server a test starts runs with (server tests import it from here).
+TELEMETRY_OFF = telemetry.TELEMETRY_OFF
 
 
 # --- synthetic data and models -------------------------------------------------------------------

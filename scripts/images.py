@@ -205,11 +205,16 @@ def build(
     if proc.returncode:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
         raise SystemExit(f"images.py: building {name} failed (full log: {log}):\n{tail}")
-    ends = [at for at, _ in steps[1:]] + [time.monotonic() - started]
+    return step_seconds(steps, time.monotonic() - started)
+
+
+def step_seconds(steps: list[tuple[float, str]], end: float, at_least: float = 1.0) -> list[dict[str, object]]:
+    """Each step's seconds (from its start to the next one's, the last to ``end``), those of ``at_least`` or more."""
+    ends = [at for at, _ in steps[1:]] + [end] if steps else []
     return [
-        {"step": what, "seconds": round(end - at, 1)}
-        for (at, what), end in zip(steps, ends, strict=True)
-        if end - at >= 1
+        {"step": what, "seconds": round(stop - at, 1)}
+        for (at, what), stop in zip(steps, ends, strict=True)
+        if stop - at >= at_least
     ]
 
 

@@ -111,6 +111,16 @@ def test_input_digest_names_a_missing_source(tmp_path: Path) -> None:
         images.input_digest(dockerfile, "sha256:base", tmp_path)
 
 
+def test_step_seconds_say_where_a_build_spent_its_time() -> None:
+    """From each step's start to the next one's (the last to the build's end); steps under a second left out."""
+    steps = [(0.0, "1: FROM base"), (0.4, "2: RUN pip install"), (130.9, "3: COPY api"), (131.2, "4: CMD")]
+    assert images.step_seconds(steps, end=140.0) == [
+        {"step": "2: RUN pip install", "seconds": 130.5},
+        {"step": "4: CMD", "seconds": 8.8},
+    ]
+    assert images.step_seconds([], end=3.0) == []
+
+
 def test_build_index_rewrites_every_index_to_the_proxy_host() -> None:
     """file:// and https indexes become stable proxy URLs (no port: the dependency layers stay cached)."""
     index = images.build_index(

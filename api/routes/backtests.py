@@ -13,10 +13,11 @@ from fastapi.responses import HTMLResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.audit import canonical_hash
+from api.backtest_allocator import check_allocator, registered_champion
 from api.backtest_dispatch import BacktestDispatcher
 from api.backtest_schemas import BacktestDataPublic, BacktestJobPublic, BacktestRequest, job_public, utc
 from api.backtests import JobConflictError
-from api.deps import BacktestsReader, BacktestsWriter, ServicesDep
+from api.deps import BacktestsReader, BacktestsWriter, InferenceClientDep, ServicesDep
 from api.handlers import ERROR_RESPONSES
 from api.idempotency_http import IDEMPOTENCY_RESPONSES, BacktestsIdempotency
 from api.schemas import ErrorPublic
@@ -54,7 +55,9 @@ _SUBMIT_RESPONSES: Final[Responses] = {
     422: {
         "model": ErrorPublic,
         "description": "Validation error: the body does not match the schema, the date range lies outside the "
-        "published data (the bound is named), or the universe names tickers the data lack",
+        "published data (the bound is named), the universe names tickers the data lack, or (strategy allocator, "
+        "when the gateway has an MLflow server to ask) no allocator champion is registered or it does not cover "
+        "the universe",
     },
 }
 _REPORT_OK: Final[Responses] = {
@@ -93,13 +96,18 @@ async def submit_backtest(
     request: Request,
     response: Response,
     body: BacktestRequest,
+    *,
     services: ServicesDep,
+    client: InferenceClientDep,
     principal: BacktestsWriter,
     _idempotency: BacktestsIdempotency,
 ) -> BacktestJobPublic:
     """Queue a backtest job; it runs on Ray and its state is at the returned id."""
     jobs = _jobs(services)
+    mlflow_url = services.settings.mlflow_url
     try:
+        if body.strategy == "allocator" and mlflow_url:  # refused now when the registry can tell
+            check_allocator(body, await registered_champion(client, mlflow_url), mlflow_url)
         row = await run_in_threadpool(jobs.store.submit, principal.tenant, body)
     except Exception as e:
         services.metrics.backtest_submissions.labels(outcome=getattr(e, "code", "error")).inc()

@@ -43,6 +43,10 @@ def test_production_renders_a_ray_cluster_the_gateway_submits_to() -> None:
     policies = {o["metadata"]["name"]: o for o in objs if o["kind"] == "NetworkPolicy"}
     gateway_out = [r for r in policies["pos-portfolio-os-gateway"]["spec"]["egress"] if r.get("ports")]
     assert any(p["port"] == 8265 for r in gateway_out for p in r["ports"])
+    # An allocator backtest is checked against MLflow at submit (api/backtest_allocator.py).
+    assert env["PORTFOLIO_OS_MLFLOW_URL"].startswith("http") and any(
+        p["port"] == 5000 for r in gateway_out for p in r["ports"]
+    )
     ray_out = [r for r in policies["pos-portfolio-os-ray"]["spec"]["egress"] if r.get("ports")]
     assert any(p["port"] == 5000 for r in ray_out for p in r["ports"])  # MLflow, for the allocator champion
     ray_in = policies["pos-portfolio-os-ray"]["spec"]["ingress"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -118,20 +119,25 @@ class Cache(Generic[K, V]):
         """
         if not self.enabled:
             return None
-        now, found, aging = self.clock(), {}, []
+        expired, renew = self._bounds()
+        found, aging, entries = {}, [], self._entries
         with self._lock:
             for key in keys:
-                entry = self._entries.get(key)
-                if entry is None or now - entry.loaded_at >= self.ttl:
+                entry = entries.get(key)
+                if entry is None or entry.loaded_at <= expired:
                     return None
-                self._entries.move_to_end(key)
+                entries.move_to_end(key)
                 found[key] = entry.value
-                if self._aging(entry, now):
+                if entry.loaded_at <= renew:
                     aging.append(key)
         self._hits.inc(len(found))
         if aging and load is not None:
             self._refresh(aging, load)
         return found
+
+    def put(self, key: K, value: V) -> None:
+        """Keep ``value`` for ``key`` (a memo whose value the caller computed; off when ``ttl <= 0``)."""
+        self._store({key: value})
 
     def peek(self, key: K) -> V | None:
         """The fresh value of ``key``, or ``None`` (never blocks; no refresh)."""
@@ -153,14 +159,15 @@ class Cache(Generic[K, V]):
         if not self.enabled:
             self._misses.inc(len(keys))
             return self._counted_load(keys, load)
-        now, found, aging, missing = self.clock(), {}, [], []
+        expired, renew = self._bounds()
+        found, aging, missing, entries = {}, [], [], self._entries
         with self._lock:
             for key in keys:
-                entry = self._entries.get(key)
-                if entry is not None and now - entry.loaded_at < self.ttl:
-                    self._entries.move_to_end(key)
+                entry = entries.get(key)
+                if entry is not None and entry.loaded_at > expired:
+                    entries.move_to_end(key)
                     found[key] = entry.value
-                    if self._aging(entry, now):
+                    if entry.loaded_at <= renew:
                         aging.append(key)
                 else:
                     missing.append(key)
@@ -256,12 +263,12 @@ class Cache(Generic[K, V]):
             except BaseException:
                 self._load_errors.inc()
                 raise
-        now = self.clock()
+        expired, renew = self._bounds()
         entry = self._entries.get(key)
-        if entry is not None and now - entry.loaded_at < self.ttl:
+        if entry is not None and entry.loaded_at > expired:
             self._entries.move_to_end(key)
             self._hits.inc()
-            if self._aging(entry, now) and key not in self._async_loading:
+            if entry.loaded_at <= renew and key not in self._async_loading:
                 self._start_async(key, load)
             return entry.value
         self._misses.inc()
@@ -309,9 +316,10 @@ class Cache(Generic[K, V]):
 
     # -- shared -----------------------------------------------------------------------------------
 
-    def _aging(self, entry: _Entry[V], now: float) -> bool:
-        share = self.refresh_share
-        return share is not None and now - entry.loaded_at >= self.ttl * share
+    def _bounds(self) -> tuple[float, float]:
+        """Load times at or before which an entry is expired, and at or before which it is renewed."""
+        now, share = self.clock(), self.refresh_share
+        return now - self.ttl, (now - self.ttl * share if share is not None else -math.inf)
 
     def _store(self, values: Mapping[K, V]) -> None:
         if not self.enabled or not values:

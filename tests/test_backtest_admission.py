@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,19 +29,30 @@ NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SPEC = BacktestRequest.model_validate(body())
 
 
+def _prepared(url: str) -> str:
+    """``url`` with the backtest tables and a published catalogue."""
+    engine = make_engine(url)
+    init_backtest_tables(engine)
+    publish(engine)
+    engine.dispose()
+    return url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh gateway database with a published catalogue: SQLite in tmp_path, or a new PostgreSQL database."""
-    with ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite:///{tmp_path / 'gateway.db'}"
-        else:
-            url = stack.enter_context(fresh_postgres_database(request.getfixturevalue("database_url")))
-        engine = make_engine(url)
-        init_backtest_tables(engine)
-        publish(engine)
-        engine.dispose()
-        yield url
+    """A fresh gateway database: SQLite in tmp_path, or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        yield _prepared(f"sqlite:///{tmp_path / 'gateway.db'}")
+        return
+    with fresh_postgres_database(request.getfixturevalue("database_url")) as url:
+        yield _prepared(url)
+
+
+@pytest.fixture
+def postgres(database_url: str) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL (the one that shows who waits on a lock)."""
+    with fresh_postgres_database(database_url) as url:
+        yield _prepared(url)
 
 
 def _replica(url: str, limit: int) -> BacktestStore:
@@ -102,10 +112,8 @@ def _wait_until_blocked(engine: Engine, other: Future[object]) -> None:
     raise AssertionError("replica B never waited on the tenant's admission lock")
 
 
-def test_a_second_replica_waits_for_an_open_admission_and_then_sees_its_job(database: str) -> None:
-    if not database.startswith("postgresql"):
-        pytest.skip("PostgreSQL shows who waits on a lock; SQLite is covered by the concurrent test above")
-    a, b = _replica(database, limit=1), _replica(database, limit=1)
+def test_a_second_replica_waits_for_an_open_admission_and_then_sees_its_job(postgres: str) -> None:
+    a, b = _replica(postgres, limit=1), _replica(postgres, limit=1)
     with a.engine.connect() as conn, ThreadPoolExecutor(max_workers=1) as pool:
         transaction = conn.begin()
         lock_tenant(conn, "acme", NOW)  # replica A: locked, counted 0 active, about to insert

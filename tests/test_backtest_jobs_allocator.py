@@ -138,3 +138,16 @@ def test_a_fixed_width_champion_refuses_a_wider_universe(
     assert champion.width == 4
     with pytest.raises(TrainingError, match="at most 4 names \\(its policy's width\\); the universe has 5"):
         champion_for(data_dir, tickers[10:15])
+
+
+def test_a_search_tunes_only_the_champions_rebalance_spacing(
+    tmp_path: Path, demo_data: tuple[Path, list[str], pd.DataFrame], registry: Registry
+) -> None:
+    data_dir, tickers, _ = demo_data
+    register_allocator(registry, tickers, seed=2)
+    state, row = _run(tmp_path, data_dir, _spec(tickers[:6], search={"trials": 2, "seed": 1}))
+    assert state == "succeeded", row.error
+    search = row.result["search"]
+    assert search["trials"] == 2 and set(search["best_params"]) == {"rebalance_every"}
+    assert row.result["rebalance_every"] == search["best_params"]["rebalance_every"]
+    assert row.result["first_session"] >= search["holdout_start"]  # reported on the held-out sessions

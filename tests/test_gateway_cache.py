@@ -39,7 +39,8 @@ class Loader:
     """A batch loader over a dict of values that records every call (keys absent: not found)."""
 
     def __init__(self, values: dict[str, int]) -> None:
-        self.values, self.calls = values, []  # type: list[list[str]]
+        self.values = values
+        self.calls: list[list[str]] = []
         self.fail = False
 
     def __call__(self, keys: list[str]) -> dict[str, int]:
@@ -202,7 +203,7 @@ async def _async_scenario() -> None:
     first = asyncio.gather(cache.aget("k", load), cache.aget("k", load))
     await asyncio.sleep(0)
     gate.set()
-    assert await first == [1, 1] and calls == 1
+    assert list(await first) == [1, 1] and calls == 1
     clock.now += 0.9
     assert await cache.aget("k", load) == 1 and cache.idle()
     clock.now += 0.2  # past half its life: the old answer at once, one renewal in a task

@@ -2,7 +2,9 @@
 
 The gateway sends the universe's tickers (``ticker``, BYTES), their ``allocator_v1`` features as
 read online (FP64, null when missing) and the client's book (``current_weight``, FP64); the model
-answers one ``weight`` per ticker, cash being the rest (docs/serving-contract.md). The request's
+answers one ``weight`` per ticker, cash being the rest (docs/serving-contract.md). A ticker outside
+a fixed-universe model's trained universe is refused with the code ``outside_universe`` in the
+error body; the gateway reads the code, never the wording. The request's
 ``max_weight`` is the client's hard limit, applied here after the model: a weight above it is cut
 to it and the excess is held in cash.
 """
@@ -17,12 +19,11 @@ from typing import Any, Final
 from api.errors import ModelCallError
 from api.features import FeatureSnapshot
 from api.inference import InferenceClient, fp64_inputs
+from feature_repo.contract import ALLOCATOR, CURRENT_WEIGHT_INPUT, TICKER_INPUT, WEIGHT_OUTPUT, ErrorCode
 from feature_repo.schema import ALLOCATOR_FEATURES
 
-ALLOCATOR: Final = "allocator"
-OUTSIDE_UNIVERSE: Final = "outside_universe"
-# The allocator server's 400 for a ticker it was not trained on starts with this (the contract).
-OUTSIDE_UNIVERSE_MESSAGE: Final = "outside the allocator's trained universe"
+# The reason a refusal for a ticker outside the trained universe becomes (the server's code).
+OUTSIDE_UNIVERSE: Final = ErrorCode.OUTSIDE_UNIVERSE.value
 # How far the model's answer may stray from [0, 1] and a total of 1 (float arithmetic) before it
 # is called malformed.
 WEIGHT_TOLERANCE: Final = 1e-6
@@ -41,9 +42,9 @@ class ModelAllocation:
 def allocator_inputs(snapshot: FeatureSnapshot, current_weights: Mapping[str, float]) -> list[dict[str, Any]]:
     """The v2 inputs for ``snapshot``'s tickers: ``ticker``, the allocator features, ``current_weight``."""
     tickers = snapshot.tickers
-    ticker = {"name": "ticker", "datatype": "BYTES", "shape": [len(tickers)], "data": list(tickers)}
+    ticker = {"name": TICKER_INPUT, "datatype": "BYTES", "shape": [len(tickers)], "data": list(tickers)}
     features = {name: snapshot.values[name] for name in ALLOCATOR_FEATURES}
-    book = {"current_weight": [float(current_weights.get(t, 0.0)) for t in tickers]}
+    book = {CURRENT_WEIGHT_INPUT: [float(current_weights.get(t, 0.0)) for t in tickers]}
     return [ticker, *fp64_inputs(features), *fp64_inputs(book)]
 
 
@@ -80,8 +81,8 @@ async def model_allocation(
     try:
         result = await client.infer(ALLOCATOR, allocator_inputs(snapshot, current_weights))
     except ModelCallError as e:
-        if e.reason == "http_400" and OUTSIDE_UNIVERSE_MESSAGE in e.detail:
+        if e.reason == "http_400" and e.code == ErrorCode.OUTSIDE_UNIVERSE:
             raise ModelCallError(ALLOCATOR, OUTSIDE_UNIVERSE, e.detail) from e
         raise
-    weights = _checked(result.floats("weight", len(snapshot.tickers)), result.version)
+    weights = _checked(result.floats(WEIGHT_OUTPUT, len(snapshot.tickers)), result.version)
     return cap(weights, snapshot.tickers, max_weight, result.version)

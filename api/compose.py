@@ -12,9 +12,8 @@ from api.features import FeatureSnapshot
 from api.inference import InferenceClient, InferResult, encode_inputs, fp64_inputs
 from api.metrics import GatewayMetrics
 from api.schemas import ComponentScores, DegradedReason, SignalPublic, SignalsPublic
-from api.settings import COMPONENT_MODELS
+from feature_repo.contract import COMPONENT_MODELS, COVERAGE_OUTPUT, ENSEMBLE, SCORE_OUTPUT, SIGNAL_FEATURE_SERVICES
 
-ENSEMBLE = "ensemble"
 REASON_TEXT = {
     "not_deployed": "not deployed (absent from MODEL_URLS)",
     "circuit_open": "circuit open after repeated failures; not called",
@@ -79,7 +78,7 @@ async def _call_components(
     client: InferenceClient, snapshot: FeatureSnapshot
 ) -> list[tuple[str, InferResult | BaseException]]:
     async def one(model: str) -> InferResult:
-        service = f"{model}_model_v1"
+        service = SIGNAL_FEATURE_SERVICES[model]
         # Encoded once per snapshot: a snapshot served from the feature cache is reused by requests.
         body = snapshot.remember(f"v2:{service}", lambda: encode_inputs(fp64_inputs(snapshot.service_columns(service))))
         return await client.infer_encoded(model, body)
@@ -107,7 +106,7 @@ async def compose_signals(
         try:
             if isinstance(result, BaseException):
                 raise result
-            scores[model] = last.scores[model] if same_components else result.floats("score", n)
+            scores[model] = last.scores[model] if same_components else result.floats(SCORE_OUTPUT, n)
             out.model_versions[model] = result.version
         except ModelCallError as e:
             out.reasons.append(reason(e))
@@ -196,7 +195,7 @@ def blended_scores(
 ) -> tuple[list[float | None], list[float | None]]:
     if blend is not None:
         try:
-            blended, coverage = blend.floats("score", n), blend.floats("coverage", n)
+            blended, coverage = blend.floats(SCORE_OUTPUT, n), blend.floats(COVERAGE_OUTPUT, n)
         except ModelCallError as e:
             out.reasons.append(_ensemble_reason(e))
             metrics.fallbacks.labels(model=ENSEMBLE, reason=e.reason).inc()

@@ -14,6 +14,7 @@ from api.inference import InferenceClient
 from api.services import Services
 from api.settings import GatewaySettings
 from api.tenants import Principal
+from feature_repo.contract import Scope
 
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key in X-API-Key.")
@@ -74,7 +75,7 @@ async def _count(request: Request, services: Services, principal: Principal) -> 
     request.state.quota = quota
 
 
-def require(scope: str) -> Callable[[Request, ServicesDep, Principal], Awaitable[Principal]]:
+def require(scope: Scope) -> Callable[[Request, ServicesDep, Principal], Awaitable[Principal]]:
     """A dependency that admits callers within their quota and holding ``scope``.
 
     Every authenticated request counts, a 403 too, so every answer to a known key can carry the
@@ -93,13 +94,13 @@ def require(scope: str) -> Callable[[Request, ServicesDep, Principal], Awaitable
     return dependency
 
 
-SignalsReader = Annotated[Principal, Security(require("signals:read"))]
-AllocationsWriter = Annotated[Principal, Security(require("allocations:write"))]
-ExplanationsReader = Annotated[Principal, Security(require("explanations:read"))]
-SentimentReader = Annotated[Principal, Security(require("sentiment:read"))]
-ModelsReader = Annotated[Principal, Security(require("models:read"))]
-BacktestsWriter = Annotated[Principal, Security(require("backtests:write"))]
-BacktestsReader = Annotated[Principal, Security(require("backtests:read"))]
-RegimeReader = Annotated[Principal, Security(require("regime:read"))]
-ForecastsReader = Annotated[Principal, Security(require("forecasts:read"))]
-BriefingReader = Annotated[Principal, Security(require("briefing:read"))]
+SignalsReader = Annotated[Principal, Security(require(Scope.SIGNALS_READ))]
+AllocationsWriter = Annotated[Principal, Security(require(Scope.ALLOCATIONS_WRITE))]
+ExplanationsReader = Annotated[Principal, Security(require(Scope.EXPLANATIONS_READ))]
+SentimentReader = Annotated[Principal, Security(require(Scope.SENTIMENT_READ))]
+ModelsReader = Annotated[Principal, Security(require(Scope.MODELS_READ))]
+BacktestsWriter = Annotated[Principal, Security(require(Scope.BACKTESTS_WRITE))]
+BacktestsReader = Annotated[Principal, Security(require(Scope.BACKTESTS_READ))]
+RegimeReader = Annotated[Principal, Security(require(Scope.REGIME_READ))]
+ForecastsReader = Annotated[Principal, Security(require(Scope.FORECASTS_READ))]
+BriefingReader = Annotated[Principal, Security(require(Scope.BRIEFING_READ))]

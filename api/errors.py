@@ -111,13 +111,15 @@ class ModelCallError(Exception):
         reason: a short code: timeout, connection_error, http_<status>, bad_response, circuit_open,
             not_deployed (and, for the allocator, outside_universe).
         detail: what the server said (its error reason for an http_<status>), for logs and reasons.
+        code: the :class:`feature_repo.contract.ErrorCode` value of the server's error body, if any.
     """
 
-    def __init__(self, model: str, reason: str, detail: str = "") -> None:
+    def __init__(self, model: str, reason: str, detail: str = "", code: str = "") -> None:
         super().__init__(f"{model}: {reason}{f' ({detail})' if detail else ''}")
         self.model = model
         self.reason = reason
         self.detail = detail
+        self.code = code
 
     @property
     def refused(self) -> bool:

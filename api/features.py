@@ -16,16 +16,16 @@ from typing import Any, Final, TypeVar, cast
 from api.errors import FeatureStoreUnavailableError, UnknownTickersError
 from api.metrics import GatewayMetrics
 from api.universe import UniverseScan, scan_universe
-from feature_repo.schema import FEATURES_BY_VIEW, MODEL_SERVICES, names
+from feature_repo.contract import FEATURE_SERVICES, SERVED_SERVICES, service_views
+from feature_repo.schema import FEATURES_BY_VIEW, names
 from feature_repo.settings import FeatureStoreSettings
 from feature_repo.store import FeatureRepo
 
-# Which view feeds which service; the allocator's features all live in the technical view.
-SERVICE_VIEWS: Final[dict[str, tuple[str, ...]]] = {**MODEL_SERVICES, "allocator_v1": ("technical_features",)}
-# The services the gateway composes (v1 until a promoted v2 is wired through compose and the
-# chart). It reads only their views online: a newer service's views (v2's alpha view is 163
-# features wide) would otherwise be fetched, cached and digested on every request for nothing.
-SERVED_SERVICES: Final[tuple[str, ...]] = (*(s for s in MODEL_SERVICES if s.endswith("_v1")), "allocator_v1")
+# Which views feed which service (feature_repo.contract).
+SERVICE_VIEWS: Final[dict[str, tuple[str, ...]]] = {s: service_views(s) for s in FEATURE_SERVICES}
+# The gateway reads only the views of the services it composes (SERVED_SERVICES: v1 until a
+# promoted v2 is wired through compose and the chart): a newer service's views (v2's alpha view
+# is 163 features wide) would otherwise be fetched, cached and digested on every request for nothing.
 SERVED_VIEWS: Final[tuple[str, ...]] = tuple(dict.fromkeys(v for s in SERVED_SERVICES for v in SERVICE_VIEWS[s]))
 # Cached rows used after this share of their life are re-read by a background thread, so under
 # steady traffic no request blocks on Feast when they expire (every concurrent request would).

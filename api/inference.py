@@ -15,6 +15,7 @@ import orjson
 from api.circuit import CircuitBreaker
 from api.errors import ModelCallError
 from api.metrics import GatewayMetrics
+from feature_repo.contract import ERROR_CODE_FIELD, ERROR_REASON_FIELD
 
 MAX_CACHED_ANSWERS: Final = 4096
 # A cached answer used in the last part of its life is renewed by a background call, so under
@@ -64,14 +65,17 @@ CacheKey = tuple[str, str, bytes]
 MAX_ERROR_TEXT: Final = 500
 
 
-def _error_text(response: httpx.Response) -> str:
-    """A model server's error reason: KServe's ``{"error": reason}`` body, else the raw text (bounded)."""
+def _error(model: str, response: httpx.Response) -> ModelCallError:
+    """A model server's error answer: KServe's ``{"error": reason}`` body (else the raw text, bounded)
+    and the ``code`` the server adds to a refusal the gateway acts on."""
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
         body = None
-    text = body.get("error") if isinstance(body, dict) else None
-    return (text if isinstance(text, str) else response.text)[:MAX_ERROR_TEXT]
+    fields = body if isinstance(body, dict) else {}
+    text, code = fields.get(ERROR_REASON_FIELD), fields.get(ERROR_CODE_FIELD)
+    detail = (text if isinstance(text, str) else response.text)[:MAX_ERROR_TEXT]
+    return ModelCallError(model, f"http_{response.status_code}", detail, code if isinstance(code, str) else "")
 
 
 class InferenceClient:
@@ -263,7 +267,7 @@ class InferenceClient:
         except httpx.HTTPError as e:
             raise ModelCallError(model, "connection_error", type(e).__name__) from e
         if response.status_code != 200:
-            raise ModelCallError(model, f"http_{response.status_code}", _error_text(response))
+            raise _error(model, response)
         try:
             answer = orjson.loads(response.content)
             outputs = {str(o["name"]): list(o["data"]) for o in answer["outputs"]}

@@ -19,20 +19,11 @@ from typing import Final
 from sqlalchemy import Engine, insert, select, update
 
 from api.db import api_keys, init_db, make_engine, tenants
+from feature_repo.contract import Scope
 
 KEY_PREFIX: Final = "pos"
-ALL_SCOPES: Final[tuple[str, ...]] = (
-    "signals:read",
-    "allocations:write",
-    "explanations:read",
-    "sentiment:read",
-    "models:read",
-    "backtests:write",
-    "backtests:read",
-    "regime:read",
-    "forecasts:read",
-    "briefing:read",
-)
+# Every scope, in declaration order; a key's row stores their values, space-separated.
+ALL_SCOPES: Final[tuple[Scope, ...]] = tuple(Scope)
 
 
 @dataclass(frozen=True)
@@ -63,7 +54,7 @@ def create_key(engine: Engine, tenant: str, scopes: tuple[str, ...], rate_limit:
     """Create ``tenant`` if new and a key for it."""
     unknown = set(scopes) - set(ALL_SCOPES)
     if unknown:
-        raise ValueError(f"unknown scopes: {sorted(unknown)}; known: {list(ALL_SCOPES)}")
+        raise ValueError(f"unknown scopes: {sorted(unknown)}; known: {[s.value for s in ALL_SCOPES]}")
     key_id = secrets.token_hex(6)
     plaintext = f"{KEY_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
     now = datetime.now(UTC)

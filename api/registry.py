@@ -7,8 +7,8 @@ from typing import Any, Final
 
 from api.inference import InferenceClient
 from api.schemas import RegistryPublic, RegistryVersion
+from feature_repo.contract import CHALLENGER, CHAMPION
 
-ALIASES: Final = ("champion", "challenger")
 MAX_METRICS: Final = 12
 _LABEL: Final = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
@@ -34,8 +34,8 @@ async def registry_info(client: InferenceClient, mlflow_url: str, model: str) ->
     """Both aliases of ``model``; an unreachable MLflow becomes ``error``, never an exception."""
     base = mlflow_url.rstrip("/")
     try:
-        champion = await _version(client, base, model, "champion")
-        challenger = await _version(client, base, model, "challenger")
+        champion = await _version(client, base, model, CHAMPION)
+        challenger = await _version(client, base, model, CHALLENGER)
     except (RuntimeError, KeyError, TypeError, ValueError) as e:
         return RegistryPublic(error=str(e))
     return RegistryPublic(champion=champion, challenger=challenger)

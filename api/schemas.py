@@ -8,6 +8,7 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from api.tickers import TICKER_PATTERN
+from feature_repo.contract import MAX_TEXT_CHARS, MAX_TEXTS
 
 # Exactly the declared pattern: no whitespace stripped, so what the schema refuses the handler refuses.
 Ticker = Annotated[str, StringConstraints(pattern=TICKER_PATTERN, to_upper=True)]
@@ -171,10 +172,11 @@ class ExplanationPublic(BaseModel):
 class SentimentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    texts: list[Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NOT_BLANK)]] = Field(
+    texts: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS, pattern=NOT_BLANK)]] = Field(
         min_length=1,
-        max_length=64,
-        description="1 to 64 texts of 1 to 2,000 characters, each with a non-whitespace character.",
+        max_length=MAX_TEXTS,
+        description=f"1 to {MAX_TEXTS} texts of 1 to {MAX_TEXT_CHARS:,} characters, "
+        "each with a non-whitespace character.",
     )
 
 

@@ -24,20 +24,18 @@ from typing import Final
 
 from starlette.concurrency import run_in_threadpool
 
-from api.compose import ENSEMBLE, ComposedSignals, blended_scores, compose_into, reason
+from api.compose import ComposedSignals, blended_scores, compose_into, reason
 from api.errors import FeatureStoreUnavailableError, ModelCallError
 from api.features import FeatureSnapshot, OnlineFeatures
 from api.inference import InferenceClient, InferResult, encode_inputs, fp64_inputs
 from api.metrics import GatewayMetrics
 from api.registry import info_version
 from api.scored_snapshot import Lookup, ScoredSnapshot
-from api.settings import COMPONENT_MODELS, ScoredSettings
-from feature_repo.schema import ALLOCATOR_SERVICE
+from api.settings import ScoredSettings
+from feature_repo.contract import COMPONENT_MODELS, ENSEMBLE, SCORE_OUTPUT, SERVED_SERVICES, SIGNAL_FEATURE_SERVICES
 
 log = logging.getLogger(__name__)
 SCORED_MODELS: Final = (*COMPONENT_MODELS, ENSEMBLE)
-# The feature services whose values a snapshot keeps: the components' and the allocator's.
-SCORED_SERVICES: Final = (*(f"{m}_model_v1" for m in COMPONENT_MODELS), ALLOCATOR_SERVICE)
 Versions = dict[str, str | None]
 
 
@@ -156,7 +154,7 @@ class ScoredUniverse:
         return True
 
     async def _build(self, marker: str, tickers: list[str], versions: Versions, started: float) -> ScoredSnapshot:
-        features = await run_in_threadpool(self.features.read_known, tickers, SCORED_SERVICES)
+        features = await run_in_threadpool(self.features.read_known, tickers, SERVED_SERVICES)
         client = self.client()
         gate = asyncio.Semaphore(self.settings.max_in_flight)
         timeout = self.settings.build_timeout_s
@@ -166,7 +164,7 @@ class ScoredUniverse:
                 return await client.infer_once(model, body(), timeout_s=timeout)
 
         def inputs(model: str) -> Callable[[], bytes]:
-            return lambda: encode_inputs(fp64_inputs(features.service_columns(f"{model}_model_v1")))
+            return lambda: encode_inputs(fp64_inputs(features.service_columns(SIGNAL_FEATURE_SERVICES[model])))
 
         results = await asyncio.gather(*(call(m, inputs(m)) for m in COMPONENT_MODELS), return_exceptions=True)
         n = len(features.tickers)
@@ -176,7 +174,7 @@ class ScoredUniverse:
             try:
                 if isinstance(result, BaseException):
                     raise result
-                scores[model] = result.floats("score", n)
+                scores[model] = result.floats(SCORE_OUTPUT, n)
                 out.model_versions[model] = result.version
             except ModelCallError as e:
                 if e.reason != "not_deployed":

@@ -15,9 +15,10 @@ from typing import Any, Final
 
 from pydantic import TypeAdapter
 
-from api.compose import ENSEMBLE, ComposedSignals, ranks_of
+from api.compose import ComposedSignals, ranks_of
 from api.features import SERVED_VIEWS, FeatureSnapshot
 from api.metrics import GatewayMetrics
+from feature_repo.contract import ENSEMBLE
 
 _AS_OF: Final = TypeAdapter(datetime | None)
 MAX_SUBSETS: Final = 128

@@ -15,9 +15,7 @@ from feature_repo.settings import FeatureStoreSettings
 # Used only in the local environment when no pepper is configured, so `make demo` works out of
 # the box; production refuses to start without a real secret (see the validator below).
 LOCAL_DEV_PEPPER: Final = "portfolio-os-local-development-pepper"  # not a secret by design
-COMPONENT_MODELS: Final[tuple[str, ...]] = ("technical", "fundamental", "sentiment_signal")
 MAX_TICKERS_CAP: Final = 5000
-KNOWN_MODELS: Final[tuple[str, ...]] = (*COMPONENT_MODELS, "ensemble", "allocator", "sentiment_text")
 
 
 class AuditSettings(BaseModel):

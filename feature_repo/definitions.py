@@ -14,15 +14,10 @@ from typing import Final
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, FeastType, Float64, Int64, PrimitiveFeastType, String
 
+from feature_repo.contract import ALLOCATOR_SERVICE, ALLOCATOR_VIEW, MODEL_SERVICES
 from feature_repo.data_quality import DATA_QUALITY_FEATURES, DATA_QUALITY_VIEW
 from feature_repo.market import MARKET_ENTITY, MARKET_VIEWS
-from feature_repo.schema import (
-    ALLOCATOR_FEATURES,
-    ALLOCATOR_SERVICE,
-    FEATURES_BY_VIEW,
-    MODEL_SERVICES,
-    FeatureSpec,
-)
+from feature_repo.schema import ALLOCATOR_FEATURES, FEATURES_BY_VIEW, FeatureSpec
 
 __all__ = ["ALLOCATOR_FEATURES", "ALLOCATOR_SERVICE", "MODEL_SERVICES", "FeatureDefinitions", "build_definitions"]
 
@@ -96,7 +91,7 @@ def build_definitions(data_uri: str) -> FeatureDefinitions:
     }
     services[ALLOCATOR_SERVICE] = FeatureService(
         name=ALLOCATOR_SERVICE,
-        features=[views["technical_features"][list(ALLOCATOR_FEATURES)]],
+        features=[views[ALLOCATOR_VIEW][list(ALLOCATOR_FEATURES)]],
         description="Risk and momentum inputs of the allocator and the gateway's fallback weights.",
     )
     return FeatureDefinitions(ticker=ticker, views=views, services=services, market=market)

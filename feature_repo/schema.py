@@ -207,15 +207,7 @@ ALLOCATOR_FEATURES: Final[tuple[str, ...]] = (
     "beta_252d",
 )
 
-# Feature service name -> the views (all of their features) it serves.
-MODEL_SERVICES: Final[dict[str, tuple[str, ...]]] = {
-    "technical_model_v1": ("technical_features",),
-    # v1's features then the Alpha158-style library; v1 keeps serving until v2 is promoted.
-    "technical_model_v2": ("technical_features", "alpha_features"),
-    "fundamental_model_v1": ("fundamental_features",),
-    "sentiment_signal_model_v1": ("sentiment_features",),
-}
-ALLOCATOR_SERVICE: Final = "allocator_v1"
+# The feature services (which views each serves) are declared in feature_repo.contract.
 
 
 def names(specs: tuple[FeatureSpec, ...]) -> list[str]:

@@ -17,14 +17,8 @@ from typing import Any, ClassVar, Final
 import numpy as np
 import pandas as pd
 
+from feature_repo.contract import ALLOCATOR_INPUTS, CURRENT_WEIGHT_INPUT, TICKER_INPUT, WEIGHT_OUTPUT, ErrorCode
 from feature_repo.schema import ALLOCATOR_FEATURES
-from serving.contract import (
-    ALLOCATOR_INPUTS,
-    CURRENT_WEIGHT_INPUT,
-    OUTSIDE_UNIVERSE_MESSAGE,
-    TICKER_INPUT,
-    WEIGHT_OUTPUT,
-)
 from serving.errors import BadRequest, ModelLoadError
 from serving.loaders import LoadedAllocator
 from serving.model_base import ChampionModel
@@ -60,7 +54,10 @@ def checked_tickers(loaded: LoadedAllocator, columns: Columns) -> list[str]:
         )
     outside = [] if loaded.max_assets is not None else [t for t in dict.fromkeys(tickers) if t not in loaded.tickers]
     if outside:
-        raise BadRequest(f"{OUTSIDE_UNIVERSE_MESSAGE} of {len(loaded.tickers)} tickers: {_named(outside)}")
+        raise BadRequest(
+            f"outside the allocator's trained universe of {len(loaded.tickers)} tickers: {_named(outside)}",
+            code=ErrorCode.OUTSIDE_UNIVERSE,
+        )
     repeated = sorted({t for t in tickers if tickers.count(t) > 1})
     if repeated:
         raise BadRequest(f"tickers appear more than once: {_named(repeated)}")

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.contract import ENSEMBLE_OUTPUTS
+from feature_repo.contract import ENSEMBLE_OUTPUTS
 from serving.errors import ModelLoadError
 from serving.loaders import LoadedEnsemble
 from serving.model_base import ChampionModel

@@ -28,10 +28,11 @@ from typing import Final
 
 import httpx
 
+from feature_repo.contract import CHAMPION, SENTIMENT_TEXT, SERVED_MODELS
 from serving.supervisor import Supervisor
 
 # Entry points of docs/serving-contract.md started when their model has a champion (in this order).
-MODELS: Final = ("technical", "fundamental", "sentiment_signal", "ensemble", "allocator", "sentiment_text")
+MODELS: Final = SERVED_MODELS
 READY_TIMEOUT_S: Final = 120.0
 STOP_GRACE_S: Final = 10.0
 SAMPLE_TICKERS: Final = "AAPL,MSFT,JPM"
@@ -66,7 +67,7 @@ def champions(tracking_uri: str) -> list[str]:
     found = []
     for name in MODELS:
         with suppress(MlflowException):
-            client.get_model_version_by_alias(name, "champion")
+            client.get_model_version_by_alias(name, CHAMPION)
             found.append(name)
     return found
 
@@ -206,7 +207,7 @@ def sample_requests(gateway: str, key: str, models: list[str]) -> None:
         ("GET", "/v1/explanations/AAPL", None),
         ("POST", "/v1/allocations", {"universe": SAMPLE_TICKERS.split(","), "capital": 1_000_000}),
     ]
-    if "sentiment_text" in models:
+    if SENTIMENT_TEXT in models:
         calls.append(("POST", "/v1/sentiment", {"texts": list(SAMPLE_TEXTS)}))
     calls.append(("GET", "/v1/models", None))
     with httpx.Client(base_url=gateway, headers=headers, timeout=10.0) as client:

@@ -20,11 +20,10 @@ from mlflow.models.model import MODEL_CONFIG
 from mlflow.pyfunc import PyFuncModel
 from mlflow.types import DataType
 
-from feature_repo.schema import ALLOCATOR_FEATURES
-from serving.contract import (
-    ALLOCATOR_FEATURE_SERVICE,
+from feature_repo.contract import (
     ALLOCATOR_INPUTS,
-    ENSEMBLE_COMPONENTS,
+    ALLOCATOR_SERVICE,
+    COMPONENT_MODELS,
     ENSEMBLE_OUTPUTS,
     NO_FEATURE_SERVICE,
     SENTIMENT_LABELS,
@@ -36,6 +35,7 @@ from serving.contract import (
     WEIGHT_OUTPUT,
     service_features,
 )
+from feature_repo.schema import ALLOCATOR_FEATURES
 from serving.errors import ModelLoadError, SignatureMismatch
 from serving.registry import Registry, VersionRef
 from serving.signature import check_names, check_types, signature_inputs, typed_inputs
@@ -98,7 +98,7 @@ class LoadedAllocator(_DownloadedPyfunc):
     model: PyFuncModel
     tickers: frozenset[str]  # the trained universe: a request may name any subset of it
     workdir: tempfile.TemporaryDirectory[str] = field(repr=False)
-    feature_service: str = ALLOCATOR_FEATURE_SERVICE
+    feature_service: str = ALLOCATOR_SERVICE
     # A fixed-width policy serves any set of at most this many tickers (tickers is then not a limit).
     max_assets: int | None = None
 
@@ -196,10 +196,10 @@ def load_ensemble(registry: Registry, ref: VersionRef) -> LoadedEnsemble:
         local = registry.download(ref, Path(workdir.name))
         mlmodel = _read_mlmodel(local, ref, "python_function")
         inputs = signature_inputs(mlmodel.signature, ref.uri)
-        unknown = [name for name in inputs if name not in ENSEMBLE_COMPONENTS]
+        unknown = [name for name in inputs if name not in COMPONENT_MODELS]
         if unknown or not inputs:
             raise SignatureMismatch(
-                f"{ref.uri} takes inputs {inputs}; an ensemble takes signal-model names only ({ENSEMBLE_COMPONENTS})"
+                f"{ref.uri} takes inputs {inputs}; an ensemble takes signal-model names only ({COMPONENT_MODELS})"
             )
         outputs = _output_names(mlmodel)
         missing = [name for name in ENSEMBLE_OUTPUTS if outputs and name not in outputs]
@@ -219,7 +219,7 @@ def _check_allocator_signature(mlmodel: Model, ref: VersionRef) -> None:
         ALLOCATOR_INPUTS,
         [name for name, _ in inputs],
         what,
-        f"the allocator contract ({TICKER_INPUT}, the '{ALLOCATOR_FEATURE_SERVICE}' features, current_weight)",
+        f"the allocator contract ({TICKER_INPUT}, the '{ALLOCATOR_SERVICE}' features, current_weight)",
     )
     expected = dict.fromkeys(ALLOCATOR_INPUTS, DataType.double) | {TICKER_INPUT: DataType.string}
     check_types(inputs, expected, what)
@@ -240,7 +240,7 @@ def _trained_universe(mlmodel: Model, ref: VersionRef) -> frozenset[str]:
             ALLOCATOR_FEATURES,
             [str(f) for f in features],
             f"the model_config features of {ref.uri}",
-            f"feature service '{ALLOCATOR_FEATURE_SERVICE}'",
+            f"feature service '{ALLOCATOR_SERVICE}'",
         )
     return frozenset(tickers)
 
@@ -264,9 +264,9 @@ def load_allocator(registry: Registry, ref: VersionRef) -> LoadedAllocator:
         mlmodel = _read_mlmodel(local, ref, "python_function")
         _check_allocator_signature(mlmodel, ref)
         tag = ref.tags.get(TAG_FEATURE_SERVICE)
-        if tag != ALLOCATOR_FEATURE_SERVICE:
+        if tag != ALLOCATOR_SERVICE:
             raise SignatureMismatch(
-                f"{ref.uri} is tagged {TAG_FEATURE_SERVICE}={tag!r}; this server serves '{ALLOCATOR_FEATURE_SERVICE}'"
+                f"{ref.uri} is tagged {TAG_FEATURE_SERVICE}={tag!r}; this server serves '{ALLOCATOR_SERVICE}'"
             )
         tickers = _trained_universe(mlmodel, ref)
         max_assets = _max_assets(mlmodel, ref)

@@ -3,7 +3,7 @@
 The request carries one input, ``text`` (BYTES ``[n]``: a JSON list of strings, or the binary
 extension's bytes decoded as UTF-8); a v1 ``{"instances": [...]}`` may hold plain strings or
 ``{"text": ...}`` objects. The server refuses, with a 400 and a reason, what the gateway's own limits
-refuse (more than ``max_texts`` texts, a text over :data:`~serving.contract.MAX_TEXT_CHARS`
+refuse (more than ``max_texts`` texts, a text over :data:`~feature_repo.contract.MAX_TEXT_CHARS`
 characters) and what the model cannot score (a missing or extra input, a non-string, empty or blank
 text), before the pyfunc runs. Scoring runs a transformer on the CPU: it runs in the model's own
 thread, one request at a time, so the event loop keeps answering ``/metrics`` and the probes.
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
+from feature_repo.contract import MAX_TEXT_CHARS, MAX_TEXTS, SENTIMENT_LABELS, TEXT_INPUT
 from serving.champion import Champion
-from serving.contract import DEFAULT_MAX_TEXTS, MAX_TEXT_CHARS, SENTIMENT_LABELS, TEXT_INPUT
 from serving.errors import BadRequest, ModelLoadError
 from serving.loaders import LoadedSentimentText
 from serving.model_base import ChampionModel
@@ -86,7 +86,7 @@ class SentimentTextModel(ChampionModel[LoadedSentimentText]):
     text_inputs: ClassVar[frozenset[str]] = frozenset({TEXT_INPUT})
     compute_in_thread: ClassVar[bool] = True
 
-    def __init__(self, name: str, champion: Champion[LoadedSentimentText], max_texts: int = DEFAULT_MAX_TEXTS) -> None:
+    def __init__(self, name: str, champion: Champion[LoadedSentimentText], max_texts: int = MAX_TEXTS) -> None:
         super().__init__(name, champion)
         self.max_texts = max_texts
 

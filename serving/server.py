@@ -24,16 +24,16 @@ from kserve.model_server import app
 from kserve.protocol.rest.server import RESTServer
 from pydantic import ValidationError
 
-from serving.allocator_model import AllocatorModel
-from serving.champion import Champion
-from serving.contract import (
-    ALLOCATOR_NAME,
-    ENSEMBLE_NAME,
+from feature_repo.contract import (
+    ALLOCATOR,
+    ENSEMBLE,
     EXPLAIN_SUFFIX,
-    SENTIMENT_TEXT_NAME,
+    SENTIMENT_TEXT,
     SIGNAL_FEATURE_SERVICES,
     signal_services,
 )
+from serving.allocator_model import AllocatorModel
+from serving.champion import Champion
 from serving.ensemble_model import EnsembleModel
 from serving.errors import BadRequest, ServingError
 from serving.loaders import (
@@ -98,10 +98,12 @@ class LoopbackModelServer(ModelServer):  # type: ignore[misc]  # kserve ships no
 
 
 async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
-    # KServe's body ({"error": reason}), but one warning line instead of an ERROR with a
-    # traceback: a client's mistake is not a server fault, and must not flood the logs.
+    # KServe's body ({"error": reason}, plus the code of a refusal callers act on), but one
+    # warning line instead of an ERROR with a traceback: a client's mistake is not a server fault,
+    # and must not flood the logs.
     log.warning("400 %s %s: %s", request.method, request.url.path, exc)
-    return JSONResponse(status_code=HTTPStatus.BAD_REQUEST, content={"error": str(exc)})
+    content = exc.body() if isinstance(exc, BadRequest) else {"error": str(exc)}
+    return JSONResponse(status_code=HTTPStatus.BAD_REQUEST, content=content)
 
 
 def fail(prog: str, error: Exception) -> SystemExit:
@@ -195,11 +197,11 @@ def serve(options: ServerOptions) -> None:
         registry = Registry(settings.resolve_tracking_uri())
     except ValidationError as e:
         raise fail(prog, e) from None
-    if options.registered_name == ENSEMBLE_NAME:
+    if options.registered_name == ENSEMBLE:
         models = _ensemble_models(options, registry)
-    elif options.registered_name == ALLOCATOR_NAME:
+    elif options.registered_name == ALLOCATOR:
         models = _allocator_models(options, registry)
-    elif options.registered_name == SENTIMENT_TEXT_NAME:
+    elif options.registered_name == SENTIMENT_TEXT:
         models = _sentiment_text_models(options, registry, settings.sentiment_max_texts)
     elif options.registered_name in SIGNAL_FEATURE_SERVICES:
         try:

@@ -12,7 +12,7 @@ from typing import Final
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from serving.contract import DEFAULT_ALIAS, DEFAULT_MAX_TEXTS
+from feature_repo.contract import CHAMPION, MAX_TEXTS
 
 # Telemetry off and hubs offline (the same set as every other entry point), plus MLflow client
 # limits: by default an unreachable http registry is retried for minutes, which would stall a
@@ -47,7 +47,7 @@ class ServingSettings(BaseSettings):
     )
     data_dir: Path = Field(Path("data"), description="Local data folder holding mlflow.db by default.")
     sentiment_max_texts: int = Field(
-        DEFAULT_MAX_TEXTS, ge=1, description="Most texts one sentiment_text request may carry (a larger one is a 400)."
+        MAX_TEXTS, ge=1, description="Most texts one sentiment_text request may carry (a larger one is a 400)."
     )
 
     def resolve_tracking_uri(self) -> str:
@@ -93,7 +93,7 @@ def build_parser(registered_name: str) -> argparse.ArgumentParser:
     parser.add_argument("--http_port", type=int, default=8080, help="HTTP port (v1, v2, /metrics).")
     parser.add_argument("--host", default="127.0.0.1", help="Address to bind; the chart passes 0.0.0.0.")
     parser.add_argument("--model_name", default=registered_name, help="KServe model name (URL path).")
-    parser.add_argument("--alias", default=DEFAULT_ALIAS, help="Registry alias to serve and follow.")
+    parser.add_argument("--alias", default=CHAMPION, help="Registry alias to serve and follow.")
     parser.add_argument(
         "--reload_seconds",
         type=_non_negative,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.contract import BIAS_OUTPUT, LOGISTIC_LINK_OUTPUT, SCORE_OUTPUT
+from feature_repo.contract import BIAS_OUTPUT, LOGISTIC_LINK_OUTPUT, SCORE_OUTPUT
 from serving.loaders import LoadedSignal
 from serving.model_base import ChampionModel
 from serving.tensors import Columns, check_columns

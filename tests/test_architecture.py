@@ -24,7 +24,8 @@ HEAVY = {"torch", "ray", "lightgbm", "transformers", "mlflow", "evidently", "kse
 
 
 def test_import_contracts_hold() -> None:
-    """feature_repo imports no project package; the deployables never import each other."""
+    """feature_repo imports no project package; the deployables never import each other; the shared
+    names (feature_repo.contract) import no app and no heavy library."""
     result = subprocess.run(
         [Path(sys.executable).parent / "lint-imports", "--no-cache"],
         cwd=ROOT,
@@ -33,7 +34,7 @@ def test_import_contracts_hold() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 kept, 0 broken" in result.stdout
+    assert "3 kept, 0 broken" in result.stdout
 
 
 def closure(group: str) -> set[str]:

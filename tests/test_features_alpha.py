@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_repo.contract import MODEL_SERVICES
 from feature_repo.files import read_feature_file, write_feature_chunks
-from feature_repo.schema import ALPHA_FEATURES, ALPHA_ROLLING_OPS, ALPHA_WINDOWS, MODEL_SERVICES, names
+from feature_repo.schema import ALPHA_FEATURES, ALPHA_ROLLING_OPS, ALPHA_WINDOWS, names
 from feature_repo.transforms.alpha import alpha_feature_chunks, alpha_features, feature_frame_columns
 from tests.alpha_oracle import alpha_per_ticker
 

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 
-from serving.contract import SIGNAL_FEATURE_SERVICES, service_features, signal_services
+from feature_repo.contract import SIGNAL_FEATURE_SERVICES, service_features, signal_services
 from serving.settings import parse_options
 from tests.serving_fixtures import (
     Registry,
@@ -26,7 +26,7 @@ from tests.serving_fixtures import (
     train_booster,
 )
 
-V2 = service_features("technical_model_v2")
+V2 = list(service_features("technical_model_v2"))
 
 
 @pytest.fixture(scope="module", autouse=True)

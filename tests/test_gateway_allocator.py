@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.db import audit_log
-from feature_repo.schema import ALLOCATOR_SERVICE
+from feature_repo.contract import ALLOCATOR_SERVICE
 from feature_repo.settings import FeatureStoreSettings
 from feature_repo.store import FeatureRepo
 from tests.gateway_fixtures.fixtures import (  # noqa: F401

@@ -34,12 +34,12 @@ import yaml
 
 from api.db import init_db, make_engine
 from api.keys import ALL_SCOPES, create_key
+from feature_repo.contract import service_features
 from monitoring import contract, dashboards
 from monitoring.exporter import EXPORTED_METRICS
 from monitoring.local_prometheus import PrometheusAPI, local_prometheus, scrape_config
 from monitoring.promql import base_name, metric_names
 from monitoring.rules import load_rules, with_short_for
-from serving.contract import service_features
 from serving.launcher import Service, free_ports, plan, running
 from tests.gateway_fixtures.feast_repo import build_feature_repo
 from tests.gateway_fixtures.fixtures import PEPPER

@@ -22,7 +22,8 @@ import psutil
 import pytest
 from kserve.protocol.infer_type import InferInput, InferRequest
 
-from feature_repo.schema import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE
+from feature_repo.contract import ALLOCATOR_SERVICE, ErrorCode
+from feature_repo.schema import ALLOCATOR_FEATURES
 from serving.allocator_model import checked_tickers
 from serving.errors import BadRequest, SignatureMismatch
 from serving.loaders import load_allocator
@@ -310,6 +311,8 @@ def test_bad_requests_are_400_with_a_clear_message(allocator_server: ServerProce
     response = post(allocator_server, allocator_request(change(synthetic_rows(UNIVERSE[:3], seed=10))))
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]
+    # Only the refusal the gateway acts on carries a code; it reads the code, never the wording.
+    assert response.json().get("code") == (ErrorCode.OUTSIDE_UNIVERSE if message.startswith("outside") else None)
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ import psutil
 import pytest
 
 from api.client import PortfolioOSClient
-from serving.contract import service_features
+from feature_repo.contract import service_features
 from tests.gateway_fixtures.feast_repo import build_feature_repo
 from tests.gateway_fixtures.load import Load
 from tests.serving_fixtures import Registry, mlflow_uris_restored, server_env, train_booster

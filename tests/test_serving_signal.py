@@ -14,7 +14,7 @@ import numpy as np
 import psutil
 import pytest
 
-from serving.contract import service_features
+from feature_repo.contract import service_features
 from serving.errors import ModelNotRegistered, RegistryUnavailable, SignatureMismatch
 from serving.loaders import load_signal
 from serving.registry import Registry as ServingRegistry
@@ -34,9 +34,9 @@ from tests.serving_fixtures import (
     wait_for,
 )
 
-TECHNICAL = service_features("technical_model_v1")
-SENTIMENT = service_features("sentiment_signal_model_v1")
-FUNDAMENTAL = service_features("fundamental_model_v1")
+TECHNICAL = list(service_features("technical_model_v1"))
+SENTIMENT = list(service_features("sentiment_signal_model_v1"))
+FUNDAMENTAL = list(service_features("fundamental_model_v1"))
 
 CONTRACT_METRICS = {
     "portfolio_os_model_ready",

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.allocation_inputs import AllocationInputs, allocation_inputs
-from api.allocator import ALLOCATOR, OUTSIDE_UNIVERSE, ModelAllocation, model_allocation
+from api.allocator import OUTSIDE_UNIVERSE, ModelAllocation, model_allocation
 from api.deps import AllocationsWriter, InferenceClientDep, ServicesDep
 from api.errors import ModelCallError
 from api.fallback import allocate, portfolio_volatility
-from api.features import SERVICE_VIEWS, FeatureSnapshot
+from api.features import FeatureSnapshot
 from api.handlers import TICKER_ERROR_RESPONSES
 from api.idempotency_http import IDEMPOTENCY_RESPONSES, AllocationsIdempotency
 from api.inference import InferenceClient
@@ -21,11 +21,11 @@ from api.metrics import GatewayMetrics
 from api.schemas import AllocationPublic, AllocationRequest, DegradedReason, WeightPublic
 from api.services import Services
 from api.tickers import check_tickers
-from feature_repo.schema import ALLOCATOR_SERVICE
+from feature_repo.contract import ALLOCATOR, ALLOCATOR_SERVICE, service_views
 
 router = APIRouter(prefix="/v1", tags=["allocations"])
 ROUTE: Final = "/v1/allocations"
-VIEWS: Final = SERVICE_VIEWS[ALLOCATOR_SERVICE]
+VIEWS: Final = service_views(ALLOCATOR_SERVICE)
 METHOD: Final = "allocator"
 SHOWN: Final = 10  # tickers named in a reason; the count says how many more
 # Why the allocator model did not answer, in words (keyed by the reason code).

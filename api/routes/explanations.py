@@ -15,11 +15,20 @@ from api.inference import fp64_inputs
 from api.narrative import narrative
 from api.schemas import ContributionPublic, ExplanationPublic
 from api.tickers import TICKER_PATTERN
+from feature_repo.contract import (
+    BIAS_OUTPUT,
+    EXPLAIN_SUFFIX,
+    LOGISTIC_LINK_OUTPUT,
+    SCORE_OUTPUT,
+    SIGNAL_FEATURE_SERVICES,
+    TECHNICAL,
+    service_views,
+)
 
 router = APIRouter(prefix="/v1", tags=["explanations"])
-SERVER = "technical"
-EXPLAINER = "technical-explain"
-SERVICE = "technical_model_v1"
+SERVER = TECHNICAL
+EXPLAINER = f"{TECHNICAL}{EXPLAIN_SUFFIX}"
+SERVICE = SIGNAL_FEATURE_SERVICES[TECHNICAL]
 
 
 @router.get("/explanations/{ticker}", response_model=ExplanationPublic, responses=TICKER_ERROR_RESPONSES)
@@ -35,14 +44,14 @@ async def get_explanation(
     ticker = ticker.upper()
     if not client.deployed(SERVER):
         raise ModelNotDeployedError("the technical model (and its explainer) is not deployed")
-    snapshot = await run_in_threadpool(services.features.read, [ticker], ("technical_features",))
+    snapshot = await run_in_threadpool(services.features.read, [ticker], service_views(SERVICE))
     columns = snapshot.service_columns(SERVICE)
     try:
         result = await client.infer(EXPLAINER, fp64_inputs(columns), server=SERVER)
         contributions = {f: result.floats(f, 1)[0] for f in columns}
-        bias = result.floats("bias", 1)[0]
-        served = result.floats("score", 1)[0] if "score" in result.outputs else None
-        link = result.floats("logistic_link", 1)[0] if "logistic_link" in result.outputs else None
+        bias = result.floats(BIAS_OUTPUT, 1)[0]
+        served = result.floats(SCORE_OUTPUT, 1)[0] if SCORE_OUTPUT in result.outputs else None
+        link = result.floats(LOGISTIC_LINK_OUTPUT, 1)[0] if LOGISTIC_LINK_OUTPUT in result.outputs else None
     except ModelCallError as e:
         raise NoModelAvailableError(f"the technical explainer is unavailable: {e}") from e
     if bias is None:

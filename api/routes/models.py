@@ -13,7 +13,7 @@ from api.handlers import ERROR_RESPONSES
 from api.inference import InferenceClient
 from api.registry import info_version, registry_info
 from api.schemas import ModelPublic, ModelsPublic
-from api.settings import KNOWN_MODELS
+from feature_repo.contract import SERVED_MODELS
 
 router = APIRouter(prefix="/v1", tags=["models"])
 STATE_NAMES: dict[CircuitState, Literal["closed", "half_open", "open"]] = {
@@ -63,6 +63,6 @@ async def list_models(
     request: Request, services: ServicesDep, client: InferenceClientDep, _principal: ModelsReader
 ) -> ModelsPublic:
     """Serving readiness, versions and (with MLflow) champion/challenger per model."""
-    names = list(dict.fromkeys([*KNOWN_MODELS, *client.urls]))
+    names = list(dict.fromkeys([*SERVED_MODELS, *client.urls]))
     models = await asyncio.gather(*(_one(services, client, n) for n in names))
     return ModelsPublic(models=list(models), request_id=request.state.request_id)

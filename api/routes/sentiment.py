@@ -11,10 +11,11 @@ from api.errors import InvalidRequestError, ModelCallError, ModelNotDeployedErro
 from api.handlers import ERROR_RESPONSES
 from api.idempotency_http import IDEMPOTENCY_RESPONSES, SentimentIdempotency
 from api.schemas import SentimentPublic, SentimentRequest, SentimentScores
+from feature_repo.contract import SENTIMENT_LABELS, SENTIMENT_TEXT, TEXT_INPUT
 
 router = APIRouter(prefix="/v1", tags=["sentiment"])
-MODEL = "sentiment_text"
-LABELS = ("negative", "neutral", "positive")
+MODEL = SENTIMENT_TEXT
+LABELS = SENTIMENT_LABELS
 # A transformer on CPU needs far longer than a tree model: the largest request (64 texts of 128
 # tokens) took about 3 s on one core when measured; 20 x MODEL_TIMEOUT_S is 10 s by default. Still bounded.
 TIMEOUT_FACTOR = 20.0
@@ -47,7 +48,7 @@ async def score_sentiment(
     """Sentiment probabilities for short financial texts."""
     if not client.deployed(MODEL):
         raise ModelNotDeployedError("the sentiment model (sentiment_text) is not deployed")
-    inputs = [{"name": "text", "datatype": "BYTES", "shape": [len(body.texts)], "data": body.texts}]
+    inputs = [{"name": TEXT_INPUT, "datatype": "BYTES", "shape": [len(body.texts)], "data": body.texts}]
     try:
         result = await client.infer(MODEL, inputs, timeout_s=client.timeout_s * TIMEOUT_FACTOR)
         rows = _rows(result.outputs, len(body.texts))

@@ -26,12 +26,12 @@ from feature_repo.briefing import (
     SignalChange,
     SignalFacts,
 )
+from feature_repo.contract import ENSEMBLE
 from feature_repo.data_quality import DEVIATION_PREFIX, STATISTIC_NAMES, reasons
 from feature_repo.tables import DATE, TICKER
 from monitoring.decay import model_decay
 from monitoring.errors import MonitoringError
 
-ENSEMBLE: Final = "ensemble"
 TOP: Final = 5
 TOP_ANOMALIES: Final = 10
 SPIKE_Z: Final = 2.0

@@ -24,11 +24,12 @@ from typing import Any
 import pandas as pd
 
 from feature_repo.briefing import BriefingFacts, BriefingIndex, facts_file, index_file
+from feature_repo.contract import ENSEMBLE
 from feature_repo.data_quality import DATA_QUALITY_VIEW
 from feature_repo.definitions import EVENT_TIMESTAMP, feature_file
 from feature_repo.tables import DATE, TICKER
 from monitoring import reports
-from monitoring.briefing.facts import ENSEMBLE, anomaly_facts, decay_facts, drift_facts, sentiment_facts, signal_facts
+from monitoring.briefing.facts import anomaly_facts, decay_facts, drift_facts, sentiment_facts, signal_facts
 from monitoring.errors import MonitoringError
 from monitoring.sentinel.job import anomalies_file
 

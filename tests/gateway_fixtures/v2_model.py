@@ -29,9 +29,9 @@ def coefficient(feature: str) -> float:
 
 
 def service_features(model: str) -> list[str]:
-    from feature_repo.schema import FEATURES_BY_VIEW, MODEL_SERVICES, names
+    from feature_repo.contract import SIGNAL_FEATURE_SERVICES, service_features
 
-    return [f for view in MODEL_SERVICES[f"{model}_model_v1"] for f in names(FEATURES_BY_VIEW[view])]
+    return list(service_features(SIGNAL_FEATURE_SERVICES[model]))
 
 
 def build_models(names: list[str], version: str, delay_s: float) -> list[Any]:

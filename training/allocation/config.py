@@ -12,6 +12,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from feature_repo.contract import ENSEMBLE
 from feature_repo.schema import ALLOCATOR_FEATURES
 
 
@@ -80,7 +81,7 @@ class AllocationRunConfig(_Strict):
     lookback: int = Field(252, ge=20, description="Sessions of returns behind each classic optimiser.")
     refit_every: int = Field(252, ge=1, description="Sessions between re-fits in the walk-forward backtest.")
     validation_windows: int = Field(4, ge=1, description="Walk-forward windows over the valid segment.")
-    score_model: str = Field("ensemble", description="Whose out-of-sample test scores the top-k strategy ranks.")
+    score_model: str = Field(ENSEMBLE, description="Whose out-of-sample test scores the top-k strategy ranks.")
     topk: TopkConfig = Field(default_factory=TopkConfig)
     monte_carlo: MonteCarloConfig = Field(default_factory=MonteCarloConfig)
     rl: RLConfig = Field(default_factory=RLConfig)

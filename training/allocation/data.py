@@ -16,8 +16,9 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from feature_repo.contract import ALLOCATOR_SERVICE
 from feature_repo.definitions import EVENT_TIMESTAMP
-from feature_repo.schema import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE
+from feature_repo.schema import ALLOCATOR_FEATURES
 from feature_repo.store import FeatureRepo
 from feature_repo.tables import DATE, TICKER
 from training.allocation.panel import MarketPanel, panel_from_frames

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
-from feature_repo.schema import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE
+from feature_repo.contract import ALLOCATOR, ALLOCATOR_SERVICE, TAG_FEATURE_SERVICE
+from feature_repo.schema import ALLOCATOR_FEATURES
 from training.allocation.backtest import backtest
 from training.allocation.card import AllocatorFacts, render_card
 from training.allocation.comparison import AllocationInputs, Comparison, backtest_config, input_validation_windows
@@ -20,7 +21,7 @@ from training.errors import TrainingError
 from training.registry.gate import Challenger
 from training.registry.model_registry import ModelRegistry, RunRecord
 
-NAME: Final = "allocator"
+NAME: Final = ALLOCATOR
 
 
 def allocator_challenger(
@@ -39,7 +40,11 @@ def allocator_challenger(
                 if isinstance(v, int | float)
             },
         },
-        tags={"feature_service": ALLOCATOR_SERVICE, "code_version": code, "algorithm": str(search.config["algorithm"])},
+        tags={
+            TAG_FEATURE_SERVICE: ALLOCATOR_SERVICE,
+            "code_version": code,
+            "algorithm": str(search.config["algorithm"]),
+        },
         card=render_card(_facts(inputs, search, comparison, code=code, data_kind=data_kind)),
         tables={"comparison": table, "trials": search.trials},
     )

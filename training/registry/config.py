@@ -13,6 +13,8 @@ from typing import Any, Final, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from feature_repo.contract import CHALLENGER, CHAMPION
+
 _ALIAS_PATTERN = r"^[A-Za-z0-9_-]{1,255}$"
 LEGACY_KEY: Final = "signals.registry"
 DEPRECATED: Final = (
@@ -34,8 +36,8 @@ class RegistryConfig(_Strict):
     promotion_margin: float = Field(
         0.0, ge=0, description="How much higher the challenger's rank IC must be to replace the champion."
     )
-    champion_alias: str = Field("champion", pattern=_ALIAS_PATTERN)
-    challenger_alias: str = Field("challenger", pattern=_ALIAS_PATTERN)
+    champion_alias: str = Field(CHAMPION, pattern=_ALIAS_PATTERN)
+    challenger_alias: str = Field(CHALLENGER, pattern=_ALIAS_PATTERN)
     guard_sessions: int = Field(
         63, ge=1, description="Dates of known outcomes after a new champion's data before the guard judges it."
     )

@@ -13,6 +13,7 @@ from typing import Any, Final, TextIO
 
 import pandas as pd
 
+from feature_repo.contract import SENTIMENT_TEXT, SENTIMENT_TEXT_TASK, TAG_TASK
 from training.registry.gate import Challenger
 from training.registry.model_registry import ModelRegistry, RunRecord
 from training.sentiment import LABELS
@@ -24,7 +25,7 @@ from training.sentiment.realtext import as_markdown
 from training.sentiment.runtimes import export_for_runtime, export_onnx
 from training.sentiment.text_classifier import ONNX_FILE, TextClassifier
 
-NAME: Final = "sentiment_text"
+NAME: Final = SENTIMENT_TEXT
 BASE_MODEL: Final = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -41,7 +42,7 @@ def text_challenger(
         name=NAME,
         params=params | {"train_sentences": len(ev.split.train), "validation_sentences": len(ev.split.valid)},
         metrics=ev.model.as_metrics("val") | ev.lexicon.as_metrics("lexicon_val") | metrics,
-        tags={"task": "sentiment_text", "code_version": code, "corpus": ev.corpus.description[:250]},
+        tags={TAG_TASK: SENTIMENT_TEXT_TASK, "code_version": code, "corpus": ev.corpus.description[:250]},
         card=_card(cfg, ev, params, code),
     )
 

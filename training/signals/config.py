@@ -19,7 +19,7 @@ from typing import Literal, Self
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from feature_repo.schema import ALLOCATOR_FEATURES, ALLOCATOR_SERVICE, FEATURES_BY_VIEW, MODEL_SERVICES, names
+from feature_repo import contract
 from training.errors import TrainingError
 from training.evaluation.config import CostConfig, EvaluationConfig
 from training.validation import Segments, WalkForwardConfig, fold_layout
@@ -30,17 +30,15 @@ class _Strict(BaseModel):
 
 
 def service_features(service: str) -> tuple[str, ...]:
-    """The features a feature service serves, in serving order.
+    """The features a feature service serves, in serving order (:func:`feature_repo.contract.service_features`).
 
     Raises:
-        TrainingError: when ``service`` is not a service of :mod:`feature_repo.schema`.
+        TrainingError: when ``service`` is not a service of :mod:`feature_repo.contract`.
     """
-    if service == ALLOCATOR_SERVICE:
-        return ALLOCATOR_FEATURES
-    if service not in MODEL_SERVICES:
-        valid = ", ".join([*MODEL_SERVICES, ALLOCATOR_SERVICE])
-        raise TrainingError(f"unknown feature service '{service}'; valid services: {valid}")
-    return tuple(f for view in MODEL_SERVICES[service] for f in names(FEATURES_BY_VIEW[view]))
+    try:
+        return contract.service_features(service)
+    except KeyError:
+        raise TrainingError(contract.unknown_service(service)) from None
 
 
 class ModelSpec(_Strict):

@@ -14,6 +14,7 @@ from typing import Final
 import numpy as np
 import pandas as pd
 
+from feature_repo.contract import ENSEMBLE, TAG_FEATURE_SERVICE
 from feature_repo.tables import DATE, TICKER
 from training.registry.gate import Challenger
 from training.registry.model_registry import ModelRegistry, RunRecord
@@ -25,7 +26,6 @@ from training.signals.guard import TAG_DATA_END
 from training.signals.inputs import SignalInputs
 
 BASELINES: Final = ("momentum_12_1", "reversal_1m", "equal_weight")
-ENSEMBLE: Final = "ensemble"
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def model_challenger(run: SignalRun, m: TrainedModel) -> Challenger:
         cv_rank_ic=m.tuning.fold_rank_ics,
     )
     tags = {
-        "feature_service": m.spec.feature_service,
+        TAG_FEATURE_SERVICE: m.spec.feature_service,
         "horizon": str(run.config.horizon),
         # binary scores are P(excess > 0) and their raw sum log-odds; regression and lambdarank
         # scores only order names: a reader of the score (the explanations route) must know which.

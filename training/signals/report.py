@@ -13,6 +13,7 @@ from typing import TextIO
 
 import pandas as pd
 
+from feature_repo.contract import ENSEMBLE
 from feature_repo.tables import DATE, TICKER
 from training.allocation.data import scores_path
 from training.context import RunContext
@@ -58,7 +59,7 @@ def save_scores(ctx: RunContext, models: list[TrainedModel], blended: EnsembleRe
     h = inputs.config.horizon
     predictions = pd.concat(
         [m.scores[[DATE, TICKER, "score"]].assign(model=m.name) for m in models]
-        + [blended.scores[[DATE, TICKER, "score"]].assign(model="ensemble")],
+        + [blended.scores[[DATE, TICKER, "score"]].assign(model=ENSEMBLE)],
         ignore_index=True,
     )[[DATE, TICKER, "model", "score"]]
     outcomes = inputs.outcomes[[DATE, TICKER, "known_at", f"fwd_excess_{h}d"]]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from feature_repo.contract import SIGNAL_FEATURE_SERVICES, TECHNICAL
 from feature_repo.definitions import feature_file
 from feature_repo.files import read_feature_file
 from feature_repo.store import FeatureRepo, full_window
@@ -59,13 +60,13 @@ def online(ctx: RunContext) -> dict[str, object]:
     repo = FeatureRepo.open(ctx.settings)
     tickers = ctx.config.online_tickers
     started = time.perf_counter()
-    frame = repo.online("technical_model_v1", tickers)
+    service = SIGNAL_FEATURE_SERVICES[TECHNICAL]
+    frame = repo.online(service, tickers)
     millis = (time.perf_counter() - started) * 1000
     preview = frame.set_index("ticker")[list(ONLINE_PREVIEW)].T
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 120):
         print(
-            f"  technical_model_v1 online ({frame.shape[1] - 1} features; {len(ONLINE_PREVIEW)} shown), "
-            f"{millis:.1f} ms:",
+            f"  {service} online ({frame.shape[1] - 1} features; {len(ONLINE_PREVIEW)} shown), {millis:.1f} ms:",
             file=ctx.out,
         )
         print("  " + preview.to_string().replace("\n", "\n  "), file=ctx.out)

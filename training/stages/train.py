@@ -10,6 +10,7 @@ The evaluation table is printed and written to ``<data>/reports/`` (:mod:`traini
 
 from __future__ import annotations
 
+from feature_repo.contract import ENSEMBLE
 from feature_repo.store import FeatureRepo
 from training.cards import data_label
 from training.context import RunContext
@@ -51,7 +52,7 @@ def run(ctx: RunContext) -> dict[str, object]:
     blended = ensemble(models, inputs)
     save_scores(ctx, models, blended, inputs)
     rows: dict[str, tuple[SignalMetrics | None, BacktestResult]] = {m.name: (m.metrics, m.backtest) for m in models}
-    rows["ensemble"] = (blended.metrics, blended.backtest)
+    rows[ENSEMBLE] = (blended.metrics, blended.backtest)
     rows.update(baselines(inputs))
     table = evaluation_table(rows)
     signal_run = SignalRun(config, inputs, code_version(), ctx.config.data.kind, table)
@@ -59,9 +60,9 @@ def run(ctx: RunContext) -> dict[str, object]:
     decisions = [register_and_gate(registry, c) for c in challengers]
     label = data_label(ctx.config.data.kind)
     report_evaluation(ctx, table, decisions, label, models)
-    report_portfolios(ctx, {**{m.name: m.scores for m in models}, "ensemble": blended.scores}, inputs, label)
+    report_portfolios(ctx, {**{m.name: m.scores for m in models}, ENSEMBLE: blended.scores}, inputs, label)
     return {
         "models": len(models) + 1,
         "promoted": sum(d.promoted for d in decisions),
-        "test_rank_ic": round(float(table["rank_ic_mean"].to_numpy()[list(table.index).index("ensemble")]), 4),
+        "test_rank_ic": round(float(table["rank_ic_mean"].to_numpy()[list(table.index).index(ENSEMBLE)]), 4),
     }

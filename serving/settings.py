@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -13,25 +12,22 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from feature_repo.contract import CHAMPION, MAX_TEXTS
+from feature_repo.telemetry import QUIET_PROGRESS, TELEMETRY_OFF, set_defaults
 
-# Telemetry off and hubs offline (the same set as every other entry point), plus MLflow client
-# limits: by default an unreachable http registry is retried for minutes, which would stall a
-# server start and every reload poll; a short timeout and no retries make it fail fast instead.
+# Telemetry off and hubs offline (the set every entry point applies), plus MLflow client limits:
+# by default an unreachable http registry is retried for minutes, which would stall a server
+# start and every reload poll; a short timeout and no retries make it fail fast instead.
 PROCESS_DEFAULTS: Final[dict[str, str]] = {
-    "FEAST_USAGE": "False",
-    "DO_NOT_TRACK": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "HF_HUB_OFFLINE": "1",
+    **TELEMETRY_OFF,
+    **QUIET_PROGRESS,
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 
 
 def apply_process_defaults() -> None:
     """Set :data:`PROCESS_DEFAULTS`, keeping any value the environment already has."""
-    for key, value in PROCESS_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    set_defaults(PROCESS_DEFAULTS)
 
 
 class ServingSettings(BaseSettings):

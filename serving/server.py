@@ -36,6 +36,7 @@ from serving.allocator_model import AllocatorModel
 from serving.champion import Champion
 from serving.ensemble_model import EnsembleModel
 from serving.errors import BadRequest, ServingError
+from serving.grpc_loopback import LoopbackGRPCServer
 from serving.loaders import (
     LoadedAllocator,
     LoadedEnsemble,
@@ -59,9 +60,9 @@ GRACE_SECONDS = 10
 
 
 class LoopbackModelServer(ModelServer):  # type: ignore[misc]  # kserve ships no type hints
-    """A single-worker, REST-only ``ModelServer`` bound to ``host``."""
+    """A single-worker ``ModelServer`` bound to ``host``: REST, and v2 gRPC when given a port."""
 
-    def __init__(self, host: str, http_port: int) -> None:
+    def __init__(self, host: str, http_port: int, grpc_port: int | None = None) -> None:
         super().__init__(
             http_port=http_port,
             workers=1,
@@ -71,6 +72,8 @@ class LoopbackModelServer(ModelServer):  # type: ignore[misc]  # kserve ships no
             grace_period=GRACE_SECONDS,
         )
         self.host = host
+        self.grpc_listen_port = grpc_port
+        self._grpc: LoopbackGRPCServer | None = None
         # KServe logs two timing lines per request on "kserve.trace"; the access log and the
         # Prometheus histograms already carry that, at a fraction of the cost.
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
@@ -94,7 +97,21 @@ class LoopbackModelServer(ModelServer):  # type: ignore[misc]  # kserve ships no
         app.add_exception_handler(BadRequest, _bad_request)
         self._rest_server = rest
         self.servers.append(rest.start())
+        if self.grpc_listen_port is not None:
+            self._grpc = LoopbackGRPCServer(
+                self.host, self.grpc_listen_port, self.dataplane, self.model_repository_extension, GRACE_SECONDS
+            )
         asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        # uvicorn owns SIGTERM/SIGINT: when REST has drained and returned, gRPC drains and stops too.
+        grpc_task = asyncio.create_task(self._grpc.start()) if self._grpc is not None else None
+        try:
+            await asyncio.gather(*self.servers)
+        finally:
+            if grpc_task is not None and self._grpc is not None:
+                await self._grpc.stop()
+                await asyncio.gather(grpc_task, return_exceptions=True)
 
 
 async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
@@ -125,9 +142,11 @@ def _serve(options: ServerOptions, champion: Champion[Any], models: Sequence[Cha
     # out of later collections. A version loaded later by the poll is collected as usual.
     gc.collect()
     gc.freeze()
-    server = LoopbackModelServer(options.host, options.http_port)
+    server = LoopbackModelServer(options.host, options.http_port, options.grpc_port)
     champion.start_polling(options.reload_seconds)
     log.info("%s listening on http://%s:%d", prog, options.host, options.http_port)
+    if options.grpc_port is not None:
+        log.info("%s v2 gRPC on %s:%d", prog, options.host, options.grpc_port)
     try:
         server.start(list(models))
     except SystemExit as e:

@@ -71,6 +71,8 @@ class ServerOptions:
     reload_seconds: float
     # A signal model's Feast feature service version; None: the contract's default (v1).
     feature_service: str | None = None
+    # The v2 gRPC port beside REST (same host, same models); None: REST only.
+    grpc_port: int | None = None
 
 
 def _non_negative(text: str) -> float:
@@ -87,6 +89,12 @@ def build_parser(registered_name: str) -> argparse.ArgumentParser:
         description=f"Serve the MLflow model '{registered_name}' over the Open Inference Protocol v2 (KServe).",
     )
     parser.add_argument("--http_port", type=int, default=8080, help="HTTP port (v1, v2, /metrics).")
+    parser.add_argument(
+        "--grpc_port",
+        type=int,
+        default=None,
+        help="Also serve the v2 gRPC inference service on this port (same host and models); default REST only.",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="Address to bind; the chart passes 0.0.0.0.")
     parser.add_argument("--model_name", default=registered_name, help="KServe model name (URL path).")
     parser.add_argument("--alias", default=CHAMPION, help="Registry alias to serve and follow.")
@@ -115,4 +123,5 @@ def parse_options(registered_name: str, argv: list[str] | None = None) -> Server
         alias=args.alias,
         reload_seconds=args.reload_seconds,
         feature_service=args.feature_service,
+        grpc_port=args.grpc_port,
     )

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Final, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.schemas import AllocationConstraints, BookTicker, DegradedReason, Ticker, Weight
-from feature_repo.market import RETURN_WINDOW_SESSIONS
+from feature_repo.contract import RETURN_WINDOW_SESSIONS
 
 RegimeLabel = Literal["bull", "bear", "sideways", "unknown"]
 # Weights a client computed and rounded: 50 names rounded to 5 decimals stay well inside.

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from feature_repo.contract import RETURN_WINDOW_SESSIONS
 from feature_repo.schema import FeatureSpec
 from feature_repo.tables import DATE, TICKER
 from feature_repo.transforms.regime import REGIMES, RegimeSeries, benchmark_returns, regime_series
@@ -32,8 +33,6 @@ MARKET_ENTITY: Final = "market"
 PRIMARY_MARKET: Final = "primary"  # the one key: the benchmark the pipeline run measures by
 REGIME_VIEW: Final = "market_regime"
 RETURN_WINDOW_VIEW: Final = "return_window"
-# Three years of sessions: the longest forecast horizon (252) fits three times over.
-RETURN_WINDOW_SESSIONS: Final = 756
 
 REGIME_FIELDS: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec("benchmark", "string", "Symbol of the benchmark the regime is read from."),

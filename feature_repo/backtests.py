@@ -16,13 +16,15 @@ from typing import Annotated, Final, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from sqlalchemy import JSON, Column, Date, DateTime, Float, Integer, MetaData, String, Table, Text
 
+from feature_repo.contract import ALLOCATOR, CHAMPION
+
 # The job's entry point in the training environment: ``python -m <JOB_MODULE> run --job-id <id>``.
 JOB_MODULE: Final = "training.backtest_job"
 STRATEGIES: Final[tuple[str, ...]] = ("topk", "topk_dropout", "min_variance", "hrp", "equal_weight", "allocator")
 Strategy = Literal["topk", "topk_dropout", "min_variance", "hrp", "equal_weight", "allocator"]
 # The ``allocator`` strategy runs this registered model at this alias (the one the allocator server serves).
-ALLOCATOR_MODEL: Final = "allocator"
-ALLOCATOR_ALIAS: Final = "champion"
+ALLOCATOR_MODEL: Final = ALLOCATOR
+ALLOCATOR_ALIAS: Final = CHAMPION
 # What ranks names for the two top-k books: the price baselines (computed point-in-time from the
 # closes by the job) or the signal models' out-of-sample scores the train stage left behind.
 Signal = Literal["momentum_12_1", "short_term_reversal", "model"]

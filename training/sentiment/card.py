@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from feature_repo.contract import SENTIMENT_TEXT
 from training.sentiment import LABELS
 from training.sentiment.metrics import ClassificationReport, render_confusion
 
@@ -63,7 +64,7 @@ def render_text_card(facts: TextCardFacts, limits: Sequence[str] = ()) -> str:
     )
     params = ", ".join(f"{k}={v}" for k, v in facts.params.items())
     every_limit = (*(PROJECT_SET_LIMITS if facts.project_set else ()), *limits)
-    table = "\n".join(comparison_rows({"sentiment_text": facts.model, "loughran_mcdonald": facts.lexicon}))
+    table = "\n".join(comparison_rows({SENTIMENT_TEXT: facts.model, "loughran_mcdonald": facts.lexicon}))
     return f"""# Model card: sentiment_text
 
 **Verdict.** {verdict}

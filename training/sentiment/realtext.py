@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from feature_repo.contract import SENTIMENT_TEXT
 from training.sentiment.calibration import expected_calibration_error
 from training.sentiment.card import comparison_rows
 from training.sentiment.metrics import ClassificationReport, classification_report, render_confusion
@@ -86,7 +87,7 @@ def as_json(validation: Validation) -> dict[str, Any]:
 
 def as_markdown(validation: Validation) -> str:
     """A section: the comparison table, ECE, and both confusion matrices."""
-    table = "\n".join(comparison_rows({"sentiment_text": validation.model, "loughran_mcdonald": validation.lexicon}))
+    table = "\n".join(comparison_rows({SENTIMENT_TEXT: validation.model, "loughran_mcdonald": validation.lexicon}))
     return (
         f"## {validation.name}: {validation.description}\n\n```\n{table}\n```\n"
         f"ECE (15 bins): {validation.ece_before:.4f} before temperature scaling, {validation.ece_after:.4f} after.\n\n"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
+from api.cache import Cache
 from api.errors import ModelCallError, NoModelAvailableError
 from api.features import FeatureSnapshot
 from api.inference import InferenceClient, InferResult, encode_inputs, fp64_inputs
@@ -14,6 +17,8 @@ from api.metrics import GatewayMetrics
 from api.schemas import ComponentScores, DegradedReason, SignalPublic, SignalsPublic
 from feature_repo.contract import COMPONENT_MODELS, COVERAGE_OUTPUT, ENSEMBLE, SCORE_OUTPUT, SIGNAL_FEATURE_SERVICES
 
+# Distinct (rows, versions) compositions kept; small, since each holds 50 tickers' validated answers.
+MAX_COMPOSITIONS: Final = 128
 REASON_TEXT = {
     "not_deployed": "not deployed (absent from MODEL_URLS)",
     "circuit_open": "circuit open after repeated failures; not called",
@@ -52,20 +57,50 @@ class ComposedSignals:
         return {**self._public, "request_id": request_id}
 
 
-@dataclass
-class _LastComposition:
-    """A snapshot's last undegraded composition and the model answers it was made from.
+@dataclass(frozen=True)
+class _Composition:
+    """An undegraded composition, what it was blended from, and the ensemble version that blended it."""
 
-    With a snapshot from the feature cache and answers from the score cache, consecutive requests
-    for the same tickers receive the very same answer objects; the composition (50 tickers' worth
-    of validated models and their JSON) is then reused instead of rebuilt.
+    scores: dict[str, list[float | None]]
+    blend_body: bytes
+    blend_version: str
+    composed: ComposedSignals
+
+
+# What determines a composition: the feature rows scored (their digest covers the tickers, their
+# order and every value) and, per component, the version that scored them (or "not_deployed").
+CompositionKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class Compositions:
+    """Undegraded compositions, reused by key (:data:`CompositionKey`), not by object identity.
+
+    Served models are deterministic, so the same rows scored by the same versions give the same
+    scores; the ensemble's version is checked on every reuse. A composition (50 tickers' worth of
+    validated models and their JSON) is then built once per key rather than per request. Entries
+    live as long as the model answers they were made from (``ttl``: the score cache's life); a
+    component that reports no version is never reused (its key could not tell two models apart).
     """
 
-    outcomes: tuple[Outcome, ...] = ()
-    scores: dict[str, list[float | None]] = field(default_factory=dict)
-    blend_body: bytes = b""
-    blend: InferResult | None = None
-    composed: ComposedSignals | None = None
+    def __init__(self, metrics: GatewayMetrics, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.memo: Cache[CompositionKey, _Composition] = Cache(
+            "compositions", metrics, ttl=ttl, max_entries=MAX_COMPOSITIONS, clock=clock
+        )
+
+    @staticmethod
+    def key(
+        snapshot: FeatureSnapshot, components: list[tuple[str, InferResult | BaseException]]
+    ) -> CompositionKey | None:
+        """The key of a composition of ``components``' answers for ``snapshot``; ``None``: not reusable."""
+        versions = []
+        for model, result in components:
+            if isinstance(result, InferResult) and result.version:
+                versions.append((model, result.version))
+            elif isinstance(result, ModelCallError) and result.reason == "not_deployed":
+                versions.append((model, "not_deployed"))
+            else:
+                return None  # a failed component (degraded) or an unversioned answer
+        return snapshot.digest(), tuple(versions)
 
 
 def reason(error: ModelCallError) -> DegradedReason:
@@ -79,34 +114,31 @@ async def _call_components(
 ) -> list[tuple[str, InferResult | BaseException]]:
     async def one(model: str) -> InferResult:
         service = SIGNAL_FEATURE_SERVICES[model]
-        # Encoded once per snapshot: a snapshot served from the feature cache is reused by requests.
-        body = snapshot.remember(f"v2:{service}", lambda: encode_inputs(fp64_inputs(snapshot.service_columns(service))))
-        return await client.infer_encoded(model, body)
+        return await client.infer_encoded(model, encode_inputs(fp64_inputs(snapshot.service_columns(service))))
 
     results = await asyncio.gather(*(one(m) for m in COMPONENT_MODELS), return_exceptions=True)
     return list(zip(COMPONENT_MODELS, results, strict=True))
 
 
 async def compose_signals(
-    client: InferenceClient, snapshot: FeatureSnapshot, metrics: GatewayMetrics
+    client: InferenceClient, snapshot: FeatureSnapshot, metrics: GatewayMetrics, memo: Compositions | None = None
 ) -> ComposedSignals:
-    """Score ``snapshot``'s tickers with every deployed component, then blend.
+    """Score ``snapshot``'s tickers with every deployed component, then blend (reusing ``memo``'s composition).
 
     Raises:
         NoModelAvailableError: no component model returned scores.
     """
     n = len(snapshot.tickers)
-    last = snapshot.remember("composition", _LastComposition)
     components = await _call_components(client, snapshot)
-    outcomes = tuple(_outcome(result) for _, result in components)
-    same_components = None not in outcomes and _same(outcomes, last.outcomes)
+    key = memo.key(snapshot, components) if memo is not None else None
+    kept = memo.memo.peek(key) if memo is not None and key is not None else None
     out = ComposedSignals(signals=[], model_versions={})
     scores: dict[str, list[float | None]] = {}
     for model, result in components:
         try:
             if isinstance(result, BaseException):
                 raise result
-            scores[model] = last.scores[model] if same_components else result.floats(SCORE_OUTPUT, n)
+            scores[model] = kept.scores[model] if kept is not None else result.floats(SCORE_OUTPUT, n)
             out.model_versions[model] = result.version
         except ModelCallError as e:
             out.reasons.append(reason(e))
@@ -115,38 +147,19 @@ async def compose_signals(
     if not scores:
         detail = "; ".join(r.message for r in out.reasons)
         raise NoModelAvailableError(f"no component model could score the request: {detail}")
-    blend_body = last.blend_body if same_components else encode_inputs(fp64_inputs(scores))
+    blend_body = kept.blend_body if kept is not None else encode_inputs(fp64_inputs(scores))
     blend = await _blend(client, blend_body, out, metrics)
-    if same_components and blend is not None and blend is last.blend and last.composed is not None:
-        observe_scores(metrics, scores, last.composed.signals)
-        return last.composed
+    if kept is not None and blend is not None and blend.version == kept.blend_version:
+        observe_scores(metrics, scores, kept.composed.signals)
+        return kept.composed
     blended, coverage = blended_scores(blend, scores, n, out, metrics)
     compose_into(
         out, snapshot.tickers, as_of=snapshot.tickers_as_of(), scores=scores, blended=blended, coverage=coverage
     )
     observe_scores(metrics, scores, out.signals)
-    if None not in outcomes and blend is not None and not out.degraded:
-        snapshot.keep("composition", _LastComposition(outcomes, scores, blend_body, blend, out))
+    if memo is not None and key is not None and blend is not None and blend.version and not out.degraded:
+        memo.memo.put(key, _Composition(scores, blend_body, blend.version, out))
     return out
-
-
-Outcome = InferResult | str | None
-
-
-def _outcome(result: InferResult | BaseException) -> Outcome:
-    """A component call's outcome for reuse: its answer, ``"not_deployed"``, or ``None`` (a failure)."""
-    if isinstance(result, InferResult):
-        return result
-    if isinstance(result, ModelCallError) and result.reason == "not_deployed":
-        return "not_deployed"
-    return None
-
-
-def _same(outcomes: tuple[Outcome, ...], previous: tuple[Outcome, ...]) -> bool:
-    """The very same answer objects (and the same components not deployed) as ``previous``."""
-    if len(outcomes) != len(previous):
-        return False
-    return all(a is b or (isinstance(a, str) and a == b) for a, b in zip(outcomes, previous, strict=True))
 
 
 def compose_into(

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final
 
+from api.cache import Cache
 from api.errors import FeatureStoreUnavailableError, UnknownTickersError
 from api.metrics import GatewayMetrics
 from api.universe import UniverseScan, scan_universe
@@ -30,35 +30,31 @@ SERVED_VIEWS: Final[tuple[str, ...]] = tuple(dict.fromkeys(v for s in SERVED_SER
 # Cached rows used after this share of their life are re-read by a background thread, so under
 # steady traffic no request blocks on Feast when they expire (every concurrent request would).
 REFRESH_AFTER_SHARE: Final = 0.5
-# Distinct ticker sets kept assembled; small, since each holds its derived answers (memory, GC).
-MAX_ASSEMBLED: Final = 128
+# (view, ticker) rows kept: the served views of a universe of thousands of tickers.
+MAX_CACHED_ROWS: Final = 50_000
 # Tickers per online call when the whole universe is read: bounds the peak of Feast's response objects.
 UNIVERSE_CHUNK: Final = 400
-T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FeatureSnapshot:
-    """What one request read: values per feature and the event time of each (view, ticker) row."""
+    """What one request read: values per feature and the event time of each (view, ticker) row.
+
+    Immutable: its digest (which every answer audits) is computed once, when it is built.
+    """
 
     tickers: list[str]
     values: dict[str, list[float | None]]
     event_times: dict[str, list[datetime | None]]
     row_digests: dict[str, list[str]]
-    # Values derived from the snapshot (its digest, encoded model inputs): a snapshot served from
-    # the cache to many requests computes each once.
-    _derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    _digest: str = field(init=False, compare=False, repr=False)
 
-    def remember(self, key: str, compute: Callable[[], T]) -> T:
-        """``compute()``, evaluated once per snapshot and ``key``."""
-        if key not in self._derived:
-            self._derived[key] = compute()
-        return cast("T", self._derived[key])
-
-    def keep(self, key: str, value: object) -> None:
-        """Store ``value`` as what :meth:`remember` returns for ``key`` from now on."""
-        self._derived[key] = value
+    def __post_init__(self) -> None:
+        hasher = hashlib.sha256()
+        for view, digests in self.row_digests.items():
+            for ticker, row in zip(self.tickers, digests, strict=True):
+                hasher.update(f"{view}\t{ticker}\t{row}\n".encode())
+        object.__setattr__(self, "_digest", hasher.hexdigest())
 
     def service_columns(self, service: str) -> dict[str, list[float | None]]:
         """The features of a model service (all features of its views), by name."""
@@ -72,12 +68,12 @@ class FeatureSnapshot:
 
     def ticker_as_of(self, index: int) -> datetime | None:
         """The newest event time of one ticker's rows."""
-        stamps = [t for times in self.event_times.values() if (t := times[index]) is not None]
-        return max(stamps) if stamps else None
+        return max((t for times in self.event_times.values() if (t := times[index]) is not None), default=None)
 
     def tickers_as_of(self) -> list[datetime | None]:
-        """:meth:`ticker_as_of` of every ticker, in order (computed once per snapshot)."""
-        return self.remember("tickers_as_of", lambda: [self.ticker_as_of(i) for i in range(len(self.tickers))])
+        """:meth:`ticker_as_of` of every ticker, in order."""
+        columns = list(self.event_times.values())
+        return [max((t for c in columns if (t := c[i]) is not None), default=None) for i in range(len(self.tickers))]
 
     def digest(self) -> str:
         """sha256 of the rows read, for the audit trail (see :func:`row_digest` for one row's part).
@@ -86,7 +82,7 @@ class FeatureSnapshot:
         request served from cached rows hashes a few dozen short digests rather than re-serialising
         every feature value (that re-serialisation was the gateway's largest cost per request).
         """
-        return self.remember("digest", self._digest)
+        return self._digest
 
     def subset(self, rows: list[int], views: tuple[str, ...], *, with_values: bool = True) -> FeatureSnapshot:
         """The snapshot of the tickers at ``rows`` (in that order), for ``views`` only.
@@ -109,13 +105,6 @@ class FeatureSnapshot:
             row_digests={v: [self.row_digests[v][i] for i in rows] for v in views},
         )
 
-    def _digest(self) -> str:
-        hasher = hashlib.sha256()
-        for view, digests in self.row_digests.items():
-            for ticker, row in zip(self.tickers, digests, strict=True):
-                hasher.update(f"{view}\t{ticker}\t{row}\n".encode())
-        return hasher.hexdigest()
-
 
 def row_digest(values: dict[str, float | None], event_time: datetime | None) -> str:
     """sha256 of one row: canonical JSON of its feature values by name and its ISO event time."""
@@ -124,34 +113,25 @@ def row_digest(values: dict[str, float | None], event_time: datetime | None) -> 
 
 
 @dataclass(frozen=True)
-class _Assembled:
-    """A snapshot assembled from cached rows, valid while no row was replaced and none expired."""
-
-    generation: int
-    oldest_read_at: float
-    snapshot: FeatureSnapshot
-
-
-@dataclass(frozen=True)
 class _Row:
     """One (view, ticker) online row as read: its feature values and event time (``None``: no row)."""
 
     values: tuple[float | None, ...]
     event_time: datetime | None
-    read_at: float
     digest: str
 
 
 class OnlineFeatures:
     """The gateway's window on the Feast online store (opened on first use, reopened after a failure).
 
-    Online rows change only at materialisation (daily), so each (view, ticker) row is reused for
-    ``cache_seconds``: a request reads Feast only for the tickers it lacks. A snapshot is always
-    assembled from the rows it reports, so its ``as_of`` and :meth:`FeatureSnapshot.digest` describe
-    exactly the vectors scored, whether they came from the cache or from Feast. Tickers with no row in
-    any view are never cached (the cache stays bounded by the real universe). Rows served after half
-    their life are re-read in the background (one refresh at a time), so steady traffic never waits
-    for Feast; a row is still never served older than ``cache_seconds``.
+    Online rows change only at materialisation (daily), so each (view, ticker) row is kept in
+    :attr:`rows` (a :class:`api.cache.Cache`) for ``cache_seconds``: a request reads Feast only for
+    the tickers it lacks, and concurrent requests lacking the same rows share one read. A snapshot is
+    always assembled from the rows it reports, so its ``as_of`` and :meth:`FeatureSnapshot.digest`
+    describe exactly the vectors scored, whether they came from the cache or from Feast. Tickers with
+    no row in any view are never cached (the cache stays bounded by the real universe). Rows served
+    after half their life are re-read in the background, so steady traffic never waits for Feast; a
+    row is still never served older than ``cache_seconds``.
     """
 
     def __init__(
@@ -164,15 +144,17 @@ class OnlineFeatures:
         self.settings = settings
         self.metrics = metrics
         self.cache_seconds = cache_seconds
-        self.clock = clock
         self._repo: FeatureRepo | None = None
         # Feast's SQLite online store shares one connection across threads; serialise its reads.
         self._lock = threading.Lock()
-        self._rows: dict[tuple[str, str], _Row] = {}
-        self._refreshing = False
-        # Bumped whenever rows are replaced; assembled snapshots of an older generation are stale.
-        self._generation = 0
-        self._assembled: dict[tuple[tuple[str, ...], tuple[str, ...]], _Assembled] = {}
+        self.rows: Cache[tuple[str, str], _Row] = Cache(
+            "feature_rows",
+            metrics,
+            ttl=cache_seconds,
+            max_entries=MAX_CACHED_ROWS,
+            refresh_share=REFRESH_AFTER_SHARE,
+            clock=clock,
+        )
 
     def open(self) -> FeatureRepo:
         """The Feast repository, opened (registry loaded, online store connected) on first use.
@@ -188,30 +170,14 @@ class OnlineFeatures:
     def cached(self, tickers: list[str], views: tuple[str, ...] = SERVED_VIEWS) -> FeatureSnapshot | None:
         """The snapshot from fresh cached rows alone, or ``None`` if any is missing (non-blocking).
 
-        The same tickers asked again get the same snapshot object while none of its rows was
-        replaced or has reached half its life (after that the rows are checked one by one, which
-        also starts their background renewal).
+        Rows past half their life are served and re-read in the background.
         """
-        key, generation = (tuple(tickers), views), self._generation
-        assembled = self._assembled.get(key)
-        if (
-            assembled is not None
-            and assembled.generation == generation
-            and assembled.oldest_read_at > self.clock() - self.cache_seconds * REFRESH_AFTER_SHARE
-        ):
-            return assembled.snapshot
-        rows = self._fresh(tickers, views)
-        if len(rows) < len(tickers) * len(views):
+        rows = self.rows.peek_many(_keys(tickers, views), self._loader(views))
+        if rows is None:
             return None
-        self._refresh_ahead(views, rows)
         snapshot = _assemble(tickers, views, rows)
         # A ticker cached from other views may lack a row in these: let read() name it.
-        if not all(snapshot.tickers_as_of()):
-            return None
-        if len(self._assembled) >= MAX_ASSEMBLED:
-            self._assembled.clear()  # distinct ticker sets are few; a flood of new ones restarts it
-        self._assembled[key] = _Assembled(generation, min(row.read_at for row in rows.values()), snapshot)
-        return snapshot
+        return snapshot if all(snapshot.tickers_as_of()) else None
 
     def read(self, tickers: list[str], views: tuple[str, ...] = SERVED_VIEWS) -> FeatureSnapshot:
         """Every feature of ``views`` for ``tickers``: cached rows plus one online call for the rest (blocking).
@@ -220,19 +186,28 @@ class OnlineFeatures:
             FeatureStoreUnavailableError: the registry or online store cannot be read.
             UnknownTickersError: tickers with no row in any of ``views``.
         """
-        rows = self._fresh(tickers, views)
-        if len(rows) < len(tickers) * len(views):
-            with self._lock:
-                # Re-check under the lock: a concurrent request may just have read the same tickers.
-                rows = self._fresh(tickers, views)
-                missing = list(dict.fromkeys(t for v in views for t in tickers if (v, t) not in rows))
-                if missing:
-                    rows.update(self._read_online(missing, views))
+        rows = self.rows.get_many(_keys(tickers, views), self._loader(views))
+        unknown = [t for t in dict.fromkeys(tickers) if any((v, t) not in rows for v in views)]
+        if unknown:
+            raise UnknownTickersError(unknown)
         snapshot = _assemble(tickers, views, rows)
-        unknown = [t for i, t in enumerate(tickers) if snapshot.ticker_as_of(i) is None]
+        unknown = [t for t, as_of in zip(tickers, snapshot.tickers_as_of(), strict=True) if as_of is None]
         if unknown:
             raise UnknownTickersError(unknown)
         return snapshot
+
+    def _loader(self, views: tuple[str, ...]) -> Callable[[list[tuple[str, str]]], dict[tuple[str, str], _Row]]:
+        """The row cache's loader: one online call for the tickers of the missing rows, in every view of ``views``."""
+
+        def load(keys: list[tuple[str, str]]) -> dict[tuple[str, str], _Row]:
+            tickers = list(dict.fromkeys(ticker for _, ticker in keys))
+            with self._lock:
+                rows = self._read_online(tickers, views)
+            # Tickers with no row in any view read are left out: never cached, named by read().
+            known = {t for (_, t), row in rows.items() if row.event_time is not None}
+            return {key: row for key, row in rows.items() if key[1] in known}
+
+        return load
 
     def scan(self, known_marker: str | None = None) -> UniverseScan:
         """The online universe's marker, and its tickers unless the marker is ``known_marker`` (blocking).
@@ -284,49 +259,13 @@ class OnlineFeatures:
             # The lock is released between chunks, so request-path reads wait for one chunk at most.
             # Not kept in the row cache: the universe's rows live in the scored snapshot.
             with self._lock:
-                rows.update(self._read_online(tickers[start : start + UNIVERSE_CHUNK], SERVED_VIEWS, cache=False))
+                rows.update(self._read_online(tickers[start : start + UNIVERSE_CHUNK], SERVED_VIEWS))
         known = [t for t in tickers if any(rows[(v, t)].event_time is not None for v in SERVED_VIEWS)]
-        snapshot = _assemble(known, SERVED_VIEWS, rows)
         used = {name for s in services for view in SERVICE_VIEWS[s] for name in names(FEATURES_BY_VIEW[view])}
-        values = {name: column for name, column in snapshot.values.items() if name in used}
-        return FeatureSnapshot(known, values, snapshot.event_times, snapshot.row_digests)
+        return _assemble(known, SERVED_VIEWS, rows, keep=used)
 
-    def _refresh_ahead(self, views: tuple[str, ...], rows: dict[tuple[str, str], _Row]) -> None:
-        """Start a background re-read of the tickers whose rows are past half their life."""
-        if self._refreshing:
-            return
-        renew_before = self.clock() - self.cache_seconds * REFRESH_AFTER_SHARE
-        aging = list(dict.fromkeys(ticker for (_, ticker), row in rows.items() if row.read_at <= renew_before))
-        if aging:
-            self._refreshing = True
-            threading.Thread(target=self._refresh, args=(aging, views), name="feature-refresh", daemon=True).start()
-
-    def _refresh(self, tickers: list[str], views: tuple[str, ...]) -> None:
-        try:
-            with self._lock:
-                self._read_online(tickers, views)
-        except FeatureStoreUnavailableError as e:
-            # The rows expire as usual; the next request then reads Feast itself and answers 503.
-            log.warning("background feature refresh failed: %s", e)
-        finally:
-            self._refreshing = False
-
-    def _fresh(self, tickers: list[str], views: tuple[str, ...]) -> dict[tuple[str, str], _Row]:
-        if self.cache_seconds <= 0:
-            return {}
-        oldest = self.clock() - self.cache_seconds
-        found = {}
-        for view in views:
-            for ticker in tickers:
-                row = self._rows.get((view, ticker))
-                if row is not None and row.read_at > oldest:
-                    found[(view, ticker)] = row
-        return found
-
-    def _read_online(
-        self, tickers: list[str], views: tuple[str, ...], *, cache: bool = True
-    ) -> dict[tuple[str, str], _Row]:
-        """One Feast call for ``tickers`` (caller holds the lock); caches the rows of known tickers."""
+    def _read_online(self, tickers: list[str], views: tuple[str, ...]) -> dict[tuple[str, str], _Row]:
+        """One Feast call for ``tickers`` (caller holds the lock): every (view, ticker) row, found or not."""
         refs = [f"{view}:{name}" for view in views for name in names(FEATURES_BY_VIEW[view])]
         start = time.perf_counter()
         try:
@@ -339,12 +278,8 @@ class OnlineFeatures:
             raise FeatureStoreUnavailableError(f"online feature store unavailable: {type(e).__name__}") from e
         finally:
             self.metrics.feature_read_duration.observe(time.perf_counter() - start)
-        rows = _rows(tickers, views, data, self.clock())
+        rows = _rows(tickers, views, data)
         self._export_age(rows)
-        known = {t for (_, t), row in rows.items() if row.event_time is not None}
-        if cache and self.cache_seconds > 0:
-            self._rows.update({key: row for key, row in rows.items() if key[1] in known})
-            self._generation += 1
         return rows
 
     def check(self) -> None:
@@ -364,9 +299,11 @@ class OnlineFeatures:
                 self.metrics.feature_age.labels(service=service).set((now - max(stamps)).total_seconds())
 
 
-def _rows(
-    tickers: list[str], views: tuple[str, ...], data: dict[str, list[Any]], read_at: float
-) -> dict[tuple[str, str], _Row]:
+def _keys(tickers: list[str], views: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [(view, ticker) for view in views for ticker in tickers]
+
+
+def _rows(tickers: list[str], views: tuple[str, ...], data: dict[str, list[Any]]) -> dict[tuple[str, str], _Row]:
     rows = {}
     for view in views:
         feature_names = names(FEATURES_BY_VIEW[view])
@@ -377,18 +314,25 @@ def _rows(
             stamp = datetime.fromtimestamp(seconds[i], UTC) if seconds[i] else None
             values = tuple(column[i] for column in columns)
             digest = row_digest(dict(zip(feature_names, values, strict=True)), stamp)
-            rows[(view, ticker)] = _Row(values, stamp, read_at, digest)
+            rows[(view, ticker)] = _Row(values, stamp, digest)
     return rows
 
 
-def _assemble(tickers: list[str], views: tuple[str, ...], rows: dict[tuple[str, str], _Row]) -> FeatureSnapshot:
+def _assemble(
+    tickers: list[str],
+    views: tuple[str, ...],
+    rows: Mapping[tuple[str, str], _Row],
+    keep: set[str] | None = None,
+) -> FeatureSnapshot:
+    """The snapshot of ``tickers`` from ``rows`` (values of the features in ``keep`` only, when given)."""
     values: dict[str, list[float | None]] = {}
     event_times: dict[str, list[datetime | None]] = {}
     row_digests: dict[str, list[str]] = {}
     for view in views:
         view_rows = [rows[(view, t)] for t in tickers]
         for j, name in enumerate(names(FEATURES_BY_VIEW[view])):
-            values[name] = [row.values[j] for row in view_rows]
+            if keep is None or name in keep:
+                values[name] = [row.values[j] for row in view_rows]
         event_times[view] = [row.event_time for row in view_rows]
         row_digests[view] = [row.digest for row in view_rows]
     return FeatureSnapshot(tickers=list(tickers), values=values, event_times=event_times, row_digests=row_digests)

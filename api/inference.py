@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import httpx
 import orjson
 
+from api.cache import Cache
 from api.circuit import CircuitBreaker
 from api.errors import ModelCallError
 from api.metrics import GatewayMetrics
 from feature_repo.contract import ERROR_CODE_FIELD, ERROR_REASON_FIELD
 
 MAX_CACHED_ANSWERS: Final = 4096
-# A cached answer used in the last part of its life is renewed by a background call, so under
+# A cached answer used after this share of its life is renewed by a background call, so under
 # steady traffic no request waits for the model server when the answer expires (the wait would
 # land in every concurrent request at once: the latency tail).
 RENEW_AFTER_SHARE: Final = 0.5
@@ -79,19 +80,17 @@ def _error(model: str, response: httpx.Response) -> ModelCallError:
 
 
 class InferenceClient:
-    """Calls the model servers of ``MODEL_URLS``.
+    """Calls the model servers of ``MODEL_URLS``: HTTP with a timeout per call, a circuit breaker per server.
 
     Every failure (not deployed, circuit open, timeout, connection error, non-200, malformed
     answer) raises :class:`ModelCallError`; callers decide how to degrade.
 
-    Served models are deterministic, so a successful answer is reused for ``cache_seconds`` when a
-    request sends byte-identical inputs to the same model (with cached features, every request for
-    the same tickers does), and concurrent identical calls share one request. The reused
-    :class:`InferResult` carries the version that produced it, so an answer names the version that
-    actually scored it; a new champion reaches answers within ``cache_seconds`` of its server
-    loading it. Failures are never cached. An answer used after half its life is renewed in the
-    background (one call per input), so steady traffic never waits on an expiry; a renewed answer
-    is never older than ``cache_seconds`` either.
+    Served models are deterministic, so :meth:`infer` answers are kept in :attr:`answers` (a
+    :class:`api.cache.Cache`, ``cache_seconds``) per byte-identical input and model: concurrent
+    identical calls share one request, failures are never kept, and an answer used after half its
+    life is renewed in the background. A kept :class:`InferResult` carries the version that produced
+    it, so an answer names the version that actually scored it; a new champion reaches answers
+    within ``cache_seconds`` of its server loading it.
     """
 
     def __init__(
@@ -108,12 +107,15 @@ class InferenceClient:
         self.timeout_s = timeout_s
         self.breakers = dict(breakers)
         self.metrics = metrics
-        self.cache_seconds = cache_seconds
-        self.clock = clock
         self.last_versions: dict[str, str] = {}
-        self._cache: dict[CacheKey, tuple[float, InferResult]] = {}
-        self._inflight: dict[CacheKey, asyncio.Future[InferResult]] = {}
-        self._renewals: set[asyncio.Task[InferResult]] = set()
+        self.answers: Cache[CacheKey, InferResult] = Cache(
+            "model_answers",
+            metrics,
+            ttl=cache_seconds,
+            max_entries=MAX_CACHED_ANSWERS,
+            refresh_share=RENEW_AFTER_SHARE,
+            clock=clock,
+        )
         # Connections are reused across requests; limits keep a burst from exhausting sockets.
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
@@ -124,9 +126,7 @@ class InferenceClient:
         return server in self.urls
 
     async def aclose(self) -> None:
-        for task in list(self._renewals):
-            task.cancel()
-        await asyncio.gather(*self._renewals, return_exceptions=True)
+        await self.answers.aclose()
         await self._http.aclose()
 
     async def infer(
@@ -142,7 +142,7 @@ class InferenceClient:
     async def infer_encoded(
         self, model: str, body: bytes, *, server: str | None = None, timeout_s: float | None = None
     ) -> InferResult:
-        """:meth:`infer` with the request body already encoded (:func:`encode_inputs`).
+        """:meth:`infer` with the request body already encoded (:func:`encode_inputs`), through :attr:`answers`.
 
         Raises:
             ModelCallError: any failure, with a short reason code.
@@ -150,20 +150,7 @@ class InferenceClient:
         server = server or model
         if server not in self.urls:
             raise ModelCallError(model, "not_deployed")
-        if self.cache_seconds <= 0:
-            return await self._call(model, server, body, timeout_s)
-        key = (server, model, body)
-        hit = self._cache.get(key)
-        now = self.clock()
-        if hit is not None and now < hit[0]:
-            if hit[0] - now < self.cache_seconds * RENEW_AFTER_SHARE and key not in self._inflight:
-                self._renew(key, model, server, body, timeout_s)
-            return hit[1]
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        # One live call whose outcome every concurrent identical request awaits; success is cached.
-        return await self._call_into(self._share(key), key, model, server, body=body, timeout_s=timeout_s)
+        return await self.answers.aget((server, model, body), partial(self._call, model, server, body, timeout_s))
 
     async def infer_once(self, model: str, body: bytes, *, timeout_s: float | None = None) -> InferResult:
         """:meth:`infer_encoded` past the answer cache (a batch of the whole universe is asked once).
@@ -174,60 +161,6 @@ class InferenceClient:
         if model not in self.urls:
             raise ModelCallError(model, "not_deployed")
         return await self._call(model, model, body, timeout_s)
-
-    def _renew(self, key: CacheKey, model: str, server: str, body: bytes, timeout_s: float | None) -> None:
-        """Start one background call for ``key`` (its success replaces the cached answer)."""
-        # Registered before the task runs, so the next request does not start a second renewal.
-        future = self._share(key)
-        task = asyncio.create_task(self._call_into(future, key, model, server, body=body, timeout_s=timeout_s))
-        self._renewals.add(task)
-        task.add_done_callback(self._renewed)
-
-    def _renewed(self, task: asyncio.Task[InferResult]) -> None:
-        self._renewals.discard(task)
-        # A failed renewal is already counted (breaker, metrics); the cached answer simply expires.
-        if not task.cancelled():
-            task.exception()
-
-    def _share(self, key: CacheKey) -> asyncio.Future[InferResult]:
-        future: asyncio.Future[InferResult] = asyncio.get_running_loop().create_future()
-        # Retrieve the outcome even when no one else waited, so asyncio never logs it as lost.
-        future.add_done_callback(lambda f: None if f.cancelled() else f.exception())
-        self._inflight[key] = future
-        return future
-
-    async def _call_into(
-        self,
-        future: asyncio.Future[InferResult],
-        key: CacheKey,
-        model: str,
-        server: str,
-        *,
-        body: bytes,
-        timeout_s: float | None,
-    ) -> InferResult:
-        try:
-            result = await self._call(model, server, body, timeout_s)
-        except ModelCallError as e:
-            future.set_exception(e)
-            raise
-        except BaseException:
-            future.cancel()
-            raise
-        finally:
-            self._inflight.pop(key, None)
-        self._store(key, result)
-        future.set_result(result)
-        return result
-
-    def _store(self, key: CacheKey, result: InferResult) -> None:
-        now = self.clock()
-        if len(self._cache) >= MAX_CACHED_ANSWERS:
-            # Distinct inputs are few (one per ticker set); a flood of new ones just restarts the cache.
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-            if len(self._cache) >= MAX_CACHED_ANSWERS:
-                self._cache.clear()
-        self._cache[key] = (now + self.cache_seconds, result)
 
     async def _call(self, model: str, server: str, body: bytes, timeout_s: float | None) -> InferResult:
         breaker = self.breakers[server]

@@ -12,6 +12,7 @@ from api.audit import AuditLog, utc_now
 from api.backtest_dispatch import BacktestDispatcher, build_backtests
 from api.briefing import BriefingStore
 from api.circuit import CircuitBreaker
+from api.compose import Compositions
 from api.data_quality import DataQualityFlags
 from api.db import make_engine
 from api.features import OnlineFeatures
@@ -41,6 +42,7 @@ class Services:
     breakers: dict[str, CircuitBreaker]
     idempotency: IdempotencyStore
     maintenance: Maintenance
+    compositions: Compositions  # undegraded signal compositions, reused by key (api/compose.py)
     inference: InferenceClient | None = None
     # Built right after the rest (it calls back into :meth:`client`).
     scored: ScoredUniverse = field(init=False)
@@ -86,7 +88,7 @@ def build_services(settings: GatewaySettings) -> Services:
         metrics=metrics,
         engine=engine,
         features=features,
-        auth=KeyAuthenticator(engine, settings.pepper, settings.auth_cache_seconds),
+        auth=KeyAuthenticator(engine, settings.pepper, settings.auth_cache_seconds, metrics=metrics),
         limiter=RateLimiter(settings.rate_limit_storage, metrics),
         usage=UsageCounter(engine, metrics),
         audit=AuditLog(
@@ -99,6 +101,7 @@ def build_services(settings: GatewaySettings) -> Services:
         ),
         idempotency=idempotency,
         maintenance=Maintenance(engine, settings.audit, idempotency, clock=utc_now),
+        compositions=Compositions(metrics, settings.score_cache_seconds),
         # One breaker per model server, exported from the start so dashboards see every circuit.
         breakers={
             name: CircuitBreaker(
@@ -109,7 +112,7 @@ def build_services(settings: GatewaySettings) -> Services:
     )
     services.scored = ScoredUniverse(features, services.client, settings.scored, metrics)
     services.backtests = build_backtests(settings, engine, metrics, utc_now)
-    services.market = MarketData(features, settings.feature_cache_seconds)
-    services.data_quality = DataQualityFlags(features, settings.data_quality_cache_seconds)
+    services.market = MarketData(features, settings.feature_cache_seconds, metrics=metrics)
+    services.data_quality = DataQualityFlags(features, settings.data_quality_cache_seconds, metrics=metrics)
     services.briefing = BriefingStore(settings.data_dir)
     return services

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from api.errors import ModelCallError, UnknownTickersError
-from api.features import OnlineFeatures
+from api.features import SERVED_VIEWS, OnlineFeatures
 from api.inference import InferenceClient, fp64_inputs
 from api.keys import revoke_key
 from api.metrics import GatewayMetrics
@@ -175,11 +175,11 @@ def test_feature_rows_past_half_their_life_are_reread_in_the_background(shared_e
     first = features.read([a, b])
     clock.now += 1.9  # before half the TTL: served from the cache, no read
     assert features.cached([a, b]) is not None
-    assert calls == [[a, b]] and not features._refreshing
+    assert calls == [[a, b]] and features.rows.idle()
     clock.now += 0.2  # past half: served at once, and one background read renews the rows
     served = features.cached([a, b])
     assert served is not None and served.digest() == first.digest()
-    wait_for(lambda: not features._refreshing, 60.0, "the background feature refresh")
+    wait_for(features.rows.idle, 60.0, "the background feature refresh")
     assert calls == [[a, b], [a, b]]
     # The renewed rows carry the renewal's read time: at 1.5 TTL after the first read they are fresh.
     clock.now += 3.9
@@ -201,7 +201,7 @@ def test_a_failed_background_feature_refresh_leaves_the_rows_to_expire(shared_en
     monkeypatch.setattr(store, "get_online_features", broken)
     clock.now += 3.0
     assert features.cached([a]) is not None  # still within its life: served
-    wait_for(lambda: not features._refreshing, 60.0, "the background feature refresh")
+    wait_for(features.rows.idle, 60.0, "the background feature refresh")
     clock.now += 1.0
     assert features.cached([a]) is None
     # The failure dropped the repository: the next request's own read reopens it (the store is back).
@@ -239,24 +239,24 @@ async def _score_renewal_scenario(shared_env: Any) -> None:
     try:
         first = await client.infer("ensemble", blend)
         clock.now += 0.9
-        assert await client.infer("ensemble", blend) is first and not client._renewals
+        assert await client.infer("ensemble", blend) is first and client.answers.idle()
         clock.now += 0.2  # past half its life: the cached answer comes back at once, a renewal starts
         assert await client.infer("ensemble", blend) is first
-        assert len(client._renewals) == 1
-        assert await client.infer("ensemble", blend) is first and len(client._renewals) == 1  # one at a time
-        await asyncio.gather(*client._renewals)
+        assert not client.answers.idle()
+        assert await client.infer("ensemble", blend) is first  # one renewal at a time
+        await client.answers.drain()
         assert _calls(metrics, "ensemble", "7") == 2
         renewed = await client.infer("ensemble", blend)
         assert renewed is not first and renewed.outputs == first.outputs
         clock.now += 1.9  # 3.0 s after the first call, 1.9 s after the renewal: still fresh
         assert await client.infer("ensemble", blend) is renewed
         # A failed renewal is counted and dropped; the answer then expires on time.
-        await asyncio.gather(*client._renewals)
+        await client.answers.drain()
         client.urls["ensemble"] = "http://127.0.0.1:9"
         clock.now += 1.1
-        latest = client._cache[("ensemble", "ensemble", _body(blend))][1]
-        assert await client.infer("ensemble", blend) is latest
-        await asyncio.gather(*client._renewals, return_exceptions=True)
+        latest = client.answers.peek(("ensemble", "ensemble", _body(blend)))
+        assert latest is not None and await client.infer("ensemble", blend) is latest
+        await client.answers.drain()
         clock.now += 1.0
         with pytest.raises(ModelCallError):
             await client.infer("ensemble", blend)
@@ -281,24 +281,28 @@ def test_the_gateway_freezes_its_startup_heap(make_gateway) -> None:
         gc.unfreeze()
 
 
-def test_the_same_tickers_get_the_same_snapshot_until_a_row_is_replaced(shared_env, monkeypatch) -> None:
+def test_a_snapshot_from_cached_rows_equals_the_read_and_moves_the_cache_metrics(shared_env, monkeypatch) -> None:
     features, clock, calls = _feature_reader(shared_env, monkeypatch, ttl=4.0)
     a, b = shared_env.tickers[:2]
-    features.read([a, b])
-    first = features.cached([a, b])
-    assert first is not None and features.cached([a, b]) is first
-    assert features.cached([b, a]) is not first  # another order is another answer
-    assert first.remember("k", lambda: 1) == 1 and first.remember("k", lambda: 2) == 1
-    features.read([shared_env.tickers[2]])  # other rows arrive: snapshots are assembled again
-    again = features.cached([a, b])
-    assert again is not None and again is not first and again.digest() == first.digest()
-    clock.now += 2.5  # past half the life: checked row by row (and renewed), never served stale
-    assert features.cached([a, b]) is not None
-    wait_for(lambda: not features._refreshing, 60.0, "the background feature refresh")
-    clock.now += 1.5  # the renewed rows are 1.5 s old: assembled anew once, then reused
-    renewed = features.cached([a, b])
-    assert renewed is not None and renewed is not again and features.cached([a, b]) is renewed
-    assert len(calls) == 3
+    read = features.read([a, b])
+    cached = features.cached([a, b])
+    assert cached is not None and cached == read and cached.digest() == read.digest() and len(calls) == 1
+    other_order = features.cached([b, a])
+    assert other_order is not None and other_order.digest() != read.digest()  # another order, another answer
+    with pytest.raises(AttributeError):
+        read.tickers = [b]  # type: ignore[misc]  # a snapshot never changes once built
+
+    def sample(name: str) -> float:
+        value = features.metrics.registry.get_sample_value(
+            f"portfolio_os_gateway_cache_{name}", {"cache": "feature_rows"}
+        )
+        return value or 0.0
+
+    rows = 2 * len(SERVED_VIEWS)
+    assert sample("loads_total") == 1 and sample("misses_total") == rows and sample("hits_total") == 2 * rows
+    assert sample("entries") == rows
+    clock.now += 4.0
+    assert features.cached([a, b]) is None
 
 
 def test_a_composition_is_reused_only_while_every_model_answer_is_the_same(shared_env, monkeypatch) -> None:
@@ -307,29 +311,33 @@ def test_a_composition_is_reused_only_while_every_model_answer_is_the_same(share
 
 async def _composition_reuse_scenario(shared_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from api.circuit import CircuitBreaker
-    from api.compose import compose_signals
+    from api.compose import Compositions, compose_signals
 
     metrics, clock = GatewayMetrics(), Clock()
     urls = shared_env.model_urls()
     breakers = {name: CircuitBreaker(name, 3, 5.0, metrics.circuit_state) for name in urls}
     client = InferenceClient(urls, 1.0, breakers, metrics, cache_seconds=2.0, clock=clock)
     features, _, _ = _feature_reader(shared_env, monkeypatch, ttl=60.0)
+    memo = Compositions(metrics, 2.0, clock)
     tickers = shared_env.tickers[:3]
     try:
         snapshot = features.read(tickers)
-        first = await compose_signals(client, snapshot, metrics)
-        assert not first.degraded and await compose_signals(client, snapshot, metrics) is first
+        first = await compose_signals(client, snapshot, metrics, memo)
+        assert not first.degraded and await compose_signals(client, snapshot, metrics, memo) is first
+        # Reused by key (the rows' digest and the versions), not identity: another read of the same rows.
+        assert await compose_signals(client, features.read(tickers), metrics, memo) is first
+        assert await compose_signals(client, features.read(tickers[::-1]), metrics, memo) is not first
         served = metrics.registry.get_sample_value("portfolio_os_gateway_signal_score_count", {"model": "ensemble"})
-        assert served == 2 * len(tickers)  # a reused answer is still counted as served
+        assert served == 4 * len(tickers)  # a reused answer is still counted as served
         public = first.public(snapshot.as_of(), "r1")
         assert public["request_id"] == "r1" and first.public(snapshot.as_of(), "r2")["request_id"] == "r2"
         assert [s["ticker"] for s in public["signals"]] == tickers
         clock.now += 2.5  # every cached model answer expired: new answer objects, a new composition
-        again = await compose_signals(client, snapshot, metrics)
+        again = await compose_signals(client, snapshot, metrics, memo)
         assert again is not first and again.public(snapshot.as_of(), "r1") == public
         client.urls["ensemble"] = "http://127.0.0.1:9"  # the blend fails: degraded, never reused
         clock.now += 2.5
-        degraded = await compose_signals(client, snapshot, metrics)
-        assert degraded.degraded and await compose_signals(client, snapshot, metrics) is not degraded
+        degraded = await compose_signals(client, snapshot, metrics, memo)
+        assert degraded.degraded and await compose_signals(client, snapshot, metrics, memo) is not degraded
     finally:
         await client.aclose()

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from api.allocation_inputs import AllocationInputs, allocation_inputs
 from api.allocator import OUTSIDE_UNIVERSE, ModelAllocation, model_allocation
@@ -20,6 +19,7 @@ from api.inference import InferenceClient
 from api.metrics import GatewayMetrics
 from api.schemas import AllocationPublic, AllocationRequest, DegradedReason, WeightPublic
 from api.services import Services
+from api.snapshot_dep import SnapshotDep, Snapshots
 from api.tickers import check_tickers
 from feature_repo.contract import ALLOCATOR, ALLOCATOR_SERVICE, service_views
 
@@ -124,15 +124,13 @@ async def _decide(
 
 
 async def decide_allocation(
-    services: Services, client: InferenceClient, body: AllocationRequest
+    services: Services, snapshots: Snapshots, client: InferenceClient, body: AllocationRequest
 ) -> tuple[AllocationInputs, FeatureSnapshot, Decision]:
     """The universe, the features read and the weights for ``body`` (also what a forecast of a universe holds)."""
     check_tickers(body.universe, services.settings.max_tickers)  # the declared maxItems, before duplicates merge
     inputs = allocation_inputs(body)
     # The scored universe's rows when fresh (the rows the signals were scored from), else the store's.
-    snapshot = services.scored.features_for(inputs.universe, VIEWS) or services.features.cached(inputs.universe, VIEWS)
-    if snapshot is None:
-        snapshot = await run_in_threadpool(services.features.read, inputs.universe, VIEWS)
+    snapshot = await snapshots.scored_features(inputs.universe, VIEWS)
     decision = await _decide(client, body, inputs, snapshot, services.metrics)
     return inputs, snapshot, decision
 
@@ -141,16 +139,18 @@ async def decide_allocation(
     "/allocations", response_model=AllocationPublic, responses={**TICKER_ERROR_RESPONSES, **IDEMPOTENCY_RESPONSES}
 )
 async def create_allocation(
+    *,
     request: Request,
     body: AllocationRequest,
     services: ServicesDep,
+    snapshots: SnapshotDep,
     client: InferenceClientDep,
     principal: AllocationsWriter,
     _idempotency: AllocationsIdempotency,
 ) -> AllocationPublic:
     """Portfolio weights for a universe from the allocator model, or the gateway's fallback."""
     settings = services.settings
-    inputs, snapshot, decision = await decide_allocation(services, client, body)
+    inputs, snapshot, decision = await decide_allocation(services, snapshots, client, body)
     vols = snapshot.values["vol_63d"]
     rho = settings.assumed_correlation
     answer = AllocationPublic(

@@ -6,14 +6,14 @@ import math
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from starlette.concurrency import run_in_threadpool
 
-from api.deps import ExplanationsReader, InferenceClientDep, ServicesDep
+from api.deps import ExplanationsReader, InferenceClientDep
 from api.errors import ModelCallError, ModelNotDeployedError, NoModelAvailableError
 from api.handlers import TICKER_ERROR_RESPONSES
 from api.inference import fp64_inputs
 from api.narrative import narrative
 from api.schemas import ContributionPublic, ExplanationPublic
+from api.snapshot_dep import SnapshotDep
 from api.tickers import TICKER_PATTERN
 from feature_repo.contract import (
     BIAS_OUTPUT,
@@ -34,7 +34,7 @@ SERVICE = SIGNAL_FEATURE_SERVICES[TECHNICAL]
 @router.get("/explanations/{ticker}", response_model=ExplanationPublic, responses=TICKER_ERROR_RESPONSES)
 async def get_explanation(
     request: Request,
-    services: ServicesDep,
+    snapshots: SnapshotDep,
     client: InferenceClientDep,
     _principal: ExplanationsReader,
     ticker: Annotated[str, Path(pattern=TICKER_PATTERN, description="One ticker, e.g. AAPL.")],
@@ -44,7 +44,7 @@ async def get_explanation(
     ticker = ticker.upper()
     if not client.deployed(SERVER):
         raise ModelNotDeployedError("the technical model (and its explainer) is not deployed")
-    snapshot = await run_in_threadpool(services.features.read, [ticker], service_views(SERVICE))
+    snapshot = await snapshots.features([ticker], service_views(SERVICE))
     columns = snapshot.service_columns(SERVICE)
     try:
         result = await client.infer(EXPLAINER, fp64_inputs(columns), server=SERVER)

@@ -19,6 +19,7 @@ from api.market_schemas import ForecastPublic, ForecastRequest, HistoryPublic, P
 from api.routes.allocations import decide_allocation
 from api.schemas import AllocationRequest, DegradedReason
 from api.services import Services
+from api.snapshot_dep import SnapshotDep, Snapshots
 from api.tickers import check_tickers
 
 router = APIRouter(prefix="/v1", tags=["analytics"])
@@ -46,11 +47,13 @@ def _given(body: ForecastRequest, max_tickers: int) -> Portfolio:
     return Portfolio(merged, GIVEN, {}, False, [])
 
 
-async def _allocated(services: Services, client: InferenceClient, body: ForecastRequest) -> Portfolio:
+async def _allocated(
+    services: Services, snapshots: Snapshots, client: InferenceClient, body: ForecastRequest
+) -> Portfolio:
     request = AllocationRequest(
         universe=body.universe, capital=1.0, constraints=body.constraints, risk_tolerance=body.risk_tolerance
     )
-    inputs, _, decision = await decide_allocation(services, client, request)
+    inputs, _, decision = await decide_allocation(services, snapshots, client, request)
     weights = dict(zip(inputs.universe, decision.weights, strict=True))
     reasons = [*decision.reasons, *inputs.notes]
     return Portfolio(weights, decision.method, decision.model_versions, decision.degraded, reasons)
@@ -66,9 +69,11 @@ def _cash(portfolio: Portfolio) -> float:
 
 @router.post("/portfolios/forecast", response_model=ForecastPublic, responses=TICKER_ERROR_RESPONSES)
 async def forecast_portfolio(
+    *,
     request: Request,
     body: ForecastRequest,
     services: ServicesDep,
+    snapshots: SnapshotDep,
     client: InferenceClientDep,
     principal: ForecastsReader,
 ) -> ForecastPublic:
@@ -76,9 +81,9 @@ async def forecast_portfolio(
     if body.weights is not None:
         portfolio = _given(body, services.settings.max_tickers)
     else:
-        portfolio = await _allocated(services, client, body)
+        portfolio = await _allocated(services, snapshots, client, body)
     tickers = list(portfolio.weights)
-    windows = await run_in_threadpool(services.market.return_windows, tickers)
+    windows = await snapshots.return_windows(tickers)
     history = portfolio_history(windows, portfolio.weights)
     horizons = check_horizons(history, body.horizons)
     run = partial(simulate, n_paths=body.n_paths, block=body.block, seed=body.seed, loss_threshold=body.loss_threshold)

@@ -6,12 +6,12 @@ import datetime as dt
 from typing import Annotated, Final
 
 from fastapi import APIRouter, Query, Request
-from starlette.concurrency import run_in_threadpool
 
 from api.deps import RegimeReader, ServicesDep
 from api.handlers import ERROR_RESPONSES
 from api.market_schemas import RegimePublic
 from api.regime import regime_answer
+from api.snapshot_dep import SnapshotDep
 
 router = APIRouter(prefix="/v1", tags=["analytics"])
 ROUTE: Final = "/v1/regime"
@@ -19,8 +19,10 @@ ROUTE: Final = "/v1/regime"
 
 @router.get("/regime", response_model=RegimePublic, responses=ERROR_RESPONSES)
 async def get_regime(
+    *,
     request: Request,
     services: ServicesDep,
+    snapshots: SnapshotDep,
     principal: RegimeReader,
     start: Annotated[
         dt.date | None,
@@ -38,7 +40,7 @@ async def get_regime(
     ] = None,
 ) -> RegimePublic:
     """The market regime (trend x volatility of the benchmark) now and over a date range."""
-    read = await run_in_threadpool(services.market.regime)
+    read = await snapshots.regime()
     answer = regime_answer(read.history, start, end, request.state.request_id)
     await services.audit.record(
         tenant=principal.tenant,

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from api.compose import compose_signals
-from api.data_quality import flag_signals
+from api.data_quality import Flag, flag_signals
 from api.deps import InferenceClientDep, ServicesDep, SignalsReader
 from api.handlers import TICKER_ERROR_RESPONSES
 from api.schemas import SignalsPublic
 from api.scored_snapshot import Lookup
 from api.services import Services
 from api.settings import MAX_TICKERS_CAP
+from api.snapshot_dep import SnapshotDep
 from api.tickers import parse_tickers, tickers_query_max_length
 
 router = APIRouter(prefix="/v1", tags=["signals"])
@@ -24,8 +24,10 @@ ROUTE = "/v1/signals"
 
 @router.get("/signals", response_model=SignalsPublic, responses=TICKER_ERROR_RESPONSES)
 async def get_signals(
+    *,
     request: Request,
     services: ServicesDep,
+    snapshots: SnapshotDep,
     client: InferenceClientDep,
     principal: SignalsReader,
     tickers: Annotated[
@@ -41,16 +43,17 @@ async def get_signals(
     names = parse_tickers(tickers, services.settings.max_tickers)
     lookup = services.scored.lookup(names)
     if lookup is not None:
-        return await _answer_from_snapshot(request, services, principal.tenant, names, lookup)
+        flags = await snapshots.data_quality(names)
+        return await _answer_from_snapshot(
+            request, services, tenant=principal.tenant, names=names, lookup=lookup, flags=flags
+        )
     # Not in a fresh scored snapshot: the models are called for this request.
-    # Fresh cached rows need no thread; only a Feast read blocks.
-    snapshot = services.features.cached(names)
-    if snapshot is None:
-        snapshot = await run_in_threadpool(services.features.read, names)
-    composed = await compose_signals(client, snapshot, services.metrics)
+    snapshot = await snapshots.features(names)
+    composed = await compose_signals(client, snapshot, services.metrics, services.compositions)
     if composed.degraded:
         services.metrics.degraded.labels(route=ROUTE).inc()
-    answer_json = await _with_data_quality(services, names, composed.public(snapshot.as_of(), request.state.request_id))
+    flags = await snapshots.data_quality(names)
+    answer_json = flag_signals(composed.public(snapshot.as_of(), request.state.request_id), flags)
     await services.audit.record(
         tenant=principal.tenant,
         route=ROUTE,
@@ -67,10 +70,10 @@ async def get_signals(
 
 
 async def _answer_from_snapshot(
-    request: Request, services: Services, tenant: str, names: list[str], lookup: Lookup
+    request: Request, services: Services, *, tenant: str, names: list[str], lookup: Lookup, flags: dict[str, Flag]
 ) -> Response:
     """The answer looked up in the scored universe (the same JSON the models would give), audited."""
-    answer_json = await _with_data_quality(services, names, lookup.public(request.state.request_id))
+    answer_json = flag_signals(lookup.public(request.state.request_id), flags)
     lookup.observe(services.metrics)
     if lookup.degraded:
         services.metrics.degraded.labels(route=ROUTE).inc()
@@ -84,11 +87,3 @@ async def _answer_from_snapshot(
         answer=answer_json,
     )
     return Response(orjson.dumps(answer_json), media_type="application/json")
-
-
-async def _with_data_quality(services: Services, names: list[str], answer: dict[str, Any]) -> dict[str, Any]:
-    """The answer with each signal's ``data_quality`` flag (cached rows inline, else one read in a thread)."""
-    flags = services.data_quality.cached(names)
-    if flags is None:
-        flags = await run_in_threadpool(services.data_quality.read, names)
-    return flag_signals(answer, flags)

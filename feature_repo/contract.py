@@ -11,6 +11,9 @@ MLflow registered models and aliases, Feast feature services and the Open Infere
 - the error codes a model server puts in its error body for the gateway,
 - the gateway's API key scopes (:class:`Scope`; stored keys hold their values).
 
+The telemetry-off environment, the other setting every process shares, is
+:mod:`feature_repo.telemetry`.
+
 It imports the standard library and :mod:`feature_repo.schema` only (an import-linter contract and
 ``tests/test_contract_names.py`` hold it to that), so the gateway and the client SDK import it
 without Feast, pandas or numpy.

@@ -190,7 +190,7 @@ def build(
     steps: list[tuple[float, str]] = []
     started = time.monotonic()
     with (
-        log.open("w") as out,
+        log.open("w", buffering=1) as out,  # line by line: the log can be followed
         subprocess.Popen(
             [*cmd, "."], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
         ) as proc,

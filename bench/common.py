@@ -28,8 +28,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
+from api.__main__ import prepare_process
 from training.environment import quiet_third_parties
 
+# Before anything imports Feast: benchmarks that build the gateway app in process (forecast,
+# backtest_job) must get the in-memory metrics the gateway process itself uses.
+prepare_process()
 quiet_third_parties()
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[1]

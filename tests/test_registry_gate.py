@@ -13,7 +13,7 @@ import pytest
 from training.audit import AuditLog, AuditLogCorrupt
 from training.errors import TrainingError
 from training.models.blend import blend
-from training.models.ensemble import trailing_weights, weights_from_ic
+from training.models.ensemble import fit_common_scale, trailing_weights, weights_from_ic
 from training.registry.config import RegistryConfig
 from training.registry.model_registry import ModelRegistry, RunRecord
 
@@ -106,6 +106,36 @@ def test_ensemble_pyfunc_blends_exactly_like_training(registry: ModelRegistry) -
     assert served["score"].iloc[1] == pytest.approx(0.2)  # renormalised over the component present
     only_one = model.predict(pd.DataFrame({"technical": [0.3]}))
     assert only_one["score"].iloc[0] == pytest.approx(0.3) and only_one["coverage"].iloc[0] == pytest.approx(0.6)
+
+
+def test_ensemble_pyfunc_maps_components_to_the_common_scale_before_blending(registry: ModelRegistry) -> None:
+    import mlflow
+
+    weights = {"technical": 0.5, "fundamental": 0.5}
+    # fundamental answers in other units (say a LambdaRank score): 100x the spread, centred at 0
+    rng = np.random.default_rng(0)
+    oof = pd.DataFrame({"technical": 0.5 + 0.01 * rng.standard_normal(500), "fundamental": rng.standard_normal(500)})
+    affine = fit_common_scale(oof)
+    version = registry.log_ensemble(_record("ensemble"), weights, affine)
+    model = mlflow.pyfunc.load_model(f"models:/ensemble/{version}")
+    one_sd_up = oof.mean() + oof.std(ddof=0)
+    rows = pd.DataFrame(
+        {"technical": [one_sd_up["technical"], np.nan], "fundamental": [np.nan, one_sd_up["fundamental"]]}
+    )
+    served = model.predict(rows)
+    np.testing.assert_allclose(served["score"], blend(rows, weights, affine)["score"])
+    # one standard deviation above its own mean gives the same blended score whichever component
+    # answered, where the raw scores (about 0.51 and 1.0) would not
+    assert served["score"].iloc[0] == pytest.approx(served["score"].iloc[1], abs=1e-9)
+
+
+def test_common_scale_is_near_identity_for_components_that_share_a_scale() -> None:
+    rng = np.random.default_rng(1)
+    oof = pd.DataFrame({"a": 0.5 + 0.1 * rng.standard_normal(5000), "b": 0.5 + 0.1 * rng.standard_normal(5000)})
+    for shift, scale in fit_common_scale(oof).values():
+        assert scale == pytest.approx(1.0, abs=0.03) and shift == pytest.approx(0.0, abs=0.02)
+    with pytest.raises(TrainingError, match="'c' has no out-of-sample score"):
+        fit_common_scale(pd.DataFrame({"c": [np.nan, np.nan]}))
 
 
 def test_audit_log_detects_an_edited_line(tmp_path: Path) -> None:

@@ -66,11 +66,14 @@ def test_three_components_train_register_and_blend(tmp_path: Path) -> None:
     assert info.signature.inputs.input_names() == names(FEATURES_BY_VIEW["sentiment_features"])
     both = ensemble.predict(pd.DataFrame({"technical": [0.6], "fundamental": [0.4], "sentiment_signal": [0.5]}))
     assert both["coverage"].iloc[0] == pytest.approx(1.0)
-    # One component alone: renormalised over what is present, coverage = its weight.
+    # One component alone: renormalised over what is present, coverage = its weight, the score
+    # that component's answer on the common scale.
     weights = ensemble.model_config["weights"]
+    assert set(ensemble.model_config["affine"]) == set(weights)
     present = max(weights, key=weights.get)
+    shift, scale = ensemble.model_config["affine"][present]
     one = ensemble.predict(pd.DataFrame({present: [0.6]}))
-    assert one["score"].iloc[0] == pytest.approx(0.6)
+    assert one["score"].iloc[0] == pytest.approx(shift + scale * 0.6)
     assert one["coverage"].iloc[0] == pytest.approx(weights[present])
     client = mlflow.tracking.MlflowClient(tracking_uri=uri, registry_uri=uri)
     text_version = client.get_model_version_by_alias("sentiment_text", "champion").version

@@ -207,12 +207,20 @@ class ModelRegistry:
             )
         return self._register(record.name, info.model_uri, run_id, record.tags, record.card)
 
-    def log_ensemble(self, record: RunRecord, weights: Mapping[str, float]) -> str:
-        """Log the ensemble pyfunc (weights + blending code) and register it as the challenger."""
+    def log_ensemble(
+        self,
+        record: RunRecord,
+        weights: Mapping[str, float],
+        affine: Mapping[str, tuple[float, float]] | None = None,
+    ) -> str:
+        """Log the ensemble pyfunc (weights, common-scale maps + blending code) as the challenger."""
+        config: dict[str, Any] = {"weights": dict(weights)}
+        if affine:
+            config["affine"] = {name: [float(shift), float(scale)] for name, (shift, scale) in affine.items()}
         spec = PyfuncSpec(
             code=ENSEMBLE_CODE,
             code_paths=(BLEND_CODE,),
-            model_config={"weights": dict(weights)},
+            model_config=config,
             inputs=tuple(("double", c, False) for c in weights),
             outputs=(("double", "score", True), ("double", "coverage", True)),
             input_example=pd.DataFrame({c: [0.5] for c in weights}),

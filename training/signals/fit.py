@@ -19,7 +19,7 @@ from feature_repo.transforms.outcomes import label_column
 from training.errors import TrainingError
 from training.evaluation.metrics import SignalMetrics
 from training.evaluation.topk import BacktestResult
-from training.models.ensemble import blend_point_in_time, trailing_weights
+from training.models.ensemble import blend_point_in_time, fit_common_scale, trailing_weights
 from training.models.signal import SignalModel
 from training.signals.config import ModelSpec
 from training.signals.datasets import TrainingFrame, build_training_frame
@@ -92,6 +92,7 @@ class EnsembleResult:
     components: pd.DataFrame  # test rows: date, ticker and one score column per component
     weights_by_date: pd.DataFrame
     final_weights: dict[str, float]
+    affine: dict[str, tuple[float, float]]  # per component (shift, scale) onto the common scale
     metrics: SignalMetrics
     backtest: BacktestResult
 
@@ -109,7 +110,10 @@ def ensemble(models: list[TrainedModel], inputs: SignalInputs) -> EnsembleResult
         joined["known_at"],
         window=inputs.config.evaluation.ensemble_ic_window,
     )
-    blended = blend_point_in_time(joined[names], joined[DATE], weights)
+    # The common scale comes from the valid segment's out-of-sample scores only: it precedes every
+    # test row it is applied to, and rank IC (so the weights) is unchanged by it.
+    affine = fit_common_scale(joined.loc[joined["segment"] == "valid", names])
+    blended = blend_point_in_time(joined[names], joined[DATE], weights, affine)
     scores = pd.concat([joined[[*KEYS, "segment"]], blended], axis=1)
     test = scores[scores["segment"] == "test"]
     last = weights.iloc[-1]
@@ -118,6 +122,7 @@ def ensemble(models: list[TrainedModel], inputs: SignalInputs) -> EnsembleResult
         components=joined.loc[joined["segment"] == "test", [*KEYS, *names]],
         weights_by_date=weights,
         final_weights={n: float(last[n]) for n in names},
+        affine=affine,
         metrics=evaluate_scores(test, inputs),
         backtest=backtest_scores(test, inputs),
     )

@@ -96,9 +96,16 @@ def ensemble_challenger(run: SignalRun, models: list[TrainedModel], blended: Ens
         features=names,
         rows={"test": len(blended.scores)},
         snapshot_hash=",".join(m.frame.snapshot_hash[:12] for m in models),
-        params={"weights": blended.final_weights, "ic_window": run.config.evaluation.ensemble_ic_window},
+        params={
+            "weights": blended.final_weights,
+            "affine": {n: list(v) for n, v in blended.affine.items()},
+            "ic_window": run.config.evaluation.ensemble_ic_window,
+        },
         cv_rank_ic=[],
-        limits=("Weights come from trailing rank IC of the components' out-of-sample scores.",),
+        limits=(
+            "Weights come from trailing rank IC of the components' out-of-sample scores.",
+            "Components are mapped onto one scale by (shift, scale) fitted on their valid-segment scores.",
+        ),
     )
     record = RunRecord(
         name=ENSEMBLE,
@@ -110,7 +117,7 @@ def ensemble_challenger(run: SignalRun, models: list[TrainedModel], blended: Ens
     )
 
     def log(registry: ModelRegistry, record: RunRecord) -> str:
-        return registry.log_ensemble(record, blended.final_weights)
+        return registry.log_ensemble(record, blended.final_weights, blended.affine)
 
     def score_champion(registry: ModelRegistry, version: str) -> float | None:
         return _ensemble_champion_rank_ic(registry, version, run.inputs, blended)

@@ -249,6 +249,39 @@ MARKET: Final = [
         "stat",
         [345600],
     ),
+    # Volatility and sentiment spikes (PortfolioOSVolatilitySpike at z 2, PortfolioOSSentimentSpikes at 10%).
+    Panel(
+        "Volatility spike: z-score against its trailing 252 sessions",
+        [("max by (benchmark) (portfolio_os_market_volatility_zscore)", "{{benchmark}}")],
+        thresholds=[2],
+    ),
+    Panel(
+        "Volatility percentile in its trailing 252 sessions",
+        [("max by (benchmark) (portfolio_os_market_volatility_percentile)", "{{benchmark}}")],
+        "percentunit",
+        thresholds=[0.95],
+    ),
+    Panel(
+        "Sentiment spikes: share of tickers with news (newest session)",
+        [("max(portfolio_os_sentiment_spikes) / max(portfolio_os_sentiment_tickers)", "share")],
+        "percentunit",
+        thresholds=[0.1],
+    ),
+    Panel(
+        "Sentiment spikes: tickers and the largest move (z-score)",
+        [
+            ("max(portfolio_os_sentiment_spikes)", "tickers with a spike"),
+            ("max(portfolio_os_sentiment_tickers)", "tickers with news"),
+            ("max(portfolio_os_sentiment_spike_largest_zscore)", "largest move (z)"),
+        ],
+    ),
+    Panel(
+        "Since the newest sentiment session",
+        [("time() - max(portfolio_os_sentiment_session_timestamp_seconds)", "sentiment")],
+        "s",
+        "stat",
+        [345600],
+    ),
     Panel(
         "Regime and forecast requests",
         [

@@ -10,7 +10,9 @@ Series (gauges): ``portfolio_os_drift_share{view}``, ``portfolio_os_drift_score{
 ``portfolio_os_feature_freshness_seconds{view}``, ``portfolio_os_model_rolling_rank_ic{model}``,
 ``portfolio_os_model_rolling_ic_tstat{model}``, ``portfolio_os_data_anomalies{ticker_class}`` (the
 sentinel's anomalies on its newest session), ``portfolio_os_data_sentinel_tickers{ticker_class}``
-(tickers it scored that session) and ``portfolio_os_data_sentinel_last_run_timestamp_seconds``.
+(tickers it scored that session) and ``portfolio_os_data_sentinel_last_run_timestamp_seconds``;
+the market regime and volatility spikes (:mod:`monitoring.regime_metrics`) and sentiment spikes
+(:mod:`monitoring.sentiment_metrics`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from feature_repo.definitions import EVENT_TIMESTAMP, feature_file
 from feature_repo.schema import FEATURES_BY_VIEW
 from monitoring import reports
 from monitoring.regime_metrics import REGIME_METRICS, regime_families
+from monitoring.sentiment_metrics import SENTIMENT_METRICS, sentiment_families
 
 PREFIX: Final = "portfolio_os"
 # The sentinel's summary under reports/ (monitoring.sentinel.job writes it; importing the job here
@@ -49,7 +52,8 @@ EXPORTED_METRICS: Final[frozenset[str]] = frozenset(
         f"{PREFIX}_data_sentinel_tickers",
         f"{PREFIX}_data_sentinel_last_run_timestamp_seconds",
     }
-    | REGIME_METRICS  # the market regime (monitoring.regime_metrics)
+    | REGIME_METRICS  # the market regime and volatility spikes (monitoring.regime_metrics)
+    | SENTIMENT_METRICS  # sentiment spikes (monitoring.sentiment_metrics)
 )
 
 
@@ -80,6 +84,7 @@ class MonitoringCollector(Collector):
         yield from self._decay()
         yield from self._sentinel()
         yield from regime_families(self.data_dir)
+        yield from sentiment_families(self.data_dir)
 
     def _drift(self) -> Iterator[Metric]:
         share = GaugeMetricFamily(f"{PREFIX}_drift_share", "Share of tested features that drifted.", labels=["view"])

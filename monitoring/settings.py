@@ -24,6 +24,13 @@ class MonitoringSettings(BaseSettings):
     drift_share_threshold: float = Field(0.5, gt=0, le=1, description="Share of drifted features = view drift.")
     decay_window: int = Field(63, ge=5, description="Dates in the rolling IC window.")
     decay_tstat_min: float = Field(2.0, description="Rolling rank-IC Newey-West t-stat below this = decayed.")
+    volatility_spike_z: float = Field(
+        2.0, gt=0, description="Benchmark volatility this many std above its trailing year = volatility spike."
+    )
+    sentiment_spike_share: float = Field(
+        0.1, gt=0, le=1, description="Share of scored tickers with a sentiment spike on a session = spike alert."
+    )
+    sentiment_spike_min_tickers: int = Field(3, ge=1, description="...and at least this many tickers spiked.")
 
     @property
     def reports_dir(self) -> Path:

@@ -25,6 +25,7 @@ from monitoring.local_prometheus import PrometheusAPI, local_prometheus, scrape_
 from monitoring.promql import metric_names
 from monitoring.regime_metrics import REGIME_METRICS
 from monitoring.rules import load_rules, with_short_for
+from monitoring.sentiment_metrics import SENTIMENT_METRICS
 from monitoring.windows import Window
 from tests.servers import free_port
 
@@ -121,11 +122,12 @@ def _check_series_and_quiet_state(api: PrometheusAPI) -> None:
     for board in dashboards.render_all().values():
         used |= {n for e in dashboards.exprs(yaml.safe_load(board)) for n in metric_names(e)}
     # Series exported only once their job has written to the data folder: no decay, sentinel or
-    # regime run here (their exporters are tested in test_monitoring_exporter, test_sentinel_job and
-    # test_regime_metrics); every other series a rule or panel reads must be scraped.
+    # regime run and no sentiment file here (their exporters are tested in test_monitoring_exporter,
+    # test_sentinel_job, test_regime_metrics and test_sentiment_metrics); every other series a rule or
+    # panel reads must be scraped.
     decay_series = {"portfolio_os_model_rolling_rank_ic", "portfolio_os_model_rolling_ic_tstat"}
     sentinel_series = {n for n in EXPORTED_METRICS if "_data_anomalies" in n or "_data_sentinel_" in n}
-    job_series = decay_series | sentinel_series | REGIME_METRICS
+    job_series = decay_series | sentinel_series | REGIME_METRICS | SENTIMENT_METRICS
     missing = used - recorded - job_series - names
     assert missing == set(), f"series used by rules/dashboards that no target exports: {missing}"
     (share,) = api.query('portfolio_os_drift_share{view="technical_features"}')

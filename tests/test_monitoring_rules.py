@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from monitoring import prometheus_rule, rules
+from feature_repo.transforms.regime import VOL_WINDOW
+from monitoring import prometheus_rule, regime_metrics, rules
+from monitoring.briefing import facts
 from monitoring.contract import exposed_series_names
 from monitoring.drift import WASSERSTEIN_THRESHOLD
 from monitoring.promql import metric_names
@@ -26,6 +29,8 @@ REQUIRED_ALERTS = {
     "PortfolioOSFeatureDriftDetected",
     "PortfolioOSFeaturesStale",
     "PortfolioOSAlphaDecay",
+    "PortfolioOSVolatilitySpike",
+    "PortfolioOSSentimentSpikes",
 }
 
 
@@ -77,6 +82,23 @@ def test_thresholds_in_rules_match_the_code():
     assert 0 < WASSERSTEIN_THRESHOLD < 1
     # The latency SLO's 250 ms must be a bucket bound of the gateway histogram (api/metrics.py).
     assert 'le="0.25"' in text
+
+
+def _alert(name: str) -> dict[str, Any]:
+    return next(r for g in load_rules()["groups"] for r in g["rules"] if r.get("alert") == name)
+
+
+def test_spike_thresholds_and_windows_in_rules_match_the_code():
+    settings = MonitoringSettings()
+    volatility = _alert("PortfolioOSVolatilitySpike")
+    assert volatility["expr"].endswith(f"(portfolio_os_market_volatility_zscore) >= {settings.volatility_spike_z:g}")
+    described = volatility["annotations"]["description"]
+    assert f"previous {regime_metrics.SPIKE_LOOKBACK} sessions" in described
+    assert f"{VOL_WINDOW}-session volatility" in described
+    sentiment = _alert("PortfolioOSSentimentSpikes")
+    assert f"> {settings.sentiment_spike_share:g})" in sentiment["expr"]
+    assert f"max(portfolio_os_sentiment_spikes) >= {settings.sentiment_spike_min_tickers}" in sentiment["expr"]
+    assert f"at least {facts.SPIKE_Z:g} standard deviations" in sentiment["annotations"]["description"]
 
 
 def test_short_for_copy_changes_only_for(tmp_path):

@@ -12,10 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from feature_repo.files import write_feature_file
 from feature_repo.tables import DATE, TICKER
+from monitoring import sentiment_metrics
 from monitoring.briefing.facts import SPIKE_LOOKBACK, SPIKE_Z, sentiment_facts
 from monitoring.briefing.job import load_sources
 from monitoring.exporter import EXPORTED_METRICS, MonitoringCollector
-from monitoring.sentiment_metrics import SENTIMENT_METRICS, latest_spikes, read_sentiment
+from monitoring.sentiment_metrics import SENTIMENT_METRICS, file_spikes, latest_spikes, read_sentiment
 
 SESSIONS = pd.bdate_range("2023-01-02", periods=500)  # ~350 days with documents each: more than SPIKE_LOOKBACK
 TICKERS = [f"SYN{i:02d}" for i in range(10)]
@@ -84,8 +85,12 @@ def test_the_newest_sessions_spikes_are_exported(tmp_path: Path) -> None:
     assert SENTIMENT_METRICS <= EXPORTED_METRICS
 
 
-def test_the_answer_is_the_briefings_rule_on_the_whole_history(tmp_path: Path) -> None:
-    """Trimming each ticker to the rule's window changes nothing: same count, same largest move."""
+@pytest.mark.parametrize("chunk", [3, 32], ids=["chunks-of-3", "one-chunk"])
+def test_the_answer_is_the_briefings_rule_on_the_whole_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Trimming to the rule's window and splitting the tickers change nothing: same count, same largest move."""
+    monkeypatch.setattr(sentiment_metrics, "CHUNK", chunk)
     _write(tmp_path, _synthetic())
     briefing = sentiment_facts(load_sources(tmp_path).sentiment, SESSIONS[-1])
     frame = read_sentiment(tmp_path)
@@ -117,3 +122,14 @@ def test_a_session_without_documents_counts_no_tickers(tmp_path: Path) -> None:
 
 def test_no_file_means_no_sentiment_series(tmp_path: Path) -> None:
     assert _scrape(tmp_path) == {}
+
+
+def test_each_version_of_the_file_is_read_once(tmp_path: Path) -> None:
+    frame = _synthetic()
+    _write(tmp_path, frame)
+    first = file_spikes(tmp_path)
+    assert first is not None and file_spikes(tmp_path) is first  # unchanged file: the cached answer
+    frame.loc[frame[DATE] == SESSIONS[-1], "sent_score_1d"] = np.nan  # a new version: no documents today
+    _write(tmp_path, frame)
+    second = file_spikes(tmp_path)
+    assert second is not None and (second.spikes, second.tickers) == (0, 0) and first.spikes > 0

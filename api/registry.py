@@ -13,9 +13,24 @@ MAX_METRICS: Final = 12
 _LABEL: Final = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
+def _no_such_version(status: int, body: Any) -> bool:
+    """MLflow's answers for "no version under this alias".
+
+    An unknown model is 404 ``RESOURCE_DOES_NOT_EXIST``; a known model without the alias is, in
+    MLflow 3, 400 ``INVALID_PARAMETER_VALUE`` "Registered model alias <alias> not found." (seen on
+    ``mlflow server`` 3.17.2). Any other 400 stays an error.
+    """
+    if status == 404 or (status == 400 and "RESOURCE_DOES_NOT_EXIST" in str(body)):
+        return True
+    if status != 400 or not isinstance(body, dict) or body.get("error_code") != "INVALID_PARAMETER_VALUE":
+        return False
+    message = str(body.get("message", "")).lower()
+    return "alias" in message and "not found" in message
+
+
 async def _version(client: InferenceClient, base: str, model: str, alias: str) -> RegistryVersion | None:
     status, body = await client.get_json(f"{base}/api/2.0/mlflow/registered-models/alias?name={model}&alias={alias}")
-    if status == 404 or (status == 400 and "RESOURCE_DOES_NOT_EXIST" in str(body)):
+    if _no_such_version(status, body):
         return None
     if status != 200 or not isinstance(body, dict) or "model_version" not in body:
         raise RuntimeError(f"MLflow answered {status or 'nothing'} for {model}@{alias}")

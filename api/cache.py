@@ -88,6 +88,8 @@ class Cache(Generic[K, V]):
         self.clock = clock
         self.spawn = spawn
         self._entries: OrderedDict[K, _Entry[V]] = OrderedDict()
+        # Bumped by every store: a memo of values derived from entries is valid while it is unchanged.
+        self.generation = 0
         self._lock = threading.Lock()
         self._loading: dict[K, Future[Mapping[K, V]]] = {}
         self._async_loading: dict[K, asyncio.Future[V]] = {}
@@ -134,6 +136,11 @@ class Cache(Generic[K, V]):
         if aging and load is not None:
             self._refresh(aging, load)
         return found
+
+    def loaded_at(self, key: K) -> float | None:
+        """When the entry of ``key`` was loaded (``None``: no entry), expired or not."""
+        entry = self._entries.get(key)
+        return None if entry is None else entry.loaded_at
 
     def put(self, key: K, value: V) -> None:
         """Keep ``value`` for ``key`` (a memo whose value the caller computed; off when ``ttl <= 0``)."""
@@ -330,6 +337,7 @@ class Cache(Generic[K, V]):
             for key, value in values.items():
                 entries[key] = _Entry(value, now)
                 entries.move_to_end(key)
+            self.generation += 1
             while len(entries) > self.max_entries:
                 entries.popitem(last=False)
                 evicted += 1

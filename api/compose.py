@@ -86,6 +86,19 @@ class Compositions:
         self.memo: Cache[CompositionKey, _Composition] = Cache(
             "compositions", metrics, ttl=ttl, max_entries=MAX_COMPOSITIONS, clock=clock
         )
+        # The v2 request body of a component for some rows, keyed by (rows' digest, feature service).
+        self.bodies: Cache[tuple[str, str], bytes] = Cache(
+            "model_inputs", metrics, ttl=ttl, max_entries=2 * MAX_COMPOSITIONS, clock=clock
+        )
+
+    def body(self, snapshot: FeatureSnapshot, service: str) -> bytes:
+        """The v2 body of ``service``'s features for ``snapshot`` (encoded once per digest and service)."""
+        key = (snapshot.digest(), service)
+        body = self.bodies.peek(key)
+        if body is None:
+            body = encode_inputs(fp64_inputs(snapshot.service_columns(service)))
+            self.bodies.put(key, body)
+        return body
 
     @staticmethod
     def key(
@@ -110,10 +123,12 @@ def reason(error: ModelCallError) -> DegradedReason:
 
 
 async def _call_components(
-    client: InferenceClient, snapshot: FeatureSnapshot
+    client: InferenceClient, snapshot: FeatureSnapshot, memo: Compositions | None
 ) -> list[tuple[str, InferResult | BaseException]]:
     async def one(model: str) -> InferResult:
         service = SIGNAL_FEATURE_SERVICES[model]
+        if memo is not None:
+            return await client.infer_encoded(model, memo.body(snapshot, service))
         return await client.infer_encoded(model, encode_inputs(fp64_inputs(snapshot.service_columns(service))))
 
     results = await asyncio.gather(*(one(m) for m in COMPONENT_MODELS), return_exceptions=True)
@@ -129,7 +144,7 @@ async def compose_signals(
         NoModelAvailableError: no component model returned scores.
     """
     n = len(snapshot.tickers)
-    components = await _call_components(client, snapshot)
+    components = await _call_components(client, snapshot, memo)
     key = memo.key(snapshot, components) if memo is not None else None
     kept = memo.memo.peek(key) if memo is not None and key is not None else None
     out = ComposedSignals(signals=[], model_versions={})

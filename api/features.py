@@ -32,6 +32,8 @@ SERVED_VIEWS: Final[tuple[str, ...]] = tuple(dict.fromkeys(v for s in SERVED_SER
 REFRESH_AFTER_SHARE: Final = 0.5
 # (view, ticker) rows kept: the served views of a universe of thousands of tickers.
 MAX_CACHED_ROWS: Final = 50_000
+# Distinct ticker sets kept assembled; small, since each holds a snapshot (memory, GC).
+MAX_ASSEMBLED: Final = 128
 # Tickers per online call when the whole universe is read: bounds the peak of Feast's response objects.
 UNIVERSE_CHUNK: Final = 400
 
@@ -113,6 +115,15 @@ def row_digest(values: dict[str, float | None], event_time: datetime | None) -> 
 
 
 @dataclass(frozen=True)
+class _Assembled:
+    """A snapshot assembled from cached rows: valid while no row was stored since and none is aging."""
+
+    generation: int
+    oldest_loaded_at: float
+    snapshot: FeatureSnapshot
+
+
+@dataclass(frozen=True)
 class _Row:
     """One (view, ticker) online row as read: its feature values and event time (``None``: no row)."""
 
@@ -155,6 +166,10 @@ class OnlineFeatures:
             refresh_share=REFRESH_AFTER_SHARE,
             clock=clock,
         )
+        # Keyed by (tickers, views): the same tickers asked again skip the assembly and its digest.
+        self.snapshots: Cache[tuple[tuple[str, ...], tuple[str, ...]], _Assembled] = Cache(
+            "feature_snapshots", metrics, ttl=cache_seconds, max_entries=MAX_ASSEMBLED, clock=clock
+        )
 
     def open(self) -> FeatureRepo:
         """The Feast repository, opened (registry loaded, online store connected) on first use.
@@ -170,14 +185,30 @@ class OnlineFeatures:
     def cached(self, tickers: list[str], views: tuple[str, ...] = SERVED_VIEWS) -> FeatureSnapshot | None:
         """The snapshot from fresh cached rows alone, or ``None`` if any is missing (non-blocking).
 
-        Rows past half their life are served and re-read in the background.
+        Rows past half their life are served and re-read in the background. The same tickers asked
+        again get the snapshot already assembled while no row was stored since and none is aging
+        (after that the rows are checked one by one, which also starts their renewal).
         """
-        rows = self.rows.peek_many(_keys(tickers, views), self._loader(views))
+        key, rows_cache = (tuple(tickers), views), self.rows
+        assembled = self.snapshots.peek(key)
+        renew_before = rows_cache.clock() - self.cache_seconds * REFRESH_AFTER_SHARE
+        if (
+            assembled is not None
+            and assembled.generation == rows_cache.generation
+            and assembled.oldest_loaded_at > renew_before
+        ):
+            return assembled.snapshot
+        generation, keys = rows_cache.generation, _keys(tickers, views)  # read before the rows it covers
+        rows = rows_cache.peek_many(keys, self._loader(views))
         if rows is None:
             return None
         snapshot = _assemble(tickers, views, rows)
         # A ticker cached from other views may lack a row in these: let read() name it.
-        return snapshot if all(snapshot.tickers_as_of()) else None
+        if not all(snapshot.tickers_as_of()):
+            return None
+        oldest = min((t for k in keys if (t := rows_cache.loaded_at(k)) is not None), default=renew_before)
+        self.snapshots.put(key, _Assembled(generation, oldest, snapshot))
+        return snapshot
 
     def read(self, tickers: list[str], views: tuple[str, ...] = SERVED_VIEWS) -> FeatureSnapshot:
         """Every feature of ``views`` for ``tickers``: cached rows plus one online call for the rest (blocking).

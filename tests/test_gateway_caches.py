@@ -189,6 +189,26 @@ def test_feature_rows_past_half_their_life_are_reread_in_the_background(shared_e
     assert features.cached([a, b]) is None
 
 
+def test_an_assembled_snapshot_is_reused_only_while_its_rows_are_unchanged_and_fresh(shared_env, monkeypatch) -> None:
+    features, clock, calls = _feature_reader(shared_env, monkeypatch, ttl=4.0)
+    a, b, c = shared_env.tickers[:3]
+    features.read([a, b])
+    first = features.cached([a, b])
+    assert first is not None and features.cached([a, b]) is first  # same tickers again: no reassembly
+    assert features.cached([b, a]) is not first  # another order is another snapshot
+    features.read([c])  # a row stored since: the assembly is checked again, same rows, same digest
+    again = features.cached([a, b])
+    assert again is not None and again is not first and again.digest() == first.digest()
+    assert features.cached([a, b]) is again
+    clock.now += 2.1  # past half the rows' life: checked row by row, which starts their renewal
+    aging = features.cached([a, b])
+    assert aging is not None and aging is not again
+    wait_for(features.rows.idle, 60.0, "the background feature refresh")
+    assert calls[-1] == [a, b]
+    clock.now += 4.0  # the renewed rows expired too: nothing is served from the memo
+    assert features.cached([a, b]) is None
+
+
 def test_a_failed_background_feature_refresh_leaves_the_rows_to_expire(shared_env, monkeypatch) -> None:
     features, clock, _ = _feature_reader(shared_env, monkeypatch, ttl=4.0)
     a = shared_env.tickers[0]

@@ -34,6 +34,7 @@ import numpy as np
 
 from training.allocation.env import EnvConfig, PortfolioEnv
 from training.allocation.panel import MarketPanel, synthetic_panel
+from training.allocation.rl import log_nowhere
 
 NAME: Final = "allocation_universe"
 LABEL: Final = "SYNTHETIC data: a speed figure, NOT a quality figure"
@@ -96,7 +97,9 @@ def ppo_rate(env: PortfolioEnv, steps: int, seed: int) -> float:
     from stable_baselines3 import PPO
 
     torch.set_num_threads(1)
-    model = PPO("MlpPolicy", env, n_steps=256, batch_size=64, n_epochs=5, seed=seed, device="cpu", verbose=0)
+    model = log_nowhere(
+        PPO("MlpPolicy", env, n_steps=256, batch_size=64, n_epochs=5, seed=seed, device="cpu", verbose=0)
+    )
     began = time.perf_counter()
     model.learn(total_timesteps=steps)
     return steps / (time.perf_counter() - began)

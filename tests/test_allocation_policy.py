@@ -10,6 +10,7 @@ import pytest
 from training.allocation.env import EnvConfig, PortfolioEnv
 from training.allocation.panel import synthetic_panel
 from training.allocation.policy import PolicyParams, export_policy, policy_action
+from training.allocation.rl import log_nowhere
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def test_numpy_forward_pass_matches_sb3_deterministic_actions(
         model = PPO("MlpPolicy", env, n_steps=64, batch_size=16, n_epochs=1, seed=1, device="cpu", policy_kwargs=arch)
     else:
         model = A2C("MlpPolicy", env, n_steps=8, seed=1, device="cpu", policy_kwargs=arch)
-    model.learn(total_timesteps=64)  # move the weights away from their initial values
+    log_nowhere(model).learn(total_timesteps=64)  # move the weights away from their initial values
     params = export_policy(model.policy)
     rng = np.random.default_rng(0)
     observations = rng.uniform(env.observation_space.low, env.observation_space.high, (50, params.n_inputs))

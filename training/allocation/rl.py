@@ -87,7 +87,6 @@ def search_space(rl: RLConfig) -> dict[str, Any]:
 def build_model(hp: dict[str, Any], env: PortfolioEnv, net_arch: tuple[int, ...]) -> Any:
     """A Stable-Baselines3 PPO or A2C model for ``env`` from one trial's hyper-parameters."""
     from stable_baselines3 import A2C, PPO
-    from stable_baselines3.common.logger import Logger
 
     algorithm = str(hp["algorithm"])
     n_steps = ROLLOUTS[algorithm][int(hp["rollout"])]
@@ -104,8 +103,17 @@ def build_model(hp: dict[str, Any], env: PortfolioEnv, net_arch: tuple[int, ...]
         "policy_kwargs": {"net_arch": list(net_arch)},
     }
     model = PPO(batch_size=min(64, n_steps), n_epochs=5, **common) if algorithm == "ppo" else A2C(**common)
-    # A logger of our own, writing nowhere: without one, every learn() call has SB3 create an empty
-    # /tmp/SB3-<timestamp> folder (its default log folder), thousands over a tuning run.
+    return log_nowhere(model)
+
+
+def log_nowhere(model: Any) -> Any:
+    """``model`` with a logger of its own that writes nowhere, so ``learn()`` leaves no folder behind.
+
+    Without one, every ``learn()`` call has SB3 create an empty ``/tmp/SB3-<timestamp>`` folder (its
+    default log folder): thousands over a tuning run. Every SB3 model built here goes through this.
+    """
+    from stable_baselines3.common.logger import Logger
+
     model.set_logger(Logger(folder=None, output_formats=[]))
     return model
 

@@ -52,6 +52,7 @@ NO_CACHES: Final = {f"PORTFOLIO_OS_{name}_CACHE_SECONDS": "0" for name in ("FEAT
 LEVELS: Final = (1, 8, 32)
 
 
+# Long on purpose (tests/test_architecture.py LONG_FUNCTIONS): a flat list of options, each with its help.
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("PORTFOLIO_OS_DATA_DIR", "data")))
@@ -287,13 +288,7 @@ def in_process(data_dir: Path, tickers: list[str], models: list[str], repeats: i
         if ensemble is not None:
             ensemble.predict(pd.DataFrame({"technical": score}))
 
-    answer()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        answer()
-        times.append((time.perf_counter() - started) * 1000)
-    return float(np.median(times))
+    return common.median_seconds(answer, repeats, warm_up=True)[0] * 1000
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -472,6 +467,8 @@ def top_frames(collapsed: Path, n: int = 20) -> list[dict[str, Any]]:
     total = 0
     for line in collapsed.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # py-spy stopped mid-line (a stack of a thread it could not read)
+            continue
         frame = stack.split(";")[-1]
         own[frame] = own.get(frame, 0) + int(count)
         total += int(count)

@@ -49,6 +49,7 @@ from training.evaluation.topk import (
     _prices,
     _schedule,
     _score_matrix,
+    _scored_schedule,
     _window,
 )
 
@@ -128,11 +129,9 @@ def book_backtest(
     _check_liquidity(rules, costs, liquidity, close)
     raw = _prices(close)
     score = _score_matrix(scores, close)
-    lo, hi = _window(pd.DatetimeIndex(close.index), schedule.start, schedule.end)
-    has_score = np.flatnonzero(np.isfinite(score[lo : hi + 1]).any(axis=1))
-    if has_score.size == 0:
-        raise TrainingError(f"scores hold no score between start={schedule.start} and end={schedule.end}")
-    signal_pos, trade_pos = _schedule(lo + int(has_score[0]), hi, schedule.rebalance_every, schedule.execution_lag)
+    signal_pos, trade_pos, hi = _scored_schedule(
+        score, close, schedule.start, schedule.end, every=schedule.rebalance_every, lag=schedule.execution_lag
+    )
     eligible = np.isfinite(score[signal_pos]) & np.isfinite(raw[trade_pos]) & _member_rows(members, close, signal_pos)
     _check_counts(eligible, rules.k, pd.DatetimeIndex(close.index[signal_pos]))
     held = select_holdings(score[signal_pos], eligible, rules)
@@ -358,11 +357,9 @@ def long_short_book(
     _check_liquidity(BookRules(k=1, book_aud=book_aud), costs, liquidity, close)
     raw = _prices(close)
     score = _score_matrix(scores, close)
-    lo, hi = _window(pd.DatetimeIndex(close.index), schedule.start, schedule.end)
-    has_score = np.flatnonzero(np.isfinite(score[lo : hi + 1]).any(axis=1))
-    if has_score.size == 0:
-        raise TrainingError(f"scores hold no score between start={schedule.start} and end={schedule.end}")
-    signal_pos, trade_pos = _schedule(lo + int(has_score[0]), hi, schedule.rebalance_every, schedule.execution_lag)
+    signal_pos, trade_pos, hi = _scored_schedule(
+        score, close, schedule.start, schedule.end, every=schedule.rebalance_every, lag=schedule.execution_lag
+    )
     eligible = np.isfinite(score[signal_pos]) & np.isfinite(raw[trade_pos]) & _member_rows(members, close, signal_pos)
     _check_counts(eligible, 2, pd.DatetimeIndex(close.index[signal_pos]))
     targets = np.zeros(eligible.shape)

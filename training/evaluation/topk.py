@@ -155,11 +155,7 @@ def topk_backtest(
     _check_schedule(rebalance_every, cost_per_side, execution_lag)
     raw = _prices(close)
     score = _score_matrix(scores, close)
-    lo, hi = _window(pd.DatetimeIndex(close.index), start, end)
-    has_score = np.flatnonzero(np.isfinite(score[lo : hi + 1]).any(axis=1))
-    if has_score.size == 0:
-        raise TrainingError(f"scores hold no score between start={start} and end={end}")
-    signal_pos, trade_pos = _schedule(lo + int(has_score[0]), hi, rebalance_every, execution_lag)
+    signal_pos, trade_pos, hi = _scored_schedule(score, close, start, end, every=rebalance_every, lag=execution_lag)
     eligible = np.isfinite(score[signal_pos]) & np.isfinite(raw[trade_pos])
     counts = eligible.sum(axis=1)
     short = np.flatnonzero(counts < k)
@@ -306,6 +302,19 @@ def _window(sessions: pd.DatetimeIndex, start: DateBound, end: DateBound) -> tup
     if lo > hi:
         raise TrainingError(f"no session of close lies between start={start} and end={end}")
     return lo, hi
+
+
+def _scored_schedule(
+    score: FloatArray, close: pd.DataFrame, start: DateBound, end: DateBound, *, every: int, lag: int
+) -> tuple[IntArray, IntArray, int]:
+    """Signal and trade positions from the first session in ``[start, end]`` that holds a score,
+    and the window's last position: where every score-driven backtest starts trading."""
+    lo, hi = _window(pd.DatetimeIndex(close.index), start, end)
+    has_score = np.flatnonzero(np.isfinite(score[lo : hi + 1]).any(axis=1))
+    if has_score.size == 0:
+        raise TrainingError(f"scores hold no score between start={start} and end={end}")
+    signal_pos, trade_pos = _schedule(lo + int(has_score[0]), hi, every, lag)
+    return signal_pos, trade_pos, hi
 
 
 def _schedule(first: int, last: int, every: int, lag: int) -> tuple[IntArray, IntArray]:

@@ -22,30 +22,16 @@ from datetime import date
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 
 from feature_repo.schema import OUTCOME_HORIZON
+from feature_repo.significance import newey_west_tstat
 from feature_repo.tables import DATE, TICKER
 from monitoring.errors import MonitoringError
 
 MODEL: Final = "model"
 SCORE: Final = "score"
 KNOWN_AT: Final = "known_at"
-
-
-def newey_west_tstat(values: npt.ArrayLike, lags: int) -> float:
-    """t-statistic of the mean with a Newey–West (Bartlett) standard error; NaN when undefined."""
-    x = np.asarray(values, dtype=np.float64)
-    n = x.size
-    if n < 2:
-        return math.nan
-    e = x - x.mean()
-    lrv = float(e @ e) / n
-    max_lag = min(max(lags, 0), n - 1)
-    for j in range(1, max_lag + 1):
-        lrv += 2.0 * (1.0 - j / (max_lag + 1)) * float(e[j:] @ e[:-j]) / n
-    return float(x.mean() / math.sqrt(lrv / n)) if lrv > 0.0 else math.nan
 
 
 def per_date_ic(frame: pd.DataFrame, target: str, *, min_tickers: int = 5) -> pd.DataFrame:

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_repo.significance import newey_west_tstat
 from feature_repo.transforms.outcomes import forward_outcomes
-from monitoring.decay import all_models_decay, model_decay, newey_west_tstat, per_date_ic
+from monitoring.decay import all_models_decay, model_decay, per_date_ic
 from monitoring.errors import MonitoringError
 
 

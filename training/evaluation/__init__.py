@@ -16,11 +16,11 @@
 
 from __future__ import annotations
 
+from feature_repo.significance import newey_west_tstat
 from training.evaluation.baselines import momentum_12_1, short_term_reversal
 from training.evaluation.metrics import (
     SignalMetrics,
     naive_tstat,
-    newey_west_tstat,
     per_date_statistics,
     signal_metrics,
 )

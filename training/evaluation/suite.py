@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from feature_repo.significance import newey_west_tstat
 from feature_repo.tables import DATE, TICKER
 from training.errors import TrainingError
 from training.evaluation.baselines import momentum_12_1, short_term_reversal
@@ -30,8 +31,9 @@ from training.evaluation.book import BookRules, Schedule, book_backtest, equal_w
 from training.evaluation.capacity import Capacity, annual_excess, capacity
 from training.evaluation.config import CostConfig, EvaluationConfig
 from training.evaluation.liquidity import IntArray, Liquidity, TradeCosts, adv_terciles
-from training.evaluation.metrics import SCORE, TARGET, newey_west_tstat, per_date_statistics
+from training.evaluation.metrics import SCORE, TARGET, per_date_statistics
 from training.evaluation.topk import BacktestResult
+from training.universe import restrict_to_members
 
 EQUAL_WEIGHT = "equal_weight"
 CAPACITY_SIZES = tuple(float(x) for x in np.geomspace(1e5, 1e10, 11))
@@ -165,13 +167,7 @@ def portfolio_report(
 
 def _members_only(scores: pd.DataFrame, members: pd.DataFrame | None) -> pd.DataFrame:
     """Keep the rows whose ticker is a member on its date (the book would skip the others anyway)."""
-    if members is None or scores.empty:
-        return scores
-    rows = members.index.get_indexer(pd.DatetimeIndex(scores[DATE]))
-    cols = members.columns.get_indexer(pd.Index(scores[TICKER].astype(str)))
-    keep = (rows >= 0) & (cols >= 0)
-    keep[keep] = members.to_numpy(bool)[rows[keep], cols[keep]]
-    return scores.loc[keep].reset_index(drop=True)
+    return scores if members is None else restrict_to_members(scores, members)
 
 
 def _capacity(

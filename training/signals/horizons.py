@@ -19,9 +19,9 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from feature_repo.significance import newey_west_tstat
 from feature_repo.tables import DATE, TICKER
 from feature_repo.transforms.outcomes import KNOWN_AT, label_column
-from training.evaluation.metrics import newey_west_tstat
 from training.ic import rank_ic_by_date
 from training.models.signal import SignalModel, SignalModelParams
 from training.signals.config import SignalRunConfig

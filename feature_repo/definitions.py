@@ -7,6 +7,7 @@ with no module-level state. ``feature_repo/repo.py`` exposes them to the ``feast
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
@@ -98,42 +99,63 @@ def build_definitions(data_uri: str) -> FeatureDefinitions:
 
 
 def _view(name: str, specs: tuple[FeatureSpec, ...], ticker: Entity, data_uri: str) -> FeatureView:
+    """A per-ticker view of one feature family, a row per ticker and session."""
     family = name.split("_", maxsplit=1)[0]
-    source = FileSource(
-        name=f"{name}_source",
-        path=feature_file(data_uri, name),
-        timestamp_field=EVENT_TIMESTAMP,
-        created_timestamp_column=CREATED_TIMESTAMP,
-        description=f"Materialised output of the {name} transform.",
-    )
-    return FeatureView(
-        name=name,
-        entities=[ticker],
-        ttl=DAILY_TTL,
-        schema=[Field(name=s.name, dtype=_FEAST_TYPES[s.dtype], description=s.description) for s in specs],
-        source=source,
-        online=True,
+    return _file_view(
+        name,
+        specs,
+        _FEAST_TYPES,
+        ticker,
+        data_uri,
+        family=family,
+        written_by=f"the {name} transform",
         description=f"Daily {family} features per ticker, stamped at the session date.",
-        tags={"family": family},
     )
 
 
 def _market_view(name: str, specs: tuple[FeatureSpec, ...], entity: Entity, data_uri: str) -> FeatureView:
     """A market-level view (feature_repo.market): a snapshot row per key, arrays allowed."""
+    return _file_view(
+        name,
+        specs,
+        _MARKET_TYPES,
+        entity,
+        data_uri,
+        family="market",
+        written_by=f"the {name} snapshot (feature_repo.market)",
+        description=f"Market snapshot {name}, stamped at its last session.",
+    )
+
+
+def _file_view(
+    name: str,
+    specs: tuple[FeatureSpec, ...],
+    types: Mapping[str, FeastType],
+    entity: Entity,
+    data_uri: str,
+    *,
+    family: str,
+    written_by: str,
+    description: str,
+) -> FeatureView:
+    """An online view over the materialised Parquet file of ``name`` (:func:`feature_file`), daily TTL.
+
+    ``types`` maps each spec's dtype to its Feast type; a dtype it lacks is refused (``KeyError``).
+    """
     source = FileSource(
         name=f"{name}_source",
         path=feature_file(data_uri, name),
         timestamp_field=EVENT_TIMESTAMP,
         created_timestamp_column=CREATED_TIMESTAMP,
-        description=f"Materialised output of the {name} snapshot (feature_repo.market).",
+        description=f"Materialised output of {written_by}.",
     )
     return FeatureView(
         name=name,
         entities=[entity],
         ttl=DAILY_TTL,
-        schema=[Field(name=s.name, dtype=_MARKET_TYPES[s.dtype], description=s.description) for s in specs],
+        schema=[Field(name=s.name, dtype=types[s.dtype], description=s.description) for s in specs],
         source=source,
         online=True,
-        description=f"Market snapshot {name}, stamped at its last session.",
-        tags={"family": "market"},
+        description=description,
+        tags={"family": family},
     )

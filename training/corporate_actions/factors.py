@@ -100,9 +100,7 @@ def apply_factors(prices: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
     if factors.empty:
         return prices
     price, _ = bar_factors(prices, factors)
-    out = prices.copy()
-    out["adj_close"] = prices["adj_close"].to_numpy(dtype=np.float64) * price
-    return out
+    return _scaled(prices, "adj_close", price)
 
 
 def with_adjusted_volume(prices: pd.DataFrame, factors: pd.DataFrame) -> pd.DataFrame:
@@ -113,8 +111,13 @@ def with_adjusted_volume(prices: pd.DataFrame, factors: pd.DataFrame) -> pd.Data
     if factors.empty:
         return prices
     _, volume = bar_factors(prices, factors)
+    return _scaled(prices, "volume", volume)
+
+
+def _scaled(prices: pd.DataFrame, column: str, factor: FloatArray) -> pd.DataFrame:
+    """A copy of ``prices`` whose ``column`` is multiplied by each bar's ``factor`` (as float64)."""
     out = prices.copy()
-    out["volume"] = prices["volume"].to_numpy(dtype=np.float64) * volume
+    out[column] = prices[column].to_numpy(dtype=np.float64) * factor
     return out
 
 

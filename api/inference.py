@@ -1,4 +1,9 @@
-"""Async Open Inference Protocol v2 client: one shared httpx client, a timeout per call, a breaker per model."""
+"""Async Open Inference Protocol v2 client: one shared httpx client, a timeout per call, a breaker per model.
+
+Inference calls go over REST (v2 JSON) or, for the model servers named in ``grpc_addresses``, over
+v2 gRPC (:mod:`api.grpc_transport`, imported only then). Both take the same v2 JSON body, so
+callers, the answer cache, breakers, metrics and degraded reasons do not depend on the transport.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 import orjson
@@ -17,6 +22,9 @@ from api.circuit import CircuitBreaker
 from api.errors import ModelCallError
 from api.metrics import GatewayMetrics
 from feature_repo.contract import ERROR_CODE_FIELD, ERROR_REASON_FIELD
+
+if TYPE_CHECKING:
+    from api.grpc_transport import GRPCTransport
 
 MAX_CACHED_ANSWERS: Final = 4096
 # A cached answer used after this share of its life is renewed by a background call, so under
@@ -82,6 +90,10 @@ def _error(model: str, response: httpx.Response) -> ModelCallError:
 class InferenceClient:
     """Calls the model servers of ``MODEL_URLS``: HTTP with a timeout per call, a circuit breaker per server.
 
+    Inference calls to the servers of ``grpc_addresses`` (server name -> ``host:port``) go over v2
+    gRPC instead, with the same timeout, breaker, metrics and failure reasons
+    (:mod:`api.grpc_transport`).
+
     Every failure (not deployed, circuit open, timeout, connection error, non-200, malformed
     answer) raises :class:`ModelCallError`; callers decide how to degrade.
 
@@ -102,6 +114,7 @@ class InferenceClient:
         *,
         cache_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        grpc_addresses: Mapping[str, str] | None = None,
     ) -> None:
         self.urls = dict(urls)
         self.timeout_s = timeout_s
@@ -121,6 +134,16 @@ class InferenceClient:
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
         )
+        # Model servers whose inference calls go over v2 gRPC (metadata, readiness and /metrics stay REST).
+        self.grpc: GRPCTransport | None = None
+        if grpc_addresses:
+            from api.grpc_transport import GRPCTransport
+
+            self.grpc = GRPCTransport(grpc_addresses)
+
+    def transport(self, server: str) -> str:
+        """``"grpc"`` or ``"rest"``: how inference calls reach ``server``."""
+        return "grpc" if self.grpc is not None and server in self.grpc.addresses else "rest"
 
     def deployed(self, server: str) -> bool:
         return server in self.urls
@@ -128,11 +151,13 @@ class InferenceClient:
     async def aclose(self) -> None:
         await self.answers.aclose()
         await self._http.aclose()
+        if self.grpc is not None:
+            await self.grpc.aclose()
 
     async def infer(
         self, model: str, inputs: list[dict[str, Any]], *, server: str | None = None, timeout_s: float | None = None
     ) -> InferResult:
-        """POST ``/v2/models/<model>/infer`` on the server of ``server`` (default: ``model``).
+        """POST ``/v2/models/<model>/infer`` (or gRPC ``ModelInfer``) on the server of ``server`` (default: ``model``).
 
         Raises:
             ModelCallError: any failure, with a short reason code.
@@ -170,7 +195,7 @@ class InferenceClient:
         start = time.perf_counter()
         version, outcome = self.last_versions.get(model, ""), "error"
         try:
-            result = await self._post(model, f"{self.urls[server]}/v2/models/{model}/infer", body, timeout_s)
+            result = await self._send(model, server, body, timeout_s)
         except ModelCallError as e:
             if e.refused:
                 # The server answered: it is up, this request was wrong (an allocation universe with
@@ -189,6 +214,12 @@ class InferenceClient:
         finally:
             elapsed = time.perf_counter() - start
             self.metrics.model_call_duration.labels(model=model, version=version, outcome=outcome).observe(elapsed)
+
+    async def _send(self, model: str, server: str, body: bytes, timeout_s: float | None) -> InferResult:
+        if self.grpc is not None and server in self.grpc.addresses:
+            version, outputs = await self.grpc.infer(model, server, body, timeout_s or self.timeout_s)
+            return InferResult(model=model, version=version, outputs=outputs)
+        return await self._post(model, f"{self.urls[server]}/v2/models/{model}/infer", body, timeout_s)
 
     async def _post(self, model: str, url: str, body: bytes, timeout_s: float | None) -> InferResult:
         try:

@@ -61,6 +61,7 @@ class Services:
                 self.breakers,
                 self.metrics,
                 cache_seconds=settings.score_cache_seconds,
+                grpc_addresses=settings.grpc_addresses(),
             )
         return self.inference
 

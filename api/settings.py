@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -117,6 +118,19 @@ class GatewaySettings(BaseSettings):
     model_urls: dict[str, str] = Field(
         default_factory=dict, description="JSON object: model name -> model server base URL (v2 protocol)."
     )
+    model_transport: Literal["rest", "grpc"] = Field(
+        "rest",
+        description="How inference calls reach the model servers: rest (v2 JSON) or grpc (v2 gRPC, needs the "
+        "portfolio-os[gateway-grpc] extra and an address in model_grpc_urls); metadata, readiness and /metrics "
+        "stay REST.",
+    )
+    model_transports: dict[str, Literal["rest", "grpc"]] = Field(
+        default_factory=dict, description="JSON object: model server name -> rest or grpc, overriding model_transport."
+    )
+    model_grpc_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description="JSON object: model server name -> host:port of its v2 gRPC service (its --grpc_port).",
+    )
     database_url: str | None = Field(None, description="Tenants, keys, usage and audit DB (SQLAlchemy URL).")
     rate_limit_storage: str = Field("memory://", description="`limits` storage URI (memory:// or redis://...).")
     api_key_pepper: SecretStr | None = Field(None, description="HMAC secret for API key hashes.")
@@ -169,6 +183,26 @@ class GatewaySettings(BaseSettings):
     @classmethod
     def _strip_slashes(cls, value: dict[str, str]) -> dict[str, str]:
         return {name: url.rstrip("/") for name, url in value.items()}
+
+    @model_validator(mode="after")
+    def _grpc_servers_have_addresses(self) -> Self:
+        unknown = sorted((set(self.model_transports) | set(self.model_grpc_urls)) - set(self.model_urls))
+        if unknown:
+            raise ValueError(f"model_transports/model_grpc_urls name servers absent from model_urls: {unknown}")
+        missing = sorted(s for s in self.model_urls if self.transport_of(s) == "grpc" and s not in self.model_grpc_urls)
+        if missing:
+            raise ValueError(f"model servers on grpc need an address in PORTFOLIO_OS_MODEL_GRPC_URLS: {missing}")
+        if self.grpc_addresses() and importlib.util.find_spec("grpc") is None:
+            raise ValueError("model_transport grpc needs grpcio: install portfolio-os[gateway-grpc]")
+        return self
+
+    def transport_of(self, server: str) -> Literal["rest", "grpc"]:
+        """How inference calls reach ``server``: its entry in ``model_transports``, else ``model_transport``."""
+        return self.model_transports.get(server, self.model_transport)
+
+    def grpc_addresses(self) -> dict[str, str]:
+        """Model server name -> gRPC address, for the servers whose calls go over gRPC."""
+        return {s: self.model_grpc_urls[s] for s in self.model_urls if self.transport_of(s) == "grpc"}
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Self:

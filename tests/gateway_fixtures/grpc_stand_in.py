@@ -1,0 +1,158 @@
+"""TEST-ONLY: the contract stand-ins of tests/gateway_fixtures/v2_model.py, served over REST and v2 gRPC.
+
+The models are v2_model's own (same scores, same refusals); each request is first read with the
+servers' own tensor code (``serving.tensors.columns_from_v2``: JSON lists, raw gRPC tensors,
+BYTES as text) and handed to them as plain lists, so one model answers both transports alike.
+The server is the project's ``serving.server.LoopbackModelServer`` (REST and gRPC on
+127.0.0.1). ``/metrics`` counts the calls per model and transport
+(``stand_in_calls_total{model, transport}``), so a test can tell which transport a gateway used.
+
+Run: ``python -m tests.gateway_fixtures.grpc_stand_in --http_port P --grpc_port G --models a,b``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT_INPUTS = frozenset({"text"})
+
+
+def _as_list(values: Any) -> list[Any]:
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in values.tolist()]
+
+
+def serve(http_port: int, grpc_port: int, names: list[str], version: str) -> None:
+    from kserve import InferRequest, Model
+    from kserve.protocol.infer_type import InferInput
+    from prometheus_client import Counter
+
+    from serving.metrics import serving_version
+    from serving.server import LoopbackModelServer
+    from serving.tensors import columns_from_v2
+    from tests.gateway_fixtures.v2_model import build_models
+
+    calls = Counter("stand_in_calls", "Inference calls per model and transport.", ["model", "transport"])
+
+    class Transcoding(Model):  # type: ignore[misc]
+        def __init__(self, inner: Any) -> None:
+            super().__init__(inner.name)
+            self.inner = inner
+            self.ready = True
+
+        async def predict(self, payload: InferRequest, headers: Any = None, response_headers: Any = None) -> Any:
+            calls.labels(model=self.name, transport="grpc" if payload.from_grpc else "rest").inc()
+            columns = columns_from_v2(payload, TEXT_INPUTS)
+            inputs = [
+                InferInput(
+                    name=name,
+                    shape=[len(values)],
+                    datatype="BYTES" if name in TEXT_INPUTS else "FP64",
+                    data=_as_list(values),
+                )
+                for name, values in columns.items()
+            ]
+            plain = InferRequest(model_name=payload.model_name, infer_inputs=inputs, request_id=payload.id)
+            return await self.inner.predict(plain, headers)
+
+    models = [Transcoding(m) for m in build_models(names, version, 0.0)]
+    for model in models:
+        model.inner.load()
+    for name in names:  # portfolio_os_model_info, as the real servers export it (the gateway reads it)
+        serving_version(name, version, "none", None)
+    LoopbackModelServer("127.0.0.1", http_port, grpc_port).start(models)
+
+
+class StandInServer:
+    """A ``python -m tests.gateway_fixtures.grpc_stand_in`` process on free 127.0.0.1 ports."""
+
+    def __init__(self, models: list[str], version: str, log_dir: Path) -> None:
+        self.models = models
+        self.version = version
+        self.port, self.grpc_port = free_port(), free_port()
+        self.log_path = log_dir / f"stand-in-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def start(self) -> StandInServer:
+        command = [sys.executable, "-m", "tests.gateway_fixtures.grpc_stand_in", "--http_port", str(self.port)]
+        command += ["--grpc_port", str(self.grpc_port), "--models", ",".join(self.models), "--version", self.version]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> StandInServer:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                log = self.log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"stand-in exited with {self.proc.returncode}:\n{log}")
+            try:
+                if httpx.get(f"{self.url}/v2/health/ready", timeout=0.5).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"stand-in on {self.port} not ready within {timeout}s")
+
+    def calls(self) -> dict[tuple[str, str], float]:
+        """``stand_in_calls_total`` by (model, transport), from the server's ``/metrics``."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"{self.url}/metrics", timeout=5.0).text
+        return {
+            (s.labels["model"], s.labels["transport"]): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "stand_in_calls_total"
+        }
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed pod."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--http_port", type=int, required=True)
+    parser.add_argument("--grpc_port", type=int, required=True)
+    parser.add_argument("--models", required=True, help="comma-separated model names")
+    parser.add_argument("--version", default="1")
+    args = parser.parse_args()
+    serve(args.http_port, args.grpc_port, args.models.split(","), args.version)
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,7 @@ from feature_repo.files import read_feature_file, write_feature_chunks
 from feature_repo.schema import ALPHA_FEATURES, ALPHA_ROLLING_OPS, ALPHA_WINDOWS, names
 from feature_repo.transforms.alpha import alpha_feature_chunks, alpha_features, feature_frame_columns
 from tests.alpha_oracle import alpha_per_ticker
+from tests.frames import assert_rows_close, scrambled_after
 
 ALL = names(ALPHA_FEATURES)
 SESSIONS = pd.bdate_range("2020-01-01", periods=170, name="date")
@@ -57,16 +58,7 @@ def panel() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def assert_same(left: pd.DataFrame, right: pd.DataFrame, columns: list[str]) -> None:
-    assert left[["ticker", "date"]].reset_index(drop=True).equals(right[["ticker", "date"]].reset_index(drop=True))
-    for col in columns:
-        np.testing.assert_allclose(
-            left[col].to_numpy(dtype=float),
-            right[col].to_numpy(dtype=float),
-            rtol=1e-7,
-            atol=1e-9,
-            equal_nan=True,
-            err_msg=col,
-        )
+    assert_rows_close(left, right, columns, rtol=1e-7, atol=1e-9)
 
 
 def test_schema_lists_every_operator_window_once_and_v2_extends_v1() -> None:
@@ -110,11 +102,7 @@ def test_features_at_t_ignore_every_row_after_t(panel) -> None:
     cutoff = SESSIONS[120]
     full = alpha_features(prices, sessions=SESSIONS, breaks=breaks)
     truncated = alpha_features(prices[prices["date"] <= cutoff], sessions=SESSIONS, breaks=breaks)
-    scrambled = prices.copy()
-    future = scrambled["date"] > cutoff
-    rng = np.random.default_rng(0)
-    for col in ("open", "high", "low", "close", "adj_close", "volume"):
-        scrambled.loc[future, col] *= rng.uniform(0.2, 5.0, future.sum())
+    scrambled = scrambled_after(prices, cutoff, ("open", "high", "low", "close", "adj_close", "volume"))
     changed = alpha_features(scrambled, sessions=SESSIONS, breaks=breaks)
     past = (full["date"] <= cutoff).to_numpy()
     assert past.sum() > 400

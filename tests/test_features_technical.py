@@ -10,6 +10,7 @@ from feature_repo.schema import TECHNICAL_CROSS_SECTIONAL, TECHNICAL_FEATURES, n
 from feature_repo.transforms.reference import technical_features_per_ticker
 from feature_repo.transforms.technical import feature_frame_columns, rsi, technical_features
 from tests.conftest import benchmark_series
+from tests.frames import assert_rows_close, scrambled_after
 
 CROSS_SECTIONAL = {f"{n}_{kind}" for n in TECHNICAL_CROSS_SECTIONAL for kind in ("csrank", "csz")}
 PER_TICKER = [c for c in names(TECHNICAL_FEATURES) if c not in CROSS_SECTIONAL]
@@ -25,14 +26,6 @@ def real(sp500):
     return prices.drop(index=gaps).reset_index(drop=True), benchmark_series(sp500.benchmark)
 
 
-def assert_same_features(left: pd.DataFrame, right: pd.DataFrame, columns: list[str]) -> None:
-    assert left[["ticker", "date"]].reset_index(drop=True).equals(right[["ticker", "date"]].reset_index(drop=True))
-    for col in columns:
-        np.testing.assert_allclose(
-            left[col].to_numpy(), right[col].to_numpy(), rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=col
-        )
-
-
 def test_columns_follow_the_schema_in_order(real) -> None:
     prices, bench = real
     out = technical_features(prices, bench)
@@ -43,7 +36,7 @@ def test_columns_follow_the_schema_in_order(real) -> None:
 
 def test_vectorised_transform_matches_the_per_ticker_oracle(real) -> None:
     prices, bench = real
-    assert_same_features(
+    assert_rows_close(
         technical_features(prices, bench),
         technical_features_per_ticker(prices, bench),
         names(TECHNICAL_FEATURES),
@@ -57,17 +50,15 @@ def test_features_at_t_ignore_every_row_after_t(real) -> None:
     # Remove the future entirely...
     truncated = technical_features(prices[prices["date"] <= cutoff], bench[bench.index <= cutoff])
     # ...or change it wildly (prices, volumes, benchmark).
-    scrambled = prices.copy()
-    future = scrambled["date"] > cutoff
-    scrambled.loc[future, "adj_close"] *= np.random.default_rng(0).uniform(0.2, 5.0, future.sum())
-    scrambled.loc[future, "volume"] = 1.0
+    scrambled = scrambled_after(prices, cutoff)
+    scrambled.loc[scrambled["date"] > cutoff, "volume"] = 1.0
     bench_scrambled = bench.where(bench.index <= cutoff, bench * 3)
     changed = technical_features(scrambled, bench_scrambled)
 
     past = full["date"] <= cutoff
     assert past.sum() > 10_000
-    assert_same_features(full[past], truncated, names(TECHNICAL_FEATURES))
-    assert_same_features(full[past], changed[changed["date"] <= cutoff], names(TECHNICAL_FEATURES))
+    assert_rows_close(full[past], truncated, names(TECHNICAL_FEATURES))
+    assert_rows_close(full[past], changed[changed["date"] <= cutoff], names(TECHNICAL_FEATURES))
     # The scramble did change the future, so the comparison above could have failed.
     assert not np.allclose(full.loc[~past, "ret_1d"], changed.loc[~past, "ret_1d"], equal_nan=True)
 
@@ -78,7 +69,7 @@ def test_no_value_is_filled_across_tickers(real) -> None:
     with_others = technical_features(prices, bench)
     solo = technical_features(alone, bench)
     # Per-ticker features of AAPL do not depend on any other ticker being present.
-    assert_same_features(with_others[with_others["ticker"] == "AAPL"], solo, PER_TICKER)
+    assert_rows_close(with_others[with_others["ticker"] == "AAPL"], solo, PER_TICKER)
 
 
 def test_a_ticker_listed_late_starts_with_missing_features_not_borrowed_ones(real) -> None:

@@ -9,6 +9,7 @@ import pytest
 from feature_repo.schema import OUTCOME_FIELDS, outcome_fields
 from feature_repo.transforms.outcomes import forward_outcomes, outcome_frame_columns
 from tests.conftest import benchmark_series
+from tests.frames import scrambled_after
 
 SESSIONS = pd.bdate_range("2024-01-01", periods=6)
 # Three tickers over six sessions; with h=2 every value below is worked out by hand in the tests.
@@ -144,10 +145,7 @@ def test_outcomes_ignore_every_price_after_known_at(real) -> None:
     cutoff = pd.Timestamp("2018-06-29")
     full = forward_outcomes(prices, bench)
     truncated = forward_outcomes(prices[prices["date"] <= cutoff], bench[bench.index <= cutoff])
-    scrambled = prices.copy()
-    future = scrambled["date"] > cutoff
-    scrambled.loc[future, "adj_close"] *= np.random.default_rng(0).uniform(0.2, 5.0, future.sum())
-    changed = forward_outcomes(scrambled, bench.where(bench.index <= cutoff, bench * 3))
+    changed = forward_outcomes(scrambled_after(prices, cutoff), bench.where(bench.index <= cutoff, bench * 3))
 
     known = full[full["known_at"] <= cutoff].reset_index(drop=True)
     assert len(known) > 10_000

@@ -17,6 +17,7 @@ from feature_repo.transforms.outcomes import forward_outcomes
 from feature_repo.transforms.panel import split_at_breaks
 from feature_repo.transforms.sentiment import sentiment_features
 from feature_repo.transforms.technical import technical_features
+from tests.frames import assert_rows_close
 from training.instruments import code_lives, refresh_code_lives
 from training.store import OfflineStore
 
@@ -45,19 +46,6 @@ def walk(seed: int = 3) -> tuple[pd.DataFrame, pd.Series]:
 
 def breaks_at(ticker: str, date: pd.Timestamp, reason: str = "corporate_action_suspect") -> pd.DataFrame:
     return pd.DataFrame({"ticker": [ticker], "date": [date], "reason": [reason], "detail": ["planted"]})
-
-
-def assert_frames_close(left: pd.DataFrame, right: pd.DataFrame, columns: list[str]) -> None:
-    assert left[["ticker", "date"]].reset_index(drop=True).equals(right[["ticker", "date"]].reset_index(drop=True))
-    for col in columns:
-        np.testing.assert_allclose(
-            left[col].to_numpy(dtype=float),
-            right[col].to_numpy(dtype=float),
-            rtol=1e-9,
-            atol=1e-12,
-            equal_nan=True,
-            err_msg=col,
-        )
 
 
 BREAK = SESSIONS[400]
@@ -92,11 +80,11 @@ def test_technical_windows_never_span_a_break_and_restart_on_the_later_history()
     alone = prices[~((prices["ticker"] == "AAA") & (prices["date"] < BREAK))]
     expected = technical_features(alone, bench)
     after = out[out["date"] >= BREAK].reset_index(drop=True)
-    assert_frames_close(after, expected[expected["date"] >= BREAK].reset_index(drop=True), names(TECHNICAL_FEATURES))
+    assert_rows_close(after, expected[expected["date"] >= BREAK].reset_index(drop=True), names(TECHNICAL_FEATURES))
     # Before the break: exactly the values without any break (nothing leaks backwards).
     unbroken = technical_features(prices, bench)
     before = out["date"] < BREAK
-    assert_frames_close(out[before], unbroken[before.to_numpy()], PER_TICKER)
+    assert_rows_close(out[before], unbroken[before.to_numpy()], PER_TICKER)
 
 
 def test_no_label_spans_a_break_and_later_labels_use_the_later_history_only() -> None:
@@ -112,7 +100,7 @@ def test_no_label_spans_a_break_and_later_labels_use_the_later_history_only() ->
     alone = prices[~((prices["ticker"] == "AAA") & (prices["date"] < BREAK))]
     expected = forward_outcomes(alone, bench, horizon=H)
     cols = [c for c in out.columns if c not in ("ticker", "date", "known_at")]
-    assert_frames_close(
+    assert_rows_close(
         out[out["date"] >= BREAK].reset_index(drop=True),
         expected[expected["date"] >= BREAK].reset_index(drop=True),
         cols,

@@ -5,23 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.allocation_fixtures import mlp_policy
 from training.allocation.backtest import BacktestConfig, backtest
 from training.allocation.env import EnvConfig, PortfolioEnv, run_policy
 from training.allocation.panel import synthetic_panel
-from training.allocation.policy import PolicyParams, policy_action
+from training.allocation.policy import policy_action
 from training.allocation.policy_strategy import PolicyStrategy, Retrain
 from training.errors import TrainingError
-
-
-def _policy(n_inputs: int, n_actions: int, seed: int = 0) -> PolicyParams:
-    rng = np.random.default_rng(seed)
-    return PolicyParams(
-        weights=(rng.normal(size=(n_inputs, 8)), rng.normal(size=(8, n_actions))),
-        biases=(rng.normal(size=8), rng.normal(size=n_actions)),
-        activation="tanh",
-        action_low=np.full(n_actions, -10.0),
-        action_high=np.full(n_actions, 10.0),
-    )
 
 
 @pytest.mark.parametrize(("window", "sessions"), [(1, 120), (3, 120), (1, 121)])  # 121: last session is a rebalance day
@@ -29,7 +19,7 @@ def test_backtester_and_environment_give_the_same_returns_for_a_policy(window: i
     panel = synthetic_panel(sessions, 5, 3, seed=4)
     env_cfg = EnvConfig(window=window, rebalance_every=5, max_weight=0.4, turnover_cap=0.8, cost_bps=10, slippage_bps=5)
     start = 30
-    policy = _policy(window * 5 * 3 + 6, 6)
+    policy = mlp_policy(window * 5 * 3 + 6, 6)
     # The environment trades at t on features lagged one session; the backtester on history through t - 1.
     env = PortfolioEnv(panel.with_feature_lag(1).slice(start - (window - 1), sessions), env_cfg)
     in_env = run_policy(env, lambda obs: policy_action(policy, obs))
@@ -44,11 +34,11 @@ def test_backtester_and_environment_give_the_same_returns_for_a_policy(window: i
 
 def test_the_policy_reads_its_features_by_name_and_refuses_a_panel_without_them() -> None:
     panel = synthetic_panel(60, 4, 3, seed=1)
-    strategy = PolicyStrategy("rl", _policy(4 * 2 + 5, 5), EnvConfig(window=1), ("f2", "f0"))
+    strategy = PolicyStrategy("rl", mlp_policy(4 * 2 + 5, 5), EnvConfig(window=1), ("f2", "f0"))
     weights = strategy.target(panel.slice(0, 40), np.zeros(4))
     assert weights.sum() <= 1.0 + 1e-12 and (weights >= 0).all()
     with pytest.raises(TrainingError, match=r"lacks the policy's feature\(s\) \['score'\]"):
-        PolicyStrategy("rl", _policy(9, 5), EnvConfig(window=1), ("score",)).target(panel, np.zeros(4))
+        PolicyStrategy("rl", mlp_policy(9, 5), EnvConfig(window=1), ("score",)).target(panel, np.zeros(4))
 
 
 @pytest.mark.slow
@@ -68,7 +58,7 @@ def test_retraining_walk_forward_fits_once_per_window_on_past_data_only() -> Non
         episode_length=10,
         net_arch=(8,),
     )
-    strategy = PolicyStrategy("rl", _policy(4 * 2 + 5, 5), env_cfg, panel.feature_names, retrain=retrain)
+    strategy = PolicyStrategy("rl", mlp_policy(4 * 2 + 5, 5), env_cfg, panel.feature_names, retrain=retrain)
     seen: list[str] = []
     original_fit = strategy.fit
 

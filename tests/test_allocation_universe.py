@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.allocation_fixtures import mlp_policy
 from training.allocation.allocator_pyfunc import allocate_slots
 from training.allocation.backtest import BacktestConfig, backtest
 from training.allocation.env import EnvConfig, PortfolioEnv, run_policy
@@ -67,15 +68,8 @@ def panel() -> MarketPanel:
 
 
 def random_policy(width: int, n_features: int, seed: int = 0) -> PolicyParams:
-    rng = np.random.default_rng(seed)
-    n_obs, n_act = slot_observation_size(1, width, n_features), width + 1
-    return PolicyParams(
-        weights=(rng.normal(size=(n_obs, 8)), rng.normal(size=(8, n_act))),
-        biases=(rng.normal(size=8), rng.normal(size=n_act)),
-        activation="tanh",
-        action_low=np.full(n_act, -10.0),
-        action_high=np.full(n_act, 10.0),
-    )
+    """A fixed-width policy of ``width`` slots (features, mask and weight per slot)."""
+    return mlp_policy(slot_observation_size(1, width, n_features), width + 1, seed)
 
 
 class Hold:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.allocation_fixtures import mlp_policy
 from training.allocation.allocator_pyfunc import allocate
 from training.allocation.env import EnvConfig, PortfolioEnv
 from training.allocation.panel import MarketPanel
@@ -31,15 +32,7 @@ CONFIG = {"tickers": TICKERS, "features": FEATURES, "max_weight": 0.4, "turnover
 
 
 def _policy(seed: int = 0) -> PolicyParams:
-    rng = np.random.default_rng(seed)
-    n_obs, n_act = len(TICKERS) * len(FEATURES) + len(TICKERS) + 1, len(TICKERS) + 1
-    return PolicyParams(
-        weights=(rng.normal(size=(n_obs, 8)), rng.normal(size=(8, n_act))),
-        biases=(rng.normal(size=8), rng.normal(size=n_act)),
-        activation="tanh",
-        action_low=np.full(n_act, -10.0),
-        action_high=np.full(n_act, 10.0),
-    )
+    return mlp_policy(len(TICKERS) * len(FEATURES) + len(TICKERS) + 1, len(TICKERS) + 1, seed)
 
 
 def _rows() -> pd.DataFrame:
@@ -81,33 +74,20 @@ def test_served_weights_equal_the_environment_step_on_the_same_inputs() -> None:
 
 def test_a_subset_request_holds_only_its_tickers_and_unknown_tickers_are_refused() -> None:
     policy = _policy()
-    subset = _rows().iloc[[0, 2]].reset_index(drop=True)
-    out = allocate(
-        subset, tickers=TICKERS, features=FEATURES, policy=policy, max_weight=1.0, turnover_cap=None, allow_cash=True
-    )
+
+    def allocate_rows(rows: pd.DataFrame) -> pd.DataFrame:
+        return allocate(
+            rows, tickers=TICKERS, features=FEATURES, policy=policy, max_weight=1.0, turnover_cap=None, allow_cash=True
+        )
+
+    out = allocate_rows(_rows().iloc[[0, 2]].reset_index(drop=True))
     assert list(out["ticker"]) == ["AAA", "CCC"]
     # The softmax ran over AAA, CCC and cash only: the absent names took nothing.
     assert 0.0 < out["weight"].sum() <= 1.0 and (out["weight"] > 0).all()
     with pytest.raises(ValueError, match=r"\['ZZZ'\] are outside the allocator's trained universe of 4"):
-        allocate(
-            pd.DataFrame({"ticker": ["AAA", "ZZZ"]}),
-            tickers=TICKERS,
-            features=FEATURES,
-            policy=policy,
-            max_weight=1.0,
-            turnover_cap=None,
-            allow_cash=True,
-        )
+        allocate_rows(pd.DataFrame({"ticker": ["AAA", "ZZZ"]}))
     with pytest.raises(ValueError, match="current_weight must be long-only"):
-        allocate(
-            _rows().assign(current_weight=[0.5, 0.5, 0.5, 0.0]),
-            tickers=TICKERS,
-            features=FEATURES,
-            policy=policy,
-            max_weight=1.0,
-            turnover_cap=None,
-            allow_cash=True,
-        )
+        allocate_rows(_rows().assign(current_weight=[0.5, 0.5, 0.5, 0.0]))
 
 
 @pytest.mark.slow

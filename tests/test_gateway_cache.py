@@ -10,14 +10,7 @@ import pytest
 
 from api.cache import Cache
 from api.metrics import GatewayMetrics
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clocks import Clock
 
 
 class Jobs:

@@ -15,19 +15,12 @@ from api.metrics import GatewayMetrics
 from api.narrative import narrative
 from api.settings import GatewaySettings
 from api.tickers import parse_tickers
+from tests.clocks import Clock
 from tests.gateway_fixtures.fixtures import new_key, running_gateway, settings_for, shared_env  # noqa: F401
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_circuit_opens_probes_once_and_closes() -> None:
-    clock = Clock()
+    clock = Clock(0.0)
     breaker = CircuitBreaker("m", threshold=2, reset_s=5, gauge=GatewayMetrics().circuit_state, clock=clock)
     breaker.record_failure()
     assert breaker.allow() and breaker.state is CircuitState.CLOSED
@@ -103,7 +96,7 @@ def test_client_retries_429_honouring_retry_after(shared_env, tmp_path) -> None:
 
         key = create_key(services.engine, "t", ("signals:read", "models:read"), "2/second", services.settings.pepper)
         # The quota's window runs on a clock the client's back-off moves: no request races a second.
-        clock = Clock()
+        clock = Clock(0.0)
         window = services.limiter._memory
         assert window is not None
         window.clock = clock

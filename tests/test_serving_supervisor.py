@@ -11,14 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from serving.supervisor import Backoff, Phase, Supervisor, exit_reason
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.clocks import Clock
 
 
 @dataclass

@@ -34,6 +34,10 @@ from serving.supervisor import Supervisor
 # Entry points of docs/serving-contract.md started when their model has a champion (in this order).
 MODELS: Final = SERVED_MODELS
 READY_TIMEOUT_S: Final = 120.0
+# How the gateway of `make serve` calls its model servers when they serve gRPC too.
+GATEWAY_TRANSPORT: Final = "rest"
+# The gRPC port of model server i is this far above its HTTP port (8081 -> 9081, ...).
+GRPC_PORT_OFFSET: Final = 1000
 STOP_GRACE_S: Final = 10.0
 SAMPLE_TICKERS: Final = "AAPL,MSFT,JPM"
 SAMPLE_TEXTS: Final = (
@@ -52,6 +56,7 @@ class Service:
     ready_path: str
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    grpc_port: int | None = None  # a model server's v2 gRPC port (127.0.0.1), if it serves one
 
     @property
     def url(self) -> str:
@@ -72,14 +77,32 @@ def champions(tracking_uri: str) -> list[str]:
     return found
 
 
-def plan(models: list[str], ports: list[int], env: dict[str, str]) -> list[Service]:
-    """A model server per model on ``ports[i]``, then the gateway on ``ports[-1]``."""
-    servers = [
-        Service(m, [sys.executable, "-m", f"serving.{m}", "--http_port", str(p)], p, f"/v2/models/{m}/ready", env)
-        for m, p in zip(models, ports, strict=False)
-    ]
+def plan(
+    models: list[str], ports: list[int], env: dict[str, str], grpc_ports: list[int] | None = None
+) -> list[Service]:
+    """A model server per model on ``ports[i]``, then the gateway on ``ports[-1]``.
+
+    With ``grpc_ports``, model server ``i`` also serves v2 gRPC on 127.0.0.1:``grpc_ports[i]`` and
+    the gateway is given those addresses (``PORTFOLIO_OS_MODEL_GRPC_URLS``); whether it calls
+    them is ``PORTFOLIO_OS_MODEL_TRANSPORT`` (default :data:`GATEWAY_TRANSPORT`; the
+    environment's value wins).
+    """
+    servers = []
+    grpc_urls = {}
+    for i, (m, p) in enumerate(zip(models, ports, strict=False)):
+        command = [sys.executable, "-m", f"serving.{m}", "--http_port", str(p)]
+        grpc_port = None if grpc_ports is None else grpc_ports[i]
+        if grpc_port is not None:
+            command += ["--grpc_port", str(grpc_port)]
+            grpc_urls[m] = f"127.0.0.1:{grpc_port}"
+        servers.append(Service(m, command, p, f"/v2/models/{m}/ready", env, grpc_port=grpc_port))
     urls = {s.name: s.url for s in servers}
     gateway_env = env | {"PORTFOLIO_OS_MODEL_URLS": json.dumps(urls)}
+    if grpc_ports is not None:
+        gateway_env |= {
+            "PORTFOLIO_OS_MODEL_GRPC_URLS": json.dumps(grpc_urls),
+            "PORTFOLIO_OS_MODEL_TRANSPORT": os.environ.get("PORTFOLIO_OS_MODEL_TRANSPORT", GATEWAY_TRANSPORT),
+        }
     gateway = Service(
         "gateway", [sys.executable, "-m", "api", "--port", str(ports[-1])], ports[-1], "/readyz", gateway_env
     )
@@ -261,6 +284,15 @@ def _deferred_interrupts() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
+def _ports(args: argparse.Namespace, n: int) -> tuple[list[int], list[int]]:
+    """The HTTP ports of ``n`` model servers then the gateway's, and the servers' gRPC ports."""
+    if args.free_ports:
+        ports = free_ports(2 * n + 1)
+        return ports[: n + 1], ports[n + 1 :]
+    http = [args.base_port + i for i in range(n)]
+    return [*http, args.gateway_port], [p + GRPC_PORT_OFFSET for p in http]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, start the stack, show it working, keep it up until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m serving.launcher", description=__doc__.split("\n\n")[0])
@@ -269,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway-port", type=int, default=8000, help="gateway port (default 8000)")
     parser.add_argument("--once", action="store_true", help="stop after the sample requests")
     parser.add_argument("--free-ports", action="store_true", help="pick free ports instead of the defaults")
+    parser.add_argument(
+        "--no-grpc",
+        action="store_true",
+        help="model servers serve REST only (default: v2 gRPC too, on 127.0.0.1, HTTP port + 1000)",
+    )
     args = parser.parse_args(argv)
     data_dir = args.data_dir.resolve()
     env = {"PORTFOLIO_OS_DATA_DIR": str(data_dir)}
@@ -287,15 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM ends the process the way Ctrl-C does, so the finally-block stops every child.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    if args.free_ports:
-        ports = free_ports(len(models) + 1)
-    else:
-        ports = [args.base_port + i for i in range(len(models))] + [args.gateway_port]
-    services = plan(models, ports, env)
+    ports, grpc_ports = _ports(args, len(models))
+    services = plan(models, ports, env, None if args.no_grpc else grpc_ports)
     try:
         with running(services, data_dir / "logs"):
             for s in services:
-                print(f"  {s.name:<18} {s.url}  (log: {data_dir / 'logs' / s.name}.log)")
+                grpc = f"  gRPC 127.0.0.1:{s.grpc_port}" if s.grpc_port is not None else ""
+                print(f"  {s.name:<18} {s.url}{grpc}  (log: {data_dir / 'logs' / s.name}.log)")
             key = demo_key(env)
             gateway = services[-1].url
             print(f"\n  curl -H 'Authorization: Bearer {key}' '{gateway}/v1/signals?tickers={SAMPLE_TICKERS}'")

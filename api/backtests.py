@@ -37,6 +37,8 @@ from feature_repo.backtests import (
     backtest_catalogue,
     backtest_jobs,
     backtest_metadata,
+    decode_report,
+    report_gzip,
 )
 
 Clock = Callable[[], datetime]
@@ -87,6 +89,38 @@ class Catalogue:
     tickers: frozenset[str]
     label: str
     updated_at: datetime
+
+
+def accepts_gzip(accept_encoding: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header admits gzip (``gzip``, ``x-gzip`` or ``*`` with a q above 0)."""
+    weights: dict[str, float] = {}
+    for part in (accept_encoding or "").split(","):
+        coding, _, params = part.partition(";")
+        weight = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[coding.strip().lower()] = weight
+    return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
+
+
+def report_body(stored: str, gzip_ok: bool) -> tuple[bytes, dict[str, str]]:
+    """The tear sheet's bytes and headers: the stored gzip as is when the client takes it, else the HTML.
+
+    Either way the client reads the same HTML; a row stored before compression is sent as it is.
+
+    Raises:
+        ValueError: a stored report that does not decode (damaged row).
+    """
+    headers = {"Vary": "Accept-Encoding"}
+    packed = report_gzip(stored)
+    if packed is not None and gzip_ok:
+        return packed, {**headers, "Content-Encoding": "gzip"}
+    return decode_report(stored).encode("utf-8"), headers
 
 
 def init_backtest_tables(engine: Engine) -> None:

@@ -10,6 +10,10 @@ the database and the job id. The data a backtest may cover is published by the t
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gzip
+import zlib
 from datetime import date
 from typing import Annotated, Final, Literal, Self
 
@@ -204,6 +208,8 @@ backtest_jobs = Table(
     Column("error", Text, nullable=True),
     Column("executor_ref", String(200), nullable=True),
     Column("result", JSON, nullable=True),
+    # The HTML tear sheet as :func:`encode_report` stores it (gzip, base64 text); rows from before
+    # hold the HTML itself, which :func:`decode_report` returns as is.
     Column("report", Text, nullable=True),
 )
 
@@ -233,3 +239,46 @@ backtest_catalogue = Table(
 def study_name(tenant: str, job_id: str, search: SearchSpec) -> str:
     """The Optuna study of a job: per tenant, so one tenant never resumes another's."""
     return f"backtest:{tenant}:{search.study or job_id}"
+
+
+# A stored report that starts with this is gzip-compressed HTML in base64; anything else is the HTML itself.
+REPORT_GZIP_PREFIX: Final = "gzip+base64:"
+
+
+def encode_report(html: str) -> str:
+    """The tear sheet as the job stores it: gzip (no timestamp, so the same HTML stores the same) in base64.
+
+    Most of a tear sheet is the embedded plotting library and the figures' JSON, which compress several
+    times over; base64 keeps the column text, so the table and older rows stay as they are.
+    """
+    packed = gzip.compress(html.encode("utf-8"), compresslevel=6, mtime=0)
+    return REPORT_GZIP_PREFIX + base64.b64encode(packed).decode("ascii")
+
+
+def report_gzip(stored: str) -> bytes | None:
+    """The gzip bytes of a compressed stored report; None for a row that holds plain HTML.
+
+    Raises:
+        ValueError: the row says it is compressed but its base64 is damaged.
+    """
+    if not stored.startswith(REPORT_GZIP_PREFIX):
+        return None
+    try:
+        return base64.b64decode(stored[len(REPORT_GZIP_PREFIX) :], validate=True)
+    except binascii.Error as e:
+        raise ValueError(f"stored report is not valid base64: {e}") from e
+
+
+def decode_report(stored: str) -> str:
+    """The tear sheet's HTML from a stored report, compressed (:func:`encode_report`) or not (older rows).
+
+    Raises:
+        ValueError: a compressed report that does not decompress to UTF-8.
+    """
+    packed = report_gzip(stored)
+    if packed is None:
+        return stored
+    try:
+        return gzip.decompress(packed).decode("utf-8")
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
+        raise ValueError(f"stored report does not decompress: {e}") from e

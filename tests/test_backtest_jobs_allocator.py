@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from feature_repo.backtests import decode_report
 from feature_repo.files import write_feature_file
 from feature_repo.schema import ALLOCATOR_FEATURES
 from feature_repo.settings import FeatureStoreSettings
@@ -84,8 +85,9 @@ def test_the_champion_runs_to_a_result_beside_equal_weight(
     assert metrics["n_rebalances"] >= 30 and metrics["total_cost"] > 0  # costs are charged
     assert metrics["gross_ann_return"] > metrics["ann_return"]
     assert metrics["ann_return"] != pytest.approx(baseline["ann_return"])  # not the equal-weight book
-    assert row.report.lstrip().lower().startswith("<!doctype html")
-    assert "equal_weight_book" in row.report and "allocator v1" in row.report
+    report = decode_report(row.report)  # stored gzip-compressed
+    assert report.lstrip().lower().startswith("<!doctype html")
+    assert "equal_weight_book" in report and "allocator v1" in report
 
 
 def test_the_features_are_the_stored_ones_of_each_session(

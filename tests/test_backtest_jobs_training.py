@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select, update
 
-from feature_repo.backtests import backtest_catalogue, backtest_jobs
+from feature_repo.backtests import REPORT_GZIP_PREFIX, backtest_catalogue, backtest_jobs, decode_report
 from tests.backtest_fixtures import FakeClock, job_row, queue_job, sqlite_engine, synthetic_store
 from tests.gateway_fixtures.databases import fresh_postgres_database
 from training.backtest_job import JobRecord, JobStopped, execute, publish_catalogue
@@ -62,7 +62,9 @@ def test_every_strategy_runs_to_a_labelled_result_and_a_tear_sheet(
     assert metrics["n_rebalances"] >= 2 and metrics["total_cost"] > 0  # costs are charged
     assert metrics["gross_ann_return"] > metrics["ann_return"]
     assert result["equity"][-1]["date"] == result["last_session"]
-    assert row.report.lstrip().lower().startswith("<!doctype html") and "equal_weight_book" in row.report
+    assert row.report.startswith(REPORT_GZIP_PREFIX)  # stored compressed
+    report = decode_report(row.report)
+    assert report.lstrip().lower().startswith("<!doctype html") and "equal_weight_book" in report
 
 
 def test_zero_costs_leave_net_equal_to_gross(tmp_path: Path, store: tuple[Path, list[str]]) -> None:

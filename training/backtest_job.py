@@ -31,6 +31,7 @@ from feature_repo.backtests import (
     backtest_catalogue,
     backtest_jobs,
     backtest_metadata,
+    encode_report,
 )
 from training.backtest_data import read_catalogue
 from training.errors import TrainingError
@@ -86,8 +87,10 @@ class JobRecord:
             raise JobStopped(f"job {self.job_id} was stopped")
 
     def succeed(self, result: dict[str, Any], report: str) -> bool:
+        """Record the result and the HTML tear sheet (stored compressed: :func:`encode_report`)."""
         now = self.clock()
-        return self._write(state=SUCCEEDED, progress=1.0, message="done", result=result, report=report, finished_at=now)
+        stored = encode_report(report)
+        return self._write(state=SUCCEEDED, progress=1.0, message="done", result=result, report=stored, finished_at=now)
 
     def fail(self, reason: str) -> bool:
         return self._write(state=FAILED, error=reason, message="failed", finished_at=self.clock())

@@ -16,7 +16,7 @@ from api.audit import canonical_hash
 from api.backtest_allocator import check_allocator, registered_champion
 from api.backtest_dispatch import BacktestDispatcher
 from api.backtest_schemas import BacktestDataPublic, BacktestJobPublic, BacktestRequest, job_public, utc
-from api.backtests import JobConflictError
+from api.backtests import JobConflictError, accepts_gzip, report_body
 from api.deps import BacktestsReader, BacktestsWriter, InferenceClientDep, ServicesDep
 from api.handlers import ERROR_RESPONSES
 from api.idempotency_http import IDEMPOTENCY_RESPONSES, BacktestsIdempotency
@@ -61,7 +61,16 @@ _SUBMIT_RESPONSES: Final[Responses] = {
     },
 }
 _REPORT_OK: Final[Responses] = {
-    200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The tear sheet."}
+    200: {
+        "content": {"text/html": {"schema": {"type": "string"}}},
+        "description": "The tear sheet; sent gzip-encoded when the request's Accept-Encoding takes gzip.",
+        "headers": {
+            "Content-Encoding": {
+                "description": "gzip when the request accepts it (the HTML is the same once decoded)",
+                "schema": {"type": "string", "enum": ["gzip"]},
+            }
+        },
+    }
 }
 
 
@@ -147,12 +156,16 @@ async def get_backtest(
     response_class=HTMLResponse,
     responses={**_REPORT_OK, **_json_errors({**ERROR_RESPONSES, **_NOT_FOUND, **_CONFLICT})},
 )
-async def backtest_report(job_id: JobId, services: ServicesDep, principal: BacktestsReader) -> HTMLResponse:
-    """The job's HTML tear sheet (409 until it has succeeded)."""
+async def backtest_report(
+    request: Request, job_id: JobId, services: ServicesDep, principal: BacktestsReader
+) -> HTMLResponse:
+    """The job's HTML tear sheet (409 until it has succeeded); gzip-encoded for clients that accept it."""
     row = await run_in_threadpool(_jobs(services).store.get, principal.tenant, job_id, with_report=True)
     if row.state != SUCCEEDED or not row.report:
         raise JobConflictError(f"backtest job {job_id} has no report: it is {row.state}")
-    return HTMLResponse(row.report)
+    gzip_ok = accepts_gzip(request.headers.get("accept-encoding"))
+    body, headers = await run_in_threadpool(report_body, row.report, gzip_ok)
+    return HTMLResponse(body, headers=headers)
 
 
 @router.delete(

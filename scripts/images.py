@@ -280,7 +280,7 @@ def build_stages(wanted: list[str], *, serial: bool = False) -> list[list[list[s
     return [[lane for lane in lanes if lane]]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=IMAGES, action="append", help="build only these (repeatable)")
     parser.add_argument("--base", default="local", help="base image, or 'local' (scripts/base_image.sh; default)")
@@ -299,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         help="where the proxy keeps the files it downloads from remote indexes (default %(default)s)",
     )
     parser.add_argument("--no-wheel-cache", action="store_true", help="download every remote file in every build")
-    opts = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
     if not engine_ok():
         print(NO_ENGINE, file=sys.stderr)
         return 2

@@ -138,10 +138,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.traffic.add(pages_reused=1)
             else:
                 started = time.monotonic()
-                try:
-                    upstream = self._open(url)
-                except urllib.error.HTTPError as e:
-                    self.send_error(e.code)
+                upstream = self._fetch(url)
+                if upstream is None:
                     return
                 with upstream:
                     kind = upstream.headers.get("Content-Type", "application/octet-stream")
@@ -154,6 +152,14 @@ class _Handler(BaseHTTPRequestHandler):
                 page = self.pages[url] = (kind, text.encode())
                 self.traffic.add(pages_fetched=1, page_fetch_s=time.monotonic() - started)
         self._send(page[1], page[0], body)
+
+    def _fetch(self, url: str) -> urllib.response.addinfourl | None:
+        """``url`` opened upstream; on an HTTP error the client gets its status and this returns None."""
+        try:
+            return self._open(url)
+        except urllib.error.HTTPError as e:
+            self.send_error(e.code)
+            return None
 
     def _open(self, url: str) -> urllib.response.addinfourl:
         request = urllib.request.Request(url, headers={"Accept": "text/html", "User-Agent": "portfolio-os-index-proxy"})
@@ -188,10 +194,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.traffic.add(cached_files=1, cached_bytes=path.stat().st_size)
             else:
                 started = time.monotonic()
-                try:
-                    upstream = self._open(url)
-                except urllib.error.HTTPError as e:
-                    self.send_error(e.code)
+                upstream = self._fetch(url)
+                if upstream is None:
                     return
                 path.parent.mkdir(parents=True, exist_ok=True)
                 # Written aside and renamed: an interrupted download never leaves a file under the name.

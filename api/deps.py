@@ -20,7 +20,9 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API k
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key in X-API-Key.")
 
 
-def get_services(request: Request) -> Services:
+# The lookups below are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in a worker
+# thread, a thread hop per request and per dependency for what is an attribute read.
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -28,14 +30,14 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_app_settings(services: ServicesDep) -> GatewaySettings:
+async def get_app_settings(services: ServicesDep) -> GatewaySettings:
     return services.settings
 
 
 SettingsDep = Annotated[GatewaySettings, Depends(get_app_settings)]
 
 
-def get_inference(services: ServicesDep) -> InferenceClient:
+async def get_inference(services: ServicesDep) -> InferenceClient:
     return services.client()
 
 

@@ -78,7 +78,7 @@ class Snapshots:
         return await _cached_or_read(market.cached_windows(tickers), lambda: market.return_windows(tickers))
 
 
-def get_snapshots(services: ServicesDep) -> Snapshots:
+async def get_snapshots(services: ServicesDep) -> Snapshots:  # async: no worker thread (see api.deps)
     return Snapshots(services)
 
 

@@ -1,5 +1,8 @@
-# The jobs image: training and tuning on Ray (local or KubeRay RayJob), materialisation, drift and
-# retraining -- every runtime extra (serving, serving-text, training with Ray, monitoring).
+# The jobs image: training and tuning on Ray (local or KubeRay RayJob), backtest jobs (the chart's KubeRay
+# RayCluster), materialisation, drift and retraining -- every runtime extra (serving, serving-text, training
+# with Ray, monitoring). The training extra installs ray[default,tune]: `default` brings Ray's dashboard, whose
+# Job Submission API the gateway submits backtests to and the RayJob's submitter uses, and whose agent
+# answers KubeRay's probes.
 # Build from the repository root with `make images` (scripts/images.py), or by hand:
 #   docker build -f docker/training.Dockerfile -t portfolio-os/training:dev .
 # BASE_IMAGE: any Debian bookworm image with Python 3.11 and venv (the official slim image, or the

@@ -40,6 +40,10 @@ def test_production_renders_a_ray_cluster_the_gateway_submits_to() -> None:
     prefix = "PORTFOLIO_OS_BACKTESTS__"
     settings = BacktestSettings(**{k.removeprefix(prefix).lower(): v for k, v in env.items() if k.startswith(prefix)})
     assert settings.executor == "ray" and settings.python == "python"
+    # Job Submission needs no Kubernetes API: no Role or binding, and no token in the gateway's pods.
+    assert not [o for o in objs if o["kind"] in {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}]
+    gateway = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-gateway"))
+    assert gateway["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     policies = {o["metadata"]["name"]: o for o in objs if o["kind"] == "NetworkPolicy"}
     gateway_out = [r for r in policies["pos-portfolio-os-gateway"]["spec"]["egress"] if r.get("ports")]
     assert any(p["port"] == 8265 for r in gateway_out for p in r["ports"])

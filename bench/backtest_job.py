@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -85,72 +86,91 @@ def main() -> None:
     if not (data_dir / "offline.duckdb").exists():
         raise SystemExit(f"no offline store under {data_dir}: run `python -m training ingest` (or make demo) first")
     with tempfile.TemporaryDirectory(prefix="bench-backtest-") as scratch:
-        db = Path(scratch) / "gateway.db"
         settings = GatewaySettings(
             data_dir=str(data_dir),
-            database_url=f"sqlite:///{db}",
+            database_url=f"sqlite:///{Path(scratch) / 'gateway.db'}",
             api_key_pepper=PEPPER,
             scored={"enabled": False},
             gc_freeze=False,
             backtests={"executor": "local", "poll_seconds": args.poll, "max_jobs_per_tenant": 1},
         )
         with common.stdout_to_stderr(), TestClient(create_app(settings)) as client:
-            services = client.app.state.services  # type: ignore[attr-defined]
-            catalogue = publish_catalogue(services.engine, data_dir)
-            key = create_key(
-                services.engine, "bench", ("backtests:write", "backtests:read"), "1000/minute", settings.pepper
-            )
-            headers = {"Authorization": f"Bearer {key.plaintext}"}
-            end = catalogue["last_session"]
-            start = max(catalogue["first_session"], end - timedelta(days=round(365.25 * args.years)))
-            spec: dict[str, Any] = {
-                "strategy": args.strategy,
-                "universe": catalogue["tickers"],
-                "start": start.isoformat(),
-                "end": end.isoformat(),
-            }
-            if args.search_trials:
-                spec["search"] = {"trials": args.search_trials}
-            common.log(f"submitting {args.strategy} over {len(catalogue['tickers'])} tickers, {start}..{end}")
-            began = time.perf_counter()
-            submitted = client.post("/v1/backtests", json=spec, headers=headers)
-            submit_s = time.perf_counter() - began
-            if submitted.status_code != 202:
-                raise SystemExit(f"submission refused: {submitted.status_code} {submitted.text}")
-            job_id = submitted.json()["id"]
-            waited = _wait(client, headers, job_id, args)
-            log = data_dir / "backtests" / "logs" / f"{job_id}.log"
-            log_text = log.read_text() if log.exists() else ""
-        job = waited["job"]
-        result = job["result"] or {}
-        doc = {
-            "benchmark": NAME,
-            "description": "one backtest job through the gateway: submit (202) to succeeded, on a local Ray",
-            "data": catalogue["label"],
-            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "load_average_1m_5m_15m": list(os.getloadavg()),
-            "job": {
-                "strategy": args.strategy,
-                "tickers": len(catalogue["tickers"]),
-                "window": [spec["start"], spec["end"]],
-                "search_trials": args.search_trials,
-                "state": job["state"],
-                "error": job["error"],
-                "sessions": result.get("sessions"),
-                "rebalances": (result.get("metrics") or {}).get("n_rebalances"),
-                "cost_model": result.get("cost_model"),
-            },
-            "seconds": {
-                "submit_answer": common.rounded(submit_s),
-                "submit_to_running": common.rounded(waited["running_s"] or float("nan")),
-                "submit_to_done": common.rounded(waited["done_s"]),
-                **{k: common.rounded(v) for k, v in _phases(log_text, job).items()},
-            },
-            "poll_s": args.poll,
-            "messages": waited["messages"],
-            "environment": common.environment(),
-        }
-        common.emit(NAME, doc, args.results_dir)
+            run = _submit_and_wait(client, settings, data_dir, args)
+    common.emit(NAME, _document(run, args), args.results_dir)
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One job as the benchmark saw it: what it asked, how fast the gateway answered, what it waited for."""
+
+    catalogue: dict[str, Any]
+    spec: dict[str, Any]
+    submit_s: float
+    waited: dict[str, Any]  # what _wait saw
+    log_text: str
+
+
+def _submit_and_wait(client: TestClient, settings: GatewaySettings, data_dir: Path, args: argparse.Namespace) -> JobRun:
+    """Publish the catalogue, submit one job over the data's last ``--years`` and wait for its end."""
+    services = client.app.state.services  # type: ignore[attr-defined]
+    catalogue = publish_catalogue(services.engine, data_dir)
+    key = create_key(services.engine, "bench", ("backtests:write", "backtests:read"), "1000/minute", settings.pepper)
+    headers = {"Authorization": f"Bearer {key.plaintext}"}
+    end = catalogue["last_session"]
+    start = max(catalogue["first_session"], end - timedelta(days=round(365.25 * args.years)))
+    spec: dict[str, Any] = {
+        "strategy": args.strategy,
+        "universe": catalogue["tickers"],
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+    }
+    if args.search_trials:
+        spec["search"] = {"trials": args.search_trials}
+    common.log(f"submitting {args.strategy} over {len(catalogue['tickers'])} tickers, {start}..{end}")
+    began = time.perf_counter()
+    submitted = client.post("/v1/backtests", json=spec, headers=headers)
+    submit_s = time.perf_counter() - began
+    if submitted.status_code != 202:
+        raise SystemExit(f"submission refused: {submitted.status_code} {submitted.text}")
+    job_id = submitted.json()["id"]
+    waited = _wait(client, headers, job_id, args)
+    log = data_dir / "backtests" / "logs" / f"{job_id}.log"
+    log_text = log.read_text() if log.exists() else ""
+    return JobRun(catalogue, spec, submit_s, waited, log_text)
+
+
+def _document(run: JobRun, args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark's JSON document: the job, its timings and the machine."""
+    waited, spec, catalogue = run.waited, run.spec, run.catalogue
+    job = waited["job"]
+    result = job["result"] or {}
+    return {
+        "benchmark": NAME,
+        "description": "one backtest job through the gateway: submit (202) to succeeded, on a local Ray",
+        "data": catalogue["label"],
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "load_average_1m_5m_15m": list(os.getloadavg()),
+        "job": {
+            "strategy": args.strategy,
+            "tickers": len(catalogue["tickers"]),
+            "window": [spec["start"], spec["end"]],
+            "search_trials": args.search_trials,
+            "state": job["state"],
+            "error": job["error"],
+            "sessions": result.get("sessions"),
+            "rebalances": (result.get("metrics") or {}).get("n_rebalances"),
+            "cost_model": result.get("cost_model"),
+        },
+        "seconds": {
+            "submit_answer": common.rounded(run.submit_s),
+            "submit_to_running": common.rounded(waited["running_s"] or float("nan")),
+            "submit_to_done": common.rounded(waited["done_s"]),
+            **{k: common.rounded(v) for k, v in _phases(run.log_text, job).items()},
+        },
+        "poll_s": args.poll,
+        "messages": waited["messages"],
+        "environment": common.environment(),
+    }
 
 
 if __name__ == "__main__":

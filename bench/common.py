@@ -18,18 +18,23 @@ import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from api.__main__ import prepare_process
 from training.environment import quiet_third_parties
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Before anything imports Feast: benchmarks that build the gateway app in process (forecast,
 # backtest_job) must get the in-memory metrics the gateway process itself uses.
@@ -43,7 +48,11 @@ FULL_MONTHS: Final = 36
 SMALL_TICKERS: Final = 200
 SMALL_MONTHS: Final = 12
 MIB: Final = 1024 * 1024
+# The real ASX end-of-day prices (1997-2014, yearly asx-eod-YYYY.zip files): development data, never
+# needed by the test suite; a benchmark on it says so and exits 0 when the folder is absent.
+ASX_EOD: Final = Path("/work/shared/data/asx-eod")
 _PACKAGES: Final = ("numpy", "pandas", "pyarrow", "duckdb", "feast", "redis", "sqlalchemy")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,14 @@ class UniverseSize:
             f"training.ingest.synthetic.generate_universe(n_tickers={self.n_tickers}, "
             f"n_months={self.n_months}, seed={self.seed})"
         )
+
+
+def synthetic_parser(name: str, description: str) -> argparse.ArgumentParser:
+    """The parser of ``python -m bench.<name>``, a benchmark on the synthetic universe, with the
+    options every such benchmark takes (:func:`add_common_args`)."""
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
+    add_common_args(parser)
+    return parser
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +100,26 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_asx_eod_arg(parser: argparse.ArgumentParser) -> None:
+    """``--data``: the folder of the real ASX end-of-day files (default :data:`ASX_EOD`)."""
+    parser.add_argument("--data", type=Path, default=ASX_EOD, help=f"folder of asx-eod-YYYY.zip (default {ASX_EOD})")
+
+
+def read_asx_eod(folder: Path) -> pd.DataFrame:
+    """The price rows the ingest stage stores from the yearly zips under ``folder`` (raw closes, halts
+    keep their close), read with the project's importer; its prints go to stderr."""
+    from training.ingest.eod_files import load_eod_files
+
+    with stdout_to_stderr():
+        return load_eod_files(sorted(folder.glob("asx-eod-*.zip"))).prices
+
+
+def skipped(name: str, reason: str) -> int:
+    """Say on stdout, as the one JSON document, that benchmark ``name`` did not run and why; exit status 0."""
+    print(json.dumps({"benchmark": name, "skipped": reason}))
+    return 0
+
+
 def universe_size(args: argparse.Namespace) -> UniverseSize:
     """Resolve ``--n-tickers``/``--n-months`` against ``--small``; explicit values win."""
     tickers = args.n_tickers or (SMALL_TICKERS if args.small else FULL_TICKERS)
@@ -99,6 +136,13 @@ def current_rss_mb() -> float:
     """Resident memory of this process now (from ``/proc/self/statm``)."""
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / MIB
+
+
+@contextlib.contextmanager
+def scratch_folder() -> Iterator[Path]:
+    """A temporary folder for a run's inputs and stores, removed with everything in it afterwards."""
+    with tempfile.TemporaryDirectory(prefix="portfolio-os-bench-") as tmp:
+        yield Path(tmp)
 
 
 @contextlib.contextmanager
@@ -119,6 +163,45 @@ class Stopwatch:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self._start
+
+
+def median_seconds(work: Callable[[], T], repeats: int, *, warm_up: bool = False) -> tuple[float, T]:
+    """The median wall time of ``repeats`` calls of ``work`` (at least one) and the last call's result.
+
+    With ``warm_up``, one untimed call first (caches, lazy compilation).
+    """
+    if warm_up:
+        work()
+    times: list[float] = []
+    for _ in range(max(repeats, 1)):
+        began = time.perf_counter()
+        result = work()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times), result
+
+
+def alternating_rounds(names: Sequence[str], repeats: int) -> Iterator[tuple[int, str]]:
+    """``(round, name)`` for ``repeats`` rounds (at least one) of every name, the order reversed
+    every other round: this machine's CPU speed shifts for seconds at a time, so who goes first
+    alternates."""
+    for r in range(max(repeats, 1)):
+        for name in names if r % 2 == 0 else names[::-1]:
+            yield r, name
+
+
+def spawn_child(name: str, child: str, round_index: int, *args: str) -> dict[str, Any]:
+    """Run ``python -m bench.<name> --child <child> *args`` in a fresh interpreter; return the JSON
+    line it prints last (at least ``seconds`` and ``peak_rss_mb``).
+
+    A benchmark that compares implementations runs each once per round in its own process, so each
+    has its own peak memory and no caches warmed by the other.
+    """
+    log(f"round {round_index}: {child} in a child process")
+    command = [sys.executable, "-m", f"bench.{name}", "--child", child, *args]
+    done = subprocess.run(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    log(f"round {round_index}: {child} {result['seconds']:.2f} s, peak {result['peak_rss_mb']} MiB")
+    return result
 
 
 def rounded(value: float, digits: int = 4) -> float | None:
@@ -169,8 +252,11 @@ def document(name: str, description: str, size: UniverseSize, **fields: Any) -> 
     }
 
 
-def emit(name: str, doc: dict[str, Any], results_dir: Path) -> Path:
-    """Print ``doc`` as the one JSON document on stdout and write it to ``results_dir/<name>.json``."""
+def emit(name: str, doc: dict[str, Any], results_dir: Path, *, total_seconds: float | None = None) -> Path:
+    """Print ``doc`` as the one JSON document on stdout and write it to ``results_dir/<name>.json``;
+    with ``total_seconds`` (the whole run's wall time), that last, rounded."""
+    if total_seconds is not None:
+        doc = {**doc, "total_seconds": rounded(total_seconds)}
     text = json.dumps(finite(doc), indent=2, default=str, allow_nan=False)
     results_dir.mkdir(parents=True, exist_ok=True)
     target = results_dir / f"{name}.json"

@@ -20,7 +20,6 @@ writes the full suspects report (it names real tickers: keep it out of the repos
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -37,11 +36,9 @@ from training.corporate_actions.config import CorporateActionsConfig
 from training.corporate_actions.detect import detect_suspects
 from training.corporate_actions.factors import action_factors, apply_factors
 from training.corporate_actions.policy import process_prices, suspects_as_actions, write_report
-from training.ingest.eod_files import load_eod_files
 from training.instruments import code_lives
 
 NAME: Final = "corporate_actions"
-DATA: Final = Path("/work/shared/data/asx-eod")
 REUSE_GAP_SESSIONS: Final = 126  # HealthThresholds.reuse_gap_sessions' default
 
 
@@ -50,21 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.corporate_actions",
         description="Seconds for corporate-action detection and factors on the real ASX data; one JSON document.",
     )
-    parser.add_argument("--data", type=Path, default=DATA, help=f"folder of asx-eod-YYYY.zip (default {DATA})")
+    common.add_asx_eod_arg(parser)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each step (median reported)")
     parser.add_argument("--examples", type=int, default=8, help="suspects shown with their evidence")
     parser.add_argument("--suspects-csv", type=Path, default=None, help="also write the full suspects report here")
     parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
     return parser.parse_args(argv)
-
-
-def _median_seconds(repeats: int, work: Any) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(repeats):
-        began = time.perf_counter()
-        result = work()
-        times.append(time.perf_counter() - began)
-    return float(np.median(times)), result
 
 
 def _jump_size(suspects: pd.DataFrame) -> pd.Series:
@@ -89,14 +77,26 @@ def examples(suspects: pd.DataFrame, n: int) -> list[dict[str, Any]]:
     return [common.finite({k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}) for row in records]
 
 
+def suspect_counts(suspects: pd.DataFrame, masked_breaks: int, left_after_adjust: int) -> dict[str, Any]:
+    """How many suspects, by proposed kind and by ratio match, and what the policies leave of them."""
+    return {
+        "total": len(suspects),
+        "tickers": int(suspects["ticker"].nunique()),
+        "by_kind": {str(k): int(v) for k, v in suspects["kind"].value_counts().items()},
+        "by_match": {str(k): int(v) for k, v in suspects["match"].value_counts().head(12).items()},
+        "unmatched": int((suspects["match"] == "none").sum()),
+        "at_series_end": int((suspects["bars_after"] == 0).sum()),
+        "masked_breaks": masked_breaks,
+        "left_after_adjust": left_after_adjust,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.data.is_dir():
-        print(json.dumps({"benchmark": NAME, "skipped": f"no data folder {args.data}"}))
-        return 0
+        return common.skipped(NAME, f"no data folder {args.data}")
     began = time.perf_counter()
-    with common.stdout_to_stderr():
-        prices = load_eod_files(sorted(args.data.glob("asx-eod-*.zip"))).prices
+    prices = common.read_asx_eod(args.data)
     load_seconds = time.perf_counter() - began
     began = time.perf_counter()
     keys = prices[[TICKER, DATE]]
@@ -104,15 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     lives_seconds = time.perf_counter() - began
     common.log(f"loaded {len(prices):,} rows in {load_seconds:.1f} s; {len(breaks):,} reused-code breaks")
 
-    detect_seconds, suspects = _median_seconds(args.repeats, lambda: detect_suspects(prices, breaks=breaks))
+    detect_seconds, suspects = common.median_seconds(lambda: detect_suspects(prices, breaks=breaks), args.repeats)
     actions = suspects_as_actions(suspects)
 
     def factors() -> pd.DataFrame:
         return apply_factors(prices, action_factors(prices, actions))
 
-    factor_seconds, adjusted = _median_seconds(args.repeats, factors)
+    factor_seconds, adjusted = common.median_seconds(factors, args.repeats)
     config = CorporateActionsConfig()
-    mask_seconds, outcome = _median_seconds(args.repeats, lambda: process_prices(prices, config, breaks))
+    mask_seconds, outcome = common.median_seconds(lambda: process_prices(prices, config, breaks), args.repeats)
     if args.suspects_csv is not None:
         write_report(suspects, args.suspects_csv)
     after = detect_suspects(adjusted, breaks=breaks)
@@ -135,17 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "statistic": "median",
         },
-        "detection": CorporateActionsConfig().detection.model_dump(),
-        "suspects": {
-            "total": len(suspects),
-            "tickers": int(suspects["ticker"].nunique()),
-            "by_kind": {str(k): int(v) for k, v in suspects["kind"].value_counts().items()},
-            "by_match": {str(k): int(v) for k, v in suspects["match"].value_counts().head(12).items()},
-            "unmatched": int((suspects["match"] == "none").sum()),
-            "at_series_end": int((suspects["bars_after"] == 0).sum()),
-            "masked_breaks": len(outcome.breaks),
-            "left_after_adjust": len(after),
-        },
+        "detection": config.detection.model_dump(),
+        "suspects": suspect_counts(suspects, len(outcome.breaks), len(after)),
         "examples": examples(suspects, args.examples),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "environment": common.environment(),

@@ -29,7 +29,6 @@ import io
 import json
 import resource
 import statistics
-import subprocess
 import sys
 import zipfile
 from datetime import UTC, datetime
@@ -83,24 +82,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"bench.eod_import: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     with common.Stopwatch() as total:
-        for r in range(max(args.repeats, 1)):
-            # Alternate who goes first: this machine's CPU speed shifts for seconds at a time.
-            for variant in variants if r % 2 == 0 else variants[::-1]:
-                runs[variant].append(spawn_child(variant, args.data_dir, r))
+        for r, variant in common.alternating_rounds(variants, args.repeats):
+            runs[variant].append(common.spawn_child(NAME, variant, r, "--data-dir", str(args.data_dir)))
     results = {v: summarise(rounds) for v, rounds in runs.items()}
     doc = build_document(args, archives, results)
-    doc["total_seconds"] = common.rounded(total.seconds)
-    common.emit(NAME, doc, args.results_dir)
-
-
-def spawn_child(variant: str, data_dir: Path, round_index: int) -> dict[str, Any]:
-    """Run one variant once in a fresh interpreter; return the JSON line it prints."""
-    common.log(f"round {round_index}: {variant} in a child process")
-    command = [sys.executable, "-m", "bench.eod_import", "--child", variant, "--data-dir", str(data_dir)]
-    done = subprocess.run(command, cwd=common.REPO_ROOT, stdout=subprocess.PIPE, text=True, check=True)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    common.log(f"round {round_index}: {variant} {result['seconds']:.2f} s, peak {result['peak_rss_mb']} MiB")
-    return result
+    common.emit(NAME, doc, args.results_dir, total_seconds=total.seconds)
 
 
 def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:

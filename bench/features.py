@@ -30,9 +30,6 @@ import argparse
 import gc
 import json
 import statistics
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Final
 
@@ -52,12 +49,11 @@ ATOL: Final = 1e-12
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.features",
-        description="Time and peak memory of the vectorised technical features vs the per-ticker "
+    parser = common.synthetic_parser(
+        NAME,
+        "Time and peak memory of the vectorised technical features vs the per-ticker "
         "pandas loop, on the SYNTHETIC universe; one JSON document on stdout.",
     )
-    common.add_common_args(parser)
     parser.add_argument(
         "--repeats",
         type=int,
@@ -77,19 +73,16 @@ def main(argv: list[str] | None = None) -> None:
         run_child(args.child, args.input_dir, args.output)
         return
     size = common.universe_size(args)
-    with common.Stopwatch() as total, tempfile.TemporaryDirectory(prefix="portfolio-os-bench-") as tmp:
-        folder = Path(tmp)
+    with common.Stopwatch() as total, common.scratch_folder() as folder:
         generation = write_inputs(size, folder)
         runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in IMPLEMENTATIONS}
-        for r in range(max(args.repeats, 1)):
-            # Alternate who goes first: this machine's CPU speed shifts by up to 2x for seconds.
-            for impl in IMPLEMENTATIONS if r % 2 == 0 else IMPLEMENTATIONS[::-1]:
-                runs[impl].append(spawn_child(impl, folder, r, keep_output=r == 0))
+        for r, impl in common.alternating_rounds(IMPLEMENTATIONS, args.repeats):
+            output = ["--output", str(folder / f"{impl}.parquet")] if r == 0 else []  # compared below
+            runs[impl].append(common.spawn_child(NAME, impl, r, "--input-dir", str(folder), *output))
         agreement = compare_outputs(folder / "per_ticker.parquet", folder / "vectorised.parquet")
     summary = {impl: summarise(rounds) for impl, rounds in runs.items()}
     doc = build_document(size, args, generation, summary, agreement)
-    doc["total_seconds"] = common.rounded(total.seconds)
-    common.emit(NAME, doc, args.results_dir)
+    common.emit(NAME, doc, args.results_dir, total_seconds=total.seconds)
 
 
 # --- parent --------------------------------------------------------------------------------------
@@ -110,18 +103,6 @@ def write_inputs(size: common.UniverseSize, folder: Path) -> dict[str, Any]:
         "tickers": int(universe.prices[TICKER].nunique()),
         "sessions": int(universe.prices[DATE].nunique()),
     }
-
-
-def spawn_child(implementation: str, folder: Path, round_index: int, *, keep_output: bool) -> dict[str, Any]:
-    """Run one implementation once in a fresh interpreter; return the JSON line it prints."""
-    common.log(f"round {round_index}: {implementation} in a child process")
-    command = [sys.executable, "-m", "bench.features", "--child", implementation, "--input-dir", str(folder)]
-    if keep_output:
-        command += ["--output", str(folder / f"{implementation}.parquet")]
-    done = subprocess.run(command, cwd=common.REPO_ROOT, stdout=subprocess.PIPE, text=True, check=True)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    common.log(f"round {round_index}: {implementation} {result['seconds']:.2f} s, peak {result['peak_rss_mb']} MiB")
-    return result
 
 
 def summarise(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -26,9 +26,6 @@ import argparse
 import gc
 import json
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -46,12 +43,11 @@ FEATURE_COUNTS: Final = {"v1_technical": len(TECHNICAL_FEATURES), "v2_alpha": le
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.features_v2",
-        description="Time and peak memory of the Alpha158-style (v2) features vs the v1 technical features, "
+    parser = common.synthetic_parser(
+        NAME,
+        "Time and peak memory of the Alpha158-style (v2) features vs the v1 technical features, "
         "on the SYNTHETIC universe; one JSON document on stdout.",
     )
-    common.add_common_args(parser)
     parser.add_argument("--repeats", type=int, default=2, help="rounds, each runs both families (default 2)")
     parser.add_argument("--child", choices=FAMILIES, help=argparse.SUPPRESS)
     parser.add_argument("--input-dir", type=Path, help=argparse.SUPPRESS)
@@ -64,13 +60,11 @@ def main(argv: list[str] | None = None) -> None:
         run_child(args.child, args.input_dir)
         return
     size = common.universe_size(args)
-    with common.Stopwatch() as total, tempfile.TemporaryDirectory(prefix="portfolio-os-bench-") as tmp:
-        folder = Path(tmp)
+    with common.Stopwatch() as total, common.scratch_folder() as folder:
         generation = write_inputs(size, folder)
         runs: dict[str, list[dict[str, Any]]] = {f: [] for f in FAMILIES}
-        for r in range(max(args.repeats, 1)):
-            for family in FAMILIES if r % 2 == 0 else FAMILIES[::-1]:
-                runs[family].append(spawn_child(family, folder, r))
+        for r, family in common.alternating_rounds(FAMILIES, args.repeats):
+            runs[family].append(common.spawn_child(NAME, family, r, "--input-dir", str(folder)))
     summary = {family: summarise(family, rounds) for family, rounds in runs.items()}
     v1, alpha = summary["v1_technical"], summary["v2_alpha"]
     doc = common.document(
@@ -89,18 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         alpha_over_v1_cpu_seconds=common.ratio(alpha["median_cpu_seconds"], v1["median_cpu_seconds"]),
         alpha_over_v1_peak_rss=common.ratio(alpha["peak_rss_mb"], v1["peak_rss_mb"]),
     )
-    doc["total_seconds"] = common.rounded(total.seconds)
-    common.emit(NAME, doc, args.results_dir)
-
-
-def spawn_child(family: str, folder: Path, round_index: int) -> dict[str, Any]:
-    """Run one family once in a fresh interpreter; return the JSON line it prints."""
-    common.log(f"round {round_index}: {family} in a child process")
-    command = [sys.executable, "-m", "bench.features_v2", "--child", family, "--input-dir", str(folder)]
-    done = subprocess.run(command, cwd=common.REPO_ROOT, stdout=subprocess.PIPE, text=True, check=True)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    common.log(f"round {round_index}: {family} {result['seconds']:.2f} s, peak {result['peak_rss_mb']} MiB")
-    return result
+    common.emit(NAME, doc, args.results_dir, total_seconds=total.seconds)
 
 
 def summarise(family: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,12 +48,11 @@ BULK_VIEW: Final = "technical_features"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.materialize",
-        description="Feast materialisation (3 views) and bulk online writes on the SYNTHETIC universe, "
+    parser = common.synthetic_parser(
+        NAME,
+        "Feast materialisation (3 views) and bulk online writes on the SYNTHETIC universe, "
         "SQLite online store vs Redis; one JSON document on stdout.",
     )
-    common.add_common_args(parser)
     parser.add_argument(
         "--bulk-sessions",
         type=int,
@@ -70,8 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     size = common.universe_size(args)
-    with common.Stopwatch() as total, tempfile.TemporaryDirectory(prefix="portfolio-os-bench-") as tmp:
-        folder = Path(tmp)
+    with common.Stopwatch() as total, common.scratch_folder() as folder:
         views = stores.compute_views(size)
         stores.write_sources(views, folder / "sources")
         bulk = bulk_frame(views, args.bulk_sessions)
@@ -84,8 +81,7 @@ def main(argv: list[str] | None = None) -> None:
                 rounds.append(run_round(r, folder / f"round-{r}", url, views, bulk, sources=folder / "sources"))
     results = {b: summarise(views, bulk, [r[b] for r in rounds]) for b in stores.BACKENDS}
     doc = build_document(size, args, views, results)
-    doc["total_seconds"] = common.rounded(total.seconds)
-    common.emit(NAME, doc, args.results_dir)
+    common.emit(NAME, doc, args.results_dir, total_seconds=total.seconds)
 
 
 def bulk_frame(views: stores.Views, sessions: int) -> pd.DataFrame:

@@ -25,7 +25,6 @@ below 1, Redis is faster.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,12 +43,11 @@ Case = tuple[str, str]  # (backend, form)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.online",
-        description="Online read latency of Feast feature services on the SYNTHETIC universe, "
+    parser = common.synthetic_parser(
+        NAME,
+        "Online read latency of Feast feature services on the SYNTHETIC universe, "
         "SQLite online store vs Redis; one JSON document on stdout.",
     )
-    common.add_common_args(parser)
     parser.add_argument("--calls", type=int, default=1000, help="timed calls per case (default 1000)")
     parser.add_argument("--warmup", type=int, default=50, help="untimed calls before each case (default 50)")
     parser.add_argument("--entities", type=int, default=50, help="tickers per call (default 50)")
@@ -62,15 +60,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     size = common.universe_size(args)
-    with common.Stopwatch() as total, tempfile.TemporaryDirectory(prefix="portfolio-os-bench-") as tmp:
-        folder = Path(tmp)
-        with stores.redis_running(folder / "redis-server") as url:
-            repos, tickers = build_stores(size, folder, url, args.entities)
-            consistent = same_answers(repos, args.services, tickers)
-            results = {s: measure_service(repos, s, tickers, args) for s in args.services}
+    with (
+        common.Stopwatch() as total,
+        common.scratch_folder() as folder,
+        stores.redis_running(folder / "redis-server") as url,
+    ):
+        repos, tickers = build_stores(size, folder, url, args.entities)
+        consistent = same_answers(repos, args.services, tickers)
+        results = {s: measure_service(repos, s, tickers, args) for s in args.services}
     doc = build_document(size, args, tickers, results, consistent)
-    doc["total_seconds"] = common.rounded(total.seconds)
-    common.emit(NAME, doc, args.results_dir)
+    common.emit(NAME, doc, args.results_dir, total_seconds=total.seconds)
 
 
 def build_stores(

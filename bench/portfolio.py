@@ -121,8 +121,7 @@ def sweep(
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not (args.data_dir / "offline.duckdb").exists():
-        print(json.dumps({"benchmark": NAME, "skipped": f"no offline store under {args.data_dir}"}))
-        return 0
+        return common.skipped(NAME, f"no offline store under {args.data_dir}")
     pipeline = load_config(args.config)
     config = pipeline.signals
     if config is None:

@@ -101,12 +101,12 @@ def measure_inference(frame: pd.DataFrame, data: TuningData, repeats: int) -> di
     test = frame[frame[DATE] >= "2019-01-01"][cols].astype("float64").to_numpy()
     rows = test[np.random.default_rng(0).integers(0, len(test), INFERENCE_ROWS)]
     booster = model.booster
-    batch = _timed(lambda: booster.predict(rows, num_threads=1), repeats)
-    per_row = _timed(lambda: [booster.predict(rows[i : i + 1]) for i in range(len(rows))], max(3, repeats // 50))
+    batch = _median_ms(lambda: booster.predict(rows, num_threads=1), repeats)
+    per_row = _median_ms(lambda: [booster.predict(rows[i : i + 1]) for i in range(len(rows))], max(3, repeats // 50))
     looped = np.concatenate([booster.predict(rows[i : i + 1]) for i in range(len(rows))])
     same = np.array_equal(booster.predict(rows), looped)
     compiled, compile_seconds = _lleaves(booster)
-    lleaves_ms = _timed(lambda: compiled.predict(rows, n_jobs=1), repeats)
+    lleaves_ms = _median_ms(lambda: compiled.predict(rows, n_jobs=1), repeats)
     lleaves_same = bool(np.allclose(compiled.predict(rows, n_jobs=1), booster.predict(rows), rtol=0, atol=1e-9))
     return {
         "rows": INFERENCE_ROWS,
@@ -139,14 +139,8 @@ def _lleaves(booster: Any) -> tuple[Any, float]:
         return model, time.perf_counter() - started
 
 
-def _timed(fn: Any, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - started) * 1000)
-    return float(np.median(times))
+def _median_ms(fn: Any, repeats: int) -> float:
+    return common.median_seconds(fn, repeats, warm_up=True)[0] * 1000
 
 
 def main(argv: list[str] | None = None) -> None:

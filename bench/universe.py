@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -33,12 +32,10 @@ import pandas as pd
 
 from bench import common
 from feature_repo.tables import DATE, TICKER
-from training.ingest.eod_files import load_eod_files
 from training.signals.config import UniverseRule
 from training.universe import compute_membership, member_mask
 
 NAME: Final = "universe"
-DATA: Final = Path("/work/shared/data/asx-eod")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -46,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m bench.universe",
         description="Seconds to compute the point-in-time liquidity universe on the real ASX data; one JSON document.",
     )
-    parser.add_argument("--data", type=Path, default=DATA, help=f"folder of asx-eod-YYYY.zip (default {DATA})")
+    common.add_asx_eod_arg(parser)
     parser.add_argument("--top-n", type=int, default=300)
     parser.add_argument("--lookback", type=int, default=60)
     parser.add_argument("--min-price", type=float, default=0.05)
@@ -54,20 +51,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each step (median reported)")
     parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
     return parser.parse_args(argv)
-
-
-def read_asx(folder: Path) -> pd.DataFrame:
-    """The price rows the ingest stage stores from the yearly zips (raw closes; halts keep their close)."""
-    return load_eod_files(sorted(folder.glob("asx-eod-*.zip"))).prices
-
-
-def _median_seconds(repeats: int, work: Any) -> tuple[float, Any]:
-    times, result = [], None
-    for _ in range(repeats):
-        began = time.perf_counter()
-        result = work()
-        times.append(time.perf_counter() - began)
-    return float(np.median(times)), result
 
 
 def membership_stats(membership: pd.DataFrame, prices: pd.DataFrame, rule: UniverseRule) -> dict[str, Any]:
@@ -105,8 +88,7 @@ def membership_stats(membership: pd.DataFrame, prices: pd.DataFrame, rule: Unive
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.data.is_dir():
-        print(json.dumps({"benchmark": NAME, "skipped": f"no data folder {args.data}"}))
-        return 0
+        return common.skipped(NAME, f"no data folder {args.data}")
     rule = UniverseRule(
         rule="liquidity",
         top_n=args.top_n,
@@ -115,14 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         min_history_sessions=args.min_history,
     )
     began = time.perf_counter()
-    with common.stdout_to_stderr():
-        prices = read_asx(args.data)
+    prices = common.read_asx_eod(args.data)
     read_seconds = time.perf_counter() - began
-    compute_seconds, membership = _median_seconds(args.repeats, lambda: compute_membership(prices, rule))
+    compute_seconds, membership = common.median_seconds(lambda: compute_membership(prices, rule), args.repeats)
     sessions = pd.DatetimeIndex(prices[DATE]).unique().sort_values()
     last_bar = prices.groupby(TICKER)[DATE].max()
-    mask_seconds, mask = _median_seconds(
-        args.repeats, lambda: member_mask(membership, sessions, rule.reconstitute, last_bar=last_bar)
+    mask_seconds, mask = common.median_seconds(
+        lambda: member_mask(membership, sessions, rule.reconstitute, last_bar=last_bar), args.repeats
     )
     doc = {
         "benchmark": NAME,

@@ -14,8 +14,14 @@ on the client (the gateway's side) and on the server. Shapes: ``signals`` (50 ti
 features, the per-request fallback), ``allocation`` (50 tickers as BYTES + 7 FP64 inputs) and
 ``universe`` (2,400 x 30, one snapshot build call). Data: synthetic random tensors (timing only).
 
+``--gateway DATA_DIR`` measures through the gateway instead (bench/transport_gateway.py): the
+embedded stack of ``make serve`` from a copy of ``make demo``'s data, every model server serving
+REST and gRPC, and two gateways over them, one per ``PORTFOLIO_OS_MODEL_TRANSPORT``, driven in
+alternating rounds with the calls that stay per request.
+
     python -m bench.transport                 # about 1 minute
     python -m bench.transport --requests 200  # quicker
+    python -m bench.transport --gateway data  # through the gateway (REST vs gRPC gateways)
 """
 
 from __future__ import annotations
@@ -276,10 +282,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (the gateway's bench uses 8)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
+    parser.add_argument(
+        "--gateway",
+        type=Path,
+        metavar="DATA_DIR",
+        help="measure through the gateway: the stack of `make serve` from a copy of this `make demo` data folder",
+    )
+    parser.add_argument("--tickers", type=int, default=50, help="--gateway: tickers per request")
     parser.add_argument("--serve", nargs=2, type=int, metavar=("HTTP_PORT", "GRPC_PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         serve(*args.serve)
+        return 0
+    if args.gateway is not None:
+        from bench.transport_gateway import through_gateway
+
+        common.emit("transport_gateway", through_gateway(args), args.results_dir)
         return 0
     http_port, grpc_port = _free_port(), _free_port()
     server = subprocess.Popen(

@@ -14,6 +14,7 @@ launcher depends on the entry points of ``docs/serving-contract.md``, not on the
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -34,8 +35,10 @@ from serving.supervisor import Supervisor
 # Entry points of docs/serving-contract.md started when their model has a champion (in this order).
 MODELS: Final = SERVED_MODELS
 READY_TIMEOUT_S: Final = 120.0
-# How the gateway of `make serve` calls its model servers when they serve gRPC too.
-GATEWAY_TRANSPORT: Final = "rest"
+# How the gateway of `make serve` calls its model servers when they serve gRPC too: gRPC, measured
+# faster through the gateway (`python -m bench.transport --gateway`: allocations and the per-request
+# signals fallback), wherever grpcio is installed (the gateway-grpc extra; the chart stays on REST).
+GATEWAY_TRANSPORT: Final = "grpc" if importlib.util.find_spec("grpc") is not None else "rest"
 # The gRPC port of model server i is this far above its HTTP port (8081 -> 9081, ...).
 GRPC_PORT_OFFSET: Final = 1000
 STOP_GRACE_S: Final = 10.0

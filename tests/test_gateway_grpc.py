@@ -181,6 +181,29 @@ def test_a_refusal_over_grpc_keeps_its_code_and_the_circuit_closed(gateways, sha
     assert by_rest["reasons"][0]["code"] == "outside_universe"
 
 
+def test_a_slow_server_over_grpc_times_out_into_a_degraded_answer(
+    make_gateway, stand_ins, allocator, shared_env, tmp_path
+) -> None:
+    slow = StandInServer(["fundamental"], "7", tmp_path, delay_s=1.0).start()
+    try:
+        slow.wait_ready()
+        urls, addresses = _servers(stand_ins, allocator)
+        client = make_gateway(
+            model_urls={**urls, "fundamental": slow.url},
+            model_grpc_urls={**addresses, "fundamental": slow.grpc_address},
+            model_transport="grpc",
+            model_timeout_s=0.2,
+        )
+        body = client.get("/v1/signals", params={"tickers": shared_env.tickers[0]}, headers=auth(new_key(client)))
+    finally:
+        slow.stop()
+    assert body.status_code == 200, body.text
+    answer = body.json()
+    assert answer["degraded"] is True and answer["signals"][0]["components"]["fundamental"] is None
+    assert [r["code"] for r in answer["reasons"] if r["model"] == "fundamental"] == ["timeout"]
+    assert answer["model_versions"]["technical"] == "7"
+
+
 def test_a_killed_server_over_grpc_degrades_then_recovers_through_half_open(gateways, stand_ins, shared_env) -> None:
     client, headers = gateways(circuit_failure_threshold=2, circuit_reset_s=1.0, score_cache_seconds=0)["grpc"]
     clock = Clock()

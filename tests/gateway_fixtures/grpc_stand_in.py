@@ -7,7 +7,7 @@ The server is the project's ``serving.server.LoopbackModelServer`` (REST and gRP
 127.0.0.1). ``/metrics`` counts the calls per model and transport
 (``stand_in_calls_total{model, transport}``), so a test can tell which transport a gateway used.
 
-Run: ``python -m tests.gateway_fixtures.grpc_stand_in --http_port P --grpc_port G --models a,b``.
+Run: ``python -m tests.gateway_fixtures.grpc_stand_in --http_port P --grpc_port G --models a,b [--delay_s S]``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def _as_list(values: Any) -> list[Any]:
     return [None if isinstance(v, float) and math.isnan(v) else v for v in values.tolist()]
 
 
-def serve(http_port: int, grpc_port: int, names: list[str], version: str) -> None:
+def serve(http_port: int, grpc_port: int, names: list[str], version: str, delay_s: float) -> None:
     from kserve import InferRequest, Model
     from kserve.protocol.infer_type import InferInput
     from prometheus_client import Counter
@@ -67,7 +67,7 @@ def serve(http_port: int, grpc_port: int, names: list[str], version: str) -> Non
             plain = InferRequest(model_name=payload.model_name, infer_inputs=inputs, request_id=payload.id)
             return await self.inner.predict(plain, headers)
 
-    models = [Transcoding(m) for m in build_models(names, version, 0.0)]
+    models = [Transcoding(m) for m in build_models(names, version, delay_s)]
     for model in models:
         model.inner.load()
     for name in names:  # portfolio_os_model_info, as the real servers export it (the gateway reads it)
@@ -78,9 +78,10 @@ def serve(http_port: int, grpc_port: int, names: list[str], version: str) -> Non
 class StandInServer:
     """A ``python -m tests.gateway_fixtures.grpc_stand_in`` process on free 127.0.0.1 ports."""
 
-    def __init__(self, models: list[str], version: str, log_dir: Path) -> None:
+    def __init__(self, models: list[str], version: str, log_dir: Path, delay_s: float = 0.0) -> None:
         self.models = models
         self.version = version
+        self.delay_s = delay_s
         self.port, self.grpc_port = free_port(), free_port()
         self.log_path = log_dir / f"stand-in-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -96,6 +97,7 @@ class StandInServer:
     def start(self) -> StandInServer:
         command = [sys.executable, "-m", "tests.gateway_fixtures.grpc_stand_in", "--http_port", str(self.port)]
         command += ["--grpc_port", str(self.grpc_port), "--models", ",".join(self.models), "--version", self.version]
+        command += ["--delay_s", str(self.delay_s)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -150,8 +152,9 @@ def main() -> None:
     parser.add_argument("--grpc_port", type=int, required=True)
     parser.add_argument("--models", required=True, help="comma-separated model names")
     parser.add_argument("--version", default="1")
+    parser.add_argument("--delay_s", type=float, default=0.0, help="seconds each answer waits (a slow model)")
     args = parser.parse_args()
-    serve(args.http_port, args.grpc_port, args.models.split(","), args.version)
+    serve(args.http_port, args.grpc_port, args.models.split(","), args.version, args.delay_s)
 
 
 if __name__ == "__main__":

@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
-from feature_repo.contract import ENSEMBLE_OUTPUTS
-from serving.errors import ModelLoadError
+from feature_repo.contract import ENSEMBLE, ENSEMBLE_OUTPUTS
 from serving.loaders import LoadedEnsemble
 from serving.model_base import ChampionModel
-from serving.tensors import Columns, check_columns
-
-
-def _named_outputs(result: Any, rows: int, version: str) -> dict[str, np.ndarray]:
-    frame = result if isinstance(result, pd.DataFrame) else pd.DataFrame(result)
-    missing = [name for name in ENSEMBLE_OUTPUTS if name not in frame.columns]
-    if missing or len(frame) != rows:
-        # The registered model broke the contract: a server error (500), not the client's fault.
-        raise ModelLoadError(
-            f"ensemble version {version} returned columns {list(frame.columns)} x {len(frame)} rows; "
-            f"expected {list(ENSEMBLE_OUTPUTS)} x {rows}"
-        )
-    return {name: frame[name].to_numpy(dtype=np.float64) for name in ENSEMBLE_OUTPUTS}
+from serving.tensors import Columns, check_columns, pyfunc_outputs
 
 
 class EnsembleModel(ChampionModel[LoadedEnsemble]):
@@ -40,4 +25,4 @@ class EnsembleModel(ChampionModel[LoadedEnsemble]):
         frame = pd.DataFrame({name: columns.get(name, np.full(rows, np.nan)) for name in loaded.inputs})
         if rows == 0:
             return 0, {name: np.empty(0) for name in ENSEMBLE_OUTPUTS}
-        return rows, _named_outputs(loaded.model.predict(frame), rows, loaded.version)
+        return rows, pyfunc_outputs(loaded.model.predict(frame), ENSEMBLE_OUTPUTS, rows, ENSEMBLE, loaded.version)

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 from kserve.protocol.infer_type import InferRequest, InferResponse
 
-from feature_repo.contract import MAX_TEXT_CHARS, MAX_TEXTS, SENTIMENT_LABELS, TEXT_INPUT
+from feature_repo.contract import MAX_TEXT_CHARS, MAX_TEXTS, SENTIMENT_LABELS, SENTIMENT_TEXT, TEXT_INPUT
 from serving.champion import Champion
-from serving.errors import BadRequest, ModelLoadError
+from serving.errors import BadRequest
 from serving.loaders import LoadedSentimentText
 from serving.model_base import ChampionModel
-from serving.tensors import Columns, check_columns
+from serving.tensors import Columns, check_columns, pyfunc_outputs
 
 _SHOWN: Final = 5  # row positions named in a refusal
 _V1_SHAPE: Final = "a v1 payload is {'instances': [<text>, ...]} or {'instances': [{'text': <text>}, ...]}"
@@ -52,18 +52,6 @@ def checked_texts(columns: Columns, max_texts: int) -> list[str]:
     if long:
         raise BadRequest(f"'{TEXT_INPUT}' is longer than {MAX_TEXT_CHARS} characters at position(s) {_positions(long)}")
     return texts
-
-
-def _probabilities(result: Any, rows: int, version: str) -> dict[str, np.ndarray]:
-    frame = result if isinstance(result, pd.DataFrame) else pd.DataFrame(result)
-    missing = [label for label in SENTIMENT_LABELS if label not in frame.columns]
-    if missing or len(frame) != rows:
-        # The registered model broke the contract: a server error (500), not the client's fault.
-        raise ModelLoadError(
-            f"sentiment_text version {version} returned columns {list(frame.columns)} x {len(frame)} rows; "
-            f"expected {list(SENTIMENT_LABELS)} x {rows}"
-        )
-    return {label: frame[label].to_numpy(dtype=np.float64) for label in SENTIMENT_LABELS}
 
 
 def v1_objects(payload: Any) -> Any:
@@ -113,4 +101,4 @@ class SentimentTextModel(ChampionModel[LoadedSentimentText]):
             result = loaded.model.predict(frame)
         except ValueError as e:  # the pyfunc's refusal of its inputs (documented as ValueError)
             raise BadRequest(f"the sentiment model refused the request: {e}") from e
-        return len(texts), _probabilities(result, len(texts), loaded.version)
+        return len(texts), pyfunc_outputs(result, SENTIMENT_LABELS, len(texts), SENTIMENT_TEXT, loaded.version)

@@ -17,9 +17,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest
 
-from serving.errors import BadRequest
+from serving.errors import BadRequest, ModelLoadError
 
 Columns = dict[str, np.ndarray]
 NO_TEXT: frozenset[str] = frozenset()
@@ -154,6 +155,23 @@ def columns_from_v1(payload: Any, text_inputs: frozenset[str] = NO_TEXT) -> Colu
         except (TypeError, ValueError) as e:
             raise BadRequest(f"v1 instances must hold numbers or null in '{name}': {e}") from e
     return columns
+
+
+def pyfunc_outputs(result: Any, names: Sequence[str], rows: int, model: str, version: str) -> Columns:
+    """The named float64 columns of a pyfunc's answer, refused unless it holds every name and ``rows`` rows.
+
+    Raises:
+        ModelLoadError: the registered model broke its contract, a server error (500), not the
+            client's fault; the message names the version, what it returned and what was expected.
+    """
+    frame = result if isinstance(result, pd.DataFrame) else pd.DataFrame(result)
+    missing = [name for name in names if name not in frame.columns]
+    if missing or len(frame) != rows:
+        raise ModelLoadError(
+            f"{model} version {version} returned columns {list(frame.columns)} x {len(frame)} rows; "
+            f"expected {list(names)} x {rows}"
+        )
+    return {name: frame[name].to_numpy(dtype=np.float64) for name in names}
 
 
 def fp64_output(name: str, values: np.ndarray) -> InferOutput:

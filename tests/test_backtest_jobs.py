@@ -1,7 +1,10 @@
 """Backtest jobs at the gateway: admission, bounds, limits, cancel, the dispatcher and restarts (controlled clock).
 
 The executor is a fake here (tests/backtest_fixtures.py) except for the local executor's restart
-check, which looks up a real (dead) pid; tests/test_backtest_jobs_ray.py runs a real job on Ray.
+check, which looks up a real (dead) pid; tests/test_backtest_jobs_ray.py runs a real job on a local
+Ray, tests/test_backtest_jobs_ray_cluster.py on a real Ray head through its Job Submission API. The
+Ray executor's tests here answer with a scripted dashboard what a live one cannot be made to say on
+cue (503 while the head starts, FAILED with the entry point's message, an id Ray does not know).
 """
 
 from __future__ import annotations

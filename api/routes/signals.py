@@ -8,12 +8,10 @@ import orjson
 from fastapi import APIRouter, Query, Request, Response
 
 from api.compose import compose_signals
-from api.data_quality import Flag, flag_signals
+from api.data_quality import flag_signals
 from api.deps import InferenceClientDep, ServicesDep, SignalsReader
 from api.handlers import TICKER_ERROR_RESPONSES
 from api.schemas import SignalsPublic
-from api.scored_snapshot import Lookup
-from api.services import Services
 from api.settings import MAX_TICKERS_CAP
 from api.snapshot_dep import SnapshotDep
 from api.tickers import parse_tickers, tickers_query_max_length
@@ -41,49 +39,30 @@ async def get_signals(
 ) -> Response:
     """Ranked ensemble signals for the requested tickers."""
     names = parse_tickers(tickers, services.settings.max_tickers)
+    request_id = request.state.request_id
     lookup = services.scored.lookup(names)
-    if lookup is not None:
-        flags = await snapshots.data_quality(names)
-        return await _answer_from_snapshot(
-            request, services, tenant=principal.tenant, names=names, lookup=lookup, flags=flags
-        )
-    # Not in a fresh scored snapshot: the models are called for this request.
-    snapshot = await snapshots.features(names)
-    composed = await compose_signals(client, snapshot, services.metrics, services.compositions)
-    if composed.degraded:
+    if lookup is not None:  # in a fresh scored snapshot: the same JSON the models would give
+        lookup.observe(services.metrics)
+        answer, digest = lookup.public(request_id), lookup.digest()
+        model_versions, degraded = lookup.model_versions, lookup.degraded
+    else:  # not in one: the models are called for this request
+        snapshot = await snapshots.features(names)
+        composed = await compose_signals(client, snapshot, services.metrics, services.compositions)
+        answer, digest = composed.public(snapshot.as_of(), request_id), snapshot.digest()
+        model_versions, degraded = composed.model_versions, composed.degraded
+    if degraded:
         services.metrics.degraded.labels(route=ROUTE).inc()
-    flags = await snapshots.data_quality(names)
-    answer_json = flag_signals(composed.public(snapshot.as_of(), request.state.request_id), flags)
+    answer_json = flag_signals(answer, await snapshots.data_quality(names))
     await services.audit.record(
         tenant=principal.tenant,
         route=ROUTE,
-        request_id=request.state.request_id,
+        request_id=request_id,
         request={"tickers": names},
-        feature_snapshot_hash=snapshot.digest(),
-        model_versions=composed.model_versions,
+        feature_snapshot_hash=digest,
+        model_versions=model_versions,
         answer=answer_json,
     )
     # ``SignalsPublic`` was validated and dumped by ``public()``; the audited dict is the body (one
     # serialisation), skipping FastAPI's second validation pass through ``response_model`` (which
     # still documents the schema).
-    return Response(orjson.dumps(answer_json), media_type="application/json")
-
-
-async def _answer_from_snapshot(
-    request: Request, services: Services, *, tenant: str, names: list[str], lookup: Lookup, flags: dict[str, Flag]
-) -> Response:
-    """The answer looked up in the scored universe (the same JSON the models would give), audited."""
-    answer_json = flag_signals(lookup.public(request.state.request_id), flags)
-    lookup.observe(services.metrics)
-    if lookup.degraded:
-        services.metrics.degraded.labels(route=ROUTE).inc()
-    await services.audit.record(
-        tenant=tenant,
-        route=ROUTE,
-        request_id=request.state.request_id,
-        request={"tickers": names},
-        feature_snapshot_hash=lookup.digest(),
-        model_versions=lookup.model_versions,
-        answer=answer_json,
-    )
     return Response(orjson.dumps(answer_json), media_type="application/json")

@@ -15,6 +15,7 @@ from api.keys import revoke_key
 from api.metrics import GatewayMetrics
 from api.ratelimit import MemoryMovingWindow
 from feature_repo.settings import FeatureStoreSettings
+from tests.clocks import Clock
 from tests.gateway_fixtures.fixtures import (  # noqa: F401
     assert_error_body,
     auth,
@@ -26,14 +27,6 @@ from tests.gateway_fixtures.servers import ModelServerProcess
 from tests.serving_fixtures import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _feature_reader(shared_env: Any, monkeypatch: pytest.MonkeyPatch, ttl: float) -> tuple[OnlineFeatures, Clock, list]:

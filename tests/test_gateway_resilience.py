@@ -5,17 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.clocks import Clock
 from tests.gateway_fixtures.fixtures import assert_error_body, auth, make_gateway, new_key, shared_env  # noqa: F401
 
 pytestmark = pytest.mark.slow
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from api.db import audit_log
 from feature_repo.schema import FEATURES_BY_VIEW, names
 from feature_repo.settings import FeatureStoreSettings
 from feature_repo.store import FeatureRepo
+from tests.clocks import Clock
 from tests.gateway_fixtures.feast_repo import build_feature_repo
 from tests.gateway_fixtures.fixtures import auth, make_gateway, new_key, shared_env  # noqa: F401
 from tests.gateway_fixtures.servers import ModelServerProcess
@@ -26,14 +27,6 @@ pytestmark = pytest.mark.slow
 SCORED = {"enabled": True, "background": False, "max_age_seconds": 60.0}
 # No row or answer cache: what a request reads must not depend on the wall clock.
 NO_CACHES = {"feature_cache_seconds": 0, "score_cache_seconds": 0}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _scored(client: TestClient, clock: Clock | None = None) -> Any:

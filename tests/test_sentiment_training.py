@@ -86,9 +86,11 @@ def test_static_int8_is_kept_only_within_the_tolerance(base: TextClassifier, tmp
     fine_tune(classifier, texts, labels, FineTuneConfig(epochs=3, batch_size=8, learning_rate=5e-4), progress=False)
     check = ("held", HELD, CLEAR_LABELS)
     kept = export_for_runtime(classifier, tmp_path, calibration_texts=texts, check=check, tolerance=0.005)
-    assert kept.accepted and kept.fp32_macro_f1 == 1.0 and kept.int8_macro_f1 == 1.0
+    assert kept.accepted and kept.fp32_macro_f1 == 1.0 and kept.int8_macro_f1 == 1.0 and kept.agreement == 1.0
     assert (tmp_path / ONNX_FILE).is_file() and (tmp_path / ONNX_INT8_FILE).is_file()
-    assert "static int8 kept: macro-F1 1.0000 vs fp32 1.0000 on held" in kept.describe()
+    assert kept.describe() == (
+        "static int8 kept: macro-F1 1.0000 vs fp32 1.0000 on held (same class as fp32 for 100.0% of its texts)"
+    )
     # A tolerance no model can meet: the int8 file is removed, fp32 stays.
     (tmp_path / "r").mkdir()
     refused = export_for_runtime(classifier, tmp_path / "r", calibration_texts=texts, check=check, tolerance=-1.0)

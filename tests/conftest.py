@@ -76,6 +76,16 @@ def benchmark_series(benchmark: pd.DataFrame) -> pd.Series:
     return benchmark.set_index("date")["close"]
 
 
+@pytest.fixture(scope="module")
+def module_mlflow_uris() -> Iterator[None]:
+    """MLflow's process-wide URIs put back after the module that registers models in a throwaway
+    registry (``pytestmark = pytest.mark.usefixtures("module_mlflow_uris")``; why: mlflow_uris_restored)."""
+    from tests.serving_fixtures import mlflow_uris_restored
+
+    with mlflow_uris_restored():
+        yield
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     path = tmp_path / "data"

@@ -6,6 +6,7 @@ are stopped by the fixtures that start them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -16,6 +17,23 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def stop_launcher(process: subprocess.Popen[str], timeout: float) -> None:
+    """A launcher still running (an assertion failed before it was stopped): SIGTERM it as a user
+    would, wait up to ``timeout`` s, then kill whatever it had started that is still alive."""
+    if process.poll() is not None:
+        return
+    import psutil
+
+    stragglers = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    finally:
+        for straggler in stragglers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                straggler.kill()
 
 
 def free_port() -> int:

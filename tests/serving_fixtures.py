@@ -27,6 +27,7 @@ import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
+import pytest
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
@@ -126,6 +127,11 @@ class Registry:
         registry = cls(folder)
         registry.client.create_experiment(EXPERIMENT, artifact_location=(folder / "artifacts").as_uri())
         return registry
+
+    @classmethod
+    def in_temp(cls, tmp_path_factory: pytest.TempPathFactory, name: str) -> Registry:
+        """A fresh registry in a new temporary folder named after ``name`` (a module's shared registry)."""
+        return cls.create(tmp_path_factory.mktemp(name) / "registry", tmp_path_factory.getbasetemp())
 
     @property
     def client(self) -> MlflowClient:
@@ -328,11 +334,12 @@ def metric_samples(server: ServerProcess) -> dict[tuple[str, frozenset[tuple[str
     }
 
 
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    """Poll ``predicate()`` every 0.2 s until it is truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def wait_for(predicate: Any, timeout: float, what: str) -> float:
+    """Poll ``predicate()`` every 0.2 s until it is truthy and return the seconds that took; fail
+    naming ``what`` after ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
         if predicate():
-            return
+            return time.monotonic() - started
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")

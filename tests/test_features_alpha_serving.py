@@ -6,7 +6,6 @@ a tiny LightGBM trained here on SYNTHETIC features (tests/serving_fixtures.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,7 +17,6 @@ from serving.settings import parse_options
 from tests.serving_fixtures import (
     Registry,
     infer,
-    mlflow_uris_restored,
     model_server,
     outputs_by_name,
     run_to_exit,
@@ -26,18 +24,14 @@ from tests.serving_fixtures import (
     train_booster,
 )
 
+pytestmark = pytest.mark.usefixtures("module_mlflow_uris")
+
 V2 = list(service_features("technical_model_v2"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _mlflow_uris_restored() -> Iterator[None]:
-    with mlflow_uris_restored():
-        yield
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    return Registry.create(tmp_path_factory.mktemp("alpha") / "registry", tmp_path_factory.getbasetemp())
+    return Registry.in_temp(tmp_path_factory, "alpha")
 
 
 @pytest.fixture(scope="module")

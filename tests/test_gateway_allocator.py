@@ -32,17 +32,11 @@ from tests.gateway_fixtures.fixtures import (  # noqa: F401
     new_key,
     shared_env,
 )
-from tests.serving_fixtures import Registry, ServerProcess, mlflow_uris_restored, model_server
+from tests.serving_fixtures import Registry, ServerProcess, model_server
 from tests.test_serving_allocator import allocator_request, pyfunc_weights, register_allocator
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("module_mlflow_uris")]
 ALLOCATOR = "allocator"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _mlflow_uris_restored() -> Iterator[None]:
-    with mlflow_uris_restored():
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +47,7 @@ def trained(shared_env: SharedEnv) -> list[str]:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory, trained: list[str]) -> Registry:
-    registry = Registry.create(tmp_path_factory.mktemp("gw-allocator") / "registry", tmp_path_factory.getbasetemp())
+    registry = Registry.in_temp(tmp_path_factory, "gw-allocator")
     assert register_allocator(registry, trained, seed=5) == "1"
     return registry
 

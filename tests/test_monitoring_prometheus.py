@@ -28,6 +28,7 @@ from monitoring.rules import load_rules, with_short_for
 from monitoring.sentiment_metrics import SENTIMENT_METRICS
 from monitoring.windows import Window
 from tests.servers import free_port
+from tests.serving_fixtures import wait_for
 
 VIEW = "technical_features"
 REFERENCE = Window.parse("2006-01-01:2006-12-31")
@@ -55,15 +56,6 @@ def _contract_exporter(port: int) -> tuple[CollectorRegistry, Gauge, Callable[[]
         thread.join(timeout=5)
 
     return registry, ready, stop
-
-
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-    return time.monotonic() - started
 
 
 @pytest.mark.slow
@@ -113,8 +105,8 @@ def test_drift_and_readiness_alerts_fire_in_a_real_prometheus(tmp_path, sp500):
 
 
 def _check_series_and_quiet_state(api: PrometheusAPI) -> None:
-    _wait(lambda: "portfolio_os_drift_share" in api.series_names(), 60, "the first scrape of serve-metrics")
-    _wait(lambda: "portfolio_os_model_ready" in api.series_names(), 60, "the first scrape of the contract exporter")
+    wait_for(lambda: "portfolio_os_drift_share" in api.series_names(), 60, "the first scrape of serve-metrics")
+    wait_for(lambda: "portfolio_os_model_ready" in api.series_names(), 60, "the first scrape of the contract exporter")
     names = api.series_names()
     groups = load_rules()["groups"]
     recorded = {r["record"] for g in groups for r in g["rules"] if "record" in r}
@@ -132,7 +124,7 @@ def _check_series_and_quiet_state(api: PrometheusAPI) -> None:
     assert missing == set(), f"series used by rules/dashboards that no target exports: {missing}"
     (share,) = api.query('portfolio_os_drift_share{view="technical_features"}')
     assert float(share["value"][1]) < 0.5
-    _wait(lambda: api.alert_state("PortfolioOSFeaturesStale") == "firing", 60, "stale 2009 data to alert")
+    wait_for(lambda: api.alert_state("PortfolioOSFeaturesStale") == "firing", 60, "stale 2009 data to alert")
     assert api.alert_state("PortfolioOSFeatureDriftDetected") is None
     assert api.alert_state("PortfolioOSModelNotReady") is None
 
@@ -144,7 +136,7 @@ def _check_drift_alert(api: PrometheusAPI, data_dir) -> None:
     )
     written = time.monotonic()
     assert result.detected
-    _wait(lambda: api.alert_state("PortfolioOSFeatureDriftDetected") == "firing", 60, "the drift alert")
+    wait_for(lambda: api.alert_state("PortfolioOSFeatureDriftDetected") == "firing", 60, "the drift alert")
     fired = time.monotonic()
     print(
         f"\ndrift: job {written - landed:.1f}s + summary->firing {fired - written:.1f}s"
@@ -155,7 +147,7 @@ def _check_drift_alert(api: PrometheusAPI, data_dir) -> None:
 def _check_not_ready_alert(api: PrometheusAPI, ready: Gauge) -> None:
     ready.labels(model="technical").set(0)
     # The deadlines only stop a hung test; the latencies are printed, not asserted.
-    latency = _wait(lambda: api.alert_state("PortfolioOSModelNotReady") == "firing", 60, "the not-ready alert")
+    latency = wait_for(lambda: api.alert_state("PortfolioOSModelNotReady") == "firing", 60, "the not-ready alert")
     print(f"model_ready=0 -> firing {latency:.1f}s")
     (alert,) = [a for a in api.alerts() if a["labels"]["alertname"] == "PortfolioOSModelNotReady"]
     assert alert["labels"]["model"] == "technical" and alert["labels"]["severity"] == "critical"

@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,9 +43,9 @@ from monitoring.rules import load_rules, with_short_for
 from serving.launcher import Service, free_ports, plan, running
 from tests.gateway_fixtures.feast_repo import build_feature_repo
 from tests.gateway_fixtures.fixtures import PEPPER
-from tests.gateway_fixtures.load import Answer
+from tests.gateway_fixtures.load import Answer, in_background
 from tests.servers import free_port
-from tests.serving_fixtures import Registry, mlflow_uris_restored, server_env, train_booster
+from tests.serving_fixtures import Registry, mlflow_uris_restored, server_env, train_booster, wait_for
 
 # The timeout only stops a hung run: 91 s was seen on two cores at a load average of 10.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
@@ -95,13 +95,8 @@ class Load:
 
     @contextmanager
     def running(self) -> Iterator[Load]:
-        thread = threading.Thread(target=self.run, name="signals-load", daemon=True)
-        thread.start()
-        try:
+        with in_background(self.run, self.stop, join_s=15):
             yield self
-        finally:
-            self.stop.set()
-            thread.join(timeout=15)
 
 
 def _registry(folder: Path) -> str:
@@ -171,15 +166,6 @@ def _expected_series() -> dict[str, set[str]]:
     return expected
 
 
-def _wait(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
-    return time.monotonic() - started
-
-
 def _missing_series(api: PrometheusAPI, expected: dict[str, set[str]]) -> dict[str, set[str]]:
     """Series name -> the jobs expected to export it that Prometheus has no sample from (yet)."""
     missing = {}
@@ -209,7 +195,7 @@ def _traffic(gateway: str, key: str, tight_key: str, tickers: list[str]) -> None
 def _check_series(api: PrometheusAPI) -> None:
     expected = _expected_series()
     try:
-        _wait(lambda: not _missing_series(api, expected), 30, "every series from its job")
+        wait_for(lambda: not _missing_series(api, expected), 30, "every series from its job")
     except AssertionError as e:
         raise AssertionError(f"{e}; missing (name -> jobs): {_missing_series(api, expected)}") from e
     info = {
@@ -235,7 +221,7 @@ def _check_quiet(api: PrometheusAPI) -> None:
     for a moment at Prometheus' start; it must resolve within a few evaluations once scraped.
     """
     try:
-        _wait(lambda: not _noisy(api), 30, "a quiet healthy stack")
+        wait_for(lambda: not _noisy(api), 30, "a quiet healthy stack")
     except AssertionError as e:
         raise AssertionError(f"{e}; alerts active on a healthy stack: {_noisy(api)}") from e
 
@@ -256,7 +242,7 @@ def _kill_and_time_alerts(api: PrometheusAPI, victim: Service) -> tuple[float, f
                 latencies[name] = time.monotonic() - killed_at
         return len(latencies) == len(EXPECTED_FIRING)
 
-    _wait(all_firing, ALERT_BUDGET_S, f"{EXPECTED_FIRING} to fire for {KILLED}")
+    wait_for(all_firing, ALERT_BUDGET_S, f"{EXPECTED_FIRING} to fire for {KILLED}")
     return kill_sent_at, killed_at, latencies
 
 
@@ -325,7 +311,7 @@ def test_killed_model_server_fires_its_alerts_in_a_real_prometheus(
                 kill_sent_at, killed_at, latencies = _kill_and_time_alerts(api, by_name[KILLED])
                 _check_after_kill(api)
                 clock["alerts fired"] = time.monotonic()
-                _wait(lambda: sum(a.sent > killed_at for a in load.answers) >= 3, 60, "answers after the kill")
+                wait_for(lambda: sum(a.sent > killed_at for a in load.answers) >= 3, 60, "answers after the kill")
         clock["stopped"] = time.monotonic()
     assert load.errors == [], load.errors
     statuses = sorted({a.status for a in load.answers})

@@ -29,11 +29,11 @@ from serving.errors import BadRequest, SignatureMismatch
 from serving.loaders import load_allocator
 from serving.registry import Registry as ServingRegistry
 from serving.tensors import columns_from_v1, columns_from_v2
+from tests.allocation_fixtures import mlp_policy
 from tests.serving_fixtures import (
     Registry,
     ServerProcess,
     metric_samples,
-    mlflow_uris_restored,
     model_server,
     outputs_by_name,
     run_to_exit,
@@ -43,6 +43,8 @@ from training.allocation.policy import PolicyParams
 from training.audit import AuditLog
 from training.registry.config import RegistryConfig
 from training.registry.model_registry import EXPERIMENT, ModelRegistry, RunRecord
+
+pytestmark = pytest.mark.usefixtures("module_mlflow_uris")
 
 UNIVERSE = ["AAA", "BBB", "CCC", "DDD", "EEE"]
 FEATURES = list(ALLOCATOR_FEATURES)
@@ -57,17 +59,8 @@ def random_policy(n_tickers: int, n_features: int, seed: int, *, slots: bool = F
 
     With ``slots``: a fixed-width policy of ``n_tickers`` slots (features, mask and weight per slot).
     """
-    rng = np.random.default_rng(seed)
-    n_obs, n_act = n_tickers * n_features + n_tickers + 1, n_tickers + 1
-    if slots:
-        n_obs = slot_observation_size(1, n_tickers, n_features)
-    return PolicyParams(
-        weights=(rng.normal(size=(n_obs, 8)), rng.normal(size=(8, n_act))),
-        biases=(rng.normal(size=8), rng.normal(size=n_act)),
-        activation="tanh",
-        action_low=np.full(n_act, -10.0),
-        action_high=np.full(n_act, 10.0),
-    )
+    n_obs = slot_observation_size(1, n_tickers, n_features) if slots else n_tickers * n_features + n_tickers + 1
+    return mlp_policy(n_obs, n_tickers + 1, seed)
 
 
 def register_allocator(
@@ -148,15 +141,9 @@ def synthetic_rows(tickers: Sequence[str], seed: int, *, book: bool = True) -> p
 # --- fixtures ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _mlflow_uris_restored() -> Iterator[None]:
-    with mlflow_uris_restored():
-        yield
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    registry = Registry.create(tmp_path_factory.mktemp("allocator") / "registry", tmp_path_factory.getbasetemp())
+    registry = Registry.in_temp(tmp_path_factory, "allocator")
     assert register_allocator(registry, UNIVERSE, seed=1) == "1"
     return registry
 

@@ -14,31 +14,28 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.errors import SignatureMismatch
+from feature_repo.contract import ENSEMBLE, ENSEMBLE_OUTPUTS
+from serving.errors import ModelLoadError, SignatureMismatch
 from serving.loaders import load_ensemble
 from serving.registry import Registry as ServingRegistry
+from serving.tensors import pyfunc_outputs
 from tests.serving_fixtures import (
     Registry,
     ServerProcess,
     infer,
     metric_samples,
-    mlflow_uris_restored,
     model_server,
     outputs_by_name,
 )
 
+pytestmark = pytest.mark.usefixtures("module_mlflow_uris")
+
 WEIGHTS = {"technical": 0.5, "fundamental": 0.3, "sentiment_signal": 0.2}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _mlflow_uris_restored() -> Iterator[None]:
-    with mlflow_uris_restored():
-        yield
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    registry = Registry.create(tmp_path_factory.mktemp("ensemble") / "registry", tmp_path_factory.getbasetemp())
+    registry = Registry.in_temp(tmp_path_factory, "ensemble")
     assert registry.register_ensemble(WEIGHTS) == "1"
     return registry
 
@@ -98,3 +95,14 @@ def test_unknown_component_or_no_input_is_a_400(ensemble_server: ServerProcess) 
     samples = metric_samples(ensemble_server)
     info = frozenset({("model", "ensemble"), ("version", "1"), ("feature_service", "none")})
     assert samples[("portfolio_os_model_info", info)] == 1.0
+
+
+def test_a_pyfunc_answer_outside_its_contract_is_a_server_error_naming_what_it_returned() -> None:
+    answer = pd.DataFrame({"score": [0.1, 0.2], "coverage": [1, 0.5], "extra": ["x", "y"]})
+    outputs = pyfunc_outputs(answer, ENSEMBLE_OUTPUTS, 2, ENSEMBLE, "3")
+    assert list(outputs) == list(ENSEMBLE_OUTPUTS)
+    assert outputs["coverage"].dtype == np.float64 and outputs["coverage"].tolist() == [1.0, 0.5]
+    with pytest.raises(ModelLoadError, match=r"ensemble version 3 returned columns \['score'\] x 2 rows; expected"):
+        pyfunc_outputs(answer[["score"]], ENSEMBLE_OUTPUTS, 2, ENSEMBLE, "3")
+    with pytest.raises(ModelLoadError, match=r"x 2 rows; expected \['score', 'coverage'\] x 3$"):
+        pyfunc_outputs(answer, ENSEMBLE_OUTPUTS, 3, ENSEMBLE, "3")

@@ -35,6 +35,7 @@ from api.client import PortfolioOSClient
 from feature_repo.contract import service_features
 from tests.gateway_fixtures.feast_repo import build_feature_repo
 from tests.gateway_fixtures.load import Load
+from tests.servers import stop_launcher
 from tests.serving_fixtures import Registry, mlflow_uris_restored, server_env, train_booster
 
 pytestmark = pytest.mark.slow  # the suite-wide 600 s timeout only stops a hung run
@@ -134,15 +135,7 @@ def _launcher(tmp_path: Path, tracking_uri: str) -> Iterator[tuple[subprocess.Po
     try:
         yield process, output
     finally:
-        if process.poll() is None:  # a failed assertion: stop it as a user would, then make sure
-            stragglers = psutil.Process(process.pid).children(recursive=True)
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            finally:
-                for straggler in stragglers:
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        straggler.kill()
+        stop_launcher(process, timeout=60)
         reader.join(timeout=30)
 
 

@@ -40,7 +40,6 @@ from tests.serving_fixtures import (
     Registry,
     ServerProcess,
     metric_samples,
-    mlflow_uris_restored,
     model_server,
     outputs_by_name,
     run_to_exit,
@@ -57,6 +56,8 @@ from training.registry.model_registry import (
     RunRecord,
 )
 from training.sentiment.text_classifier import LABELS, TextClassifier
+
+pytestmark = pytest.mark.usefixtures("module_mlflow_uris")
 
 NAME = "sentiment_text"
 CONFIG = {"labels": list(LABELS), "max_length": 128, "batch_size": 32, "runtime": "torch"}
@@ -128,12 +129,6 @@ def probabilities(body: dict[str, Any]) -> np.ndarray:
 # --- fixtures ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _mlflow_uris_restored() -> Iterator[None]:
-    with mlflow_uris_restored():
-        yield
-
-
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[TextClassifier, Path]:
     """The real encoder with an untrained head, saved once for every version of this module."""
@@ -146,7 +141,7 @@ def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[TextClassifier
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory, classifier: tuple[TextClassifier, Path]) -> Registry:
     """v1 champion and v2 (same weights) for reloads; then versions the server must refuse, by alias."""
-    registry = Registry.create(tmp_path_factory.mktemp("sentiment") / "registry", tmp_path_factory.getbasetemp())
+    registry = Registry.in_temp(tmp_path_factory, "sentiment")
     _, folder = classifier
     assert register_text_model(registry, folder, "champion") == "1"
     assert register_text_model(registry, folder, "second") == "2"

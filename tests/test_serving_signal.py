@@ -25,7 +25,6 @@ from tests.serving_fixtures import (
     ServerProcess,
     infer,
     metric_samples,
-    mlflow_uris_restored,
     model_server,
     outputs_by_name,
     run_to_exit,
@@ -33,6 +32,8 @@ from tests.serving_fixtures import (
     train_booster,
     wait_for,
 )
+
+pytestmark = pytest.mark.usefixtures("module_mlflow_uris")
 
 TECHNICAL = list(service_features("technical_model_v1"))
 SENTIMENT = list(service_features("sentiment_signal_model_v1"))
@@ -48,15 +49,9 @@ CONTRACT_METRICS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _mlflow_uris_restored() -> Iterator[None]:
-    with mlflow_uris_restored():
-        yield
-
-
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    return Registry.create(tmp_path_factory.mktemp("signal") / "registry", tmp_path_factory.getbasetemp())
+    return Registry.in_temp(tmp_path_factory, "signal")
 
 
 @pytest.fixture(scope="module")

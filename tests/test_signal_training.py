@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from feature_repo.schema import FEATURES_BY_VIEW, names
+from tests.servers import stop_launcher
 from tests.test_pipeline_cli import cli, write_config
 from training.audit import AuditLog
 
@@ -145,7 +146,6 @@ def test_unreachable_registry_fails_before_training_and_registers_nothing(traine
 
 @pytest.mark.slow
 def test_launcher_serves_the_champions_on_loopback_and_stops_without_orphans(trained) -> None:
-    import contextlib
     import os
     import signal
     import subprocess
@@ -180,12 +180,4 @@ def test_launcher_serves_the_champions_on_loopback_and_stops_without_orphans(tra
         _, alive = psutil.wait_procs(children, timeout=20)
         assert not alive, [p.cmdline() for p in alive]
     finally:
-        if launcher.poll() is None:  # a failed assertion: stop it the way a user would, then make sure
-            stragglers = psutil.Process(launcher.pid).children(recursive=True)
-            launcher.send_signal(signal.SIGTERM)
-            try:
-                launcher.wait(timeout=30)
-            finally:
-                for process in stragglers:
-                    with contextlib.suppress(psutil.NoSuchProcess):
-                        process.kill()
+        stop_launcher(launcher, timeout=30)

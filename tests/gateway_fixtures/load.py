@@ -82,10 +82,17 @@ class Load:
 
     @contextmanager
     def running(self) -> Iterator[Load]:
-        thread = threading.Thread(target=self.run, name="signals-load", daemon=True)
-        thread.start()
-        try:
+        with in_background(self.run, self.stop, join_s=60):
             yield self
-        finally:
-            self.stop.set()
-            thread.join(timeout=60)
+
+
+@contextmanager
+def in_background(run: Callable[[], None], stop: threading.Event, *, join_s: float) -> Iterator[None]:
+    """Run a load's ``run`` in a daemon thread; on leaving, set ``stop`` and wait up to ``join_s`` for it."""
+    thread = threading.Thread(target=run, name="signals-load", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=join_s)

@@ -34,6 +34,7 @@ MAX_GAP_SESSIONS = 5
 KNOWN_AT = "known_at"
 
 
+# Over 60 lines (tests/test_architecture.py LONG_FUNCTIONS) by its docstring, the outcome contract; the code is 28.
 def forward_outcomes(
     prices: pd.DataFrame,
     benchmark: pd.Series | None = None,

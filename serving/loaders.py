@@ -7,6 +7,8 @@ it never returns something half-checked, so a reload can swap the result in with
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,22 @@ class LoadedSignal:
 
     def close(self) -> None:
         """Nothing to release: the booster lives in memory, its download folder is already gone."""
+
+
+@contextmanager
+def _pyfunc_download(
+    registry: Registry, ref: VersionRef
+) -> Iterator[tuple[tempfile.TemporaryDirectory[str], Path, Model]]:
+    """A pyfunc version downloaded into a fresh work folder: the folder, the local model and its
+    MLmodel. The folder outlives the block (the loaded model keeps it, :class:`_DownloadedPyfunc`)
+    unless the block fails: then it is removed and the error goes on."""
+    workdir = tempfile.TemporaryDirectory(prefix=_TMP_PREFIX)
+    try:
+        local = registry.download(ref, Path(workdir.name))
+        yield workdir, local, _read_mlmodel(local, ref, "python_function")
+    except BaseException:
+        workdir.cleanup()
+        raise
 
 
 class _DownloadedPyfunc:
@@ -191,10 +209,7 @@ def load_ensemble(registry: Registry, ref: VersionRef) -> LoadedEnsemble:
         ModelLoadError: the version is not a pyfunc model or its code fails to load.
         RegistryUnavailable: the artifacts cannot be downloaded.
     """
-    workdir = tempfile.TemporaryDirectory(prefix=_TMP_PREFIX)
-    try:
-        local = registry.download(ref, Path(workdir.name))
-        mlmodel = _read_mlmodel(local, ref, "python_function")
+    with _pyfunc_download(registry, ref) as (workdir, local, mlmodel):
         inputs = signature_inputs(mlmodel.signature, ref.uri)
         unknown = [name for name in inputs if name not in COMPONENT_MODELS]
         if unknown or not inputs:
@@ -206,9 +221,6 @@ def load_ensemble(registry: Registry, ref: VersionRef) -> LoadedEnsemble:
         if missing:
             raise SignatureMismatch(f"{ref.uri} declares outputs {outputs}; missing {missing}")
         model = _load_pyfunc(local, ref)
-    except BaseException:
-        workdir.cleanup()
-        raise
     return LoadedEnsemble(ref=ref, model=model, inputs=tuple(inputs), workdir=workdir)
 
 
@@ -258,10 +270,7 @@ def load_allocator(registry: Registry, ref: VersionRef) -> LoadedAllocator:
         ModelLoadError: the version is not a pyfunc model, lacks its universe, or its code fails to load.
         RegistryUnavailable: the artifacts cannot be downloaded.
     """
-    workdir = tempfile.TemporaryDirectory(prefix=_TMP_PREFIX)
-    try:
-        local = registry.download(ref, Path(workdir.name))
-        mlmodel = _read_mlmodel(local, ref, "python_function")
+    with _pyfunc_download(registry, ref) as (workdir, local, mlmodel):
         _check_allocator_signature(mlmodel, ref)
         tag = ref.tags.get(TAG_FEATURE_SERVICE)
         if tag != ALLOCATOR_SERVICE:
@@ -271,9 +280,6 @@ def load_allocator(registry: Registry, ref: VersionRef) -> LoadedAllocator:
         tickers = _trained_universe(mlmodel, ref)
         max_assets = _max_assets(mlmodel, ref)
         model = _load_pyfunc(local, ref)
-    except BaseException:
-        workdir.cleanup()
-        raise
     return LoadedAllocator(ref=ref, model=model, tickers=tickers, workdir=workdir, max_assets=max_assets)
 
 
@@ -328,14 +334,8 @@ def load_sentiment_text(registry: Registry, ref: VersionRef) -> LoadedSentimentT
         ModelLoadError: the version is not a pyfunc model, its code fails to load, or it cannot score.
         RegistryUnavailable: the artifacts cannot be downloaded.
     """
-    workdir = tempfile.TemporaryDirectory(prefix=_TMP_PREFIX)
-    try:
-        local = registry.download(ref, Path(workdir.name))
-        mlmodel = _read_mlmodel(local, ref, "python_function")
+    with _pyfunc_download(registry, ref) as (workdir, local, mlmodel):
         _check_sentiment_text_signature(mlmodel, ref)
         model = _load_pyfunc(local, ref)
         _warm_up(model, ref)
-    except BaseException:
-        workdir.cleanup()
-        raise
     return LoadedSentimentText(ref=ref, model=model, workdir=workdir)

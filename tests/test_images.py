@@ -322,7 +322,17 @@ IMPORTS: Final = {
     "gateway": ["numpy", "pandas", "pyarrow.compute", "sqlalchemy", "uvloop", "api.app", "feature_repo.serve"],
     "model-server": ["numpy", "scipy.sparse", "pandas", "lightgbm", "kserve", "mlflow.pyfunc", "serving.server"],
     "text-model-server": ["torch", "transformers", "onnxruntime", "kserve", "mlflow.pyfunc", "serving.server"],
-    "training": ["torch", "ray", "lightgbm", "mlflow", "duckdb", "feast", "training.__main__", "serving.technical"],
+    "training": [
+        "torch",
+        "ray",
+        "ray.dashboard.modules.job.job_head",  # the Job Submission API the chart's RayCluster serves backtests on
+        "lightgbm",
+        "mlflow",
+        "duckdb",
+        "feast",
+        "training.__main__",
+        "serving.technical",
+    ],
 }
 
 

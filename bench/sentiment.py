@@ -14,7 +14,8 @@ seed 0; the figures are validation figures on held-out families, not on real new
   is part of the claim); eager PyTorch at batch 1 is reported too (the cost of not batching).
 
 ``--model-dir`` scores a saved model (``TextClassifier.save``, or the ``model`` folder of a registered
-version) instead of fine-tuning one. ``--corpus FILE --valid-rows A B`` measures on a real labelled
+version) instead of fine-tuning one; ``--max-length`` is the tokens kept per text (a registered
+model's ``model_config`` names the one it serves with). ``--corpus FILE --valid-rows A B`` measures on a real labelled
 corpus's validation rows instead of the project's set, and adds ONNX Runtime with **static** int8
 quantisation calibrated on ``--calibration`` of the corpus's other rows (real text), with the
 acceptance rule of the text model: macro-F1 within 0.005 of fp32 ONNX on those validation rows.
@@ -48,7 +49,13 @@ from training.sentiment.runtimes import (
     quantised_torch_logits,
 )
 from training.sentiment.split import split_by_family
-from training.sentiment.text_classifier import TextClassifier, batched_probabilities, pad_batch, softmax
+from training.sentiment.text_classifier import (
+    DEFAULT_MAX_LENGTH,
+    TextClassifier,
+    batched_probabilities,
+    pad_batch,
+    softmax,
+)
 
 NAME: Final = "sentiment"
 BASELINE: Final = "baseline"
@@ -66,6 +73,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--valid-rows", type=int, nargs=2, default=None, metavar=("FIRST", "LAST"))
     parser.add_argument("--calibration", type=int, default=512, help="corpus training rows calibrating static int8")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N validation sentences")
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=DEFAULT_MAX_LENGTH,
+        help=f"tokens kept per text (default {DEFAULT_MAX_LENGTH}; a registered model's model_config names its own)",
+    )
     args = parser.parse_args(argv)
     if (args.corpus is None) != (args.valid_rows is None):
         parser.error("--corpus and --valid-rows go together")
@@ -134,10 +147,10 @@ def main(argv: list[str] | None = None) -> None:
     lexicon_rate, lexicon_pred = _median_rate(lambda: lexicon.predict(valid), len(valid), args.rounds)
     fine_tune_s: float | None = None
     if args.model_dir is not None:
-        classifier = TextClassifier.load(args.model_dir)
+        classifier = TextClassifier.load(args.model_dir, max_length=args.max_length)
     else:
         common.log(f"fine-tune, {args.epochs} epoch(s) on {len(split.train):,} sentences")
-        classifier = TextClassifier.from_base()
+        classifier = TextClassifier.from_base(max_length=args.max_length)
         config = FineTuneConfig(epochs=args.epochs)
         result = fine_tune(
             classifier,

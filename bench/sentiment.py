@@ -29,11 +29,13 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import pandas as pd
 
 from bench import common
 from training.sentiment.corpus import load_held_out, load_project_corpus
@@ -125,9 +127,18 @@ def _median_rate(score: Callable[[], np.ndarray], n: int, rounds: int) -> tuple[
     return n / statistics.median(times), result
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class _Texts:
+    """What the run scores: the validation sentences and labels, static int8's calibration sentences."""
+
+    valid: list[str]
+    truth: np.ndarray
+    calibration: list[str]
+    data: str
+    train: pd.DataFrame  # the project set's training families (what a fine-tune here trains on)
+
+
+def _texts(args: argparse.Namespace) -> _Texts:
     corpus = load_project_corpus()
     split = split_by_family(corpus.frame, valid_fraction=0.2, seed=0)
     valid_frame, calibration, data = (
@@ -139,29 +150,44 @@ def main(argv: list[str] | None = None) -> None:
         held = load_held_out(args.corpus, train_rows=None, valid_rows=tuple(args.valid_rows))
         valid_frame, calibration, data = held.valid.frame, held.train.frame["sentence"], held.valid.description
     valid_frame = valid_frame.iloc[: args.limit] if args.limit else valid_frame
-    valid = valid_frame["sentence"].tolist()
-    truth = label_indices(valid_frame["label"].tolist())
-    calibration_texts = calibration.sample(min(args.calibration, len(calibration)), random_state=0).tolist()
-    common.log("lexicon")
-    lexicon = LoughranMcDonald()
-    lexicon_rate, lexicon_pred = _median_rate(lambda: lexicon.predict(valid), len(valid), args.rounds)
-    fine_tune_s: float | None = None
+    return _Texts(
+        valid=valid_frame["sentence"].tolist(),
+        truth=label_indices(valid_frame["label"].tolist()),
+        calibration=calibration.sample(min(args.calibration, len(calibration)), random_state=0).tolist(),
+        data=data,
+        train=split.train,
+    )
+
+
+def _classifier(args: argparse.Namespace, train: pd.DataFrame) -> tuple[TextClassifier, float | None]:
+    """The saved model of ``--model-dir``, else one fine-tuned here (with its fine-tune seconds)."""
     if args.model_dir is not None:
-        classifier = TextClassifier.load(args.model_dir, max_length=args.max_length)
-    else:
-        common.log(f"fine-tune, {args.epochs} epoch(s) on {len(split.train):,} sentences")
-        classifier = TextClassifier.from_base(max_length=args.max_length)
-        config = FineTuneConfig(epochs=args.epochs)
-        result = fine_tune(
-            classifier,
-            split.train["sentence"].tolist(),
-            label_indices(split.train["label"].tolist()),
-            config,
-            progress=False,  # stderr stays readable in a log; the stage shows the bar
-        )
-        fine_tune_s = result.seconds
-    texts = valid * args.repeat
-    ids, pad = classifier.encode(texts), classifier.tokenizer.pad_token_id or 0
+        return TextClassifier.load(args.model_dir, max_length=args.max_length), None
+    common.log(f"fine-tune, {args.epochs} epoch(s) on {len(train):,} sentences")
+    classifier = TextClassifier.from_base(max_length=args.max_length)
+    result = fine_tune(
+        classifier,
+        train["sentence"].tolist(),
+        label_indices(train["label"].tolist()),
+        FineTuneConfig(epochs=args.epochs),
+        progress=False,  # stderr stays readable in a log; the stage shows the bar
+    )
+    return classifier, result.seconds
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    rows: dict[str, dict[str, Any]]  # per runtime: rate, speed-up, agreement, quality
+    naive_rate: float
+    single_rate: float
+    reference: np.ndarray  # eager PyTorch's probabilities (the baseline's answers)
+
+
+def _score_runtimes(classifier: TextClassifier, texts: _Texts, args: argparse.Namespace) -> _Scoring:
+    """Every runtime against the eager baseline, in interleaved rounds, plus eager PyTorch at batch 1."""
+    valid = texts.valid
+    repeated = valid * args.repeat
+    ids, pad = classifier.encode(repeated), classifier.tokenizer.pad_token_id or 0
     runtimes: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"torch": classifier.torch_logits}
     with tempfile.TemporaryDirectory() as folder:
         runtimes["torch_int8"] = quantised_torch_logits(classifier)
@@ -169,38 +195,53 @@ def main(argv: list[str] | None = None) -> None:
         runtimes["onnxruntime"] = onnx_logits(onnx_path)
         runtimes["onnxruntime_int8"] = onnx_logits(quantise_onnx(onnx_path, Path(folder) / "model.int8.onnx"))
         static = quantise_onnx_static(
-            onnx_path, Path(folder) / "model.static.onnx", calibration_batches(classifier, calibration_texts)
+            onnx_path, Path(folder) / "model.static.onnx", calibration_batches(classifier, texts.calibration)
         )
         runtimes["onnxruntime_static_int8"] = onnx_logits(static)
         common.log(
             f"baseline (eager PyTorch, input order, padded to max_length) and {len(runtimes)} runtimes, "
             f"{args.rounds} interleaved rounds"
         )
-        scorers: dict[str, Callable[[], np.ndarray]] = {BASELINE: lambda: naive_probabilities(classifier, texts, BATCH)}
+        scorers: dict[str, Callable[[], np.ndarray]] = {
+            BASELINE: lambda: naive_probabilities(classifier, repeated, BATCH)
+        }
         for name, logits in runtimes.items():
             scorers[name] = functools.partial(batched_probabilities, ids, pad, logits, BATCH)
-        measured = _interleaved_rates(scorers, len(texts), args.rounds)
+        measured = _interleaved_rates(scorers, len(repeated), args.rounds)
         naive_rate, reference = measured.pop(BASELINE)
         rows = {
-            name: _row(rate, naive_rate, probs, reference=reference, truth=truth, n_valid=len(valid))
+            name: _row(rate, naive_rate, probs, reference=reference, truth=texts.truth, n_valid=len(valid))
             for name, (rate, probs) in measured.items()
         }
         common.log("eager PyTorch at batch 1")
         single_rate, _ = _median_rate(
             lambda: batched_probabilities(ids[: len(valid)], pad, classifier.torch_logits, 1), len(valid), 1
         )
-    model_report = classification_report(truth, reference[: len(valid)].argmax(axis=1))
-    lexicon_report = classification_report(truth, lexicon_pred)
+    return _Scoring(rows=rows, naive_rate=naive_rate, single_rate=single_rate, reference=reference)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    texts = _texts(args)
+    valid = texts.valid
+    common.log("lexicon")
+    lexicon = LoughranMcDonald()
+    lexicon_rate, lexicon_pred = _median_rate(lambda: lexicon.predict(valid), len(valid), args.rounds)
+    classifier, fine_tune_s = _classifier(args, texts.train)
+    scoring = _score_runtimes(classifier, texts, args)
+    model_report = classification_report(texts.truth, scoring.reference[: len(valid)].argmax(axis=1))
+    lexicon_report = classification_report(texts.truth, lexicon_pred)
     doc = {
         "benchmark": NAME,
         "description": "text model: fine-tune wall time, sentences/s per runtime at batch 32, quality vs lexicon",
-        "data": f"{data}: {len(valid)} validation sentences"
+        "data": f"{texts.data}: {len(valid)} validation sentences"
         + ("" if args.corpus else " (held-out families; NOT real news)"),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "fine_tune": {
             "seconds": round(fine_tune_s, 1) if fine_tune_s is not None else None,
             "epochs": None if args.model_dir else args.epochs,
-            "train_sentences": len(split.train),
+            "train_sentences": len(texts.train),
         },
         "quality": {
             "model": {"accuracy": model_report.accuracy, "macro_f1": model_report.macro_f1, "f1": model_report.f1},
@@ -213,12 +254,12 @@ def main(argv: list[str] | None = None) -> None:
         },
         "scoring": {
             "batch_size": BATCH,
-            "sentences": len(texts),
-            "baseline_torch_padded_to_max_length_per_s": round(naive_rate, 1),
-            "torch_batch_1_per_s": round(single_rate, 1),
+            "sentences": len(valid) * args.repeat,
+            "baseline_torch_padded_to_max_length_per_s": round(scoring.naive_rate, 1),
+            "torch_batch_1_per_s": round(scoring.single_rate, 1),
             "lexicon_per_s": round(lexicon_rate, 1),
-            "runtimes": rows,
-            "static_int8_vs_onnx_fp32": _int8_verdict(rows),
+            "runtimes": scoring.rows,
+            "static_int8_vs_onnx_fp32": _int8_verdict(scoring.rows),
         },
         "total_seconds": round(time.perf_counter() - started, 1),
         **common.environment(),

@@ -35,8 +35,6 @@ LONG_FUNCTIONS = {
     "outcome contract (timing, bridging, breaks, columns); the code is 28 lines",
     "bench/gateway.py::parse_args": "a flat list of the benchmark's options, each with the help text "
     "that explains what the run measures",
-    "bench/sentiment.py::main": "not split yet: the sentiment change in flight in session 10 owns the file; "
-    "the measurement steps are to move into functions of their own (issue 22)",
 }
 
 

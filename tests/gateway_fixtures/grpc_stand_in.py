@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from tests.gateway_fixtures.servers import ModelServerProcess
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,20 +75,13 @@ def serve(http_port: int, grpc_port: int, names: list[str], version: str, delay_
     LoopbackModelServer("127.0.0.1", http_port, grpc_port).start(models)
 
 
-class StandInServer:
+class StandInServer(ModelServerProcess):
     """A ``python -m tests.gateway_fixtures.grpc_stand_in`` process on free 127.0.0.1 ports."""
 
     def __init__(self, models: list[str], version: str, log_dir: Path, delay_s: float = 0.0) -> None:
-        self.models = models
-        self.version = version
-        self.delay_s = delay_s
-        self.port, self.grpc_port = free_port(), free_port()
+        super().__init__(models, version, delay_s, log_dir)
+        self.grpc_port = free_port()
         self.log_path = log_dir / f"stand-in-{self.port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def grpc_address(self) -> str:
@@ -129,21 +122,6 @@ class StandInServer:
             for s in family.samples
             if s.name == "stand_in_calls_total"
         }
-
-    def kill(self) -> None:
-        """SIGKILL, as a crashed pod."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
 
 
 def main() -> None:

@@ -174,7 +174,9 @@ def test_launcher_serves_the_champions_on_loopback_and_stops_without_orphans(tra
         children = psutil.Process(launcher.pid).children(recursive=True)
         assert len(children) >= 3  # technical, ensemble, gateway (and their workers)
         listening = [c.laddr.ip for p in children for c in p.connections("tcp") if c.status == "LISTEN"]
-        assert listening and set(listening) == {"127.0.0.1"}, listening
+        # gRPC listeners (make serve gives every model server one) bind 127.0.0.1 through an IPv6 socket
+        # on the IPv4-mapped ::ffff:127.0.0.1: the same loopback address, reachable from nowhere else.
+        assert listening and {ip.removeprefix("::ffff:") for ip in listening} == {"127.0.0.1"}, listening
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=60) == 0
         _, alive = psutil.wait_procs(children, timeout=20)

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -78,38 +75,20 @@ def serve(http_port: int, grpc_port: int, names: list[str], version: str, delay_
 class StandInServer(ModelServerProcess):
     """A ``python -m tests.gateway_fixtures.grpc_stand_in`` process on free 127.0.0.1 ports."""
 
+    LOG_PREFIX = "stand-in"
+
     def __init__(self, models: list[str], version: str, log_dir: Path, delay_s: float = 0.0) -> None:
         super().__init__(models, version, delay_s, log_dir)
         self.grpc_port = free_port()
-        self.log_path = log_dir / f"stand-in-{self.port}.log"
 
     @property
     def grpc_address(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
-    def start(self) -> StandInServer:
+    def command(self) -> list[str]:
         command = [sys.executable, "-m", "tests.gateway_fixtures.grpc_stand_in", "--http_port", str(self.port)]
         command += ["--grpc_port", str(self.grpc_port), "--models", ",".join(self.models), "--version", self.version]
-        command += ["--delay_s", str(self.delay_s)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-        return self
-
-    def wait_ready(self, timeout: float = 60.0) -> StandInServer:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                log = self.log_path.read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"stand-in exited with {self.proc.returncode}:\n{log}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=0.5).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"stand-in on {self.port} not ready within {timeout}s")
+        return [*command, "--delay_s", str(self.delay_s)]
 
     def calls(self) -> dict[tuple[str, str], float]:
         """``stand_in_calls_total`` by (model, transport), from the server's ``/metrics``."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import httpx
 
@@ -18,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class ModelServerProcess:
     """``python -m tests.gateway_fixtures.v2_model`` serving ``models`` on a fixed free port."""
+
+    LOG_PREFIX = "model"
 
     def __init__(self, models: list[str], version: str = "1", delay_s: float = 0.0, log_dir: Path | None = None):
         self.models = models
@@ -31,27 +34,34 @@ class ModelServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> ModelServerProcess:
+    def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "tests.gateway_fixtures.v2_model", "--http_port", str(self.port)]
-        cmd += ["--models", ",".join(self.models), "--version", self.version, "--delay_s", str(self.delay_s)]
-        log = (self.log_dir / f"model-{self.port}.log").open("ab") if self.log_dir else subprocess.DEVNULL
+        return [*cmd, "--models", ",".join(self.models), "--version", self.version, "--delay_s", str(self.delay_s)]
+
+    @property
+    def log_path(self) -> Path | None:
+        return self.log_dir / f"{self.LOG_PREFIX}-{self.port}.log" if self.log_dir else None
+
+    def start(self) -> Self:
+        log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
         return self
 
-    def wait_ready(self, timeout: float = 60.0) -> ModelServerProcess:
+    def wait_ready(self, timeout: float = 60.0) -> Self:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"model server exited with {self.proc.returncode}")
+                tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path else ""
+                raise RuntimeError(f"{self.LOG_PREFIX} exited with {self.proc.returncode}:\n{tail}")
             try:
                 if httpx.get(f"{self.url}/v2/health/ready", timeout=0.5).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"model server on {self.port} not ready within {timeout}s")
+        raise RuntimeError(f"{self.LOG_PREFIX} on {self.port} not ready within {timeout}s")
 
     def kill(self) -> None:
         """SIGKILL, as a crashed pod: no graceful shutdown."""

@@ -280,6 +280,37 @@ def model_server(
         server.stop()
 
 
+@contextmanager
+def tracking_server(registry: Registry, workdir: Path, timeout: float = 240.0) -> Iterator[ServerProcess]:
+    """A real ``mlflow server`` over ``registry`` on a free loopback port, healthy, always stopped.
+
+    One worker and MLflow's job runner off (it would start more processes): the tests only read
+    the registry's REST API.
+    """
+    port = free_port()
+    log_path = workdir / "mlflow.log"
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", registry.uri]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    env = {**os.environ, **TELEMETRY_OFF, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env)
+    server = ServerProcess(proc, port, log_path)
+    try:
+        wait_for(lambda: _mlflow_healthy(server), timeout=timeout, what=f"mlflow server on {server.url}")
+        yield server
+    finally:
+        server.stop()
+
+
+def _mlflow_healthy(server: ServerProcess) -> bool:
+    if server.proc.poll() is not None:
+        raise AssertionError(f"mlflow server exited with {server.proc.returncode}: {server.logs()[-2000:]}")
+    try:
+        return httpx.get(f"{server.url}/health", timeout=2.0).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def run_to_exit(
     module: str, tracking_uri: str, workdir: Path, *args: str, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:

@@ -7,19 +7,15 @@ MLflow's REST API only (no mlflow import); unreachable, it queues the job, which
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.backtest_fixtures import body, gateway, key, publish, settings
 from tests.gateway_fixtures.fixtures import assert_error_body
 from tests.servers import free_port
-from tests.serving_fixtures import TELEMETRY_OFF, Registry, ServerProcess, mlflow_uris_restored, wait_for
+from tests.serving_fixtures import Registry, mlflow_uris_restored, tracking_server
 from tests.test_serving_allocator import register_allocator
 
 pytestmark = pytest.mark.slow
@@ -31,29 +27,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Re
     folder = tmp_path_factory.mktemp("mlflow-server")
     with mlflow_uris_restored():
         registry = Registry.create(folder / "registry", folder)
-        port = free_port()
-        log_path = folder / "mlflow.log"
-        command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", registry.uri]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, cwd=folder, env={**os.environ, **TELEMETRY_OFF}
-            )
-        server = ServerProcess(proc, port, log_path)
-        try:
-            wait_for(lambda: _healthy(server), timeout=240, what=f"mlflow server on {server.url}")
+        with tracking_server(registry, folder) as server:
             yield registry, server.url
-        finally:
-            server.stop()
-
-
-def _healthy(server: ServerProcess) -> bool:
-    if server.proc.poll() is not None:
-        raise AssertionError(f"mlflow server exited with {server.proc.returncode}: {server.logs()[-2000:]}")
-    try:
-        return httpx.get(f"{server.url}/health", timeout=2.0).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def test_the_registry_decides_at_submit_and_an_unreachable_one_leaves_it_to_the_job(

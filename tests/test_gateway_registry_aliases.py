@@ -9,9 +9,6 @@ gateway reads the registry's REST API only).
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -22,8 +19,7 @@ from api.metrics import GatewayMetrics
 from api.registry import _version, registry_info
 from api.schemas import RegistryPublic
 from feature_repo.contract import CHALLENGER, CHAMPION
-from tests.servers import free_port
-from tests.serving_fixtures import TELEMETRY_OFF, Registry, ServerProcess, mlflow_uris_restored, wait_for
+from tests.serving_fixtures import Registry, mlflow_uris_restored, tracking_server
 
 pytestmark = pytest.mark.slow
 
@@ -40,28 +36,8 @@ def mlflow_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             for alias in aliases:
                 version = client.create_model_version(name, source="s3://never-read/model")
                 client.set_registered_model_alias(name, alias, version.version)
-        port = free_port()
-        log_path = folder / "mlflow.log"
-        command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", registry.uri]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-        env = {**os.environ, **TELEMETRY_OFF, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder, env=env)
-        server = ServerProcess(proc, port, log_path)
-        try:
-            wait_for(lambda: _healthy(server), timeout=240, what=f"mlflow server on {server.url}")
+        with tracking_server(registry, folder) as server:
             yield server.url
-        finally:
-            server.stop()
-
-
-def _healthy(server: ServerProcess) -> bool:
-    if server.proc.poll() is not None:
-        raise AssertionError(f"mlflow server exited with {server.proc.returncode}: {server.logs()[-2000:]}")
-    try:
-        return httpx.get(f"{server.url}/health", timeout=2.0).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _info(url: str, model: str) -> RegistryPublic:

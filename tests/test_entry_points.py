@@ -20,7 +20,7 @@ import pytest
 
 from feature_repo.telemetry import QUIET_PROGRESS, TELEMETRY_OFF, set_defaults, telemetry_off
 from portfolio_os.cli import APPS, COMMANDS, STAGES
-from tests.servers import free_port
+from tests.servers import free_port, listening_addresses
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTFOLIO_OS = Path(sys.executable).parent / "portfolio-os"
@@ -215,18 +215,6 @@ def test_registry_ui_says_what_to_do_without_a_registry(tmp_path: Path) -> None:
     assert done.returncode == 2 and "has its own UI" in done.stderr
 
 
-def _listening_addresses(port: int) -> set[str]:
-    """The local addresses listening on ``port`` (IPv4 and IPv6), from /proc/net."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, hex_port = local.rsplit(":", 1)
-            if state == "0A" and int(hex_port, 16) == port:
-                found.add(address)
-    return found
-
-
 @pytest.fixture
 def demo_registry(tmp_path: Path) -> Iterator[Path]:
     """A data folder holding a real registry as the main job writes it: data/mlflow.db, a champion, a card."""
@@ -281,7 +269,7 @@ def test_registry_ui_serves_the_demo_registry_on_loopback(demo_registry: Path) -
             base + "/get-artifact", params={"path": "model_card.md", "run_uuid": version["run_id"]}, timeout=10
         )
         assert card.status_code == 200 and card.text.startswith("# Model card: technical")
-        assert _listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
+        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1 only
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

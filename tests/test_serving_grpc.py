@@ -7,7 +7,6 @@ generated v2 stubs with raw little-endian tensors (the fast path ``bench.transpo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 from kserve.protocol.grpc import grpc_predict_v2_pb2 as pb
 from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
-from tests.servers import free_port
+from tests.servers import free_port, listening_addresses
 from tests.serving_fixtures import (
     Registry,
     ServerProcess,
@@ -63,18 +62,6 @@ def _outputs(answer: pb.ModelInferResponse) -> dict[str, np.ndarray]:
     return {o.name: np.array(o.contents.fp64_contents) for o in answer.outputs}
 
 
-def _listening_addresses(port: int) -> set[str]:
-    """Local addresses of sockets listening on ``port`` (from /proc/net/tcp and tcp6)."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, hex_port = local.rsplit(":", 1)
-            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
-                found.add(address)
-    return found
-
-
 @pytest.mark.slow
 def test_grpc_answers_what_rest_answers(served: tuple[ServerProcess, int]) -> None:
     server, grpc_port = served
@@ -109,7 +96,7 @@ def test_grpc_binds_loopback_only_and_stops_with_the_server(served: tuple[Server
     # 127.0.0.1 in /proc's hex, as an IPv4 socket or IPv4-mapped on an IPv6 one (gRPC's choice);
     # nothing on a wildcard or any other address
     loopback = {"0100007F", "0000000000000000FFFF00000100007F"}
-    listening = _listening_addresses(grpc_port)
+    listening = listening_addresses(grpc_port)
     assert listening and listening <= loopback, listening
     assert server.stop() == 0
-    assert _listening_addresses(grpc_port) == set()
+    assert listening_addresses(grpc_port) == set()

@@ -231,7 +231,10 @@ def outcome_fields(horizon: int = OUTCOME_HORIZON, *, with_benchmark: bool = Tru
     fields = (
         _f(f"fwd_ret_{h}d", f"Simple return of the adjusted close from the session to {h} session(s) later."),
         _f(f"fwd_excess_{h}d", f"fwd_ret_{h}d minus its median across the tickers that have one on the date."),
-        _i(f"label_{h}d", f"1 when fwd_excess_{h}d > 0, else 0."),
+        _i(
+            f"label_{h}d",
+            f"1 when fwd_excess_{h}d > 0, else 0; training relabels it against its date's universe members' median.",
+        ),
     )
     if not with_benchmark:
         return fields

@@ -12,6 +12,7 @@ import pytest
 
 from feature_repo.tables import DATE, TICKER
 from feature_repo.transforms.outcomes import cross_sectional_labels, forward_outcomes, label_column
+from tests.frames import scrambled_after
 from training.errors import TrainingError
 from training.models.explain import contributions
 from training.models.signal import (
@@ -84,6 +85,63 @@ def test_labels_of_a_single_name_date_and_a_missing_return() -> None:
     assert out["xs_rank_21d"].iloc[0] == 0.0 and out["xs_z_21d"].iloc[0] == 0.0
     assert np.isnan(out["xs_rank_21d"].iloc[2]) and np.isnan(out["xs_z_21d"].iloc[2])
     assert out["xs_z_21d"].iloc[3] == 0.0  # two equal returns: no spread, z = 0
+    # The binary label: a lone row is not above its own median; a missing return has no label.
+    assert out["label_21d"].iloc[0] == 0.0 and np.isnan(out["label_21d"].iloc[2])
+    whole = cross_sectional_labels(frame.dropna(), 21)
+    assert whole["label_21d"].dtype == "int64"
+
+
+def _members(tickers: list[str], sessions: pd.DatetimeIndex) -> pd.DataFrame:
+    """A SYNTHETIC membership: S10 and S11 never members, S09 a member for the first half only."""
+    mask = pd.DataFrame(True, index=sessions, columns=tickers)
+    mask[["S10", "S11"]] = False
+    mask.loc[sessions[len(sessions) // 2] :, "S09"] = False
+    return mask
+
+
+def test_the_binary_label_is_against_the_members_median_and_non_members_cannot_move_it() -> None:
+    prices, bench = _synthetic_prices(days=120)
+    sessions = pd.DatetimeIndex(sorted(prices[DATE].unique()))
+    mask = _members(sorted(prices[TICKER].unique()), sessions)
+    # Both non-members soar: the median of every ticker's return rises, the members' median does not.
+    outsiders = prices[TICKER].isin(["S10", "S11"])
+    step = prices.loc[outsiders, DATE].map(dict(zip(sessions, range(len(sessions)), strict=True)))
+    moved = prices.assign(adj_close=prices["adj_close"].where(~outsiders, 10.0 * 1.5 ** step.reindex(prices.index)))
+
+    def member_labels(p: pd.DataFrame) -> pd.DataFrame:
+        return cross_sectional_labels(restrict_to_members(forward_outcomes(p, bench, horizon=5), mask), 5)
+
+    base, shifted = member_labels(prices), member_labels(moved)
+    assert not base[TICKER].isin(["S10", "S11"]).any() and len(base) > 500
+    pd.testing.assert_series_equal(base["label_5d"], shifted["label_5d"])
+    # The label is "above the median of that date's members", whatever fwd_excess is centred on.
+    median = base.groupby(DATE)["fwd_ret_5d"].transform("median")
+    np.testing.assert_array_equal(base["label_5d"].to_numpy(), (base["fwd_ret_5d"] > median).astype("int64"))
+    assert base.groupby(DATE)["label_5d"].mean().between(0.4, 0.6).all()
+    # Labelled against every ticker (forward_outcomes alone), the outsiders would have moved it.
+    everyone = restrict_to_members(forward_outcomes(moved, bench, horizon=5), mask)
+    assert (everyone["label_5d"].to_numpy() != shifted["label_5d"].to_numpy()).sum() > 50
+
+
+def test_member_labels_ignore_every_price_after_known_at() -> None:
+    prices, bench = _synthetic_prices(days=300)
+    sessions = pd.DatetimeIndex(sorted(prices[DATE].unique()))
+    mask = _members(sorted(prices[TICKER].unique()), sessions)
+    cutoff = sessions[200]
+
+    def member_labels(p: pd.DataFrame, b: pd.Series) -> pd.DataFrame:
+        return cross_sectional_labels(restrict_to_members(forward_outcomes(p, b, horizon=21), mask), 21)
+
+    full = member_labels(prices, bench)
+    changed = member_labels(scrambled_after(prices, cutoff), bench.where(bench.index <= cutoff, bench * 3))
+    truncated = member_labels(prices[prices[DATE] <= cutoff], bench[bench.index <= cutoff])
+    known = full[full["known_at"] <= cutoff].reset_index(drop=True)
+    assert len(known) > 1000
+    pd.testing.assert_frame_equal(known, truncated, check_exact=True)
+    pd.testing.assert_frame_equal(known, changed[changed["known_at"] <= cutoff].reset_index(drop=True))
+    # The scramble did change the labels that become known after the cutoff, so this could fail.
+    late = full["known_at"] > cutoff
+    assert (full.loc[late, "label_21d"].to_numpy() != changed.loc[late, "label_21d"].to_numpy()).any()
 
 
 def test_label_column_names_and_bad_kind() -> None:

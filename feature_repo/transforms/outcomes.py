@@ -131,10 +131,11 @@ def outcome_frame_columns(horizon: int = OUTCOME_HORIZON, *, with_benchmark: boo
 
 
 # The cross-sectional labels of issue 18: what the signal models learn is how a name ranks against
-# the other names of the same date, not the market's level that month. Both are computed per date
-# over exactly the rows passed in, so the caller decides the cross-section (the point-in-time
-# universe's members of that date: restrict first, then label). Every row of a date shares the
-# date's ``known_at`` (t+h), so a row's label is known when its own outcome is: no look-ahead.
+# the other names of the same date, not the market's level that month. They, and the binary label
+# beside them, are computed per date over exactly the rows passed in, so the caller decides the
+# cross-section (the point-in-time universe's members of that date: restrict first, then label).
+# Every row of a date shares the date's ``known_at`` (t+h), so a row's label is known when its own
+# outcome is: no look-ahead.
 CROSS_SECTIONAL_LABELS = ("rank", "zscore", "raw")
 
 
@@ -151,14 +152,18 @@ def label_column(kind: str, horizon: int = OUTCOME_HORIZON) -> str:
 
 
 def cross_sectional_labels(outcomes: pd.DataFrame, horizon: int = OUTCOME_HORIZON) -> pd.DataFrame:
-    """``outcomes`` with the per-date rank and z-score of ``fwd_excess_{h}d`` added.
+    """``outcomes`` with the per-date rank and z-score of ``fwd_excess_{h}d`` added, and the binary label redone.
 
     * ``xs_rank_{h}d``: the centred percentile rank within the date, ``(rank - 0.5) / n - 0.5``, in
       (-0.5, 0.5) with mean 0 (ties share their average rank; a date with one row gets 0);
-    * ``xs_z_{h}d``: ``(x - mean) / std`` within the date (population std; 0 where it is 0).
+    * ``xs_z_{h}d``: ``(x - mean) / std`` within the date (population std; 0 where it is 0);
+    * ``label_{h}d`` (replaced, or added): 1 when ``x`` is above the date's median, else 0, as
+      :func:`forward_outcomes` defines it but over these rows, so with an odd count the median row
+      is 0 and a date with one row gets 0; NaN (and the column float) where ``x`` is missing.
 
     Rows are compared only with rows of the same date in ``outcomes``: pass the members of the
-    point-in-time universe only, and a non-member can never move a member's label.
+    point-in-time universe only, and a non-member can never move a member's label. Without a
+    universe (every ticker's rows passed) the binary label equals :func:`forward_outcomes`' own.
 
     Raises:
         ValueError: ``outcomes`` lacks ``date`` or the horizon's excess return.
@@ -178,4 +183,10 @@ def cross_sectional_labels(outcomes: pd.DataFrame, horizon: int = OUTCOME_HORIZO
         centred = values.to_numpy() - by_date.transform("mean").to_numpy()
         out[f"xs_z_{horizon}d"] = np.where(std > 0, centred / np.where(std > 0, std, 1.0), 0.0)
     out.loc[values.isna(), [f"xs_rank_{horizon}d", f"xs_z_{horizon}d"]] = np.nan
+    # ``fwd_excess`` is the return less the median of *every* ticker with an outcome (forward_outcomes
+    # sees no universe); a per-date shift, so "above the members' median of fwd_excess" is "above
+    # the members' median of fwd_ret", and a non-member's return moves neither side.
+    above = (values.to_numpy() > by_date.transform("median").to_numpy()).astype("int64")
+    unknown = values.isna().to_numpy()
+    out[f"label_{horizon}d"] = np.where(unknown, np.nan, above) if unknown.any() else above
     return out

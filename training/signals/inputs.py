@@ -55,8 +55,9 @@ def load_inputs(
     """Prices, outcomes and the close panel of the configured universe, checked against the config.
 
     Outcomes count the sessions of ``exchange`` (None: the data's own dates) and never span a
-    stored series break. The cross-sectional labels (per-date rank and z-score of the excess
-    return) are computed after the universe cut, over the members of each date only.
+    stored series break. The labels (per-date rank and z-score of the excess return, and the
+    binary label: above the date's median) are computed after the universe cut, over the members
+    of each date only, so a non-member's return never moves a member's label.
 
     With a point-in-time universe rule, its membership is recomputed from the stored prices and
     written to the store (:func:`point_in_time_universe`), and only the outcomes of (ticker, date)

@@ -18,7 +18,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from feature_repo.contract import ALLOCATOR, ENSEMBLE, SENTIMENT_TEXT
-from tests.gateway_fixtures.fixtures import SharedEnv, auth, make_gateway, new_key, shared_env  # noqa: F401
+from tests.gateway_fixtures.fixtures import (  # noqa: F401
+    SharedEnv,
+    auth,
+    make_gateway,
+    new_key,
+    shared_env,
+    technical_breaker_closes,
+    technical_breaker_opens,
+)
 from tests.gateway_fixtures.grpc_stand_in import StandInServer
 from tests.servers import free_port
 from tests.serving_fixtures import Registry, ServerProcess, mlflow_uris_restored, model_server
@@ -215,16 +223,8 @@ def test_a_killed_server_over_grpc_degrades_then_recovers_through_half_open(gate
     technical = stand_ins["technical"]
     technical.kill()
     try:
-        answers = [client.get("/v1/signals", params=params, headers=headers) for _ in range(4)]
-        assert all(r.status_code == 200 for r in answers)
-        bodies = [r.json() for r in answers]
-        assert all(b["degraded"] and b["signals"][0]["components"]["technical"] is None for b in bodies)
-        assert bodies[0]["reasons"][0]["code"] == "connection_error"
-        assert bodies[-1]["reasons"][0]["code"] == "circuit_open"  # threshold 2: calls 3 and 4 are not sent
-        assert 'portfolio_os_gateway_circuit_state{model="technical"} 2.0' in client.get("/metrics").text
+        technical_breaker_opens(client, params, headers)
     finally:
         technical.start().wait_ready()
     clock.now += 1.0  # past the cool-down: the next call is the half-open probe, on a new connection
-    recovered = client.get("/v1/signals", params=params, headers=headers).json()
-    assert recovered["degraded"] is False and recovered["signals"][0]["components"]["technical"] is not None
-    assert 'portfolio_os_gateway_circuit_state{model="technical"} 0.0' in client.get("/metrics").text
+    technical_breaker_closes(client, params, headers)

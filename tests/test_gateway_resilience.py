@@ -6,7 +6,15 @@ from __future__ import annotations
 import pytest
 
 from tests.clocks import Clock
-from tests.gateway_fixtures.fixtures import assert_error_body, auth, make_gateway, new_key, shared_env  # noqa: F401
+from tests.gateway_fixtures.fixtures import (  # noqa: F401
+    assert_error_body,
+    auth,
+    make_gateway,
+    new_key,
+    shared_env,
+    technical_breaker_closes,
+    technical_breaker_opens,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -34,22 +42,14 @@ def test_killed_model_server_degrades_then_recovers_through_half_open(make_gatew
     assert healthy["degraded"] is False and healthy["model_versions"]["technical"] == "7"
 
     own_technical.kill()
-    answers = [client.get("/v1/signals", params=params, headers=key) for _ in range(4)]
-    assert all(r.status_code == 200 for r in answers)
-    bodies = [r.json() for r in answers]
-    assert all(b["degraded"] and b["signals"][0]["components"]["technical"] is None for b in bodies)
-    assert bodies[0]["reasons"][0]["code"] == "connection_error"
-    assert bodies[-1]["reasons"][0]["code"] == "circuit_open"  # threshold 2: calls 3 and 4 are not sent
+    bodies = technical_breaker_opens(client, params, key)
     assert "technical" not in bodies[-1]["model_versions"]
-    assert 'portfolio_os_gateway_circuit_state{model="technical"} 2.0' in client.get("/metrics").text
 
     own_technical.start().wait_ready()
     recovering = client.get("/v1/signals", params=params, headers=key).json()
     assert recovering["reasons"][0]["code"] == "circuit_open"  # the cool-down has not elapsed: still not sent
     clock.now += 1.0  # past the cool-down: the next call is the half-open probe
-    recovered = client.get("/v1/signals", params=params, headers=key).json()
-    assert recovered["degraded"] is False and recovered["signals"][0]["components"]["technical"] is not None
-    assert 'portfolio_os_gateway_circuit_state{model="technical"} 0.0' in client.get("/metrics").text
+    technical_breaker_closes(client, params, key)
 
 
 def test_ensemble_down_falls_back_to_the_equal_weight_mean(make_gateway, shared_env):

@@ -154,6 +154,29 @@ def assert_error_body(response: Any, status: int, code: str | None = None) -> di
     return dict(error)
 
 
+def technical_breaker_opens(client: TestClient, params: dict[str, str], headers: dict[str, str]) -> list[Any]:
+    """Four ``/v1/signals`` calls with the technical server down, on a breaker of threshold 2.
+
+    Every answer is a degraded 200 without the technical component; the first names the connection
+    error, the last was never sent (circuit open), and the gauge reads open. Returns the bodies.
+    """
+    answers = [client.get("/v1/signals", params=params, headers=headers) for _ in range(4)]
+    assert all(r.status_code == 200 for r in answers)
+    bodies = [r.json() for r in answers]
+    assert all(b["degraded"] and b["signals"][0]["components"]["technical"] is None for b in bodies)
+    assert bodies[0]["reasons"][0]["code"] == "connection_error"
+    assert bodies[-1]["reasons"][0]["code"] == "circuit_open"  # threshold 2: calls 3 and 4 are not sent
+    assert 'portfolio_os_gateway_circuit_state{model="technical"} 2.0' in client.get("/metrics").text
+    return bodies
+
+
+def technical_breaker_closes(client: TestClient, params: dict[str, str], headers: dict[str, str]) -> None:
+    """The next call (the half-open probe) reaches the technical server again and the gauge reads closed."""
+    recovered = client.get("/v1/signals", params=params, headers=headers).json()
+    assert recovered["degraded"] is False and recovered["signals"][0]["components"]["technical"] is not None
+    assert 'portfolio_os_gateway_circuit_state{model="technical"} 0.0' in client.get("/metrics").text
+
+
 @contextmanager
 def running_gateway(settings: GatewaySettings) -> Iterator[tuple[str, Any]]:
     """A real uvicorn serving a fresh app on a free 127.0.0.1 port, in a thread; yields (url, app)."""

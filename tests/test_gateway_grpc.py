@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from feature_repo.contract import ALLOCATOR, ENSEMBLE, SENTIMENT_TEXT
+from tests.clocks import Clock
 from tests.gateway_fixtures.fixtures import (  # noqa: F401
     SharedEnv,
     auth,
@@ -34,14 +35,6 @@ from tests.test_serving_allocator import register_allocator
 
 pytestmark = pytest.mark.slow
 SIGNAL_SERVERS = {"technical": ["technical"], "others": ["fundamental", "sentiment_signal", ENSEMBLE, SENTIMENT_TEXT]}
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -9,10 +9,12 @@ no quality figure may be read from these models.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -351,6 +353,22 @@ def outputs_by_name(body: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def infer(server: ServerProcess, model: str, frame: pd.DataFrame) -> httpx.Response:
     return httpx.post(f"{server.url}/v2/models/{model}/infer", json=v2_request(frame), timeout=10.0)
+
+
+def infer_binary_bytes(
+    server: ServerProcess, model: str, name: str, values: Sequence[str], timeout: float = 10.0
+) -> httpx.Response:
+    """One BYTES input sent with the v2 binary extension: each value's UTF-8 length (4 bytes,
+    little-endian) and bytes, after the JSON header."""
+    raw = b"".join(struct.pack("<I", len(v.encode())) + v.encode() for v in values)
+    spec = {"name": name, "datatype": "BYTES", "shape": [len(values)], "parameters": {"binary_data_size": len(raw)}}
+    header = json.dumps({"inputs": [spec]}).encode()
+    return httpx.post(
+        f"{server.url}/v2/models/{model}/infer",
+        content=header + raw,
+        headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))},
+        timeout=timeout,
+    )
 
 
 def metric_samples(server: ServerProcess) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -7,9 +7,7 @@ quality claimed. Expected weights come from that same pyfunc, loaded back from t
 
 from __future__ import annotations
 
-import json
 import math
-import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ from tests.allocation_fixtures import mlp_policy
 from tests.serving_fixtures import (
     Registry,
     ServerProcess,
+    infer_binary_bytes,
     metric_samples,
     model_server,
     outputs_by_name,
@@ -251,15 +250,7 @@ def test_a_subset_in_any_order_with_a_missing_feature(registry: Registry, alloca
 def test_binary_bytes_tensor_over_rest(registry: Registry, allocator_server: ServerProcess) -> None:
     """The v2 binary extension: tickers as length-prefixed bytes after the JSON header."""
     tickers = UNIVERSE[1:3]
-    raw = b"".join(struct.pack("<I", len(t)) + t.encode() for t in tickers)
-    spec = {"name": "ticker", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(raw)}}
-    header = json.dumps({"inputs": [spec]}).encode()
-    response = httpx.post(
-        f"{allocator_server.url}/v2/models/{NAME}/infer",
-        content=header + raw,
-        headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))},
-        timeout=10,
-    )
+    response = infer_binary_bytes(allocator_server, NAME, "ticker", tickers)
     assert response.status_code == 200, response.text
     expected = pyfunc_weights(registry.uri, "1", pd.DataFrame({"ticker": tickers}))
     np.testing.assert_allclose(outputs_by_name(response.json())["weight"], expected, rtol=0, atol=1e-12)

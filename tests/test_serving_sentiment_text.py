@@ -10,9 +10,7 @@ are logged with a tiny placeholder folder instead of the weights: they are refus
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
-import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -39,6 +37,7 @@ from tests.gateway_fixtures.fixtures import PEPPER, assert_error_body, auth, gat
 from tests.serving_fixtures import (
     Registry,
     ServerProcess,
+    infer_binary_bytes,
     metric_samples,
     model_server,
     outputs_by_name,
@@ -267,15 +266,7 @@ def test_binary_bytes_tensor_and_v1_instances(text_server: ServerProcess) -> Non
     """The v2 binary extension (length-prefixed UTF-8 bytes) and v1 strings or objects give the same answer."""
     texts = ["Les résultats dépassent les attentes — 📈", TEXTS[1]]
     expected = probabilities(post(text_server, text_request(texts)).json())
-    raw = b"".join(struct.pack("<I", len(t.encode())) + t.encode() for t in texts)
-    spec = {"name": "text", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(raw)}}
-    header = json.dumps({"inputs": [spec]}).encode()
-    response = httpx.post(
-        f"{text_server.url}/v2/models/{NAME}/infer",
-        content=header + raw,
-        headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(len(header))},
-        timeout=60,
-    )
+    response = infer_binary_bytes(text_server, NAME, "text", texts, timeout=60)
     assert response.status_code == 200, response.text
     np.testing.assert_allclose(probabilities(response.json()), expected, rtol=0, atol=1e-9)
     for instances in (texts, [{"text": t} for t in texts]):

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 
 from feature_repo.telemetry import telemetry_off
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
 def prepare_process() -> None:
@@ -27,18 +24,6 @@ def prepare_process() -> None:
     import prometheus_client.values  # noqa: F401 - binds the in-memory value class now
 
 
-def configure_logging(level: str) -> None:
-    """Every line carries the request id (``-`` outside a request)."""
-    from api.middleware import RequestIdFilter
-
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-
-
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, prepare the process, configure logging and serve."""
     parser = argparse.ArgumentParser(prog="python -m api", description="Portfolio OS B2B gateway.")
@@ -50,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     from api.app import create_app
+    from api.logs import configure_logging
     from api.settings import get_settings
     from api.tickers import tickers_query_max_length
 

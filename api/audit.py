@@ -1,23 +1,36 @@
-"""Append-only audit trail of signals and allocations answers, written in batches off the request path.
+"""Append-only audit trail of signals and allocations answers, group-committed by a writer thread.
 
-Policy on failure: the answer goes out, the loss is counted. ``record`` only queues the row (a
-bounded queue, no I/O); one writer thread commits what waits in multi-row INSERTs, so a slow or
-unreachable audit store never delays or refuses an answer. A row that cannot be kept (the queue
-is full, or its batch could not be committed) is counted in
-``portfolio_os_gateway_audit_rows_dropped_total{reason}``, logged with its request id, and
-alerted on (``PortfolioOSAuditRowsDropped``): the loss is never silent. Every batch that fails to
-commit also counts in ``portfolio_os_gateway_audit_failures_total``.
+The guarantee (what a B2B client and an auditor can rely on):
 
-Cost: a durable commit is one fsync (several milliseconds) and on SQLite commits serialise; a
-writer shares each commit among every row waiting. PostgreSQL spends its time per row in the
-server (JSON input, TOAST compression), one backend per connection, so it gets ``writers``
-threads, each with its own queue (rows are dealt round-robin): FIFO per queue keeps ``flush``
-exact. ``flush`` waits for the rows queued before it (tests and shutdown); ``close`` flushes and
-stops the writers.
+* every answer the gateway sends has its audit row queued before the body goes out, and the row
+  is committed within ``commit_interval_s`` (default 20 ms) plus one commit under normal load;
+* a full queue (the store is slower than the traffic) makes requests **wait** for room, up to
+  ``enqueue_timeout_s``: the gateway slows to the store's pace rather than lose rows;
+* a commit that fails is retried (``retries``, growing back-off); a batch that still fails for a
+  reason other than an unreachable store is written row by row, so one unwritable row costs only
+  itself;
+* a row that cannot be kept after all that (the store down past the retries, or no room within
+  ``enqueue_timeout_s``) is counted in ``portfolio_os_gateway_audit_rows_dropped_total{reason}``,
+  logged with its request id and alerted on (``PortfolioOSAuditRowsDropped``): never a 500, never
+  a silent loss; every failed commit attempt counts in ``portfolio_os_gateway_audit_failures_total``;
+* shutdown (``close``) commits every queued row before the process exits. What a hard kill
+  (SIGKILL, OOM, power loss) can take is the rows of the last ``commit_interval_s`` and the queue.
+
+Cost: each transaction costs a fixed few hundred microseconds of CPU (and on SQLite one fsync of
+the WAL) whatever its size; a row costs tens. Committing once per interval instead of once per
+wake-up shares that fixed cost among every row of the interval (measured: 580 us of CPU per row
+committed alone, 110-160 us in batches of 16-64; SQLite, 50-ticker answers). The writer sleeps
+through the interval rather than waking per row, so requests never hand it the interpreter.
+PostgreSQL spends its time per row in the server, one backend per connection, so it gets
+``writers`` threads, each with its own queue (rows are dealt round-robin): FIFO per queue keeps
+``flush`` exact. ``flush`` skips the interval and waits for the rows queued before it (tests);
+``close`` flushes and stops the writers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
@@ -31,7 +44,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from sqlalchemy import Engine, insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api import audit_partitions
 from api.db import audit_log
@@ -60,8 +73,45 @@ class _Flush:
     done: threading.Event = field(default_factory=threading.Event)
 
 
+@dataclass
+class _Lane:
+    """One writer's queue, what wakes it early, and the requests waiting for room in it."""
+
+    rows: queue.Queue[Any]
+    wake: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    urgent: int = 0  # flush/stop markers queued and not handled yet: no lingering while one waits
+    waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(default_factory=list)
+
+    def mark_urgent(self, count: int = 1) -> None:
+        with self.lock:
+            self.urgent += count
+        if count > 0:
+            self.wake.set()
+
+    def wake_waiting(self) -> None:
+        """Tell every request waiting for room that some was made (from the writer thread)."""
+        with self.lock:
+            waiting, self.waiting = self.waiting, []
+        for loop, room in waiting:
+            with contextlib.suppress(RuntimeError):  # its event loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, room)
+
+
+def _resolve(room: asyncio.Future[None]) -> None:
+    if not room.done():
+        room.set_result(None)
+
+
+def _store_unreachable(error: BaseException) -> bool:
+    """A connection-level failure: writing the rows one by one would only fail again, row after row."""
+    return isinstance(error, OperationalError | InterfaceError) or bool(
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
+
+
 class AuditLog:
-    """Queues audit rows for the writer thread; there is deliberately no method to change or remove one."""
+    """Queues audit rows for the writer threads; there is deliberately no method to change or remove one."""
 
     def __init__(
         self,
@@ -71,15 +121,23 @@ class AuditLog:
         queue_rows: int = 10_000,
         batch_rows: int = 256,
         writers: int = 1,
+        commit_interval_s: float = 0.02,
+        enqueue_timeout_s: float = 5.0,
+        retries: int = 3,
+        retry_backoff_s: float = 0.1,
         clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.engine = engine
         self.metrics = metrics
         self.batch_rows = batch_rows
+        self.commit_interval_s = commit_interval_s
+        self.enqueue_timeout_s = enqueue_timeout_s
+        self.retries = retries
+        self.retry_backoff_s = retry_backoff_s
         self.clock = clock
-        self._queues: list[queue.Queue[Any]] = [
-            queue.Queue(maxsize=max(1, queue_rows // writers)) for _ in range(writers)
-        ]
+        self.sleep = sleep
+        self._lanes = [_Lane(queue.Queue(maxsize=max(1, queue_rows // writers))) for _ in range(writers)]
         self._deal = itertools.count()
         self._writers: list[threading.Thread] = []
         self._start_lock = threading.Lock()
@@ -95,10 +153,7 @@ class AuditLog:
         model_versions: dict[str, str],
         answer: dict[str, Any],
     ) -> None:
-        """Queue one row and return at once (no I/O); a row that finds the queue full is dropped and counted.
-
-        A coroutine so routes ``await`` it as before; it never suspends.
-        """
+        """Queue one row (no I/O); when the queue is full, wait for room up to ``enqueue_timeout_s``."""
         row = {
             "created_at": self.clock(),
             "tenant": tenant,
@@ -110,20 +165,49 @@ class AuditLog:
             "answer": answer,
         }
         self._ensure_writers()
-        target = self._queues[next(self._deal) % len(self._queues)]
+        lane = self._lanes[next(self._deal) % len(self._lanes)]
         try:
-            target.put_nowait(row)
+            lane.rows.put_nowait(row)
         except queue.Full:
-            self.metrics.audit_rows_dropped.labels(reason=QUEUE_FULL).inc()
-            log.error("audit queue full (%d rows): row of request %s dropped", target.maxsize, request_id)
+            await self._wait_for_room(lane, row)
+
+    async def _wait_for_room(self, lane: _Lane, row: dict[str, Any]) -> None:
+        """Back-pressure: the store is slower than the traffic, so this request waits rather than lose its row."""
+        self.metrics.audit_waits.inc()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.enqueue_timeout_s
+        while True:
+            room: asyncio.Future[None] = loop.create_future()
+            with lane.lock:  # registered before the retry: room made in between still wakes this request
+                lane.waiting.append((loop, room))
+            try:
+                lane.rows.put_nowait(row)
+                return
+            except queue.Full:
+                pass
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(room, remaining)
+            except TimeoutError:
+                break
+        self.metrics.audit_rows_dropped.labels(reason=QUEUE_FULL).inc()
+        log.error(
+            "audit queue full (%d rows) for %.1f s: row of request %s dropped",
+            lane.rows.maxsize,
+            self.enqueue_timeout_s,
+            row["request_id"],
+        )
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every row queued before this call is committed or dropped; False on timeout."""
         if not self._writers:
             return True
-        markers = [_Flush() for _ in self._queues]
-        for q, marker in zip(self._queues, markers, strict=True):
-            q.put(marker)  # blocking: a flush waits for room rather than being lost
+        markers = [_Flush() for _ in self._lanes]
+        for lane, marker in zip(self._lanes, markers, strict=True):
+            lane.mark_urgent()
+            lane.rows.put(marker)  # blocking: a flush waits for room rather than being lost
         deadline = time.monotonic() + timeout
         return all(marker.done.wait(max(0.0, deadline - time.monotonic())) for marker in markers)
 
@@ -131,8 +215,9 @@ class AuditLog:
         """Commit the rows already queued, then stop the writers (idempotent)."""
         with self._start_lock:
             writers, self._writers = self._writers, []
-        for q in self._queues if writers else []:
-            q.put(_STOP)
+        for lane in self._lanes if writers else []:
+            lane.mark_urgent()
+            lane.rows.put(_STOP)
         for writer in writers:
             writer.join(timeout=30)
 
@@ -141,39 +226,80 @@ class AuditLog:
             with self._start_lock:
                 if not self._writers:
                     self._writers = [
-                        threading.Thread(target=self._write_forever, args=(q,), name=f"audit-writer-{i}", daemon=True)
-                        for i, q in enumerate(self._queues)
+                        threading.Thread(
+                            target=self._write_forever, args=(lane,), name=f"audit-writer-{i}", daemon=True
+                        )
+                        for i, lane in enumerate(self._lanes)
                     ]
                     for writer in self._writers:
                         writer.start()
 
-    def _write_forever(self, source: queue.Queue[Any]) -> None:
+    def _write_forever(self, lane: _Lane) -> None:
         while True:
-            batch = [source.get()]
+            first = lane.rows.get()
+            if isinstance(first, dict):
+                self._linger(lane)
+            batch = [first]
             while len(batch) < self.batch_rows:
                 try:
-                    batch.append(source.get_nowait())
+                    batch.append(lane.rows.get_nowait())
                 except queue.Empty:
                     break
+            lane.wake_waiting()
             self._commit([item for item in batch if isinstance(item, dict)])
-            for item in batch:
+            markers = [item for item in batch if not isinstance(item, dict)]
+            lane.mark_urgent(-len(markers))
+            for item in markers:
                 if isinstance(item, _Flush):
                     item.done.set()
-            if any(item is _STOP for item in batch):
+            if any(item is _STOP for item in markers):
                 return
 
+    def _linger(self, lane: _Lane) -> None:
+        """Let the interval's rows gather behind the first, unless a flush waits or a batch is already there."""
+        if self.commit_interval_s <= 0:
+            return
+        lane.wake.clear()  # cleared before ``urgent`` is read: a flush after this line still wakes us
+        with lane.lock:
+            urgent = lane.urgent
+        if urgent or lane.rows.qsize() >= self.batch_rows - 1:
+            return
+        lane.wake.wait(self.commit_interval_s)
+
     def _commit(self, rows: list[dict[str, Any]]) -> None:
+        """Commit ``rows`` with retries; then row by row (a bad row costs only itself); what still fails is counted."""
         if not rows:
             return
-        try:
-            self._insert(rows)
-        except Exception:
-            # Any failure (store down, disk full, a row that will not serialise) drops this batch,
-            # counted and logged; the writer lives on for the next one.
-            self.metrics.audit_failures.inc()
-            self.metrics.audit_rows_dropped.labels(reason=WRITE_FAILED).inc(len(rows))
-            ids = ", ".join(str(r["request_id"]) for r in rows[:10]) + (", ..." if len(rows) > 10 else "")
-            log.exception("audit write failed: %d rows dropped (request ids %s)", len(rows), ids)
+        error = self._attempts(rows, self.retries)
+        if error is None:
+            return
+        if len(rows) > 1 and not _store_unreachable(error):
+            lost = [row for row in rows if self._attempts([row], 0) is not None]
+        else:
+            lost = rows
+        if lost:
+            self.metrics.audit_rows_dropped.labels(reason=WRITE_FAILED).inc(len(lost))
+            ids = ", ".join(str(r["request_id"]) for r in lost[:10]) + (", ..." if len(lost) > 10 else "")
+            log.error("audit write failed: %d rows dropped (request ids %s): %s", len(lost), ids, error)
+
+    def _attempts(self, rows: list[dict[str, Any]], retries: int) -> Exception | None:
+        """Try to commit ``rows`` ``1 + retries`` times (growing back-off); the last error, or None once committed."""
+        error: Exception | None = None
+        for attempt in range(retries + 1):
+            if attempt:
+                self.sleep(self.retry_backoff_s * 4 ** (attempt - 1))
+            try:
+                self._insert(rows)
+                return None
+            except Exception as e:
+                # Any failure (store down, disk full, a row that will not serialise) is counted and
+                # logged; the writer lives on for the next batch.
+                self.metrics.audit_failures.inc()
+                log.warning(
+                    "audit commit of %d rows failed (attempt %d of %d): %s", len(rows), attempt + 1, retries + 1, e
+                )
+                error = e
+        return error
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         try:

@@ -123,6 +123,11 @@ class GatewayMetrics:
         self.audit_rows_dropped = Counter(
             f"{PREFIX}_audit_rows_dropped", "Audit rows lost (the answer went out).", ["reason"], registry=r
         )
+        self.audit_waits = Counter(
+            f"{PREFIX}_audit_waits",
+            "Requests that waited for room in the audit queue (the store is slower than the traffic).",
+            registry=r,
+        )
         for reason in ("queue_full", "write_failed"):  # exported from the start: an alert sees 0 before a loss
             self.audit_rows_dropped.labels(reason=reason)
         # The scored universe (api/scored.py): how old, how long to build, how many requests it answered.

@@ -28,8 +28,21 @@ class AuditSettings(BaseModel):
         description="Rows older than this are removed: PostgreSQL drops whole monthly partitions, "
         "SQLite deletes in small batches; both off the request path.",
     )
-    queue_rows: int = Field(10_000, ge=1, description="Rows waiting for the writer; more are dropped (counted).")
+    queue_rows: int = Field(
+        10_000, ge=1, description="Rows waiting for the writer; beyond it requests wait for room (enqueue_timeout_s)."
+    )
     batch_rows: int = Field(256, ge=1, le=10_000, description="Most rows one transaction commits.")
+    commit_interval_ms: float = Field(
+        20.0,
+        ge=0,
+        le=1000,
+        description="The writer commits the rows gathered over this long in one transaction (0: commit on each "
+        "wake-up); a hard kill can lose at most this much of the latest rows besides the queue.",
+    )
+    enqueue_timeout_s: float = Field(
+        5.0, ge=0, le=300, description="How long a request waits for room in a full queue before its row is dropped."
+    )
+    retries: int = Field(3, ge=0, le=10, description="Retries of a failed commit (back-off 0.1, 0.4, 1.6 s, ...).")
     writers: int | None = Field(
         None,
         ge=1,

@@ -131,7 +131,7 @@ def batched(
     backlog = max(2000, int(one_insert_rate * seconds * 3))
     audit = AuditLog(engine, metrics, queue_rows=backlog + writers, writers=writers)
     for i in range(backlog):
-        audit._queues[i % writers].put_nowait(rows[i % len(rows)])  # what record() deals out, minus its hashing
+        audit._lanes[i % writers].rows.put_nowait(rows[i % len(rows)])  # what record() deals out, minus its hashing
     started = time.perf_counter()
     audit._ensure_writers()
     audit.flush(timeout=600)

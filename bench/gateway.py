@@ -111,8 +111,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         type=Path,
         default=None,
-        help="record the gateway with py-spy during the distinct-sets level: collapsed stacks into this folder, "
-        "the top frames by own samples into the result",
+        help="record the gateway with py-spy during the distinct-sets level (or the --profile-level): collapsed "
+        "stacks into this folder, the top frames by own samples into the result",
+    )
+    parser.add_argument(
+        "--profile-level",
+        choices=["distinct", "repeated"],
+        default="distinct",
+        help="which level --profile records: the distinct-sets level (default) or the repeated set at concurrency 8",
     )
     parser.add_argument("--results-dir", type=Path, default=common.RESULTS_DIR)
     return parser.parse_args(argv)
@@ -352,9 +358,7 @@ def _run(args: argparse.Namespace, data_dir: Path, models: list[str], universe: 
         results["scored_universe"] = wait_for_scored(gateway, len(universe))
         load(args.client, url, key, 4, 2.0)  # warm-up: connections, caches, cold paths
         pids = {s.name: s.process.pid for s in services if s.process is not None} | {"load_generator": os.getpid()}
-        for level in LEVELS:
-            results[f"concurrency_{level}"] = _level(args, url, key, level, gateway=gateway, pids=pids)
-            common.log(f"concurrency {level}: {results[f'concurrency_{level}']}")
+        results |= _repeated_levels(args, url, key, gateway=gateway, pids=pids)
         if args.distinct_sets:
             results["distinct_sets_concurrency_8"] = _distinct(args, tickers, key, gateway=gateway, pids=pids)
         if args.allocations:
@@ -396,6 +400,21 @@ def _run(args: argparse.Namespace, data_dir: Path, models: list[str], universe: 
     }
 
 
+def _repeated_levels(
+    args: argparse.Namespace, url: str, key: str, *, gateway: str, pids: dict[str, int]
+) -> dict[str, Any]:
+    """The same set at each of LEVELS (concurrency 8 optionally profiled with py-spy)."""
+    results: dict[str, Any] = {}
+    for level in LEVELS:
+        spied = args.profile if args.profile_level == "repeated" and level == 8 else None
+        with profiled(spied, pids["gateway"], args.seconds) as profile:
+            results[f"concurrency_{level}"] = _level(args, url, key, level, gateway=gateway, pids=pids)
+        if profile:
+            results[f"concurrency_{level}"]["profile_top_own_samples"] = profile
+        common.log(f"concurrency {level}: {results[f'concurrency_{level}']}")
+    return results
+
+
 def _distinct(
     args: argparse.Namespace, tickers: list[str], key: str, *, gateway: str, pids: dict[str, int]
 ) -> dict[str, Any]:
@@ -405,7 +424,8 @@ def _distinct(
     rng = np.random.default_rng(0)
     orders = [[str(t) for t in rng.permutation(tickers)] for _ in range(args.distinct_sets)]
     urls = [f"{gateway}/v1/signals?tickers={','.join(order)}" for order in orders]
-    with profiled(args.profile, pids["gateway"], args.seconds) as profile:
+    spied = args.profile if args.profile_level == "distinct" else None
+    with profiled(spied, pids["gateway"], args.seconds) as profile:
         result = _level(args, urls, key, 8, gateway=gateway, pids=pids)
     result["distinct_orderings"] = args.distinct_sets
     if profile:

@@ -1,4 +1,4 @@
-"""Bounded audit storage: the non-blocking batched writer, its counted losses, and retention on SQLite and PostgreSQL.
+"""Bounded audit storage: the group-committing writer, its back-pressure and counted losses, and retention.
 
 Rows are SYNTHETIC (made-up tenants and answers). Time is an injected clock: rows are written
 "in" past months and retention runs "at" a chosen instant, so nothing waits on the wall clock.
@@ -95,34 +95,134 @@ def test_recording_never_waits_for_a_locked_store_and_flush_commits_in_batches(s
         audit.close()
 
 
-def test_a_full_queue_and_a_failed_write_are_counted_never_silent(sqlite_engine: Engine, tmp_path) -> None:
+def _fields(i: int) -> dict[str, Any]:
+    return {
+        "tenant": "synthetic",
+        "route": "/v1/signals",
+        "request_id": f"r{i}",
+        "request": {"i": i},
+        "feature_snapshot_hash": "0" * 64,
+        "model_versions": {"ensemble": "1"},
+        "answer": {"i": i, "synthetic": True},
+    }
+
+
+def test_rows_of_one_interval_share_one_commit_and_flush_or_close_ends_the_wait(sqlite_engine: Engine) -> None:
+    inserts: list[int] = []
+    event.listen(sqlite_engine, "before_cursor_execute", lambda *a: inserts.append(1) if "INSERT" in a[2] else None)
+    # An interval of an hour: only a flush (or close) makes the writer commit before it ends.
+    audit = AuditLog(sqlite_engine, GatewayMetrics(), commit_interval_s=3600)
+    try:
+        for i in range(30):
+            _record(audit, i)
+        assert audit.flush()
+        assert row_count(sqlite_engine) == 30 and len(inserts) == 1  # one transaction for the 30 rows
+        for i in range(30, 35):
+            _record(audit, i)
+    finally:
+        audit.close()  # shutdown commits what is queued, without waiting for the interval
+    assert row_count(sqlite_engine) == 35 and len(inserts) == 2
+
+
+def test_a_full_queue_makes_requests_wait_for_room_and_loses_nothing(sqlite_engine: Engine, tmp_path) -> None:
     metrics = GatewayMetrics()
-    audit = AuditLog(sqlite_engine, metrics, queue_rows=2, batch_rows=1)
+    audit = AuditLog(sqlite_engine, metrics, queue_rows=2, batch_rows=1, commit_interval_s=0)
+    locker = sqlite3.connect(tmp_path / "gateway.db", timeout=1)
+
+    async def scenario() -> None:
+        locker.execute("BEGIN IMMEDIATE")  # another writer holds the database: the audit writer is stuck
+        await audit.record(**_fields(0))
+        wait_for(lambda: audit._lanes[0].rows.qsize() == 0, 10, "the writer to take the first row")
+        for i in (1, 2):
+            await audit.record(**_fields(i))  # the queue is now full
+        waiting = [asyncio.create_task(audit.record(**_fields(i))) for i in (3, 4, 5)]
+        for _ in range(10):
+            await asyncio.sleep(0)  # let every task reach its wait (nothing can make room meanwhile)
+        assert not any(task.done() for task in waiting)
+        assert metrics.audit_waits._value.get() == 3
+        locker.rollback()  # the writer commits, takes the next rows, and wakes the waiting requests
+        await asyncio.wait_for(asyncio.gather(*waiting), 30)
+
+    try:
+        asyncio.run(scenario())
+        assert audit.flush() and row_count(sqlite_engine) == 6
+        assert _dropped(metrics, "queue_full") == 0 and _dropped(metrics, "write_failed") == 0
+    finally:
+        locker.close()
+        audit.close()
+
+
+def test_a_row_that_finds_no_room_in_time_is_dropped_and_counted(sqlite_engine: Engine, tmp_path) -> None:
+    metrics = GatewayMetrics()
+    audit = AuditLog(sqlite_engine, metrics, queue_rows=2, batch_rows=1, commit_interval_s=0, enqueue_timeout_s=0)
     locker = sqlite3.connect(tmp_path / "gateway.db", timeout=1)
     try:
         locker.execute("BEGIN IMMEDIATE")
         _record(audit, 0)
-        wait_for(
-            lambda: audit._queues[0].qsize() == 0, 10, "the writer to take the first row"
-        )  # now blocked on the lock
+        wait_for(lambda: audit._lanes[0].rows.qsize() == 0, 10, "the writer to take the first row")
         for i in range(1, 6):
-            _record(audit, i)  # two fit in the queue, three do not
+            _record(audit, i)  # two fit in the queue, three find no room and may not wait
         assert _dropped(metrics, "queue_full") == 3
         locker.rollback()
         assert audit.flush() and row_count(sqlite_engine) == 3
-
-        with sqlite_engine.begin() as conn:
-            conn.execute(text("DROP TABLE gateway_audit_log"))
-        for i in range(6, 11):
-            _record(audit, i)
-        assert audit.flush()
-        # Each of the 5 rows is counted once: failed in its batch, or dropped while the writer was failing.
-        assert _dropped(metrics, "write_failed") + _dropped(metrics, "queue_full") - 3 == 5
-        assert _dropped(metrics, "write_failed") >= 1 and metrics.audit_failures._value.get() >= 1
-        init_db(sqlite_engine, now=T0)  # the table is back: the same writer records again
-        _record(audit, 11)
     finally:
         locker.close()
+        audit.close()
+
+
+def test_a_failed_commit_is_retried_with_back_off_and_counted(sqlite_engine: Engine) -> None:
+    metrics, sleeps = GatewayMetrics(), list[float]()
+    audit = AuditLog(sqlite_engine, metrics, commit_interval_s=3600, retries=3, sleep=sleeps.append)
+    real_insert, failures = audit._insert, [2]
+
+    def flaky_insert(rows: list[dict[str, Any]]) -> None:
+        if failures[0]:
+            failures[0] -= 1
+            raise OSError("synthetic: disk briefly unavailable")
+        real_insert(rows)
+
+    audit._insert = flaky_insert  # type: ignore[method-assign]
+    try:
+        for i in range(4):
+            _record(audit, i)
+        assert audit.flush()
+        assert row_count(sqlite_engine) == 4 and sleeps == [0.1, 0.4]  # third try committed, no time waited here
+        assert metrics.audit_failures._value.get() == 2 and _dropped(metrics, "write_failed") == 0
+    finally:
+        audit.close()
+
+
+def test_one_unwritable_row_costs_only_itself(sqlite_engine: Engine) -> None:
+    metrics = GatewayMetrics()
+    audit = AuditLog(sqlite_engine, metrics, commit_interval_s=3600, retries=1, sleep=lambda _s: None)
+    try:
+        for i in range(5):
+            fields = _fields(i)
+            if i == 2:
+                fields["request_id"] = None  # NOT NULL refuses this row
+            asyncio.run(audit.record(**fields))
+        assert audit.flush()  # one batch of 5 fails twice, then each row is tried alone
+        with sqlite_engine.connect() as conn:
+            assert sorted(conn.execute(select(audit_log.c.request_id)).scalars()) == ["r0", "r1", "r3", "r4"]
+        assert _dropped(metrics, "write_failed") == 1
+    finally:
+        audit.close()
+
+
+def test_a_store_that_stays_down_loses_counted_rows_and_the_writer_recovers(sqlite_engine: Engine) -> None:
+    metrics = GatewayMetrics()
+    audit = AuditLog(sqlite_engine, metrics, commit_interval_s=3600, retries=2, sleep=lambda _s: None)
+    try:
+        with sqlite_engine.begin() as conn:
+            conn.execute(text("DROP TABLE gateway_audit_log"))
+        for i in range(5):
+            _record(audit, i)
+        assert audit.flush()
+        assert _dropped(metrics, "write_failed") == 5  # one batch, not tried row by row (no such table)
+        assert metrics.audit_failures._value.get() == 3  # each try counted
+        init_db(sqlite_engine, now=T0)  # the table is back: the same writer records again
+        _record(audit, 5)
+    finally:
         audit.close()  # close() commits what is queued
     assert row_count(sqlite_engine) == 1
 

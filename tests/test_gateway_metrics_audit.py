@@ -82,7 +82,7 @@ def test_audit_rows_on_postgresql_are_append_only(make_gateway, shared_env, data
 
 
 def test_audit_failure_still_answers_and_counts_the_lost_row(make_gateway, shared_env) -> None:
-    client = make_gateway()
+    client = make_gateway(audit={"retries": 1})  # retried once (tests/test_gateway_audit_storage.py: back-off)
     key = auth(new_key(client))
     services = client.app.state.services
     with services.engine.begin() as conn:
@@ -92,4 +92,4 @@ def test_audit_failure_still_answers_and_counts_the_lost_row(make_gateway, share
     assert services.audit.flush()
     metrics = client.get("/metrics").text
     assert 'portfolio_os_gateway_audit_rows_dropped_total{reason="write_failed"} 1.0' in metrics
-    assert "portfolio_os_gateway_audit_failures_total 1.0" in metrics
+    assert "portfolio_os_gateway_audit_failures_total 2.0" in metrics  # each failed commit attempt

@@ -1,4 +1,7 @@
-"""The stronger fine-tune: cached frozen layers, early stopping on a carved split, calibrated and int8 serving."""
+"""The stronger fine-tune: cached frozen layers, early stopping on a carved split, calibrated serving, static int8.
+
+The int8 runtime rule (static, then dynamic, then fp32) is tested in test_sentiment_runtime_choice.py.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from training.sentiment import LABELS
 from training.sentiment.finetune import FineTuneConfig, fine_tune
 from training.sentiment.prefix_cache import cached_logits, encode_prefix
 from training.sentiment.realtext import rescale
-from training.sentiment.text_classifier import ONNX_FILE, ONNX_INT8_FILE, TextClassifier, softmax
+from training.sentiment.text_classifier import TextClassifier, softmax
 
 MAX_LENGTH = 48
 HELD = ["Quorra slumped to a heavy loss and warned that weak demand would cut earnings.", *CLEAR[1:]]
@@ -76,26 +79,6 @@ def test_caching_the_frozen_layers_trains_as_the_full_forward_does(base: TextCla
         fine_tune(classifier, texts, labels, config, progress=False)
         answers.append(classifier.predict_proba(list(CLEAR)))
     np.testing.assert_allclose(answers[0], answers[1], atol=1e-4)
-
-
-def test_static_int8_is_kept_only_within_the_tolerance(base: TextClassifier, tmp_path: Path) -> None:
-    from training.sentiment.runtimes import export_for_runtime
-
-    texts, labels = separable_set()
-    classifier = fresh(base)
-    fine_tune(classifier, texts, labels, FineTuneConfig(epochs=3, batch_size=8, learning_rate=5e-4), progress=False)
-    check = ("held", HELD, CLEAR_LABELS)
-    kept = export_for_runtime(classifier, tmp_path, calibration_texts=texts, check=check, tolerance=0.005)
-    assert kept.accepted and kept.fp32_macro_f1 == 1.0 and kept.int8_macro_f1 == 1.0 and kept.agreement == 1.0
-    assert (tmp_path / ONNX_FILE).is_file() and (tmp_path / ONNX_INT8_FILE).is_file()
-    assert kept.describe() == (
-        "static int8 kept: macro-F1 1.0000 vs fp32 1.0000 on held (same class as fp32 for 100.0% of its texts)"
-    )
-    # A tolerance no model can meet: the int8 file is removed, fp32 stays.
-    (tmp_path / "r").mkdir()
-    refused = export_for_runtime(classifier, tmp_path / "r", calibration_texts=texts, check=check, tolerance=-1.0)
-    assert not refused.accepted and "REFUSED" in refused.describe()
-    assert (tmp_path / "r" / ONNX_FILE).is_file() and not (tmp_path / "r" / ONNX_INT8_FILE).exists()
 
 
 @pytest.fixture

@@ -1,13 +1,15 @@
 """What the registry's gate needs for the text model: its record, card, weights folder and champion macro-F1.
 
 The model is registered as ``sentiment_text`` with its temperature and runtime in ``model_config``
-(static int8 ONNX only when it holds macro-F1 on real text) and gated on its carved-split macro-F1
-against the champion's on the same sentences, by the configured margin.
+(for ``onnx-int8``: static int8 ONNX when it holds macro-F1 on real text, else dynamic int8 when that
+does, else fp32 ONNX; the figures go into the card, params, metrics and version tags) and gated on its
+carved-split macro-F1 against the champion's on the same sentences, by the configured margin.
 """
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -22,7 +24,7 @@ from training.sentiment.config import SentimentRunConfig
 from training.sentiment.evaluation import CARVED, REAL_TEXT, Evaluation
 from training.sentiment.metrics import classification_report, label_indices
 from training.sentiment.realtext import as_markdown
-from training.sentiment.runtimes import export_for_runtime, export_onnx
+from training.sentiment.runtimes import RuntimeDecision, export_for_runtime, export_onnx
 from training.sentiment.text_classifier import ONNX_FILE, TextClassifier
 
 NAME: Final = SENTIMENT_TEXT
@@ -118,12 +120,28 @@ def _log(
         if cfg.runtime == "onnx":
             export_onnx(classifier, folder / ONNX_FILE)
         if cfg.runtime == "onnx-int8":
-            model_config["runtime"] = _export_int8(out, cfg, classifier, ev, folder)
+            decision = _export_int8(out, cfg, classifier, ev, folder)
+            model_config |= decision.model_config()
+            record = with_runtime(record, decision)
         return registry.log_sentiment_text(record, folder, model_config)
 
 
-def _export_int8(out: TextIO, cfg: SentimentRunConfig, classifier: TextClassifier, ev: Evaluation, folder: Path) -> str:
-    """Export fp32 and static int8 ONNX; the runtime to serve: ``onnx-int8`` if it held its macro-F1, else ``onnx``.
+def with_runtime(record: RunRecord, decision: RuntimeDecision) -> RunRecord:
+    """``record`` with the runtime decision in its params, metrics, version tags and card, for a user to see."""
+    params = decision.params()
+    return replace(
+        record,
+        params={**record.params, **params},
+        metrics={**record.metrics, **decision.metrics()},
+        tags={**record.tags, **params, "runtime_decision": decision.describe()[:500]},
+        card=record.card + "\n" + decision.markdown(),
+    )
+
+
+def _export_int8(
+    out: TextIO, cfg: SentimentRunConfig, classifier: TextClassifier, ev: Evaluation, folder: Path
+) -> RuntimeDecision:
+    """Export fp32 ONNX and the first int8 variant (static, then dynamic) that holds its macro-F1.
 
     Calibration reads real text (the real corpus's training rows) when configured; the check is the
     real validation rows when present (the acceptance rule of the issue), else the carved split.
@@ -143,7 +161,7 @@ def _export_int8(out: TextIO, cfg: SentimentRunConfig, classifier: TextClassifie
         classifier, folder, calibration_texts=calibration.tolist(), check=check, tolerance=cfg.int8_tolerance
     )
     print(f"  runtime: {decision.describe()}", file=out)
-    return "onnx-int8" if decision.accepted else "onnx"
+    return decision
 
 
 def _champion_macro_f1(out: TextIO, registry: ModelRegistry, version: str, ev: Evaluation) -> float | None:

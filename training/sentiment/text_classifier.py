@@ -23,8 +23,11 @@ DEFAULT_MAX_LENGTH: Final = 128
 DEFAULT_BATCH_SIZE: Final = 32
 # The ONNX export's file name inside a saved model folder (written when the runtime is ``onnx``).
 ONNX_FILE: Final = "model.onnx"
-# Static int8 quantisation of that export, calibrated on real text (runtime ``onnx-int8``).
+# Static int8 quantisation of that export, calibrated on real text (runtime ``onnx-int8``, quantisation ``static``).
 ONNX_INT8_FILE: Final = "model.int8.onnx"
+# ONNX Runtime's dynamic int8 quantisation of it (runtime ``onnx-int8``, quantisation ``dynamic``): tried
+# when static int8 is refused, under the same macro-F1 check.
+ONNX_INT8_DYNAMIC_FILE: Final = "model.int8-dynamic.onnx"
 
 # (input_ids, attention_mask) as int64 arrays [batch, length] -> logits [batch, 3].
 LogitsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]

@@ -5,8 +5,11 @@ Logged with ``python_model=<this file>``, the fine-tuned weights and tokenizer a
 the validation figures were measured with), and ``model_config``: ``labels``, ``max_length``,
 ``batch_size``, ``temperature`` (temperature scaling fitted at training; 1.0 when absent) and ``runtime``:
 ``torch`` (eager), ``torch-int8`` (dynamic int8 quantisation at load), ``onnx`` (ONNX Runtime over the
-``model.onnx`` exported into the folder at registration) or ``onnx-int8`` (ONNX Runtime over
-``model.int8.onnx``, static int8 quantisation calibrated on real text at registration).
+``model.onnx`` exported into the folder at registration) or ``onnx-int8`` (ONNX Runtime over an int8
+file chosen at registration, named by ``quantisation``: ``static``, the default, reads
+``model.int8.onnx``, static int8 calibrated on real text; ``dynamic`` reads ``model.int8-dynamic.onnx``,
+ONNX Runtime's dynamic int8, kept when static int8 lost too much macro-F1; see
+``training/sentiment/runtimes.py``). ``onnx_file`` on the loaded model names the file it runs.
 
 Input: a frame with a string column ``text``. Output: columns ``negative``, ``neutral``, ``positive``
 (probabilities summing to 1), one row per text, in the input's order.
@@ -25,6 +28,7 @@ try:  # the project installed: training, tests
     from training.sentiment.text_classifier import (
         LABELS,
         ONNX_FILE,
+        ONNX_INT8_DYNAMIC_FILE,
         ONNX_INT8_FILE,
         LogitsFn,
         TextClassifier,
@@ -34,6 +38,7 @@ except ImportError:  # inside a model server: code_paths put the file on sys.pat
     from text_classifier import (  # type: ignore[no-redef]
         LABELS,
         ONNX_FILE,
+        ONNX_INT8_DYNAMIC_FILE,
         ONNX_INT8_FILE,
         LogitsFn,
         TextClassifier,
@@ -41,7 +46,24 @@ except ImportError:  # inside a model server: code_paths put the file on sys.pat
     )
 
 RUNTIMES = ("torch", "torch-int8", "onnx", "onnx-int8")
-_ONNX_FILES = {"onnx": ONNX_FILE, "onnx-int8": ONNX_INT8_FILE}
+QUANTISATIONS = ("static", "dynamic")
+_INT8_FILES = {"static": ONNX_INT8_FILE, "dynamic": ONNX_INT8_DYNAMIC_FILE}
+
+
+def onnx_file(runtime: str, quantisation: str | None) -> str | None:
+    """The ONNX file a runtime reads from the model folder (None: it runs PyTorch).
+
+    Raises:
+        ValueError: an unknown quantisation for ``onnx-int8``.
+    """
+    if runtime == "onnx":
+        return ONNX_FILE
+    if runtime != "onnx-int8":
+        return None
+    chosen = quantisation or "static"  # versions registered before dynamic int8 name no quantisation
+    if chosen not in _INT8_FILES:
+        raise ValueError(f"model_config quantisation {chosen!r} is not one of {QUANTISATIONS}")
+    return _INT8_FILES[chosen]
 
 
 class SentimentTextPyfunc(PythonModel):  # type: ignore[misc]
@@ -62,11 +84,13 @@ class SentimentTextPyfunc(PythonModel):  # type: ignore[misc]
         if self.classifier.temperature <= 0:
             raise ValueError(f"model_config temperature must be positive, got {self.classifier.temperature}")
         self.logits_fn: LogitsFn | None = None
-        if runtime in _ONNX_FILES:
-            onnx_file = _ONNX_FILES[runtime]
-            if not (folder / onnx_file).is_file():
-                raise ValueError(f"runtime {runtime!r} needs {onnx_file} in the model folder; this version has none")
-            self.logits_fn = onnx_session_logits(folder / onnx_file)
+        self.onnx_file = onnx_file(runtime, cfg.get("quantisation"))
+        if self.onnx_file is not None:
+            if not (folder / self.onnx_file).is_file():
+                raise ValueError(
+                    f"runtime {runtime!r} needs {self.onnx_file} in the model folder; this version has none"
+                )
+            self.logits_fn = onnx_session_logits(folder / self.onnx_file)
         if runtime == "torch-int8":
             import torch
 

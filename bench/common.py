@@ -204,6 +204,28 @@ def spawn_child(name: str, child: str, round_index: int, *args: str) -> dict[str
     return result
 
 
+def wait_http_ok(url: str, process: subprocess.Popen[bytes], what: str, timeout_s: float) -> None:
+    """Poll ``url`` every 0.2 s until it answers 200; fail if ``process`` (the server, ``what``) exits first
+    or ``timeout_s`` passes.
+
+    Raises:
+        RuntimeError: the server exited or was not ready in time.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} was not ready within {timeout_s:.0f} s")
+
+
 def rounded(value: float, digits: int = 4) -> float | None:
     """``value`` to ``digits`` significant digits for readable JSON; None when not finite."""
     return float(f"{value:.{digits}g}") if math.isfinite(value) else None

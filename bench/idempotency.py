@@ -102,20 +102,6 @@ def modes(url: str, key: str, body: dict[str, Any], concurrency: int, seconds: f
     return results
 
 
-def _wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the gateway exited with {process.returncode}")
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the gateway did not become healthy")
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from bench.gateway import bench_key
@@ -141,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         try:
             base = f"http://127.0.0.1:{port}"
-            _wait_ready(base, process)
+            common.wait_http_ok(f"{base}/healthz", process, "the gateway", timeout_s=60.0)
             key = bench_key(env)
             body = {"universe": tickers, "capital": 1_000_000}
             results = modes(base + "/v1/allocations", key, body, args.concurrency, args.seconds)

@@ -259,22 +259,6 @@ async def measure(args: argparse.Namespace, http_port: int, grpc_port: int, serv
     return results
 
 
-def _wait_ready(http_port: int, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the model server exited with status {process.returncode}")
-        try:
-            if httpx.get(f"http://{HOST}:{http_port}/v2/models/{MODEL}/ready", timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the model server was not ready within {timeout_s:.0f} s")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.transport", description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=1000, help="requests per round (universe shape: /20)")
@@ -306,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         stderr=sys.stderr,
     )
     try:
-        _wait_ready(http_port, server)
+        common.wait_http_ok(
+            f"http://{HOST}:{http_port}/v2/models/{MODEL}/ready", server, "the model server", timeout_s=120.0
+        )
         results = asyncio.run(measure(args, http_port, grpc_port, server.pid))
     finally:
         server.terminate()

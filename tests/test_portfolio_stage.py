@@ -43,8 +43,11 @@ def test_the_portfolio_section_is_printed_and_written(tmp_path: Path) -> None:
     assert report.books["technical"].returns.index[0] >= pd.Timestamp("2019-01-01")  # the test segment only
     printed = out.getvalue()
     assert "Portfolios on the test segment (SYNTHETIC data)" in printed and "one_way_turnover" in printed
+    # The demo's prices hold no volume: flat costs, named above the table (as in the signal report).
+    assert "Costs flat 10 bps per side on every name (no liquidity model)." in printed
     written = sorted(p.name for p in (tmp_path / "reports").iterdir())
     stamp = written[0].split(".")[0].split("-")[1]
     assert {n.replace(f"portfolio-{stamp}", "") for n in written} == {".md", ".csv", "-by-year.csv", "-by-tercile.csv"}
     markdown = next((tmp_path / "reports").glob("portfolio-*.md")).read_text(encoding="utf-8")
     assert "capacity_aud" in markdown and "Rank IC by year" in markdown
+    assert "Costs flat 10 bps per side" in markdown

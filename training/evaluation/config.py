@@ -6,7 +6,7 @@ Read from the ``signals:`` section (``costs`` and ``evaluation``) and used by ev
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -42,13 +42,28 @@ class LiquidityCostConfig(_Strict):
 
 
 class CostConfig(_Strict):
-    """Trading costs charged on every unit of turnover by the backtest, in basis points."""
+    """Trading costs of every book of a signal run: flat basis points, or costs by liquidity.
 
-    bps_per_side: float = Field(10.0, ge=0, description="Commission and spread per side traded.")
-    slippage_bps: float = Field(0.0, ge=0, description="Extra market impact per side traded.")
+    One model prices every table (the plain top-k table and the portfolio section): with a
+    ``liquidity`` block, costs by liquidity; without one, the flat ``bps_per_side + slippage_bps``.
+    The flat fields are refused beside a ``liquidity`` block, where nothing would charge them.
+    """
+
+    bps_per_side: float = Field(10.0, ge=0, description="Flat costs: commission and spread per side traded.")
+    slippage_bps: float = Field(0.0, ge=0, description="Flat costs: extra market impact per side traded.")
     liquidity: LiquidityCostConfig | None = Field(
         None, description="Costs by liquidity bucket (needs volume); None: the flat bps above on every name."
     )
+
+    @model_validator(mode="after")
+    def _one_cost_model(self) -> CostConfig:
+        flat = {"bps_per_side", "slippage_bps"} & self.model_fields_set
+        if self.liquidity is not None and flat:
+            raise ValueError(
+                f"{' and '.join(sorted(flat))} price flat costs only; with costs.liquidity every book pays "
+                "brokerage + half-spread + impact, so they would be ignored: drop them"
+            )
+        return self
 
     @property
     def per_side_fraction(self) -> float:

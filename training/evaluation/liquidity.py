@@ -32,7 +32,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from training.errors import TrainingError
-from training.evaluation.config import LiquidityCostConfig
+from training.evaluation.config import CostConfig, LiquidityCostConfig
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -72,6 +72,15 @@ class TradeCosts:
         """The run config's ``signals.costs.liquidity`` block, basis points turned into fractions."""
         spreads = tuple(v / BPS for v in config.half_spread_bps)
         return cls(config.brokerage_bps / BPS, (spreads[0], spreads[1], spreads[2]), config.impact_coefficient)
+
+    @classmethod
+    def from_costs(cls, config: CostConfig) -> TradeCosts:
+        """The run config's ``signals.costs``: by liquidity with its ``liquidity`` block, else flat.
+
+        The one cost model of a signal run: the plain top-k table and the portfolio section both
+        charge these rates, so their figures compare.
+        """
+        return cls.flat(config.per_side_fraction) if config.liquidity is None else cls.from_config(config.liquidity)
 
     @property
     def needs_liquidity(self) -> bool:
@@ -158,3 +167,16 @@ def adv_terciles(adv: FloatArray, eligible: npt.NDArray[np.bool_]) -> IntArray:
     out[finite & (adv >= low)] = 1
     out[finite & (adv >= high)] = 0
     return out
+
+
+def describe_costs(config: CostConfig, book_aud: float) -> str:
+    """The cost model of :meth:`TradeCosts.from_costs` in words, for the head of every table it prices."""
+    if config.liquidity is None:
+        return f"flat {config.bps_per_side + config.slippage_bps:g} bps per side on every name (no liquidity model)"
+    c = config.liquidity
+    spreads = "/".join(f"{v:g}" for v in c.half_spread_bps)
+    return (
+        f"by liquidity: brokerage {c.brokerage_bps:g} bps + half-spread {spreads} bps by ADV tercile of the "
+        f"members (liquid/middle/illiquid) + impact {c.impact_coefficient:g} x sigma_daily x sqrt(AUD traded / ADV), "
+        f"ADV over {c.adv_sessions} sessions, book AUD {book_aud:,.0f}; per side"
+    )

@@ -20,7 +20,7 @@ SIGNAL_COLUMNS: Final = (
     "ic_ir_ann",
     "quintile_spread",
 )
-BACKTEST_COLUMNS: Final = ("ann_return", "ann_vol", "sharpe", "max_drawdown", "avg_turnover")
+BACKTEST_COLUMNS: Final = ("ann_return", "ann_vol", "sharpe", "max_drawdown", "avg_turnover", "cost_ann")
 COLUMNS: Final = SIGNAL_COLUMNS + BACKTEST_COLUMNS
 
 DEFINITIONS: Final = """\
@@ -33,12 +33,17 @@ rank_ic_mean    as ic_mean with the Spearman (rank) correlation; rank_ic_t_nw li
 ic_ir_ann       ic_mean / std(IC) * sqrt(252 / h): information ratio of the IC, annualised.
 quintile_spread mean per-date difference of the mean target of the top and bottom score quintiles
                 (an h-session excess return).
-ann_return      top-k book, net of costs, compound: prod(1 + r) ** (252 / n) - 1.
+ann_return      plain top-k book: equal weight 1/k on the k best-scored members of the universe,
+                re-formed at each rebalance (no hold band, replacement limit, minimum hold or ADV
+                cap: the portfolio section's book has them), net of the costs named above the
+                table, compound: prod(1 + r) ** (252 / n) - 1.
 ann_vol         std of daily net returns * sqrt(252).
 sharpe          mean daily net return * 252 / ann_vol; risk-free rate 0.
 max_drawdown    worst fall of compounded net equity from its running peak (negative).
-avg_turnover    mean one-way turnover per rebalance, sum |w_target - w_drifted| (a full switch is
-                2.0, the first buy from cash 1.0); each unit costs cost_per_side.
+avg_turnover    mean turnover per rebalance, sum |w_target - w_drifted| (a full switch is 2.0,
+                the first buy from cash 1.0; half of it is the portfolio section's one-way turnover).
+cost_ann        costs paid per year, a fraction of equity, under the costs named above the table
+                (the same model and book size as the portfolio section's).
 Timing          a signal at t's close is traded at the close of t + execution_lag (>= 1) and
                 earns from the next session; weights drift between rebalances.
 """
@@ -51,8 +56,9 @@ sharpe          turnover-aware long-only top-k book (hold band k + buffer, at mo
 ann_return      compound annual net return; gross_ann_return before costs.
 one_way_turnover mean per rebalance of sum |w_target - w_drifted| / 2: the share of the book
                 replaced (the first buy from cash counts 0.5).
-cost_ann        costs paid per year, a fraction of equity: brokerage + half-spread by ADV tercile
-                of the members + square-root impact Y * sigma_daily * sqrt(AUD traded / ADV).
+cost_ann        costs paid per year, a fraction of equity, under the costs named above the table
+                (by liquidity: brokerage + half-spread by ADV tercile of the members + square-root
+                impact Y * sigma_daily * sqrt(AUD traded / ADV); or flat bps per side).
 net_excess      252 * mean(daily net return - equal weight's daily gross return); gross_excess
                 likewise before costs. Equal weight: the same members, same schedule.
 capacity_aud    book size (AUD) where net_excess falls to half the gross_excess of a tiny book

@@ -38,6 +38,8 @@ from training.universe import restrict_to_members
 EQUAL_WEIGHT = "equal_weight"
 CAPACITY_SIZES = tuple(float(x) for x in np.geomspace(1e5, 1e10, 11))
 TERCILES = ("liquid", "middle", "illiquid")
+# Names a tercile needs on a date for its rank IC there (the signal metrics' own minimum).
+MIN_TERCILE_NAMES = 5
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,13 +80,8 @@ class PortfolioSettings:
         """The run config's ``signals.evaluation`` (with ``book``) and ``signals.costs`` over ``window``."""
         book = evaluation.book
         rules = BookRules(evaluation.top_k, book.buffer, book.max_replace, book.min_hold, book.adv_cap, book.book_aud)
-        rates = (
-            TradeCosts.flat(costs.per_side_fraction)
-            if costs.liquidity is None
-            else TradeCosts.from_config(costs.liquidity)
-        )
         schedule = Schedule(evaluation.rebalance_every, window[0], window[1], evaluation.execution_lag)
-        return cls(rules, rates, schedule)
+        return cls(rules, TradeCosts.from_costs(costs), schedule)
 
 
 @dataclass(frozen=True, eq=False)
@@ -240,14 +237,21 @@ def rank_ic_by_year(joined: pd.DataFrame, horizon: int) -> pd.DataFrame:
 
 
 def rank_ic_by_tercile(joined: pd.DataFrame, data: PortfolioData) -> pd.DataFrame:
-    """Mean per-date rank IC within each ADV tercile of the members (empty without liquidity)."""
+    """Mean per-date rank IC within each ADV tercile of the members (empty without liquidity).
+
+    A tercile never holding :data:`MIN_TERCILE_NAMES` names on a date (a universe of fewer than
+    about 15 members) has no rank IC: NaN over 0 dates, rather than an error for the whole report.
+    """
     if data.liquidity is None:
         return pd.DataFrame(columns=["tercile", "rank_ic_mean", "rank_ic_t_nw", "n_dates"])
     tercile = liquidity_terciles(joined, data)
     rows = []
     for code, label in enumerate(TERCILES):
         subset = joined.loc[tercile == code]
-        per_date = per_date_statistics(subset) if len(subset) else pd.DataFrame({"rank_ic": []})
+        enough = len(subset) > 0 and int(subset.groupby(DATE).size().max()) >= MIN_TERCILE_NAMES
+        per_date = (
+            per_date_statistics(subset, min_tickers=MIN_TERCILE_NAMES) if enough else pd.DataFrame({"rank_ic": []})
+        )
         ic = per_date["rank_ic"].to_numpy(np.float64)
         rows.append(
             {

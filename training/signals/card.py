@@ -27,7 +27,7 @@ class CardFacts:
     cv_rank_ic: Sequence[float]
     table: pd.DataFrame
     baselines: Sequence[str]
-    costs_bps_per_side: float
+    costs: str  # the cost model the table's books paid, in words (describe_costs)
     data_kind: str
     limits: Sequence[str] = field(default_factory=tuple)
 
@@ -62,7 +62,7 @@ def render(facts: CardFacts) -> str:
 
 ## Data
 - Source: {data_label(facts.data_kind)}
-- Label: 1 when the {facts.horizon}-session forward return beats the cross-sectional median.
+- Label: the {facts.horizon}-session forward return against that date's universe members (binary: above their median).
 - Feature service: {facts.feature_service or "none (blends component scores)"}
 - Features ({len(facts.features)}): {", ".join(facts.features)}
 {seg}
@@ -72,7 +72,8 @@ def render(facts: CardFacts) -> str:
 - Hyper-parameters: {params}
 - Walk-forward tuning folds (purged, embargoed, inside the train segment), rank IC per fold: {cv}
 
-## Test segment (untouched by tuning; {data_label(facts.data_kind)}), costs {facts.costs_bps_per_side:g} bps per side
+## Test segment (untouched by tuning; {data_label(facts.data_kind)})
+Costs {facts.costs}.
 ```
 {format_table(facts.table)}
 ```

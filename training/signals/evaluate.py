@@ -1,4 +1,12 @@
-"""Signal scores judged on the test segment: metrics against realised outcomes, the top-k book, baselines."""
+"""Signal scores judged on the test segment: metrics against realised outcomes, the top-k book, baselines.
+
+The plain top-k table's books (each model's, the ensemble's, the baselines') pay the run's one cost
+model (:meth:`training.evaluation.liquidity.TradeCosts.from_costs`: costs by liquidity when the
+config has them, else flat), the same rates and book size as the portfolio section's books. They
+are the plain construction: equal weight on the k best-scored members of the point-in-time
+universe, re-formed at every rebalance, with no hold band, replacement limit, minimum hold or ADV
+cap (those are the portfolio section's turnover-aware book).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +14,11 @@ import pandas as pd
 
 from feature_repo.tables import DATE
 from training.evaluation.baselines import momentum_12_1, short_term_reversal
+from training.evaluation.book import BookRules, Schedule, book_backtest, equal_weight_book
+from training.evaluation.liquidity import TradeCosts
 from training.evaluation.metrics import SignalMetrics, signal_metrics
-from training.evaluation.topk import BacktestResult, equal_weight_backtest, topk_backtest
+from training.evaluation.topk import BacktestResult
 from training.signals.inputs import KEYS, SignalInputs
-from training.universe import restrict_to_members
 
 
 def evaluate_scores(scores: pd.DataFrame, inputs: SignalInputs) -> SignalMetrics:
@@ -22,25 +31,29 @@ def evaluate_scores(scores: pd.DataFrame, inputs: SignalInputs) -> SignalMetrics
     return signal_metrics(joined, h)
 
 
+def _schedule(inputs: SignalInputs) -> Schedule:
+    """Every ``rebalance_every`` sessions over the test segment, traded ``execution_lag`` later."""
+    evaluation = inputs.config.evaluation
+    first, last = inputs.test_window
+    return Schedule(evaluation.rebalance_every, first, last, evaluation.execution_lag)
+
+
 def backtest_scores(scores: pd.DataFrame, inputs: SignalInputs) -> BacktestResult:
-    """The top-k long-only book of the scores over the test segment, net of costs (members only)."""
+    """The plain top-k long-only book of the scores over the test segment, members only, net of the run's costs."""
     cfg = inputs.config
-    if inputs.members is not None:
-        scores = restrict_to_members(scores, inputs.members)
-    return topk_backtest(
+    return book_backtest(
         scores[[*KEYS, "score"]],
         inputs.close,
-        k=cfg.evaluation.top_k,
-        rebalance_every=cfg.evaluation.rebalance_every,
-        cost_per_side=cfg.costs.per_side_fraction,
-        start=inputs.test_window[0],
-        end=inputs.test_window[1],
-        execution_lag=cfg.evaluation.execution_lag,
+        rules=BookRules(k=cfg.evaluation.top_k, book_aud=cfg.evaluation.book.book_aud),
+        costs=TradeCosts.from_costs(cfg.costs),
+        schedule=_schedule(inputs),
+        members=inputs.members,
+        liquidity=inputs.liquidity,
     )
 
 
 def baselines(inputs: SignalInputs) -> dict[str, tuple[SignalMetrics | None, BacktestResult]]:
-    """12-1 momentum, short-term reversal and equal weight over the test segment."""
+    """12-1 momentum, short-term reversal and equal weight over the test segment, under the same costs."""
     cfg = inputs.config
     first, last = inputs.test_window
     rows: dict[str, tuple[SignalMetrics | None, BacktestResult]] = {}
@@ -48,16 +61,13 @@ def baselines(inputs: SignalInputs) -> dict[str, tuple[SignalMetrics | None, Bac
         scores = scorer(inputs.close)
         scores = scores[(scores[DATE] >= first) & (scores[DATE] <= last)]
         rows[name] = (evaluate_scores(scores, inputs), backtest_scores(scores, inputs))
-    rows["equal_weight"] = (
-        None,
-        equal_weight_backtest(
-            inputs.close,
-            rebalance_every=cfg.evaluation.rebalance_every,
-            cost_per_side=cfg.costs.per_side_fraction,
-            start=first,
-            end=last,
-            execution_lag=cfg.evaluation.execution_lag,
-            members=inputs.members,
-        ),
+    equal = equal_weight_book(
+        inputs.close,
+        costs=TradeCosts.from_costs(cfg.costs),
+        schedule=_schedule(inputs),
+        members=inputs.members,
+        liquidity=inputs.liquidity,
+        book_aud=cfg.evaluation.book.book_aud,
     )
+    rows["equal_weight"] = (None, equal)
     return rows

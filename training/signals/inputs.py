@@ -18,11 +18,14 @@ from feature_repo.transforms.outcomes import cross_sectional_labels, forward_out
 from feature_repo.transforms.panel import link_across_breaks
 from training.calendar import on_sessions, run_sessions
 from training.errors import TrainingError
+from training.evaluation.liquidity import Liquidity, liquidity_panels, traded_value_panel
 from training.signals.config import SignalRunConfig, check_history, check_universe
 from training.store import OfflineStore
 from training.universe import Universe, check_member_counts, refresh_universe, restrict_to_members
 
 KEYS = [DATE, TICKER]
+# ADV's window when only the ADV cap needs it (costs by liquidity name their own).
+DEFAULT_ADV_SESSIONS = 60
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +39,8 @@ class SignalInputs:
     universe: Universe | None = None  # a point-in-time rule's membership; None for a list or 'all'
     # The members' outcomes at each of learning.report_horizons, with their cross-sectional labels.
     report_outcomes: dict[int, pd.DataFrame] = field(default_factory=dict)
+    # ADV and volatility on ``close``'s grid, when costs by liquidity or the ADV cap need them.
+    liquidity: Liquidity | None = None
 
     @property
     def members(self) -> pd.DataFrame | None:
@@ -84,7 +89,21 @@ def load_inputs(
     outcomes = member_outcomes(config.horizon)
     if config.learning.report_horizons and config.horizon in config.learning.report_horizons:
         report[config.horizon] = outcomes
-    return SignalInputs(config, repo, outcomes, close_panel(prices, breaks), universe, report)
+    close = close_panel(prices, breaks)
+    return SignalInputs(config, repo, outcomes, close, universe, report, run_liquidity(config, prices, close))
+
+
+def run_liquidity(config: SignalRunConfig, prices: pd.DataFrame, close: pd.DataFrame) -> Liquidity | None:
+    """ADV and volatility on ``close``'s grid when the costs or the ADV cap need them, else None.
+
+    Raises:
+        TrainingError: they are needed and the prices hold no volume (naming what to drop).
+    """
+    costs = config.costs.liquidity
+    if costs is None and config.evaluation.book.adv_cap is None:
+        return None
+    sessions = costs.adv_sessions if costs is not None else DEFAULT_ADV_SESSIONS
+    return liquidity_panels(close, traded_value_panel(prices), sessions=sessions)
 
 
 def point_in_time_universe(

@@ -16,6 +16,7 @@ import pandas as pd
 
 from feature_repo.contract import ENSEMBLE, TAG_FEATURE_SERVICE
 from feature_repo.tables import DATE, TICKER
+from training.evaluation.liquidity import describe_costs
 from training.registry.gate import Challenger
 from training.registry.model_registry import ModelRegistry, RunRecord
 from training.signals.card import CardFacts, render
@@ -142,7 +143,7 @@ def _facts(run: SignalRun, name: str, **extra: object) -> CardFacts:
         "code_version": run.code,
         "table": run.table.loc[[name, *BASELINES]],
         "baselines": BASELINES,
-        "costs_bps_per_side": cfg.costs.bps_per_side + cfg.costs.slippage_bps,
+        "costs": describe_costs(cfg.costs, cfg.evaluation.book.book_aud),
         "data_kind": run.data_kind,
     }
     return CardFacts(**{**base, **extra})  # type: ignore[arg-type]

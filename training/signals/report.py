@@ -74,11 +74,21 @@ def save_scores(ctx: RunContext, models: list[TrainedModel], blended: EnsembleRe
 
 
 def report_evaluation(
-    ctx: RunContext, table: pd.DataFrame, decisions: list[PromotionDecision], data: str, models: list[TrainedModel]
+    ctx: RunContext,
+    table: pd.DataFrame,
+    decisions: list[PromotionDecision],
+    data: str,
+    models: list[TrainedModel],
+    *,
+    costs: str,
 ) -> None:
-    """Print the test-segment table and the gate's decisions; write the table, definitions and learning report."""
+    """Print the test-segment table and the gate's decisions; write the table, definitions and learning report.
+
+    ``costs`` names the cost model the table's books paid (:func:`~training.evaluation.liquidity.describe_costs`).
+    """
     text = format_table(table)
-    print(f"\n  Test segment, untouched by tuning; {data}:\n", file=ctx.out)
+    costs = f"Costs {costs}."
+    print(f"\n  Test segment, untouched by tuning; {data}:\n  {costs}\n", file=ctx.out)
     print("\n".join("  " + line for line in text.splitlines()), file=ctx.out)
     for d in decisions:
         print(f"  {d.describe()}", file=ctx.out)
@@ -88,7 +98,7 @@ def report_evaluation(
     learning = learning_report(models)
     (reports / f"learning-{stamp}.json").write_text(json.dumps(learning, indent=2), encoding="utf-8")
     (reports / f"signals-{stamp}.md").write_text(
-        f"# Signal models, test segment\n\n{data}\n\n```\n{text}\n```\n\n```\n{DEFINITIONS}```\n"
+        f"# Signal models, test segment\n\n{data}\n\n{costs}\n\n```\n{text}\n```\n\n```\n{DEFINITIONS}```\n"
         + learning_markdown(learning),
         encoding="utf-8",
     )

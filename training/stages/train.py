@@ -14,6 +14,7 @@ from feature_repo.contract import ENSEMBLE
 from feature_repo.store import FeatureRepo
 from training.cards import data_label
 from training.context import RunContext
+from training.evaluation.liquidity import describe_costs
 from training.evaluation.metrics import SignalMetrics
 from training.evaluation.report import evaluation_table
 from training.evaluation.topk import BacktestResult
@@ -59,7 +60,8 @@ def run(ctx: RunContext) -> dict[str, object]:
     challengers = [*(model_challenger(signal_run, m) for m in models), ensemble_challenger(signal_run, models, blended)]
     decisions = [register_and_gate(registry, c) for c in challengers]
     label = data_label(ctx.config.data.kind)
-    report_evaluation(ctx, table, decisions, label, models)
+    costs = describe_costs(config.costs, config.evaluation.book.book_aud)
+    report_evaluation(ctx, table, decisions, label, models, costs=costs)
     report_portfolios(ctx, {**{m.name: m.scores for m in models}, ENSEMBLE: blended.scores}, inputs, label)
     return {
         "models": len(models) + 1,

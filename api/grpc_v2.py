@@ -53,17 +53,19 @@ _TENSOR: Final[list[_FieldSpec]] = [
     ("shape", 3, _F.TYPE_INT64, True, ""),
     ("contents", 5, _F.TYPE_MESSAGE, False, "InferTensorContents"),
 ]
-_REQUEST: Final[list[_FieldSpec]] = [
+# Fields 1-3, the same in a request and its response (the response echoes them).
+_ADDRESS: Final[list[_FieldSpec]] = [
     ("model_name", 1, _F.TYPE_STRING, False, ""),
     ("model_version", 2, _F.TYPE_STRING, False, ""),
     ("id", 3, _F.TYPE_STRING, False, ""),
+]
+_REQUEST: Final[list[_FieldSpec]] = [
+    *_ADDRESS,
     ("inputs", 5, _F.TYPE_MESSAGE, True, "ModelInferRequest.InferInputTensor"),
     ("raw_input_contents", 7, _F.TYPE_BYTES, True, ""),
 ]
 _RESPONSE: Final[list[_FieldSpec]] = [
-    ("model_name", 1, _F.TYPE_STRING, False, ""),
-    ("model_version", 2, _F.TYPE_STRING, False, ""),
-    ("id", 3, _F.TYPE_STRING, False, ""),
+    *_ADDRESS,
     ("outputs", 5, _F.TYPE_MESSAGE, True, "ModelInferResponse.InferOutputTensor"),
     ("raw_output_contents", 6, _F.TYPE_BYTES, True, ""),
 ]

@@ -63,10 +63,12 @@ monitor: $(STAMP) ## Local Prometheus on 127.0.0.1:9090 with the alert rules, sc
 registry-ui: $(STAMP) ## MLflow UI on the local registry at http://127.0.0.1:5000 (after make demo; REGISTRY_UI_PORT=5001 to move it)
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(VENV)/bin/portfolio-os registry-ui --port $(REGISTRY_UI_PORT)
 
-test: $(STAMP) ## Lint, type-check, build the images and run the whole test suite (container tests included)
+test: $(STAMP) ## Lint, type-check and run the whole test suite, building the images beside it (container tests last)
 	$(MAKE) --no-print-directory lint typecheck
-	$(MAKE) --no-print-directory images
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory engine
+	# scripts/images.py runs beside the tests (log: build/images-make.log); the image tests run last and wait
+	# for it (tests/image_build.py). `make images` builds them on their own.
+	PORTFOLIO_OS_BUILD_IMAGES=background IMAGES_ARGS="$(IMAGES_ARGS)" $(PY) -m pytest $(PYTEST_ARGS)
 
 engine: ## Install (apt) and start a local Docker engine with no bridge network (idempotent; root)
 	scripts/docker_engine.sh

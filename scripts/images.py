@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from image_builder import Builder, StepClock, find_builder
 from index_proxy import INDEX_HOST, IndexProxy, proxied
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,51 +172,45 @@ def base_image(choice: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-_STEP = re.compile(r"^Step (?P<n>\d+)/\d+ : (?P<what>.*)$")
-
-
-def build(
-    name: str, tag: str, *, base: str, args: dict[str, str], proxy: str, log: Path, cold: bool = False
-) -> list[dict[str, object]]:
+def build(name: str, tag: str, *, plan: Plan, log: Path) -> list[dict[str, object]]:
     """docker build with host networking (the proxy listens on 127.0.0.1); the log tail on failure.
 
     Returns the Dockerfile steps that took a second or more (the log prefixes every line with the
     seconds since the build started): where a cold build's time goes.
     """
-    cmd = ["docker", "build", "--network", "host", "-f", f"docker/{name}.Dockerfile", "-t", tag]
-    if cold:
+    cmd = [*plan.builder.command(), "--network", "host", "-f", f"docker/{name}.Dockerfile", "-t", tag]
+    if plan.cold:
         cmd.append("--no-cache")
-    for key, value in {"BASE_IMAGE": base, **args, "HTTP_PROXY": proxy, "http_proxy": proxy}.items():
+    for key, value in {
+        "BASE_IMAGE": plan.base,
+        **plan.index.args,
+        "HTTP_PROXY": plan.proxy,
+        "http_proxy": plan.proxy,
+    }.items():
         cmd += ["--build-arg", f"{key}={value}"]
-    steps: list[tuple[float, str]] = []
+    clock = StepClock(plan.builder.kind)
     started = time.monotonic()
     with (
         log.open("w", buffering=1) as out,  # line by line: the log can be followed
         subprocess.Popen(
-            [*cmd, "."], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+            [*cmd, "."],
+            cwd=ROOT,
+            env=plan.builder.environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
         ) as proc,
     ):
         assert proc.stdout is not None
         for line in proc.stdout:
             at = time.monotonic() - started
             out.write(f"[{at:7.1f}s] {line}")
-            match = _STEP.match(line.strip())
-            if match:
-                steps.append((at, f"{match['n']}: {match['what'][:120]}"))
+            clock.read(at, line)
     if proc.returncode:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
         raise SystemExit(f"images.py: building {name} failed (full log: {log}):\n{tail}")
-    return step_seconds(steps, time.monotonic() - started)
-
-
-def step_seconds(steps: list[tuple[float, str]], end: float, at_least: float = 1.0) -> list[dict[str, object]]:
-    """Each step's seconds (from its start to the next one's, the last to ``end``), those of ``at_least`` or more."""
-    ends = [at for at, _ in steps[1:]] + [end] if steps else []
-    return [
-        {"step": what, "seconds": round(stop - at, 1)}
-        for (at, what), stop in zip(steps, ends, strict=True)
-        if stop - at >= at_least
-    ]
+    return clock.steps(time.monotonic() - started)
 
 
 @dataclass
@@ -231,6 +226,7 @@ class Plan:
     rebuild: bool
     keep_old: bool = False
     cold: bool = False
+    builder: Builder = field(default_factory=lambda: Builder("docker", "legacy"))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -257,7 +253,7 @@ def build_lane(names: list[str], plan: Plan) -> dict[str, dict[str, object]]:
         steps: list[dict[str, object]] = []
         if built:
             log = plan.manifest.parent / f"build-{name}.log"
-            steps = build(name, tag, base=plan.base, args=plan.index.args, proxy=plan.proxy, log=log, cold=plan.cold)
+            steps = build(name, tag, plan=plan, log=log)
         if not plan.keep_old:
             remove_older_tags(tag)
         report[name] = {"tag": tag, "built": built, "seconds": round(time.monotonic() - started, 1), "steps": steps}
@@ -307,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     if not engine_ok():
         print(NO_ENGINE, file=sys.stderr)
         return 2
+    builder = find_builder()
     started, load_before = time.monotonic(), os.getloadavg()
     base = base_image(opts.base)
     base_s = time.monotonic() - started
@@ -325,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             opts.rebuild,
             opts.keep_old,
             opts.cold,
+            builder,
         )
         report: dict[str, dict[str, object]] = {}
         for stage in build_stages(wanted, serial=opts.serial):
@@ -333,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                     report |= lane
     summary = {
         "base": base,
+        "builder": {"kind": builder.kind, "client": builder.client},
         "base_s": round(base_s, 1),
         "total_s": round(time.monotonic() - started, 1),
         # The machine's load average (1, 5, 15 min) before and after: build times depend on it.

@@ -23,6 +23,9 @@ from training.environment import quiet_third_parties
 
 quiet_third_parties()
 
+# make test builds the images beside the tests; the tests marked `images` run last and wait for them.
+pytest_plugins = ["tests.image_build"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _release_offline_engine() -> Iterator[None]:

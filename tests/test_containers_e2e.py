@@ -32,7 +32,7 @@ from tests.containers.translate import DockerRun, Probe
 from tests.servers import redis_server
 
 # The module's first test carries the whole bring-up (training included) in its timeout.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.slow, pytest.mark.images, pytest.mark.timeout(2400)]
 
 MODEL_SERVERS = ("technical", "ensemble", "allocator", "sentiment-text")
 TICKERS = ["AAPL", "MSFT", "JPM"]

@@ -22,6 +22,10 @@ from typing import Any, Final
 import pytest
 
 from tests.chart_tools import CHART, pod_specs, rendered_objects
+from tests.image_build import wait_for_images
+
+# Under make test these run after the other tests, once the background image build is done.
+pytestmark = pytest.mark.images
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 MANIFEST: Final = ROOT / "build" / "images.json"
@@ -40,6 +44,7 @@ def _load(name: str, path: Path) -> ModuleType:
 sys.path.insert(0, str(ROOT / "scripts"))
 images = _load("images", ROOT / "scripts" / "images.py")
 index_proxy = _load("index_proxy", ROOT / "scripts" / "index_proxy.py")
+image_builder = _load("image_builder", ROOT / "scripts" / "image_builder.py")
 
 
 # --- docker/requirements.py ---------------------------------------------------------------------
@@ -114,11 +119,54 @@ def test_input_digest_names_a_missing_source(tmp_path: Path) -> None:
 def test_step_seconds_say_where_a_build_spent_its_time() -> None:
     """From each step's start to the next one's (the last to the build's end); steps under a second left out."""
     steps = [(0.0, "1: FROM base"), (0.4, "2: RUN pip install"), (130.9, "3: COPY api"), (131.2, "4: CMD")]
-    assert images.step_seconds(steps, end=140.0) == [
+    assert image_builder.step_seconds(steps, end=140.0) == [
         {"step": "2: RUN pip install", "seconds": 130.5},
         {"step": "4: CMD", "seconds": 8.8},
     ]
-    assert images.step_seconds([], end=3.0) == []
+    assert image_builder.step_seconds([], end=3.0) == []
+
+
+def test_step_clock_reads_the_legacy_builder_output() -> None:
+    clock = image_builder.StepClock("legacy")
+    for at, line in [(0.0, "Step 1/3 : FROM base"), (0.5, "Step 2/3 : RUN pip install x"), (40.5, " ---> abc")]:
+        clock.read(at, line)
+    clock.read(41.0, 'Step 3/3 : CMD ["x"]')
+    assert clock.steps(end=41.2) == [{"step": "2: RUN pip install x", "seconds": 40.5}]
+
+
+def test_step_clock_times_buildkit_steps_by_their_own_done_lines() -> None:
+    """BuildKit interleaves the steps of independent stages: each is timed by its DONE line, not by order."""
+    clock = image_builder.StepClock("buildkit")
+    lines = [
+        "#5 [deps 2/4] RUN python3 -m venv /opt/venv",
+        "#6 [requirements 2/2] RUN python3 /src/requirements.py",
+        "#6 DONE 0.4s",
+        "#5 DONE 3.2s",
+        "#8 [deps 4/4] RUN pip install -r serving.txt",
+        "#8 0.512 Collecting numpy",
+        "#9 [runtime 2/5] COPY feature_repo /x",
+        "#9 CACHED",
+        "#8 DONE 120.0s",
+        "#12 exporting to image",
+        "#12 DONE 9.5s",
+    ]
+    for at, line in enumerate(lines):
+        clock.read(float(at), line + "\n")
+    assert clock.steps(end=99.0) == [
+        {"step": "5: [deps 2/4] RUN python3 -m venv /opt/venv", "seconds": 3.2},
+        {"step": "8: [deps 4/4] RUN pip install -r serving.txt", "seconds": 120.0},
+        {"step": "12: exporting to image", "seconds": 9.5},
+    ]
+
+
+def test_builder_choice_can_be_forced_and_names_a_wrong_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(image_builder.BUILDER_ENV, "legacy")
+    legacy = image_builder.find_builder()
+    assert legacy.kind == "legacy" and legacy.environment()["DOCKER_BUILDKIT"] == "0"
+    assert "--progress=plain" not in legacy.command()
+    monkeypatch.setenv(image_builder.BUILDER_ENV, "kaniko")
+    with pytest.raises(SystemExit, match="PORTFOLIO_OS_BUILDER='kaniko'"):
+        image_builder.find_builder()
 
 
 def test_build_index_rewrites_every_index_to_the_proxy_host() -> None:
@@ -236,6 +284,7 @@ def test_chart_names_the_lean_image_of_each_workload() -> None:
 
 def _image(name: str) -> str:
     """The tag `make images` built for ``name`` (skips when nothing was built here)."""
+    wait_for_images()
     if not MANIFEST.is_file() or shutil.which("docker") is None:
         pytest.skip("no built images: run `make images` (build/images.json)")
     manifest: dict[str, str] = json.loads(MANIFEST.read_text())

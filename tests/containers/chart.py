@@ -16,6 +16,7 @@ from typing import Any, Final
 import yaml
 
 from tests.chart_tools import CHART, RELEASE, ROOT, rendered_objects
+from tests.image_build import wait_for_images
 
 DEV_VALUES: Final = CHART / "ci" / "dev-values.yaml"
 CONTAINER_VALUES: Final = CHART / "ci" / "container-values.yaml"
@@ -47,6 +48,7 @@ def image_values(manifest: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def read_manifest(path: Path = MANIFEST) -> dict[str, Any]:
+    wait_for_images()
     if not path.is_file():
         raise ManifestError(f"no image manifest at {path}: run `make images` (after scripts/docker_engine.sh)")
     try:

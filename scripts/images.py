@@ -264,14 +264,19 @@ def build_lane(names: list[str], plan: Plan) -> dict[str, dict[str, object]]:
     return report
 
 
-def build_stages(wanted: list[str], *, serial: bool = False) -> list[list[list[str]]]:
+def build_stages(wanted: list[str], *, serial: bool = False, buildkit: bool = False) -> list[list[list[str]]]:
     """Stages of lanes: the lanes of a stage build side by side, each lane in order, stage after stage.
 
-    The text model server and the jobs image extend the model server's dependency layers, so they
-    build after it in one lane; the gateway shares none of them and builds beside that lane.
+    BuildKit computes a step that builds running at once share only once (the model server's
+    `serving` layer, which the text model server and the jobs image extend), so every image gets a
+    lane of its own. The legacy builder reuses a layer only once it is committed: the text model
+    server and the jobs image build after the model server in one lane, the gateway (which shares
+    none of them) beside it.
     """
     if serial:
         return [[wanted]]
+    if buildkit:
+        return [[[name] for name in wanted]]
     lanes = [[n for n in wanted if n == "gateway"], [n for n in wanted if n != "gateway"]]
     return [[lane for lane in lanes if lane]]
 
@@ -284,7 +289,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--manifest", type=Path, default=ROOT / "build" / "images.json")
     parser.add_argument("--rebuild", action="store_true", help="build even when the tag exists")
     parser.add_argument("--keep-old", action="store_true", help="keep the older tags of each image")
-    parser.add_argument("--serial", action="store_true", help="one build at a time (default: gateway alongside)")
+    parser.add_argument(
+        "--serial",
+        action="store_true",
+        help="one build at a time (default: all at once with BuildKit; legacy: gateway alongside the rest)",
+    )
     parser.add_argument(
         "--cold", action="store_true", help="build every layer anew (docker build --no-cache): to measure a cold build"
     )
@@ -325,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             builder,
         )
         report: dict[str, dict[str, object]] = {}
-        for stage in build_stages(wanted, serial=opts.serial):
+        for stage in build_stages(wanted, serial=opts.serial, buildkit=builder.kind == "buildkit"):
             with ThreadPoolExecutor(max_workers=len(stage)) as pool:
                 for lane in pool.map(lambda lane: build_lane(lane, plan), stage):
                     report |= lane

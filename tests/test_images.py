@@ -126,6 +126,13 @@ def test_step_seconds_say_where_a_build_spent_its_time() -> None:
     assert image_builder.step_seconds([], end=3.0) == []
 
 
+def test_buildkit_builds_every_image_at_once_and_legacy_in_two_lanes() -> None:
+    wanted = list(IMAGES)
+    assert images.build_stages(wanted, buildkit=True) == [[[name] for name in IMAGES]]
+    assert images.build_stages(wanted) == [[["gateway"], ["model-server", "text-model-server", "training"]]]
+    assert images.build_stages(wanted, serial=True, buildkit=True) == [[wanted]]
+
+
 def test_step_clock_reads_the_legacy_builder_output() -> None:
     clock = image_builder.StepClock("legacy")
     for at, line in [(0.0, "Step 1/3 : FROM base"), (0.5, "Step 2/3 : RUN pip install x"), (40.5, " ---> abc")]:

@@ -1,11 +1,12 @@
 """Submit-time check of an ``allocator`` backtest against the registry, when the gateway can know.
 
 The job itself refuses a universe its champion cannot allocate (training/backtest_allocator.py);
-the gateway refuses earlier, with a 422, when it has an MLflow server to ask (``mlflow_url``, which
-the chart sets): the ``allocator`` model's ``champion`` alias (REST ``registered-models/alias``) and
-that version's ``MLmodel`` (``/model-versions/get-artifact``), whose ``model_config`` holds the
-trained tickers or the policy's width. httpx only, no mlflow import. When MLflow cannot be asked
-(no ``mlflow_url``, unreachable, an answer it cannot read) the job is queued and decides.
+the gateway refuses earlier, by the same rule and words (:func:`feature_repo.backtests.allocator_refusal`),
+with a 422, when it has an MLflow server to ask (``mlflow_url``, which the chart sets): the
+``allocator`` model's ``champion`` alias (REST ``registered-models/alias``) and that version's
+``MLmodel`` (``/model-versions/get-artifact``), whose ``model_config`` holds the trained tickers or
+the policy's width. httpx only, no mlflow import. When MLflow cannot be asked (no ``mlflow_url``,
+unreachable, an answer it cannot read) the job is queued and decides.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ import yaml
 
 from api.errors import InvalidRequestError
 from api.inference import InferenceClient
-from feature_repo.backtests import ALLOCATOR_ALIAS, ALLOCATOR_MODEL, BacktestSpec
-
-SHOWN: Final = 10  # tickers named in a refusal
+from feature_repo.backtests import ALLOCATOR_ALIAS, ALLOCATOR_MODEL, BacktestSpec, allocator_refusal
 
 
 @dataclass(frozen=True)
@@ -89,19 +88,6 @@ def check_allocator(spec: BacktestSpec, champion: Champion | str | None, mlflow_
             f"strategy allocator: the registry at {mlflow_url} has no {ALLOCATOR_MODEL} model at its "
             f"{ALLOCATOR_ALIAS} alias (run the allocate stage first)"
         )
-    names = sorted(set(spec.universe))
-    if champion.width is not None:
-        if len(names) > champion.width:
-            raise InvalidRequestError(
-                f"strategy allocator: the {ALLOCATOR_MODEL} champion v{champion.version} allocates at most "
-                f"{champion.width} names (its policy's width); the universe has {len(names)}"
-            )
-        return
-    outside = [t for t in names if t not in champion.tickers]
-    if outside:
-        more = f" (+{len(outside) - SHOWN} more)" if len(outside) > SHOWN else ""
-        raise InvalidRequestError(
-            f"strategy allocator: the {ALLOCATOR_MODEL} champion v{champion.version} was trained on "
-            f"{len(champion.tickers)} tickers that do not cover the universe: {', '.join(outside[:SHOWN])}{more} "
-            "are outside it"
-        )
+    refusal = allocator_refusal(champion.version, champion.width, champion.tickers, spec.universe)
+    if refusal is not None:
+        raise InvalidRequestError(f"strategy allocator: {refusal}")

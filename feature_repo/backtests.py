@@ -14,6 +14,7 @@ import base64
 import binascii
 import gzip
 import zlib
+from collections.abc import Collection, Iterable
 from datetime import date
 from typing import Annotated, Final, Literal, Self
 
@@ -29,6 +30,7 @@ Strategy = Literal["topk", "topk_dropout", "min_variance", "hrp", "equal_weight"
 # The ``allocator`` strategy runs this registered model at this alias (the one the allocator server serves).
 ALLOCATOR_MODEL: Final = ALLOCATOR
 ALLOCATOR_ALIAS: Final = CHAMPION
+REFUSAL_SHOWN: Final = 10  # tickers named in an allocator refusal; the count says how many more
 # What ranks names for the two top-k books: the price baselines (computed point-in-time from the
 # closes by the job) or the signal models' out-of-sample scores the train stage left behind.
 Signal = Literal["momentum_12_1", "short_term_reversal", "model"]
@@ -234,6 +236,32 @@ backtest_catalogue = Table(
     Column("label", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+
+def allocator_refusal(version: str, width: int | None, trained: Collection[str], universe: Iterable[str]) -> str | None:
+    """Why the allocator champion ``version`` cannot run ``universe``, or None when it can.
+
+    A policy of fixed ``width`` takes any tickers, at most ``width`` of them; one without a width
+    allocates only the universe it was ``trained`` on. The gateway refuses with this text at submit
+    when it can ask the registry; the job refuses with it when it runs, so both say the same.
+    """
+    names = sorted(set(universe))
+    if width is not None:
+        if len(names) <= width:
+            return None
+        return (
+            f"the {ALLOCATOR_MODEL} champion v{version} allocates at most {width} names "
+            f"(its policy's width); the universe has {len(names)}"
+        )
+    known = frozenset(trained)
+    outside = [t for t in names if t not in known]
+    if not outside:
+        return None
+    more = f" (+{len(outside) - REFUSAL_SHOWN} more)" if len(outside) > REFUSAL_SHOWN else ""
+    return (
+        f"the {ALLOCATOR_MODEL} champion v{version} was trained on {len(trained)} tickers "
+        f"that do not cover the universe: {', '.join(outside[:REFUSAL_SHOWN])}{more} are outside it"
+    )
 
 
 def study_name(tenant: str, job_id: str, search: SearchSpec) -> str:

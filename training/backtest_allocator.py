@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from feature_repo.backtests import ALLOCATOR_ALIAS, ALLOCATOR_MODEL
+from feature_repo.backtests import ALLOCATOR_ALIAS, ALLOCATOR_MODEL, allocator_refusal
 from feature_repo.definitions import ALLOCATOR_SERVICE, EVENT_TIMESTAMP
 from feature_repo.settings import FeatureStoreSettings
 from feature_repo.store import FeatureRepo
@@ -36,7 +36,6 @@ from training.errors import TrainingError
 from training.evaluation.liquidity import FloatArray
 
 TRACKING_ENV: Final = "PORTFOLIO_OS_TRACKING_URI"
-SHOWN: Final = 10  # tickers named in a refusal
 Decide = Callable[[int, FloatArray], FloatArray]
 
 
@@ -115,21 +114,9 @@ def check_coverage(champion: ChampionAllocator, universe: list[str]) -> None:
     Raises:
         TrainingError: tickers outside a fixed universe (named), or more names than a fixed width.
     """
-    names = sorted(set(universe))
-    if champion.width is not None:
-        if len(names) > champion.width:
-            raise TrainingError(
-                f"the {ALLOCATOR_MODEL} champion v{champion.version} allocates at most {champion.width} names "
-                f"(its policy's width); the universe has {len(names)}"
-            )
-        return
-    outside = sorted(set(names) - set(champion.tickers))
-    if outside:
-        more = f" (+{len(outside) - SHOWN} more)" if len(outside) > SHOWN else ""
-        raise TrainingError(
-            f"the {ALLOCATOR_MODEL} champion v{champion.version} was trained on {len(champion.tickers)} tickers "
-            f"that do not cover the universe: {', '.join(outside[:SHOWN])}{more} are outside it"
-        )
+    refusal = allocator_refusal(champion.version, champion.width, champion.tickers, universe)
+    if refusal is not None:
+        raise TrainingError(refusal)
 
 
 def feature_values(

@@ -87,19 +87,12 @@ typecheck: $(STAMP) ## mypy on every package
 unit: $(STAMP) ## Fast tests only (skips the slow marker)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The benchmarks make bench runs in order (bench.<name>), each on its defaults.
+BENCHES := features materialize online signals allocation_env allocation_rl allocation_backtest sentiment \
+	audit idempotency features_v2 allocation_universe
+
 bench: $(STAMP) ## Run the benchmarks (JSON to stdout and bench/results/)
-	$(PY) -m bench.features
-	$(PY) -m bench.materialize
-	$(PY) -m bench.online
-	$(PY) -m bench.signals
-	$(PY) -m bench.allocation_env
-	$(PY) -m bench.allocation_rl
-	$(PY) -m bench.allocation_backtest
-	$(PY) -m bench.sentiment
-	$(PY) -m bench.audit
-	$(PY) -m bench.idempotency
-	$(PY) -m bench.features_v2
-	$(PY) -m bench.allocation_universe
+	@set -e; for name in $(BENCHES); do echo "$(PY) -m bench.$$name"; $(PY) -m bench.$$name; done
 	PORTFOLIO_OS_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m bench.gateway
 	-$(PY) -m bench.eod_import  # real ASX archives in ../shared/data/asx-eod: says so and is skipped without them
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
-import uuid
 from contextvars import ContextVar
 from typing import Any, Final
 
@@ -72,13 +72,16 @@ class GatewayMiddleware:
         self.app = app
         self.services = services
         self.max_body = services.settings.max_body_bytes
+        # The labelled series of each (route, method, status) seen: ``labels()`` costs ~10 us a call.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex
+        # 32 random hex digits, as uuid4().hex gave, without building a UUID (a tenth of the CPU).
+        request_id = incoming if incoming and _VALID_ID.match(incoming) else os.urandom(16).hex()
         token = REQUEST_ID.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         state: dict[str, Any] = {"status": 500, "started": False}
@@ -133,9 +136,16 @@ class GatewayMiddleware:
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         route, method = route_label(scope), scope["method"]
-        metrics = self.services.metrics
-        metrics.requests.labels(route=route, method=method, status=str(status)).inc()
-        metrics.request_duration.labels(route=route, method=method).observe(elapsed)
+        series = self._series.get((route, method, status))
+        if series is None:
+            metrics = self.services.metrics
+            series = (
+                metrics.requests.labels(route=route, method=method, status=str(status)),
+                metrics.request_duration.labels(route=route, method=method),
+            )
+            self._series[(route, method, status)] = series
+        series[0].inc()
+        series[1].observe(elapsed)
         principal = scope.get("state", {}).get("principal")
         if principal is not None:
             self.services.usage.count(principal.tenant, route)

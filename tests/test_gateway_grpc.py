@@ -30,17 +30,11 @@ from tests.gateway_fixtures.fixtures import (  # noqa: F401
 )
 from tests.gateway_fixtures.grpc_stand_in import StandInServer
 from tests.servers import free_port
-from tests.serving_fixtures import Registry, ServerProcess, mlflow_uris_restored, model_server
+from tests.serving_fixtures import Registry, ServerProcess, model_server
 from tests.test_serving_allocator import register_allocator
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("module_mlflow_uris")]
 SIGNAL_SERVERS = {"technical": ["technical"], "others": ["fundamental", "sentiment_signal", ENSEMBLE, SENTIMENT_TEXT]}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _mlflow_uris_restored() -> Iterator[None]:
-    with mlflow_uris_restored():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -20,18 +20,12 @@ from tests.serving_fixtures import (
     Registry,
     ServerProcess,
     infer,
-    mlflow_uris_restored,
     model_server,
     outputs_by_name,
 )
 
+pytestmark = pytest.mark.usefixtures("module_mlflow_uris")
 WEIGHTS = {"technical": 0.5, "fundamental": 0.3, "sentiment_signal": 0.2}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _mlflow_uris_restored() -> Iterator[None]:
-    with mlflow_uris_restored():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,12 @@ LIQUIDITY = {"brokerage_bps": 8, "half_spread_bps": [5, 12, 30], "impact_coeffic
 EVALUATION = {"top_k": 2, "rebalance_every": 5, "book": {"book_aud": 20_000}}
 
 
-def _inputs(tmp_path: Path, costs: dict[str, object]) -> SignalInputs:
+def _inputs(tmp_path: Path, costs: dict[str, object], *, with_liquidity: bool = True) -> SignalInputs:
     path = _store_with(tmp_path, synthetic_prices())
     config = SignalRunConfig.model_validate(
         SIGNALS | {"universe": rule(top_n=5).model_dump(), "evaluation": EVALUATION, "costs": costs}
     )
-    return load_inputs(config, path, repo=None)  # type: ignore[arg-type]  # the repo is only carried
+    return load_inputs(config, path, repo=None, with_liquidity=with_liquidity)  # type: ignore[arg-type]  # repo only carried
 
 
 def test_the_plain_table_pays_the_portfolio_sections_costs_by_liquidity(tmp_path: Path) -> None:
@@ -63,6 +63,8 @@ def test_the_plain_table_pays_the_portfolio_sections_costs_by_liquidity(tmp_path
     assert flat.metrics()["total_cost"] == pytest.approx(0.0008 * flat.turnover.sum())
     assert momentum.metrics()["total_cost"] > flat.metrics()["total_cost"]
     assert not np.allclose(momentum.returns.to_numpy(), flat.returns.to_numpy())
+    # The guard trades nothing and asks for no ADV.
+    assert _inputs(tmp_path / "guard", {"liquidity": LIQUIDITY}, with_liquidity=False).liquidity is None
 
 
 def test_a_flat_run_reads_no_liquidity_and_the_cost_model_is_named(tmp_path: Path) -> None:

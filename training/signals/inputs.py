@@ -55,7 +55,12 @@ class SignalInputs:
 
 
 def load_inputs(
-    config: SignalRunConfig, offline_store: Path, repo: FeatureRepo, *, exchange: str | None = None
+    config: SignalRunConfig,
+    offline_store: Path,
+    repo: FeatureRepo,
+    *,
+    exchange: str | None = None,
+    with_liquidity: bool = True,
 ) -> SignalInputs:
     """Prices, outcomes and the close panel of the configured universe, checked against the config.
 
@@ -67,6 +72,9 @@ def load_inputs(
     With a point-in-time universe rule, its membership is recomputed from the stored prices and
     written to the store (:func:`point_in_time_universe`), and only the outcomes of (ticker, date)
     pairs that are members on that date remain: they are the training and evaluation samples.
+
+    ADV and volatility (:func:`run_liquidity`) come along when the config's costs or ADV cap need
+    them, unless ``with_liquidity`` is False (the guard trades nothing).
 
     Raises:
         TrainingError: unknown tickers or benchmark, too little history for the segments, or a
@@ -90,7 +98,8 @@ def load_inputs(
     if config.learning.report_horizons and config.horizon in config.learning.report_horizons:
         report[config.horizon] = outcomes
     close = close_panel(prices, breaks)
-    return SignalInputs(config, repo, outcomes, close, universe, report, run_liquidity(config, prices, close))
+    liquidity = run_liquidity(config, prices, close) if with_liquidity else None
+    return SignalInputs(config, repo, outcomes, close, universe, report, liquidity)
 
 
 def run_liquidity(config: SignalRunConfig, prices: pd.DataFrame, close: pd.DataFrame) -> Liquidity | None:

@@ -23,8 +23,10 @@ def run(ctx: RunContext) -> dict[str, object]:
         return {"skipped": "no signals section"}
     quiet_libraries()
     registry = open_registry(ctx)
+    repo = FeatureRepo.open(ctx.settings)
+    # The guard compares rank IC only: no book is traded, so no ADV is computed.
     inputs = load_inputs(
-        config, ctx.offline_store_path, FeatureRepo.open(ctx.settings), exchange=ctx.config.calendar.exchange
+        config, ctx.offline_store_path, repo, exchange=ctx.config.calendar.exchange, with_liquidity=False
     )
     decisions: list[GuardDecision] = []
     for name, spec in config.enabled_models.items():

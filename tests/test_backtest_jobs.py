@@ -14,7 +14,10 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -36,6 +39,18 @@ def _wire(client: TestClient, executor: object, clock: FakeClock) -> None:
     jobs.store.clock = clock
 
 
+@contextmanager
+def _jobs_gateway(
+    tmp_path: Path, executor: object, clock: FakeClock | None = None, **overrides: Any
+) -> Iterator[TestClient]:
+    """A gateway (``settings`` with ``overrides``) with the data catalogue published and the test's
+    executor and clock wired in."""
+    with gateway(settings(tmp_path, **overrides)) as client:
+        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
+        _wire(client, executor, clock or FakeClock())
+        yield client
+
+
 def _submit(client: TestClient, headers: dict[str, str], **overrides: object) -> str:
     response = client.post("/v1/backtests", json=body(**overrides), headers=headers)
     assert response.status_code == 202, response.text
@@ -51,9 +66,7 @@ def _state(client: TestClient, headers: dict[str, str], job_id: str) -> dict[str
 
 def test_a_job_is_queued_then_started_then_failed_when_its_process_ends_without_a_result(tmp_path: Path) -> None:
     clock, executor = FakeClock(), FakeExecutor()
-    with gateway(settings(tmp_path, max_running=1)) as client:
-        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
-        _wire(client, executor, clock)
+    with _jobs_gateway(tmp_path, executor, clock, max_running=1) as client:
         h = key(client)
         first = _submit(client, h)
         clock.advance(1)  # queued jobs start oldest first
@@ -145,9 +158,7 @@ def test_the_date_range_and_universe_are_checked_against_the_published_data(tmp_
 
 
 def test_the_tenant_limit_answers_429_with_retry_after_and_a_cancel_frees_a_slot(tmp_path: Path) -> None:
-    with gateway(settings(tmp_path, max_jobs_per_tenant=2, retry_after_s=17)) as client:
-        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
-        _wire(client, FakeExecutor(), FakeClock())
+    with _jobs_gateway(tmp_path, FakeExecutor(), max_jobs_per_tenant=2, retry_after_s=17) as client:
         h, other = key(client), key(client, tenant="globex")
         first = _submit(client, h)
         _submit(client, h)
@@ -186,9 +197,7 @@ def test_unknown_ids_other_tenants_scopes_and_early_reports(tmp_path: Path) -> N
 
 def test_a_cancel_of_a_running_job_stops_its_process(tmp_path: Path) -> None:
     executor = FakeExecutor()
-    with gateway(settings(tmp_path)) as client:
-        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
-        _wire(client, executor, FakeClock())
+    with _jobs_gateway(tmp_path, executor) as client:
         h = key(client)
         job = _submit(client, h)
         client.app.state.services.backtests.tick()  # type: ignore[attr-defined]
@@ -205,9 +214,7 @@ def test_a_cancel_of_a_running_job_stops_its_process(tmp_path: Path) -> None:
 
 def test_a_refused_submission_goes_back_to_the_queue_with_the_reason(tmp_path: Path) -> None:
     executor = FakeExecutor(refuse="Ray dashboard unreachable")
-    with gateway(settings(tmp_path)) as client:
-        publish(client.app.state.services.engine)  # type: ignore[attr-defined]
-        _wire(client, executor, FakeClock())
+    with _jobs_gateway(tmp_path, executor) as client:
         h = key(client)
         job = _submit(client, h)
         client.app.state.services.backtests.tick()  # type: ignore[attr-defined]

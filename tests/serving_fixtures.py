@@ -45,6 +45,8 @@ EXPERIMENT = "serving-tests"
 _TEMPLATE_DB: list[Path] = []
 # The environment every server a test starts runs with (server tests import it from here).
 TELEMETRY_OFF = telemetry.TELEMETRY_OFF
+# The test ensemble's blend of the three signal models (register_ensemble), the same in every module.
+ENSEMBLE_WEIGHTS = {"technical": 0.5, "fundamental": 0.3, "sentiment_signal": 0.2}
 
 
 # --- synthetic data and models -------------------------------------------------------------------

@@ -45,14 +45,13 @@ from tests.gateway_fixtures.feast_repo import build_feature_repo
 from tests.gateway_fixtures.fixtures import PEPPER
 from tests.gateway_fixtures.load import Answer, in_background
 from tests.servers import free_port
-from tests.serving_fixtures import Registry, mlflow_uris_restored, server_env, train_booster, wait_for
+from tests.serving_fixtures import ENSEMBLE_WEIGHTS, Registry, mlflow_uris_restored, server_env, train_booster, wait_for
 
 # The timeout only stops a hung run: 91 s was seen on two cores at a load average of 10.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 MODELS = ("technical", "fundamental", "ensemble")
 KILLED = "technical"
-ENSEMBLE_WEIGHTS = {"technical": 0.5, "fundamental": 0.3, "sentiment_signal": 0.2}
 # Alerts that mean "a model server vanished": they must fire for the killed model.
 EXPECTED_FIRING = ("PortfolioOSModelReadyMissing", "PortfolioOSCircuitOpen", "PortfolioOSFallbackRateHigh")
 # Alerts that must stay quiet: other model servers still report readiness (not absent); a dead server

@@ -20,6 +20,7 @@ from serving.loaders import load_ensemble
 from serving.registry import Registry as ServingRegistry
 from serving.tensors import pyfunc_outputs
 from tests.serving_fixtures import (
+    ENSEMBLE_WEIGHTS,
     Registry,
     ServerProcess,
     infer,
@@ -30,13 +31,11 @@ from tests.serving_fixtures import (
 
 pytestmark = pytest.mark.usefixtures("module_mlflow_uris")
 
-WEIGHTS = {"technical": 0.5, "fundamental": 0.3, "sentiment_signal": 0.2}
-
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     registry = Registry.in_temp(tmp_path_factory, "ensemble")
-    assert registry.register_ensemble(WEIGHTS) == "1"
+    assert registry.register_ensemble(ENSEMBLE_WEIGHTS) == "1"
     return registry
 
 
@@ -50,7 +49,7 @@ def test_load_checks_the_inputs_are_signal_model_names(registry: Registry) -> No
     serving_registry = ServingRegistry(registry.uri)
     loaded = load_ensemble(serving_registry, serving_registry.resolve("ensemble", "champion"))
     try:
-        assert loaded.inputs == tuple(WEIGHTS)
+        assert loaded.inputs == tuple(ENSEMBLE_WEIGHTS)
         frame = pd.DataFrame({"technical": [0.8], "fundamental": [np.nan], "sentiment_signal": [0.3]})
         result: Any = loaded.model.predict(frame)  # the asset returns a dict of arrays
         np.testing.assert_allclose(result["score"], [(0.5 * 0.8 + 0.2 * 0.3) / 0.7])

@@ -17,6 +17,7 @@ from kserve.protocol.grpc import grpc_predict_v2_pb2_grpc as pb_grpc
 
 from tests.servers import free_port, listening_addresses
 from tests.serving_fixtures import (
+    ENSEMBLE_WEIGHTS,
     Registry,
     ServerProcess,
     infer,
@@ -25,13 +26,12 @@ from tests.serving_fixtures import (
 )
 
 pytestmark = pytest.mark.usefixtures("module_mlflow_uris")
-WEIGHTS = {"technical": 0.5, "fundamental": 0.3, "sentiment_signal": 0.2}
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, int]]:
     registry = Registry.create(tmp_path_factory.mktemp("grpc") / "registry", tmp_path_factory.getbasetemp())
-    registry.register_ensemble(WEIGHTS)
+    registry.register_ensemble(ENSEMBLE_WEIGHTS)
     grpc_port = free_port()
     logs = tmp_path_factory.mktemp("logs")
     with model_server("ensemble", registry.uri, logs, "--reload_seconds", "0", "--grpc_port", str(grpc_port)) as server:

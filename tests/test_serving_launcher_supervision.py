@@ -36,7 +36,7 @@ from feature_repo.contract import service_features
 from tests.gateway_fixtures.feast_repo import build_feature_repo
 from tests.gateway_fixtures.load import Load
 from tests.servers import stop_launcher
-from tests.serving_fixtures import Registry, mlflow_uris_restored, server_env, train_booster
+from tests.serving_fixtures import ENSEMBLE_WEIGHTS, Registry, mlflow_uris_restored, server_env, train_booster
 
 pytestmark = pytest.mark.slow  # the suite-wide 600 s timeout only stops a hung run
 
@@ -44,7 +44,6 @@ RECOVERY_BUDGET_S = 5.0
 # Deadlines that only stop a hung test; nothing asserts on them.
 BOOT_DEADLINE_S = 180.0
 EVENT_DEADLINE_S = 90.0
-ENSEMBLE_WEIGHTS = {"technical": 0.5, "fundamental": 0.3, "sentiment_signal": 0.2}
 
 
 @dataclass

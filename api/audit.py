@@ -47,7 +47,7 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api import audit_partitions
-from api.db import audit_log
+from api.db import RawJSON, audit_log
 from api.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -151,9 +151,13 @@ class AuditLog:
         request: Any,
         feature_snapshot_hash: str,
         model_versions: dict[str, str],
-        answer: dict[str, Any],
+        answer: dict[str, Any] | RawJSON,
     ) -> None:
-        """Queue one row (no I/O); when the queue is full, wait for room up to ``enqueue_timeout_s``."""
+        """Queue one row (no I/O); when the queue is full, wait for room up to ``enqueue_timeout_s``.
+
+        ``answer`` may be the body already serialised for the response (:class:`api.db.RawJSON`):
+        the row then keeps exactly the bytes the client got, and the writer does not serialise it again.
+        """
         row = {
             "created_at": self.clock(),
             "tenant": tenant,

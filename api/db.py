@@ -177,11 +177,18 @@ def make_engine(url: str, sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, json_serializer=json_text)
 
 
+class RawJSON(bytes):
+    """JSON already serialised, written to a JSON column as it is: an answer's body, exactly as sent."""
+
+
 def json_text(value: Any) -> str:
     """JSON columns through orjson: the audit writer serialises every answer, ~10x faster than ``json``.
 
-    Non-finite floats become ``null`` (valid JSON, which PostgreSQL's ``json`` type requires).
+    Non-finite floats become ``null`` (valid JSON, which PostgreSQL's ``json`` type requires). A
+    :class:`RawJSON` value is kept as it is (the route already serialised it for the response).
     """
+    if isinstance(value, RawJSON):
+        return value.decode()
     return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 

@@ -71,6 +71,9 @@ def test_audit_rows_on_postgresql_are_append_only(make_gateway, shared_env, data
             .one()
         )
     assert row["tenant"] == "pg-tenant" and row["answer"] == response.json()
+    with engine.connect() as conn:  # the audited answer is the body the client got, byte for byte
+        stored = conn.execute(text(f"SELECT answer::text FROM gateway_audit_log WHERE id = {row['id']}")).scalar()
+    assert stored == response.text
     for statement in (
         f"UPDATE gateway_audit_log SET tenant = 'forged' WHERE id = {row['id']}",
         f"DELETE FROM gateway_audit_log WHERE id = {row['id']}",

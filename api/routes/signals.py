@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from api.compose import compose_signals
 from api.data_quality import flag_signals
+from api.db import RawJSON
 from api.deps import InferenceClientDep, ServicesDep, SignalsReader
 from api.handlers import TICKER_ERROR_RESPONSES
 from api.schemas import SignalsPublic
@@ -52,7 +53,7 @@ async def get_signals(
         model_versions, degraded = composed.model_versions, composed.degraded
     if degraded:
         services.metrics.degraded.labels(route=ROUTE).inc()
-    answer_json = flag_signals(answer, await snapshots.data_quality(names))
+    body = orjson.dumps(flag_signals(answer, await snapshots.data_quality(names)))
     await services.audit.record(
         tenant=principal.tenant,
         route=ROUTE,
@@ -60,9 +61,9 @@ async def get_signals(
         request={"tickers": names},
         feature_snapshot_hash=digest,
         model_versions=model_versions,
-        answer=answer_json,
+        answer=RawJSON(body),
     )
-    # ``SignalsPublic`` was validated and dumped by ``public()``; the audited dict is the body (one
-    # serialisation), skipping FastAPI's second validation pass through ``response_model`` (which
-    # still documents the schema).
-    return Response(orjson.dumps(answer_json), media_type="application/json")
+    # ``SignalsPublic`` was validated and dumped by ``public()``; the body is serialised once, for
+    # the client and the audit row alike, skipping FastAPI's second validation pass through
+    # ``response_model`` (which still documents the schema).
+    return Response(body, media_type="application/json")

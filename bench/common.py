@@ -226,6 +226,17 @@ def wait_http_ok(url: str, process: subprocess.Popen[bytes], what: str, timeout_
     raise RuntimeError(f"{what} was not ready within {timeout_s:.0f} s")
 
 
+def child_rounds(
+    name: str, children: Sequence[str], repeats: int, child_args: Callable[[int, str], Sequence[str]]
+) -> dict[str, list[dict[str, Any]]]:
+    """Every child's figures, one per round: ``repeats`` :func:`alternating_rounds`, each child run in
+    its own interpreter (:func:`spawn_child`) with ``child_args(round, child)``."""
+    runs: dict[str, list[dict[str, Any]]] = {child: [] for child in children}
+    for r, child in alternating_rounds(children, repeats):
+        runs[child].append(spawn_child(name, child, r, *child_args(r, child)))
+    return runs
+
+
 def rounded(value: float, digits: int = 4) -> float | None:
     """``value`` to ``digits`` significant digits for readable JSON; None when not finite."""
     return float(f"{value:.{digits}g}") if math.isfinite(value) else None

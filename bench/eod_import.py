@@ -80,10 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown:
         sys.exit(f"bench.eod_import: unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
-    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     with common.Stopwatch() as total:
-        for r, variant in common.alternating_rounds(variants, args.repeats):
-            runs[variant].append(common.spawn_child(NAME, variant, r, "--data-dir", str(args.data_dir)))
+        runs = common.child_rounds(
+            NAME, variants, args.repeats, lambda _r, _variant: ["--data-dir", str(args.data_dir)]
+        )
     results = {v: summarise(rounds) for v, rounds in runs.items()}
     doc = build_document(args, archives, results)
     common.emit(NAME, doc, args.results_dir, total_seconds=total.seconds)

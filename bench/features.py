@@ -75,10 +75,12 @@ def main(argv: list[str] | None = None) -> None:
     size = common.universe_size(args)
     with common.Stopwatch() as total, common.scratch_folder() as folder:
         generation = write_inputs(size, folder)
-        runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in IMPLEMENTATIONS}
-        for r, impl in common.alternating_rounds(IMPLEMENTATIONS, args.repeats):
+
+        def child_args(r: int, impl: str) -> list[str]:
             output = ["--output", str(folder / f"{impl}.parquet")] if r == 0 else []  # compared below
-            runs[impl].append(common.spawn_child(NAME, impl, r, "--input-dir", str(folder), *output))
+            return ["--input-dir", str(folder), *output]
+
+        runs = common.child_rounds(NAME, IMPLEMENTATIONS, args.repeats, child_args)
         agreement = compare_outputs(folder / "per_ticker.parquet", folder / "vectorised.parquet")
     summary = {impl: summarise(rounds) for impl, rounds in runs.items()}
     doc = build_document(size, args, generation, summary, agreement)

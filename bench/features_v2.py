@@ -62,9 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     size = common.universe_size(args)
     with common.Stopwatch() as total, common.scratch_folder() as folder:
         generation = write_inputs(size, folder)
-        runs: dict[str, list[dict[str, Any]]] = {f: [] for f in FAMILIES}
-        for r, family in common.alternating_rounds(FAMILIES, args.repeats):
-            runs[family].append(common.spawn_child(NAME, family, r, "--input-dir", str(folder)))
+        runs = common.child_rounds(NAME, FAMILIES, args.repeats, lambda _r, _family: ["--input-dir", str(folder)])
     summary = {family: summarise(family, rounds) for family, rounds in runs.items()}
     v1, alpha = summary["v1_technical"], summary["v2_alpha"]
     doc = common.document(

@@ -224,9 +224,9 @@ class Plan:
     repository: str
     manifest: Path
     rebuild: bool
+    builder: Builder  # find_builder()'s choice: BuildKit or legacy, and the client that runs it
     keep_old: bool = False
     cold: bool = False
-    builder: Builder = field(default_factory=lambda: Builder("docker", "legacy"))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -329,9 +329,9 @@ def main(argv: list[str] | None = None) -> int:
             opts.repository,
             opts.manifest,
             opts.rebuild,
-            opts.keep_old,
-            opts.cold,
             builder,
+            keep_old=opts.keep_old,
+            cold=opts.cold,
         )
         report: dict[str, dict[str, object]] = {}
         for stage in build_stages(wanted, serial=opts.serial, buildkit=builder.kind == "buildkit"):

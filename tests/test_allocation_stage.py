@@ -9,35 +9,34 @@ from pathlib import Path
 
 import pytest
 
+from tests.run_configs import run_yaml, smoke_signals, synthetic_run
 from tests.test_pipeline_cli import cli, write_config
 
-CONFIG = """
-name: synthetic-allocation
-data: {kind: synthetic, n_tickers: 24, n_months: 48, seed: 5}
-features: {session_close_utc: "06:00"}
-online_tickers: [AAA, AAB]
-signals:
-  universe: all
-  benchmark: SYNTH_INDEX
-  horizon: 21
-  segments:
-    train: [2022-06-01, 2024-06-28]
-    valid: [2024-07-01, 2025-03-31]
-    test: [2025-04-01, 2025-12-31]
-  walk_forward: {n_folds: 2, min_train_sessions: 150, test_sessions: 63, embargo_sessions: 5}
-  models:
-    technical: {feature_service: technical_model_v1}
-  evaluation: {top_k: 5, rebalance_every: 21}
-  tuning: {num_samples: 1, max_concurrent_trials: 1, seed: 0, smoke_test: true}
-allocation:
-  max_weight: 0.25
-  lookback: 126
-  validation_windows: 2
-  topk: {k: 5, n_drop: 1}
-  monte_carlo: {n_paths: 200}
-  rl: {num_samples: 2, timesteps: 512, evaluations: 2, max_concurrent_trials: 2, episode_sessions: 60, net_arch: [16],
-       walk_forward_retrain: true}
-"""
+CONFIG = run_yaml(
+    synthetic_run(
+        "synthetic-allocation",
+        n_tickers=24,
+        n_months=48,
+        seed=5,
+        signals=smoke_signals(("2022-06-01", "2024-06-28"), ("2024-07-01", "2025-03-31"), ("2025-04-01", "2025-12-31")),
+        allocation={
+            "max_weight": 0.25,
+            "lookback": 126,
+            "validation_windows": 2,
+            "topk": {"k": 5, "n_drop": 1},
+            "monte_carlo": {"n_paths": 200},
+            "rl": {
+                "num_samples": 2,
+                "timesteps": 512,
+                "evaluations": 2,
+                "max_concurrent_trials": 2,
+                "episode_sessions": 60,
+                "net_arch": [16],
+                "walk_forward_retrain": True,
+            },
+        },
+    )
+)
 
 
 @pytest.mark.slow

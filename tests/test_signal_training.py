@@ -14,30 +14,28 @@ from pathlib import Path
 import pytest
 
 from feature_repo.schema import FEATURES_BY_VIEW, names
+from tests.run_configs import run_yaml, smoke_signals
 from tests.servers import stop_launcher
 from tests.test_pipeline_cli import cli, write_config
 from training.audit import AuditLog
 
-CONFIG = """
-name: ci-signals
-data: {kind: skfolio, start: 2008-01-01}
-online_tickers: [AAPL, MSFT]
-signals:
-  universe: all
-  benchmark: SP500
-  horizon: 21
-  segments:
-    train: [2009-01-01, 2015-12-31]
-    valid: [2016-01-01, 2017-06-30]
-    test: [2017-07-01, 2019-12-31]
-  walk_forward: {n_folds: 2, min_train_sessions: 504, test_sessions: 252, embargo_sessions: 5}
-  models:
-    technical: {feature_service: technical_model_v1}
-  evaluation: {top_k: 5, rebalance_every: 21}
-  tuning: {num_samples: 1, max_concurrent_trials: 1, seed: 0, smoke_test: true}
-  learning: {objective: auto, label: rank, seeds: 2, report_horizons: [5, 21, 63]}
-registry: {tracking_uri: null, promotion_margin: 0.0}
-"""
+CONFIG = run_yaml(
+    {
+        "name": "ci-signals",
+        "data": {"kind": "skfolio", "start": "2008-01-01"},
+        "online_tickers": ["AAPL", "MSFT"],
+        "signals": smoke_signals(
+            ("2009-01-01", "2015-12-31"),
+            ("2016-01-01", "2017-06-30"),
+            ("2017-07-01", "2019-12-31"),
+            benchmark="SP500",
+            min_train_sessions=504,
+            test_sessions=252,
+            learning={"objective": "auto", "label": "rank", "seeds": 2, "report_horizons": [5, 21, 63]},
+        ),
+        "registry": {"tracking_uri": None, "promotion_margin": 0.0},
+    }
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,31 +10,31 @@ from pathlib import Path
 
 import pytest
 
+from tests.run_configs import run_yaml, smoke_signals, synthetic_run
 from tests.test_pipeline_cli import cli, write_config
 from training.store import OfflineStore
 
-CONFIG = """
-name: synthetic-universe-rule
-data: {kind: synthetic, n_tickers: 40, n_months: 36, seed: 3}
-features: {session_close_utc: "06:00"}
-online_tickers: [AAA, AAB]
-signals:
-  universe: {rule: liquidity, top_n: 20, lookback_sessions: 20, min_price: 0.05, min_history_sessions: 60}
-  benchmark: SYNTH_INDEX
-  horizon: 21
-  segments:
-    train: [2022-06-01, 2023-09-29]
-    valid: [2023-10-02, 2024-03-28]
-    test: [2024-04-01, 2024-12-31]
-  walk_forward: {n_folds: 2, min_train_sessions: 150, test_sessions: 63, embargo_sessions: 5}
-  models:
-    technical: {feature_service: technical_model_v1}
-  evaluation: {top_k: 5, rebalance_every: 21}
-  tuning: {num_samples: 1, max_concurrent_trials: 1, seed: 0, smoke_test: true}
-allocation:
-  lookback: 60
-  rl: {smoke_test: true, num_samples: 1, algorithms: [ppo]}
-"""
+CONFIG = run_yaml(
+    synthetic_run(
+        "synthetic-universe-rule",
+        n_tickers=40,
+        n_months=36,
+        seed=3,
+        signals=smoke_signals(
+            ("2022-06-01", "2023-09-29"),
+            ("2023-10-02", "2024-03-28"),
+            ("2024-04-01", "2024-12-31"),
+            universe={
+                "rule": "liquidity",
+                "top_n": 20,
+                "lookback_sessions": 20,
+                "min_price": 0.05,
+                "min_history_sessions": 60,
+            },
+        ),
+        allocation={"lookback": 60, "rl": {"smoke_test": True, "num_samples": 1, "algorithms": ["ppo"]}},
+    )
+)
 
 
 @pytest.mark.slow

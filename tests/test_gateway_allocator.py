@@ -6,10 +6,10 @@ allocator version (tests/test_serving_allocator.py) trained on all but the last 
 universe. Expected weights come from the registered pyfunc itself on the same online rows.
 """
 
-# ruff: noqa: F811  # fixtures imported from tests/gateway_fixtures are parameters by design
+# ruff: noqa: F811  # fixtures imported from tests/gateway_fixtures are parameters by design; allocator_server
+# (tests/test_serving_allocator) serves this module's registry
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,12 @@ from tests.gateway_fixtures.fixtures import (  # noqa: F401
     shared_env,
 )
 from tests.serving_fixtures import Registry, ServerProcess, model_server
-from tests.test_serving_allocator import allocator_request, pyfunc_weights, register_allocator
+from tests.test_serving_allocator import (  # noqa: F401
+    allocator_request,
+    allocator_server,
+    pyfunc_weights,
+    register_allocator,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("module_mlflow_uris")]
 ALLOCATOR = "allocator"
@@ -50,12 +55,6 @@ def registry(tmp_path_factory: pytest.TempPathFactory, trained: list[str]) -> Re
     registry = Registry.in_temp(tmp_path_factory, "gw-allocator")
     assert register_allocator(registry, trained, seed=5) == "1"
     return registry
-
-
-@pytest.fixture(scope="module")
-def allocator_server(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with model_server(ALLOCATOR, registry.uri, tmp_path_factory.mktemp("logs"), "--reload_seconds", "0") as server:
-        yield server
 
 
 def online_rows(env: SharedEnv, tickers: list[str], book: dict[str, float]) -> pd.DataFrame:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from feature_repo.telemetry import telemetry_off
 
@@ -24,6 +25,19 @@ def prepare_process() -> None:
     import prometheus_client.values  # noqa: F401 - binds the in-memory value class now
 
 
+def keep_torch_out() -> None:
+    """Mark torch absent in this process, as it is in the gateway image; call it before Feast loads.
+
+    The gateway installs without torch (pyproject's gateway group; the image has none), but Feast
+    imports torch at import time whenever it is installed (``feast.torch_wrapper``), as it is in a
+    development venv that also trains. There it cost the gateway about 180 MB resident and seconds
+    of start-up for a module nothing in it calls. ``None`` in ``sys.modules`` makes ``import torch``
+    raise ImportError, which Feast catches exactly as in the image. Only the gateway's own process
+    entry calls this: a process that already imported torch keeps it.
+    """
+    sys.modules.setdefault("torch", None)  # type: ignore[arg-type]  # None: "known absent" to the import system
+
+
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, prepare the process, configure logging and serve."""
     parser = argparse.ArgumentParser(prog="python -m api", description="Portfolio OS B2B gateway.")
@@ -31,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     prepare_process()  # before the imports below load Feast
+    keep_torch_out()
 
     import uvicorn
 

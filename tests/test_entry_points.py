@@ -82,6 +82,23 @@ def test_the_gateways_entry_point_sets_what_it_needs(monkeypatch: pytest.MonkeyP
     assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 
 
+def test_the_gateway_process_runs_without_torch_as_its_image_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With torch installed (this venv), Feast would import it into the gateway: ~180 MB for nothing."""
+    seen = imported_after(
+        "from api.__main__ import keep_torch_out, prepare_process\n"
+        "prepare_process(); keep_torch_out()\n"
+        "import api.app, feast.torch_wrapper as wrapper\n"
+        "assert not wrapper.TORCH_AVAILABLE"
+    )
+    assert not [m for m in seen["modules"] if str(m).startswith("torch.")]  # type: ignore[attr-defined]
+    from api.__main__ import keep_torch_out
+
+    loaded = object()
+    monkeypatch.setitem(sys.modules, "torch", loaded)
+    keep_torch_out()  # a process that already has torch keeps it
+    assert sys.modules["torch"] is loaded
+
+
 # --- telemetry off, defined once -----------------------------------------------------------------
 
 

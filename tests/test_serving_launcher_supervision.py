@@ -183,6 +183,9 @@ def test_launcher_restarts_crashed_servers_and_gateway_and_stops_without_orphans
         assert recovered - ready_at <= RECOVERY_BUDGET_S
 
         gateway = _child(parent, "-m", "api")
+        # As in its image, the gateway runs without torch even though this venv has it (Feast would load it).
+        mapped = {Path(m.path).name for m in gateway.memory_maps()}
+        assert not {name for name in mapped if name.startswith("libtorch")}, sorted(mapped)
         os.killpg(gateway.pid, signal.SIGKILL)
         gone, _, _ = output.wait_line(rf"gateway \(pid {gateway.pid}, .*killed by SIGKILL", ready)
         waits: list[float] = []

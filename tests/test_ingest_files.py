@@ -174,10 +174,15 @@ def test_header_only_file_is_rejected(tmp_path: Path) -> None:
     assert [(p.row, p.column, p.message) for p in problems_of(excinfo)] == [(None, None, "file has no data rows")]
 
 
-def test_zero_byte_file_is_rejected(tmp_path: Path) -> None:
-    path = tmp_path / "p.csv"
-    path.write_bytes(b"")
-    with pytest.raises(IngestError, match="empty"):
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [("p.csv", b"", "empty"), ("prices.parquet", b"not parquet at all", "not a readable Parquet file")],
+    ids=["zero-byte csv", "corrupt parquet"],
+)
+def test_an_unreadable_file_is_rejected(tmp_path: Path, name: str, content: bytes, words: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(IngestError, match=words):
         load_prices(path)
 
 
@@ -397,13 +402,6 @@ def test_parquet_with_ticker_and_date_as_index(tmp_path: Path) -> None:
     frame = load_prices(path)
     assert frame["ticker"].tolist() == ["AAPL", "AAPL"]
     assert frame["close"].tolist() == [11.0, 11.0]
-
-
-def test_corrupt_parquet_is_rejected(tmp_path: Path) -> None:
-    path = tmp_path / "prices.parquet"
-    path.write_bytes(b"not parquet at all")
-    with pytest.raises(IngestError, match="not a readable Parquet file"):
-        load_prices(path)
 
 
 def test_fundamentals_parquet_problems_use_record_numbers(tmp_path: Path) -> None:

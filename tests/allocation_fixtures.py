@@ -18,3 +18,14 @@ def mlp_policy(n_inputs: int, n_actions: int, seed: int = 0) -> PolicyParams:
         action_low=np.full(n_actions, -10.0),
         action_high=np.full(n_actions, 10.0),
     )
+
+
+def zero_policy(n_inputs: int, n_actions: int) -> PolicyParams:
+    """A policy whose action is 0 for every observation: under an overlay it holds the base book."""
+    return PolicyParams(
+        weights=(np.zeros((n_inputs, 4)), np.zeros((4, n_actions))),
+        biases=(np.zeros(4), np.zeros(n_actions)),
+        activation="tanh",
+        action_low=np.full(n_actions, -10.0),
+        action_high=np.full(n_actions, 10.0),
+    )

@@ -199,9 +199,9 @@ def test_one_fixed_width_policy_serves_different_memberships() -> None:
     rows_a = pd.DataFrame({"ticker": ["X", "Y", "Z"], "ret_21d": [0.1, -0.1, 0.0], "vol_63d": [0.2, 0.1, 0.3]})
     rows_b = pd.DataFrame({"ticker": [f"N{i}" for i in range(8)], "ret_21d": np.linspace(-0.1, 0.1, 8)})
     kwargs = {"features": FEATURES, "policy": policy, "max_assets": 8, "slot_feature": "vol_63d"}
-    for rows in (rows_a, rows_b):
-        out = allocate_slots(rows, max_weight=0.5, turnover_cap=None, allow_cash=True, **kwargs)  # type: ignore[arg-type]
-        assert list(out["ticker"]) == list(rows["ticker"]) and out["weight"].sum() <= 1.0 + 1e-12
+    for request in (rows_a, rows_b):
+        out = allocate_slots(request, max_weight=0.5, turnover_cap=None, allow_cash=True, **kwargs)  # type: ignore[arg-type]
+        assert list(out["ticker"]) == list(request["ticker"]) and out["weight"].sum() <= 1.0 + 1e-12
         assert (out["weight"] >= 0).all() and out["weight"].max() <= 0.5 + 1e-12
     # The same names in another order get the same weights (slots follow vol_63d, not the row order).
     flipped = allocate_slots(rows_a.iloc[::-1], max_weight=0.5, turnover_cap=None, allow_cash=True, **kwargs)  # type: ignore[arg-type]
@@ -215,8 +215,8 @@ def test_one_fixed_width_policy_serves_different_memberships() -> None:
             max_weight=0.5,
             turnover_cap=None,
             allow_cash=True,
-            **kwargs,
-        )  # type: ignore[arg-type]
+            **kwargs,  # type: ignore[arg-type]
+        )
 
 
 def test_the_policy_strategy_matches_the_environment_in_fixed_width() -> None:

@@ -15,6 +15,13 @@ order the environment used (held names first, then by ``slot_feature`` ascending
 refused with a ValueError naming the limit. An older policy trained on a fixed universe (no
 ``max_assets``) takes any subset of its ``tickers`` (the others are neither normalised with nor
 held), never a ticker outside them.
+
+Overlay (``model_config["overlay"]`` = ``{"base": ..., "scale": ...}``; absent = ``none``): the
+policy's action tilts a base book instead of being the book's logits. The served bases are those a
+request can rebuild from its own rows: ``inverse_variance`` (``1 / vol_63d**2`` over the request's
+tickers in the slots, capped at ``max_weight``, the environment's own function); a request with
+no ``vol_63d`` for a name gives it the median of the others. ``min_variance`` and ``hrp`` need a
+window of returns that a request does not carry: a model_config naming one is refused at load.
 """
 
 from __future__ import annotations
@@ -34,7 +41,15 @@ try:  # the project installed: training, tests
         normalise_features,
     )
     from training.allocation.policy import PolicyParams, policy_action
-    from training.allocation.weights import constrained_target, slot_target
+    from training.allocation.weights import (
+        BASE_VOL_FEATURE,
+        SERVABLE_BASES,
+        constrained_target,
+        inverse_variance_base,
+        overlay_slot_target,
+        overlay_target,
+        slot_target,
+    )
 except ImportError:  # inside a model server: code_paths put the three files on sys.path
     from observation import (  # type: ignore[no-redef]
         assign_slots,
@@ -43,7 +58,15 @@ except ImportError:  # inside a model server: code_paths put the three files on 
         normalise_features,
     )
     from policy import PolicyParams, policy_action  # type: ignore[no-redef]
-    from weights import constrained_target, slot_target  # type: ignore[no-redef]
+    from weights import (  # type: ignore[no-redef]
+        BASE_VOL_FEATURE,
+        SERVABLE_BASES,
+        constrained_target,
+        inverse_variance_base,
+        overlay_slot_target,
+        overlay_target,
+        slot_target,
+    )
 
 
 class AllocatorPyfunc(PythonModel):  # type: ignore[misc]
@@ -65,6 +88,16 @@ class AllocatorPyfunc(PythonModel):  # type: ignore[misc]
             raise ValueError(
                 f"model_config slot_feature {self.slot_feature!r} is not among its features {self.features}"
             )
+        overlay = cfg.get("overlay") or {}
+        self.overlay = str(overlay.get("base", "none"))
+        self.overlay_scale = float(overlay.get("scale", 0.5))
+        if self.overlay not in SERVABLE_BASES:
+            raise ValueError(
+                f"model_config overlay base {self.overlay!r} cannot be served: it needs a window of returns "
+                f"and a request carries one row of features per ticker (servable: {list(SERVABLE_BASES)})"
+            )
+        if self.overlay == "inverse_variance" and BASE_VOL_FEATURE not in self.features:
+            raise ValueError(f"the inverse-variance overlay reads {BASE_VOL_FEATURE!r}, not among {self.features}")
         self.policy = PolicyParams.load(context.artifacts["policy"])
         self.position = {t: i for i, t in enumerate(self.tickers)}
 
@@ -79,6 +112,8 @@ class AllocatorPyfunc(PythonModel):  # type: ignore[misc]
                 max_weight=self.max_weight,
                 turnover_cap=self.turnover_cap,
                 allow_cash=self.allow_cash,
+                overlay=self.overlay,
+                overlay_scale=self.overlay_scale,
             )
         return allocate(
             model_input,
@@ -88,6 +123,8 @@ class AllocatorPyfunc(PythonModel):  # type: ignore[misc]
             max_weight=self.max_weight,
             turnover_cap=self.turnover_cap,
             allow_cash=self.allow_cash,
+            overlay=self.overlay,
+            overlay_scale=self.overlay_scale,
         )
 
 
@@ -100,6 +137,8 @@ def allocate(
     max_weight: float,
     turnover_cap: float | None,
     allow_cash: bool,
+    overlay: str = "none",
+    overlay_scale: float = 0.5,
 ) -> pd.DataFrame:
     """Weights for ``rows`` (see the module docstring); a ValueError names any bad ticker or weight."""
     if "ticker" not in rows.columns:
@@ -126,9 +165,22 @@ def allocate(
     present[index] = True
     obs = build_observation(normalise_features(values), current)
     logits = policy_action(policy, obs)
-    weights, _ = constrained_target(
-        logits, current, max_weight=max_weight, turnover_cap=turnover_cap, allow_cash=allow_cash, present=present
-    )
+    if overlay == "none":
+        weights, _ = constrained_target(
+            logits, current, max_weight=max_weight, turnover_cap=turnover_cap, allow_cash=allow_cash, present=present
+        )
+    else:
+        base = inverse_variance_base(_base_vol(values, features, overlay), present, max_weight)
+        weights, _ = overlay_target(
+            logits,
+            base,
+            current,
+            scale=overlay_scale,
+            max_weight=max_weight,
+            turnover_cap=turnover_cap,
+            allow_cash=allow_cash,
+            present=present,
+        )
     return pd.DataFrame({"ticker": names, "weight": weights[index]}, index=rows.index)
 
 
@@ -142,6 +194,8 @@ def allocate_slots(
     max_weight: float,
     turnover_cap: float | None,
     allow_cash: bool,
+    overlay: str = "none",
+    overlay_scale: float = 0.5,
 ) -> pd.DataFrame:
     """Weights for any set of up to ``max_assets`` tickers from a fixed-width policy (module docstring).
 
@@ -173,17 +227,44 @@ def allocate_slots(
     everyone = np.ones(n, dtype=bool)
     slots = assign_slots(key, everyone, current > 0.0, max_assets)
     obs = build_slot_observation(normalise_features(values), current, slots, everyone[slots], max_assets)
-    weights, _ = slot_target(
-        policy_action(policy, obs),
-        current,
-        slots,
-        everyone[slots],
-        max_assets,
-        max_weight=max_weight,
-        turnover_cap=turnover_cap,
-        allow_cash=allow_cash,
-    )
+    action = policy_action(policy, obs)
+    if overlay == "none":
+        weights, _ = slot_target(
+            action,
+            current,
+            slots,
+            everyone[slots],
+            max_assets,
+            max_weight=max_weight,
+            turnover_cap=turnover_cap,
+            allow_cash=allow_cash,
+        )
+    else:
+        base = np.zeros(n)
+        base[slots] = inverse_variance_base(_base_vol(values, features, overlay)[slots], everyone[slots], max_weight)
+        weights, _ = overlay_slot_target(
+            action,
+            current,
+            slots,
+            everyone[slots],
+            max_assets,
+            base=base,
+            scale=overlay_scale,
+            max_weight=max_weight,
+            turnover_cap=turnover_cap,
+            allow_cash=allow_cash,
+        )
     return pd.DataFrame({"ticker": names, "weight": weights}, index=rows.index)
+
+
+def _base_vol(values: np.ndarray, features: list[str], overlay: str) -> np.ndarray:
+    """The volatility the served base reads, ``[n]`` (raw request values; NaN where missing)."""
+    if overlay not in SERVABLE_BASES or overlay == "none":
+        raise ValueError(f"overlay base {overlay!r} cannot be served from a request's rows")
+    if BASE_VOL_FEATURE not in features:
+        raise ValueError(f"the inverse-variance overlay reads {BASE_VOL_FEATURE!r}, not among {features}")
+    vol: np.ndarray = values[0, :, features.index(BASE_VOL_FEATURE)]
+    return vol
 
 
 mlflow.models.set_model(AllocatorPyfunc())

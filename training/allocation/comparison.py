@@ -22,8 +22,10 @@ from feature_repo.schema import ALLOCATOR_FEATURES
 from training.allocation.backtest import BacktestConfig, backtest_all
 from training.allocation.config import AllocationRunConfig
 from training.allocation.data import SCORE, AllocationData
-from training.allocation.env import EnvConfig
-from training.allocation.optimisers import TopkDropout, classic_strategies
+from training.allocation.env import WINDOW_BASES, EnvConfig
+from training.allocation.optimisers import ClassicStrategy, TopkDropout, classic_strategies
+from training.allocation.overlay import base_optimiser as overlay_optimiser
+from training.allocation.overlay import base_table, decision_dates
 from training.allocation.panel import MarketPanel
 from training.allocation.performance import (
     STRESS_WINDOWS,
@@ -81,6 +83,8 @@ def allocation_inputs(cfg: AllocationRunConfig, signals: SignalRunConfig, data: 
         rebalance_every=cfg.rebalance_every,
         max_assets=cfg.max_assets,
         slot_feature=cfg.slot_feature,
+        overlay=cfg.rl.overlay.base,
+        overlay_scale=cfg.rl.overlay.scale,
     )
     return AllocationInputs(cfg, signals, data, data.panel.with_feature_lag(1), env)
 
@@ -100,12 +104,28 @@ def input_validation_windows(inputs: AllocationInputs) -> list[tuple[int, int]]:
 
 
 def rl_data(inputs: AllocationInputs) -> RLData:
-    """RL's train panel and validation panels (with the window's warm-up, without the score column)."""
-    return RLData(
-        train=_observation_panel(inputs, *inputs.data.train),
-        validation=[_observation_panel(inputs, a, b) for a, b in input_validation_windows(inputs)],
-        env=inputs.env,
-    )
+    """RL's train panel and validation panels (with the window's warm-up, without the score column).
+
+    With a window base (``min_variance``, ``hrp``) the base books of every decision on the panels'
+    rebalance grids are computed here, once, from the unlagged panel (:func:`overlay.base_table`).
+    """
+    train = _observation_panel(inputs, *inputs.data.train)
+    validation = [_observation_panel(inputs, a, b) for a, b in input_validation_windows(inputs)]
+    bases = None
+    optimiser = base_optimiser(inputs)
+    if optimiser is not None:
+        every, window = inputs.cfg.rebalance_every, inputs.cfg.window
+        dates = [d for p in (train, *validation) for d in decision_dates(p, window, every)]
+        bases = base_table(inputs.data.panel, dates, optimiser)
+    return RLData(train=train, validation=validation, env=inputs.env, bases=bases)
+
+
+def base_optimiser(inputs: AllocationInputs) -> ClassicStrategy | None:
+    """A fresh optimiser forming the overlay's window base, or None (no overlay, or a servable base)."""
+    cfg = inputs.cfg
+    if cfg.rl.overlay.base not in WINDOW_BASES:
+        return None
+    return overlay_optimiser(cfg.rl.overlay.base, lookback=cfg.lookback, max_weight=cfg.max_weight)
 
 
 def _observation_panel(inputs: AllocationInputs, start: int, stop: int) -> MarketPanel:
@@ -167,7 +187,14 @@ def _test_backtests(
             f"{policy_name} was re-trained every {inputs.cfg.refit_every} sessions of the test segment on the "
             f"history before each window ({search.timesteps} steps, the chosen trial's hyper-parameters)"
         )
-    policy = PolicyStrategy(policy_name, search.policy, inputs.env, ALLOCATOR_FEATURES, retrain=retrain)
+    policy = PolicyStrategy(
+        policy_name,
+        search.policy,
+        inputs.env,
+        ALLOCATOR_FEATURES,
+        retrain=retrain,
+        base_optimiser=base_optimiser(inputs),
+    )
     strategies: list[Strategy] = [policy, *_classic(inputs, with_topk=True)]
     config = backtest_config(inputs)
     results, seconds = backtest_all(strategies, inputs.data.panel, config, start=start, end=stop - 1, progress=progress)
@@ -228,7 +255,7 @@ def _backtest_window(
 ) -> list[StrategyResult]:
     start, stop = window
     strategies: list[Strategy] = [
-        PolicyStrategy(policy_name, policy, inputs.env, ALLOCATOR_FEATURES),
+        PolicyStrategy(policy_name, policy, inputs.env, ALLOCATOR_FEATURES, base_optimiser=base_optimiser(inputs)),
         *_classic(inputs, with_topk=False),
     ]
     results, _ = backtest_all(strategies, inputs.data.panel, backtest_config(inputs), start=start, end=stop - 1)

@@ -20,6 +20,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class OverlayConfig(_Strict):
+    """The RL policy as an overlay on a base book (:mod:`training.allocation.overlay`).
+
+    ``none`` keeps the policy choosing the whole book (logits over the slots and cash). Any other
+    base is tilted by the action, ``w ∝ base * exp(scale * tanh(a))``: a zero action holds the base.
+    Only ``none`` and ``inverse_variance`` can be served (a request carries one row of features per
+    ticker, no returns window); ``min_variance`` and ``hrp`` are backtested but not registered.
+    """
+
+    base: Literal["none", "inverse_variance", "min_variance", "hrp"] = "none"
+    scale: float = Field(0.5, gt=0, le=10, description="The tilt's bound: factors in [e**-scale, e**scale].")
+
+
 class RLConfig(_Strict):
     """The Ray Tune search over RL algorithms, hyper-parameters and seeds."""
 
@@ -37,6 +50,16 @@ class RLConfig(_Strict):
         "before each window (one training run per window), instead of testing the policy chosen once.",
     )
     smoke_test: bool = Field(False, description="One trial of a few hundred steps: a wiring check.")
+    overlay: OverlayConfig = Field(default_factory=OverlayConfig)
+
+    @model_validator(mode="after")
+    def _overlay_retrain(self) -> Self:
+        if self.walk_forward_retrain and self.overlay.base in ("min_variance", "hrp"):
+            raise ValueError(
+                f"walk_forward_retrain is not supported with the overlay base {self.overlay.base!r} "
+                "(its base books are computed once, for the train and valid segments)"
+            )
+        return self
 
 
 class TopkConfig(_Strict):

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -63,10 +63,15 @@ from training.allocation.observation import (
 from training.allocation.panel import MarketPanel
 from training.allocation.results import StrategyResult
 from training.allocation.weights import (
+    BASE_VOL_FEATURE,
+    OVERLAY_BASES,
     check_feasible,
     constrained_target,
     drift,
     hold_unpriced,
+    inverse_variance_base,
+    overlay_slot_target,
+    overlay_target,
     sell_exits,
     slot_target,
 )
@@ -79,6 +84,9 @@ ActionArray = npt.NDArray[np.floating[Any]]
 # Logits beyond +-10 change nothing a policy needs: e**20 already puts 5e8 times more weight on one
 # asset than on another. The bound keeps PPO's Gaussian actions in a range where they still matter.
 ACTION_BOUND: Final = 10.0
+# Bases estimated on a trailing window of returns: precomputed per decision session (a solve each),
+# handed to the environment as a table, and the decisions kept on the rebalance grid they cover.
+WINDOW_BASES: Final = ("min_variance", "hrp")
 # One-way turnover is at most 2, so 5,000 bps or more per side would wipe out the book in one trade:
 # such a value is almost surely a fraction or a percentage misread as basis points.
 MAX_COST_BPS: Final = 5000.0
@@ -103,6 +111,12 @@ class EnvConfig:
         max_assets: slots of a fixed-width observation and action (module docstring), or None for
             the panel's own width.
         slot_feature: the feature whose rank (ascending) orders the slots; None: panel order.
+        overlay: the base book the action tilts (``none``: the action is the logits of the book
+            itself; ``inverse_variance``: ``1 / vol_63d**2`` of the names in the slots, from the
+            observation's own row; ``min_variance`` or ``hrp``: the classic optimiser on the
+            trailing returns, handed over as a table, module docstring "Overlay").
+        overlay_scale: the tilt's bound: each name's base weight is multiplied by a factor in
+            ``[e**-scale, e**scale]`` before the book is renormalised.
     """
 
     window: int = 20
@@ -116,9 +130,16 @@ class EnvConfig:
     rebalance_every: int = 1
     max_assets: int | None = None
     slot_feature: str | None = None
+    overlay: str = "none"
+    overlay_scale: float = 0.5
 
     def __post_init__(self) -> None:
         _require_count("window", self.window)
+        if self.overlay not in OVERLAY_BASES:
+            raise TrainingError(f"overlay must be one of {list(OVERLAY_BASES)}, got {self.overlay!r}")
+        scale = _number("overlay_scale", self.overlay_scale)
+        if not (math.isfinite(scale) and 0.0 < scale <= 10.0):
+            raise TrainingError(f"overlay_scale must be in (0, 10], got {self.overlay_scale!r}")
         _require_count("rebalance_every", self.rebalance_every)
         if self.max_assets is not None:
             _require_count("max_assets", self.max_assets)
@@ -182,8 +203,20 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
     period, after its drift), and ``wealth`` (net equity since reset, from 1.0).
     """
 
-    def __init__(self, panel: MarketPanel, config: EnvConfig) -> None:
+    def __init__(
+        self, panel: MarketPanel, config: EnvConfig, *, bases: Mapping[np.datetime64, FloatArray] | None = None
+    ) -> None:
         panel.require_window(config.window)
+        if config.overlay in WINDOW_BASES and bases is None:
+            raise TrainingError(
+                f"overlay {config.overlay!r} needs its base books per decision session (overlay.base_table)"
+            )
+        if config.overlay == "inverse_variance" and BASE_VOL_FEATURE not in panel.feature_names:
+            raise TrainingError(
+                f"overlay 'inverse_variance' reads {BASE_VOL_FEATURE!r}, which the panel lacks: "
+                f"{list(panel.feature_names)}"
+            )
+        self._bases = bases if config.overlay in WINDOW_BASES else None
         width = panel.n_assets if config.max_assets is None else config.max_assets
         check_feasible(width, config.max_weight, config.allow_cash)
         self.panel = panel
@@ -275,7 +308,9 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
     def _target(self, logits: FloatArray, drifted: FloatArray, t: int) -> tuple[FloatArray, float]:
         """The book after trading at ``t`` on ``logits`` (panel order) and the share of the wanted trade made."""
         config, available = self.config, self.panel.available
-        if config.max_assets is None:
+        if config.overlay != "none":
+            traded, share = self._overlay(logits, drifted, t)
+        elif config.max_assets is None:
             traded, share = constrained_target(
                 logits,
                 drifted,
@@ -296,6 +331,57 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
                 allow_cash=config.allow_cash,
             )
         return hold_unpriced(traded, drifted, None if self.panel.priced is None else self.panel.priced[t]), share
+
+    def _overlay(self, action: FloatArray, drifted: FloatArray, t: int) -> tuple[FloatArray, float]:
+        """The base book at ``t`` tilted by ``action`` (:func:`~training.allocation.weights.overlay_target`)."""
+        config, panel = self.config, self.panel
+        now = panel.available_at(t)
+        if config.max_assets is None:
+            names = np.arange(panel.n_assets)
+            base = self.base_at(t, names, now)
+            return overlay_target(
+                action,
+                base,
+                drifted,
+                scale=config.overlay_scale,
+                max_weight=config.max_weight,
+                turnover_cap=config.turnover_cap,
+                allow_cash=config.allow_cash,
+                present=None if panel.available is None else now,
+            )
+        tradable = now[self._slots]
+        return overlay_slot_target(
+            action,
+            drifted,
+            self._slots,
+            tradable,
+            self.width,
+            base=self.base_at(t, self._slots, tradable),
+            scale=config.overlay_scale,
+            max_weight=config.max_weight,
+            turnover_cap=config.turnover_cap,
+            allow_cash=config.allow_cash,
+        )
+
+    def base_at(self, t: int, names: npt.NDArray[np.intp], tradable: npt.NDArray[np.bool_]) -> FloatArray:
+        """``[N]`` the base book of the decision at ``t``: over ``names`` (the slots) for ``inverse_variance``.
+
+        The inverse-variance base is built over the tradable names of the slots alone, from the
+        volatility the observation's row carries (the features known at the decision), exactly as
+        the served allocator builds it from a request's rows. A table base is the optimiser's book
+        for that session (computed on the returns through the session before).
+        """
+        panel = self.panel
+        if self.config.overlay == "inverse_variance":
+            vol = panel.features[t, names, panel.feature_names.index(BASE_VOL_FEATURE)]
+            out: FloatArray = np.zeros(panel.n_assets)
+            out[names] = inverse_variance_base(vol, tradable, self.config.max_weight)
+            return out
+        assert self._bases is not None
+        day = panel.dates[t]
+        if day not in self._bases:
+            raise TrainingError(f"no {self.config.overlay} base book for the decision session {day}")
+        return self._bases[day]
 
     def _hold(self, weights: FloatArray, t: int, end: int) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Drift ``weights`` over sessions ``t + 1 .. end``: each session's gross return, weights and forced sales.
@@ -339,6 +425,10 @@ class PortfolioEnv(gymnasium.Env[ObsArray, ActionArray]):
             return int(start)
         if self.config.episode_length is None:
             return self.first_decision
+        if self._bases is not None:  # a table base covers the rebalance grid from the first decision
+            every = self.config.rebalance_every
+            steps = (self.last_start - self.first_decision) // every
+            return self.first_decision + every * int(self.np_random.integers(0, steps + 1))
         return int(self.np_random.integers(self.first_decision, self.last_start + 1))
 
     def _last_start(self) -> int:

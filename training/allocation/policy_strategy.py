@@ -9,6 +9,11 @@ With a :class:`Retrain` spec, :meth:`PolicyStrategy.fit` trains a fresh policy w
 algorithm and hyper-parameters on the history it is given (the backtester calls it every
 ``refit_every`` sessions), so the RL allocator is evaluated walk-forward like any strategy that
 learns: each window's policy has seen nothing after the window's start.
+
+Overlay (``env.overlay`` other than ``none``, :mod:`training.allocation.overlay`): the action tilts
+a base book formed at each decision from the same history: the inverse-variance book of the slot
+names from their ``vol_63d`` at the last close, or the classic optimiser (``base_optimiser``) on
+the trailing returns, i.e. the classic strategy's own book on that rebalance.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from training.allocation.env import EnvConfig, PortfolioEnv, masked_features
+from training.allocation.env import WINDOW_BASES, EnvConfig, PortfolioEnv, masked_features
 from training.allocation.observation import (
     assign_slots,
     build_observation,
@@ -28,7 +34,15 @@ from training.allocation.observation import (
 from training.allocation.panel import MarketPanel
 from training.allocation.policy import PolicyParams, export_policy, policy_action
 from training.allocation.results import FloatArray
-from training.allocation.weights import constrained_target, slot_target
+from training.allocation.strategy import Strategy
+from training.allocation.weights import (
+    BASE_VOL_FEATURE,
+    constrained_target,
+    inverse_variance_base,
+    overlay_slot_target,
+    overlay_target,
+    slot_target,
+)
 from training.errors import TrainingError
 
 
@@ -53,7 +67,13 @@ class PolicyStrategy:
         feature_names: tuple[str, ...],
         *,
         retrain: Retrain | None = None,
+        base_optimiser: Strategy | None = None,
     ) -> None:
+        if env.overlay in WINDOW_BASES and base_optimiser is None:
+            raise TrainingError(f"{name}: the overlay base {env.overlay!r} needs its optimiser (base_optimiser)")
+        if env.overlay == "inverse_variance" and BASE_VOL_FEATURE not in feature_names:
+            raise TrainingError(f"{name}: the inverse-variance base reads {BASE_VOL_FEATURE!r}, not a policy feature")
+        self.base_optimiser = base_optimiser
         self.name = name
         self.policy = policy
         self.env = env
@@ -80,6 +100,8 @@ class PolicyStrategy:
         own = history.with_features(
             np.ascontiguousarray(history.features[:, :, columns]), self.feature_names
         ).with_feature_lag(1)
+        if self.env.overlay in WINDOW_BASES:
+            raise TrainingError(f"{self.name}: walk-forward re-training is not supported with a window base")
         env = PortfolioEnv(own, replace(self.env, episode_length=self.retrain.episode_length))
         model = build_model(self.retrain.hyper_parameters, env, self.retrain.net_arch)
         model.learn(total_timesteps=self.retrain.timesteps)
@@ -97,6 +119,8 @@ class PolicyStrategy:
         features = normalise_features(masked_features(history.features[-window:][:, :, columns], available))
         present = history.available_at(history.n_sessions - 1)
         env = self.env
+        if env.overlay != "none":
+            return self._overlay(history, current, features, present, columns)
         if env.max_assets is None:
             weights, _ = constrained_target(
                 policy_action(self.policy, build_observation(features, current)),
@@ -116,6 +140,56 @@ class PolicyStrategy:
             slots,
             present[slots],
             env.max_assets,
+            max_weight=env.max_weight,
+            turnover_cap=env.turnover_cap,
+            allow_cash=env.allow_cash,
+        )
+        return weights
+
+    def _overlay(
+        self,
+        history: MarketPanel,
+        current: FloatArray,
+        features: npt.NDArray[np.float32],
+        present: npt.NDArray[np.bool_],
+        columns: list[int],
+    ) -> FloatArray:
+        """The base book of this decision tilted by the policy's action (the environment's ``_overlay``)."""
+        env = self.env
+        if env.max_assets is None:
+            names = np.arange(history.n_assets)
+            obs = build_observation(features, current)
+        else:
+            names = assign_slots(self._key(history, columns), present, current > 0.0, env.max_assets)
+            obs = build_slot_observation(features, current, names, present[names], env.max_assets)
+        if env.overlay == "inverse_variance":
+            vol = history.features[-1, names, columns[self.feature_names.index(BASE_VOL_FEATURE)]]
+            base: FloatArray = np.zeros(history.n_assets)
+            base[names] = inverse_variance_base(vol, present[names], env.max_weight)
+        else:
+            assert self.base_optimiser is not None
+            base = np.asarray(self.base_optimiser.target(history, current), dtype=np.float64)
+        action = policy_action(self.policy, obs)
+        if env.max_assets is None:
+            weights, _ = overlay_target(
+                action,
+                base,
+                current,
+                scale=env.overlay_scale,
+                max_weight=env.max_weight,
+                turnover_cap=env.turnover_cap,
+                allow_cash=env.allow_cash,
+                present=None if history.available is None else present,
+            )
+            return weights
+        weights, _ = overlay_slot_target(
+            action,
+            current,
+            names,
+            present[names],
+            env.max_assets,
+            base=base,
+            scale=env.overlay_scale,
             max_weight=env.max_weight,
             turnover_cap=env.turnover_cap,
             allow_cash=env.allow_cash,

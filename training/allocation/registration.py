@@ -7,6 +7,7 @@ its net Sharpe on the test segment against the current champion's on the same wi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -80,6 +81,7 @@ def _facts(
             "rebalance_every": cfg.rebalance_every,
             "cost_bps": cfg.cost_bps,
             "slippage_bps": cfg.slippage_bps,
+            "overlay": _overlay_words(cfg.rl.overlay.base, cfg.rl.overlay.scale),
         },
         val_sharpes=search.val_sharpes,
         trials=search.trials,
@@ -101,13 +103,33 @@ def _model_config(inputs: AllocationInputs) -> dict[str, Any]:
         "allow_cash": cfg.allow_cash,
         "max_assets": cfg.max_assets,
         "slot_feature": cfg.slot_feature,
+        "overlay": {"base": cfg.rl.overlay.base, "scale": cfg.rl.overlay.scale},
     }
+
+
+def _overlay_words(base: str, scale: float) -> str:
+    if base == "none":
+        return "none (the policy chooses the whole book)"
+    return f"{base} base tilted by exp({scale:g} * tanh(action))"
+
+
+def champion_overlay(registry: ModelRegistry, version: str) -> tuple[str, float]:
+    """The overlay (base, scale) a registered allocator version serves; ``("none", 0.5)`` for one without."""
+    import mlflow
+
+    del registry  # the registry's tracking URI is already set
+    info = mlflow.models.get_model_info(f"models:/{NAME}/{version}")
+    config = (info.flavors.get("python_function") or {}).get("model_config") or {}
+    overlay = config.get("overlay") or {}
+    return str(overlay.get("base", "none")), float(overlay.get("scale", 0.5))
 
 
 def _champion_sharpe(registry: ModelRegistry, version: str, inputs: AllocationInputs) -> float | None:
     """The champion allocator's net Sharpe on this run's test window, or None when it cannot run on it."""
     try:
-        champion = PolicyStrategy(NAME, registry.load_allocator_policy(version), inputs.env, ALLOCATOR_FEATURES)
+        base, scale = champion_overlay(registry, version)
+        env = replace(inputs.env, overlay=base, overlay_scale=scale)
+        champion = PolicyStrategy(NAME, registry.load_allocator_policy(version), env, ALLOCATOR_FEATURES)
         start, stop = inputs.data.test
         result = backtest(champion, inputs.data.panel, backtest_config(inputs), start=start, end=stop - 1)
         return annualised_sharpe(result.returns)

@@ -44,11 +44,13 @@ class RLData:
         train: the train segment's panel (features already lagged by the execution lag).
         validation: the walk-forward validation windows, each with ``window`` warm-up sessions.
         env: the environment's costs and constraints (``episode_length`` is set per use).
+        bases: with a window overlay base, its book for every decision date of the panels' grids.
     """
 
     train: MarketPanel
     validation: list[MarketPanel]
     env: EnvConfig
+    bases: dict[np.datetime64, np.ndarray] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,7 +125,7 @@ def validate(policy: PolicyParams, data: RLData) -> list[StrategyResult]:
     results = []
     config = replace(data.env, episode_length=None)
     for panel in data.validation:
-        env = PortfolioEnv(panel, config)
+        env = PortfolioEnv(panel, config, bases=data.bases)
         results.append(run_policy(env, lambda obs: policy_action(policy, obs)))
     return results
 
@@ -140,7 +142,7 @@ def allocator_trainable(config: dict[str, Any], data: RLData, rl: RLConfig) -> N
     from ray import tune
 
     torch.set_num_threads(1)
-    env = PortfolioEnv(data.train, replace(data.env, episode_length=_episode_steps(rl, data.env)))
+    env = PortfolioEnv(data.train, replace(data.env, episode_length=_episode_steps(rl, data.env)), bases=data.bases)
     model = build_model(config, env, rl.net_arch)
     chunk = max(64, rl.timesteps // rl.evaluations)
     for check in range(rl.evaluations):

@@ -206,3 +206,144 @@ def slot_target(
     out = np.zeros(drifted.size)
     out[slots] = chosen[:k]
     return out, share
+
+
+# The overlay (residual policy): the policy's action tilts a base book instead of choosing weights
+# from nothing. A base that every served request can rebuild from its own rows is "servable".
+OVERLAY_BASES = ("none", "inverse_variance", "min_variance", "hrp")
+SERVABLE_BASES = ("none", "inverse_variance")
+# The feature the inverse-variance base reads: a 63-session volatility, annualised or not (the
+# base depends only on the ratios between names).
+BASE_VOL_FEATURE = "vol_63d"
+
+
+def inverse_variance_base(vol: npt.ArrayLike, tradable: npt.ArrayLike, max_weight: float) -> FloatArray:
+    """The inverse-variance book over the tradable names: ``1 / vol**2``, normalised, capped at ``max_weight``.
+
+    It is the minimum-variance book of a diagonal covariance, and it needs nothing but one
+    volatility per name, so the environment (from the panel) and the served allocator (from the
+    request's rows) build the same book. A tradable name without a finite positive volatility
+    gets the median inverse variance of the others (it is tradable, its risk just unknown); when
+    none has one, the book is equal weight. Excess above the cap goes to the uncapped names
+    (:func:`cap_weights`), and to cash only when every name is at the cap.
+
+    Args:
+        vol: ``[n]`` volatilities (NaN: unknown).
+        tradable: ``[n]`` bool, the names the book may hold.
+        max_weight: the cap per name.
+
+    Returns:
+        ``[n]`` long-only weights summing to at most 1 (exactly 1 when ``n_tradable * max_weight >= 1``).
+    """
+    v = np.asarray(vol, dtype=np.float64)
+    ok = np.asarray(tradable, dtype=bool)
+    out = np.zeros(v.size)
+    if not ok.any():
+        return out
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(np.isfinite(v) & (v > 0.0), 1.0 / (v * v), np.nan)
+    known = ok & np.isfinite(inv)
+    fill = float(np.median(inv[known])) if known.any() else 1.0
+    out[ok] = np.where(known[ok], inv[ok], fill)
+    out /= out.sum()
+    return cap_weights(out, max_weight)
+
+
+def overlay_target(
+    action: FloatArray,
+    base: FloatArray,
+    drifted: FloatArray,
+    *,
+    scale: float,
+    max_weight: float,
+    turnover_cap: float | None,
+    allow_cash: bool,
+    present: npt.NDArray[np.bool_] | None = None,
+) -> tuple[FloatArray, float]:
+    """Weights after trading from ``drifted``: the ``base`` book tilted by ``exp(scale * tanh(action))``.
+
+    The book is ``w ∝ base * exp(scale * tanh(a))`` over the present names (and, with
+    ``allow_cash``, cash, whose base weight is ``1 - sum(base)`` and whose action is the last one),
+    keeping the base's total; then the max weight and the turnover cap as in
+    :func:`constrained_target`. A zero action is no tilt: the target is the base itself, so a
+    policy that learns nothing holds the base. Each tilt factor lies in ``[e**-scale, e**scale]``.
+    Without ``allow_cash`` the base is scaled to be fully invested. A base with no weight on a
+    present name is replaced by equal weight over the present names (capped).
+
+    Args:
+        action: ``N`` values, or ``N + 1`` with ``allow_cash`` (the last tilts cash).
+        base: ``[N]`` long-only base weights summing to at most 1.
+        drifted: ``[N]`` the current weights.
+        scale: the tilt's bound, > 0.
+
+    Returns:
+        The new asset weights ``[N]`` and the share of the wanted trade made.
+    """
+    n = drifted.size
+    expected = n + 1 if allow_cash else n
+    a = np.asarray(action, dtype=np.float64)
+    if a.shape != (expected,):
+        cash = " + cash" if allow_cash else ""
+        raise TrainingError(f"expected {expected} actions ({n} assets{cash}), got {a.shape}")
+    if not np.isfinite(a).all():
+        raise TrainingError("actions must be finite")
+    if not (np.isfinite(scale) and scale > 0):
+        raise TrainingError(f"the overlay scale must be a finite number > 0, got {scale!r}")
+    keep = np.ones(n, dtype=bool) if present is None else np.asarray(present, dtype=bool)
+    b = np.where(keep, np.clip(np.asarray(base, dtype=np.float64), 0.0, None), 0.0)
+    if b.sum() <= _TOL:
+        b = np.zeros(n)
+        if keep.any():
+            b[keep] = cap_weights(np.full(int(keep.sum()), 1.0 / int(keep.sum())), max_weight)
+    if b.sum() <= _TOL:
+        return limit_turnover(np.zeros(n), drifted, turnover_cap)
+    if allow_cash:
+        book = np.append(b, max(0.0, 1.0 - float(b.sum())))
+        total = float(book.sum())
+    else:
+        book, total = b, 1.0
+    tilted = book * np.exp(scale * np.tanh(a))
+    tilted *= total / float(tilted.sum())
+    target = cap_weights(tilted[:n], max_weight)
+    return limit_turnover(target, drifted, turnover_cap)
+
+
+def overlay_slot_target(
+    action: FloatArray,
+    drifted: FloatArray,
+    slots: npt.NDArray[np.intp],
+    tradable: npt.ArrayLike,
+    width: int,
+    *,
+    base: FloatArray,
+    scale: float,
+    max_weight: float,
+    turnover_cap: float | None,
+    allow_cash: bool,
+) -> tuple[FloatArray, float]:
+    """:func:`overlay_target` for a fixed-width policy (the slots of :func:`slot_target`).
+
+    Args:
+        base: ``[N]`` the base book over every name; only the tradable slot names keep theirs
+            (with ``allow_cash`` the rest of the base goes to cash, without it the book is scaled up).
+    """
+    k = slots.size
+    in_slots = np.zeros(width)
+    in_slots[:k] = drifted[slots]
+    present = np.zeros(width, dtype=bool)
+    present[:k] = np.asarray(tradable, dtype=bool)
+    base_slots = np.zeros(width)
+    base_slots[:k] = np.asarray(base, dtype=np.float64)[slots]
+    chosen, share = overlay_target(
+        action,
+        base_slots,
+        in_slots,
+        scale=scale,
+        max_weight=max_weight,
+        turnover_cap=turnover_cap,
+        allow_cash=allow_cash,
+        present=present,
+    )
+    out = np.zeros(drifted.size)
+    out[slots] = chosen[:k]
+    return out, share

@@ -23,9 +23,11 @@ from feature_repo.store import FeatureRepo
 from training.allocation.comparison import AllocationInputs, allocation_inputs, compare, policy_name, rl_data
 from training.allocation.config import AllocationRunConfig
 from training.allocation.data import load_allocation_data
+from training.allocation.env import WINDOW_BASES
 from training.allocation.registration import allocator_challenger
 from training.allocation.report import print_panel, print_report, print_search, write_sheet
 from training.allocation.rl import run_rl_search
+from training.allocation.weights import SERVABLE_BASES
 from training.cards import data_label
 from training.context import RunContext
 from training.ray_runtime import ray_session
@@ -60,6 +62,12 @@ def run(ctx: RunContext) -> dict[str, object]:
             f"  not registered: a served allocator reads one online row per ticker (window 1, not {cfg.window})",
             file=ctx.out,
         )
+    elif cfg.rl.overlay.base not in SERVABLE_BASES:
+        print(
+            f"  not registered: the overlay base {cfg.rl.overlay.base!r} needs a returns window, and a served "
+            f"request carries one row of features per ticker (servable bases: {', '.join(SERVABLE_BASES)})",
+            file=ctx.out,
+        )
     else:
         challenger = allocator_challenger(
             inputs,
@@ -86,6 +94,8 @@ def _inputs(ctx: RunContext, cfg: AllocationRunConfig, signals: SignalRunConfig)
     # RL's first observation needs the window (plus the one-session feature lag) before the train
     # segment; the optimisers' lookback before the test segment is always there (train + valid).
     warmup = cfg.window + 1
+    if cfg.rl.overlay.base in WINDOW_BASES:  # the base's first book, at the train segment's start, needs its lookback
+        warmup += cfg.lookback + 1
     # A universe rule must leave enough members for the top-k book and a fully invested book under the cap.
     need = max(cfg.topk.k, math.ceil(1.0 / cfg.max_weight - 1e-9), 2)
     data = load_allocation_data(

@@ -16,6 +16,9 @@ LIMITS = (
     "It reads one session of features (the allocator_v1 service); the features summarise 21-252 sessions.",
     "RL results vary with the seed: the seed is one of the searched dimensions and the card reports the "
     "validation spread across trials.",
+    "Under an overlay (constraints: overlay) the policy tilts a base book by a bounded factor per name; "
+    "a policy that learnt nothing holds the base. Only the inverse_variance base (from vol_63d) can be "
+    "served; a min_variance or hrp base needs a returns window that a request does not carry.",
 )
 
 

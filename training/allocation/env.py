@@ -32,6 +32,16 @@ time (:func:`training.allocation.observation.assign_slots`: held names first, th
 empty and masked slots get no weight. Without ``max_assets`` the width is the panel's (a fixed
 universe, names in panel order).
 
+Overlay (``overlay`` other than ``none``, :mod:`training.allocation.overlay`): the action no longer
+is the book's logits but a tilt of a base book formed at each decision, ``w ∝ base * exp(scale *
+tanh(a))`` over the tradable slot names (and cash with ``allow_cash``, whose base share is what the
+base leaves uninvested), then capped and turnover-limited like any target
+(:func:`training.allocation.weights.overlay_target`). A zero action holds the base. The base is
+``inverse_variance`` (``1 / vol_63d**2`` of the tradable slot names, from the features the
+observation shows) or a window optimiser's book from a table (``bases``: decision date -> ``[N]``
+weights, computed on the returns through the session before); with a table, random episode starts
+fall on the rebalance grid from the first decision session, the dates the table covers.
+
 Start: every episode starts from all cash at its first decision session, with or without
 ``allow_cash``, and the first trade pays for buying the book (turnover = the share invested), as
 a new mandate would; no book is ever handed over for free. ``allow_cash`` decides only whether the

@@ -5,6 +5,7 @@ Every price and feature here is SYNTHETIC, generated in the test (the panel of t
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -219,8 +220,8 @@ def test_config_defaults_to_no_overlay_and_refuses_what_cannot_work() -> None:
         EnvConfig(overlay="risk_parity")
 
 
-def test_the_served_model_refuses_a_base_it_cannot_rebuild_from_a_request(tmp_path: object) -> None:
-    policy_file = zero_policy(4, 3).save(__import__("pathlib").Path(str(tmp_path)) / "p.npz")
+def test_the_served_model_refuses_a_base_it_cannot_rebuild_from_a_request(tmp_path: Path) -> None:
+    policy_file = zero_policy(4, 3).save(tmp_path / "p.npz")
     config = {"tickers": ["A", "B"], "features": FEATURES, "max_weight": 1.0, "allow_cash": True}
     model = AllocatorPyfunc()
     model.load_context(SimpleNamespace(model_config=config, artifacts={"policy": str(policy_file)}))
@@ -250,3 +251,60 @@ def test_the_slot_overlay_gives_names_outside_the_slots_nothing() -> None:
     )
     # Only the tradable slot names (4, 1) keep their base; the rest of the base is cash.
     np.testing.assert_allclose(out, [0.0, 1 / 6, 0.0, 0.0, 1 / 6, 0.0], atol=1e-15)
+
+
+@pytest.mark.slow
+def test_a_logged_overlay_allocator_predicts_the_same_weights_without_the_project(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    from training.audit import AuditLog
+    from training.registry.config import RegistryConfig
+    from training.registry.model_registry import ModelRegistry, RunRecord
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    registry = ModelRegistry(uri, RegistryConfig(), AuditLog(tmp_path / "audit.jsonl"))
+    registry.check_reachable()
+    policy = mlp_policy(slot_observation_size(1, WIDTH, len(FEATURES)), WIDTH + 1, seed=3)
+    config = {
+        "tickers": NAMES,
+        "features": FEATURES,
+        "max_weight": 0.6,
+        "turnover_cap": None,
+        "allow_cash": True,
+        "max_assets": WIDTH,
+        "slot_feature": "vol_63d",
+        "overlay": {"base": "inverse_variance", "scale": 0.7},
+    }
+    record = RunRecord(name="allocator", params={}, metrics={"val_sharpe_mean": 0.1}, tags={}, card="# card")
+    version = registry.log_allocator(record, policy.save(tmp_path / "policy.npz"), config)
+    rows = pd.DataFrame({"ticker": ["B", "A", "E"], "ret_21d": [0.01, -0.02, 0.03], "vol_63d": [0.1, 0.3, 0.5]})
+    direct = allocate_slots(
+        rows,
+        features=FEATURES,
+        policy=policy,
+        max_assets=WIDTH,
+        slot_feature="vol_63d",
+        max_weight=0.6,
+        turnover_cap=None,
+        allow_cash=True,
+        overlay="inverse_variance",
+        overlay_scale=0.7,
+    )
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["training"] = None  # a model server without the project
+        import mlflow, pandas as pd
+        mlflow.set_tracking_uri({uri!r}); mlflow.set_registry_uri({uri!r})
+        model = mlflow.pyfunc.load_model("models:/allocator/{version}")
+        print(model.predict(pd.read_json({rows.to_json()!r}))["weight"].round(12).tolist())
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=180, cwd=tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    served = np.array(eval(out.stdout.strip().splitlines()[-1]))
+    np.testing.assert_allclose(served, direct["weight"].to_numpy(), atol=1e-10)

@@ -47,15 +47,22 @@ class BulkHistogram(Collector):
     def observe_many(self, label_value: str, values: Sequence[float]) -> None:
         """Count every value of ``values`` (finite floats) under ``label_value``."""
         data = np.asarray(values, dtype="float64")
+        self.add_counts(label_value, self.counts_of(data), float(data.sum()))
+
+    def counts_of(self, values: np.ndarray) -> np.ndarray:
+        """Per-bucket counts of ``values``, for :meth:`add_counts` (bucketed once, added as often as served)."""
         # A value equal to a bound belongs to that bound's bucket (``le``): the first bound >= value.
-        counts = np.bincount(np.searchsorted(self._bounds, data, side="left"), minlength=len(self._les))
-        total = float(data.sum())
+        out: np.ndarray = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=len(self._les))
+        return out
+
+    def add_counts(self, label_value: str, counts: np.ndarray, total: float) -> None:
+        """Add counts from :meth:`counts_of` and the sum of the values they count."""
         with self._lock:
             if label_value in self._counts:
                 self._counts[label_value] += counts
                 self._sums[label_value] += total
             else:
-                self._counts[label_value], self._sums[label_value] = counts, total
+                self._counts[label_value], self._sums[label_value] = counts.copy(), total
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])

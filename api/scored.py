@@ -96,7 +96,7 @@ class ScoredUniverse:
             self._lookups["missing"].inc()
             return None
         self._lookups["hit"].inc()
-        return Lookup(snapshot, positions)
+        return Lookup(snapshot, tuple(tickers), positions)
 
     def features_for(self, tickers: list[str], views: tuple[str, ...]) -> FeatureSnapshot | None:
         """The rows of ``tickers`` in ``views`` from a fresh snapshot, or ``None`` (not all there)."""

@@ -9,19 +9,31 @@ versions (``tests/test_gateway_scored.py`` proves it).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+import numpy as np
+import orjson
 from pydantic import TypeAdapter
 
 from api.compose import ComposedSignals, ranks_of
+from api.data_quality import Flag, flag_signals
 from api.features import SERVED_VIEWS, FeatureSnapshot
 from api.metrics import GatewayMetrics
 from feature_repo.contract import ENSEMBLE
 
 _AS_OF: Final = TypeAdapter(datetime | None)
 MAX_SUBSETS: Final = 128
+# Answers kept per snapshot, by (tickers in order, their data-quality flags): clients that poll the
+# same portfolio get the same bytes but for the request id. A flood of new sets restarts it.
+MAX_ANSWERS: Final = 256
+# Stands for the request id in a memoised body. It holds a NUL, which JSON escapes and no valid
+# request id (``[A-Za-z0-9._-]``), ticker or model version contains, so it is found exactly once.
+_REQUEST_ID_MARK: Final = "\x00request_id\x00"
+_MARK_BYTES: Final = orjson.dumps(_REQUEST_ID_MARK)[1:-1]
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,10 @@ class ScoredSnapshot:
     built_at: float
     build_seconds: float
     _as_of: list[datetime | None] = field(default_factory=list, repr=False)
+    # Per served view, each ticker's line of the feature digest (:meth:`FeatureSnapshot.digest`), so a
+    # lookup's digest is one sha256 over the lines of its tickers, not a subset built per request.
+    _digest_lines: dict[str, list[bytes]] = field(default_factory=dict, repr=False)
+    _answers: dict[tuple[tuple[str, ...], tuple[Flag | None, ...]], Answer] = field(default_factory=dict, repr=False)
     # Row subsets already cut (allocations): the same universe asked again gets the same object, so
     # what a FeatureSnapshot memoises (its digest, its as_of) is computed once, as from the row cache.
     _subsets: dict[tuple[tuple[str, ...], tuple[str, ...]], FeatureSnapshot] = field(default_factory=dict, repr=False)
@@ -81,6 +97,11 @@ class ScoredSnapshot:
             degraded=composed.degraded,
             digest=features.digest(),
             _as_of=features.tickers_as_of(),
+            _digest_lines={
+                view: [f"{view}\t{t}\t{row}\n".encode() for t, row in zip(features.tickers, digests, strict=True)]
+                for view in SERVED_VIEWS
+                if (digests := features.row_digests.get(view)) is not None
+            },
             **meta,
         )
 
@@ -108,10 +129,30 @@ class ScoredSnapshot:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """A lookup's response body around its request id, with what its audit row and metrics need."""
+
+    head: bytes
+    tail: bytes
+    digest: str
+    score_counts: tuple[tuple[str, np.ndarray, float], ...]
+
+    def body(self, request_id: str) -> bytes:
+        """The ``SignalsPublic`` JSON bytes with ``request_id`` (validated ``[A-Za-z0-9._-]``: no escaping)."""
+        return b"".join((self.head, request_id.encode(), self.tail))
+
+    def observe(self, metrics: GatewayMetrics) -> None:
+        """Count the scores served, per model, as the per-request path does."""
+        for model, counts, total in self.score_counts:
+            metrics.signal_score.add_counts(model, counts, total)
+
+
+@dataclass(frozen=True)
 class Lookup:
     """The answer to one request from a snapshot: the rows of its tickers, in its order."""
 
     snapshot: ScoredSnapshot
+    tickers: tuple[str, ...]
     positions: list[int]
 
     @property
@@ -121,6 +162,31 @@ class Lookup:
     @property
     def degraded(self) -> bool:
         return self.snapshot.degraded
+
+    def answer(self, flags: Mapping[str, Flag], metrics: GatewayMetrics) -> Answer:
+        """The answer with each signal's ``data_quality`` from ``flags``, memoised on the snapshot."""
+        answers = self.snapshot._answers
+        key = (self.tickers, tuple(flags.get(t) for t in self.tickers))
+        found = answers.get(key)
+        if found is None:
+            found = self._answer(flags, metrics)
+            if len(answers) >= MAX_ANSWERS:
+                answers.clear()
+            answers[key] = found
+        return found
+
+    def _answer(self, flags: Mapping[str, Flag], metrics: GatewayMetrics) -> Answer:
+        body = orjson.dumps(flag_signals(self.public(_REQUEST_ID_MARK), dict(flags)))
+        head, mark, tail = body.partition(_MARK_BYTES)
+        if not mark or _MARK_BYTES in tail:
+            raise AssertionError("the request id mark must stand exactly once in a signals body")
+        snap, positions = self.snapshot, self.positions
+        served = [*snap.scores.items(), (ENSEMBLE, snap.blended)]
+        counts = []
+        for model, values in served:
+            data = np.asarray([v for i in positions if (v := values[i]) is not None], dtype="float64")
+            counts.append((model, metrics.signal_score.counts_of(data), float(data.sum())))
+        return Answer(head=head, tail=tail, digest=self.digest(), score_counts=tuple(counts))
 
     def public(self, request_id: str) -> dict[str, Any]:
         """The ``SignalsPublic`` JSON, ranked within the request."""
@@ -138,12 +204,6 @@ class Lookup:
         }
 
     def digest(self) -> str:
-        """The feature digest the audit records: that of a read of the same tickers' rows."""
-        return self.snapshot.features.subset(self.positions, SERVED_VIEWS, with_values=False).digest()
-
-    def observe(self, metrics: GatewayMetrics) -> None:
-        """Count the scores served, per model, as the per-request path does."""
-        snap, positions = self.snapshot, self.positions
-        for model, values in snap.scores.items():
-            metrics.signal_score.observe_many(model, [v for i in positions if (v := values[i]) is not None])
-        metrics.signal_score.observe_many(ENSEMBLE, [v for i in positions if (v := snap.blended[i]) is not None])
+        """The feature digest the audit records: that of a read of the same tickers' rows, in order."""
+        lines = self.snapshot._digest_lines
+        return hashlib.sha256(b"".join(lines[view][i] for view in lines for i in self.positions)).hexdigest()

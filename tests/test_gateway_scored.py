@@ -74,17 +74,25 @@ def test_a_lookup_answers_exactly_what_the_models_answer_per_request(make_gatewa
     assert sorted(snapshot.index) == shared_env.tickers  # the whole online universe, scored
     calls_before = _metric(scored, "portfolio_os_gateway_model_call_duration_seconds_count", model="technical")
     key_a, key_b = new_key(per_request), new_key(scored)
-    # Any subset, in any order: ranks are within the request.
-    for tickers in (shared_env.tickers[::-1], shared_env.tickers[1:4], [shared_env.tickers[2]]):
+    # Any subset, in any order: ranks are within the request. The first set comes again at the end:
+    # the scored gateway answers it from its memo of bodies, the same bytes but for the request id.
+    sets = (shared_env.tickers[::-1], shared_env.tickers[1:4], [shared_env.tickers[2]], shared_env.tickers[::-1])
+    for tickers in sets:
         expected, looked_up = _signals(per_request, key_a, tickers), _signals(scored, key_b, tickers)
         assert _without_request_id(looked_up) == _without_request_id(expected)
+        assert looked_up["request_id"] != expected["request_id"]
         assert sorted(s["rank"] for s in looked_up["signals"]) == list(range(1, len(tickers) + 1))
         row_a, row_b = _audit_row(per_request, expected["request_id"]), _audit_row(scored, looked_up["request_id"])
         assert row_b.feature_snapshot_hash == row_a.feature_snapshot_hash
         assert row_b.model_versions == row_a.model_versions == looked_up["model_versions"]
+        assert row_b.answer == looked_up  # the audit row holds the body as sent, its own request id included
     # Answered from the snapshot: no model was called for those requests.
     assert _metric(scored, "portfolio_os_gateway_model_call_duration_seconds_count", model="technical") == calls_before
-    assert _metric(scored, "portfolio_os_gateway_scored_universe_lookups_total", outcome="hit") == 3
+    assert _metric(scored, "portfolio_os_gateway_scored_universe_lookups_total", outcome="hit") == len(sets)
+    # Every score served is counted, per model, as the per-request path counts it (the repeat too).
+    for model in ("technical", "ensemble"):
+        for series in ("portfolio_os_gateway_signal_score_count", "portfolio_os_gateway_signal_score_sum"):
+            assert _metric(scored, series, model=model) == pytest.approx(_metric(per_request, series, model=model))
     assert _metric(scored, "portfolio_os_gateway_scored_universe_tickers") == len(shared_env.tickers)
 
 

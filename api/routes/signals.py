@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from api.compose import compose_signals
 from api.data_quality import flag_signals
 from api.db import RawJSON
-from api.deps import InferenceClientDep, ServicesDep, SignalsReader
+from api.deps import ServicesDep, SignalsReader
 from api.handlers import TICKER_ERROR_RESPONSES
 from api.schemas import SignalsPublic
 from api.settings import MAX_TICKERS_CAP
@@ -27,7 +27,6 @@ async def get_signals(
     request: Request,
     services: ServicesDep,
     snapshots: SnapshotDep,
-    client: InferenceClientDep,
     principal: SignalsReader,
     tickers: Annotated[
         str,
@@ -42,18 +41,19 @@ async def get_signals(
     names = parse_tickers(tickers, services.settings.max_tickers)
     request_id = request.state.request_id
     lookup = services.scored.lookup(names)
+    flags = await snapshots.data_quality(names)
     if lookup is not None:  # in a fresh scored snapshot: the same JSON the models would give
-        lookup.observe(services.metrics)
-        answer, digest = lookup.public(request_id), lookup.digest()
+        answer = lookup.answer(flags, services.metrics)  # memoised per tickers and flags
+        answer.observe(services.metrics)
+        body, digest = answer.body(request_id), answer.digest
         model_versions, degraded = lookup.model_versions, lookup.degraded
     else:  # not in one: the models are called for this request
         snapshot = await snapshots.features(names)
-        composed = await compose_signals(client, snapshot, services.metrics, services.compositions)
-        answer, digest = composed.public(snapshot.as_of(), request_id), snapshot.digest()
-        model_versions, degraded = composed.model_versions, composed.degraded
+        composed = await compose_signals(services.client(), snapshot, services.metrics, services.compositions)
+        body = orjson.dumps(flag_signals(composed.public(snapshot.as_of(), request_id), flags))
+        digest, model_versions, degraded = snapshot.digest(), composed.model_versions, composed.degraded
     if degraded:
         services.metrics.degraded.labels(route=ROUTE).inc()
-    body = orjson.dumps(flag_signals(answer, await snapshots.data_quality(names)))
     await services.audit.record(
         tenant=principal.tenant,
         route=ROUTE,

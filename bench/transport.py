@@ -273,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         help="measure through the gateway: the stack of `make serve` from a copy of this `make demo` data folder",
     )
     parser.add_argument("--tickers", type=int, default=50, help="--gateway: tickers per request")
+    parser.add_argument(
+        "--texts", type=int, default=8, help="--gateway: sentences per POST /v1/sentiment (with a text model)"
+    )
     parser.add_argument("--serve", nargs=2, type=int, metavar=("HTTP_PORT", "GRPC_PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:

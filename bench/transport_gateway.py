@@ -7,7 +7,9 @@ and one with ``grpc`` (each its own SQLite DB and key). Both run the calls that 
 
 * ``allocations``: ``POST /v1/allocations`` for the demo's real tickers (concurrency 8);
 * ``signals_per_request``: ``GET /v1/signals`` with the scored universe off, i.e. the per-request
-  fallback (three component calls and the ensemble's).
+  fallback (three component calls and the ensemble's);
+* ``sentiment``: ``POST /v1/sentiment`` with ``--texts`` sentences of the project's own labelled
+  set per request (``BYTES`` tensors), where the data folder has a ``sentiment_text`` champion.
 
 Model answers are not cached (``SCORE_CACHE_SECONDS=0``) and every request names the tickers in
 another order (another body for the model servers), so each request calls its models; feature
@@ -35,6 +37,7 @@ import numpy as np
 import psutil
 
 from bench import common
+from feature_repo.contract import SENTIMENT_TEXT
 
 TRANSPORTS = ("rest", "grpc")
 ORDERINGS = 500
@@ -133,16 +136,33 @@ def _median(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     return {**numeric, **totals}
 
 
-def _workloads(tickers: list[str], real: list[str]) -> dict[str, list[tuple[str, str, Any]]]:
+def _workloads(
+    tickers: list[str], real: list[str], texts: list[str], texts_per_request: int
+) -> dict[str, list[tuple[str, str, Any]]]:
     """Per workload, one request per ordering; allocations name the REAL tickers only (the demo's
-    allocator refuses a ticker outside its trained universe, which a synthetic one always is)."""
+    allocator refuses a ticker outside its trained universe, which a synthetic one always is).
+    Sentiment requests each take another draw of ``texts_per_request`` sentences (none when ``texts``
+    is empty: no text model is served)."""
     rng = np.random.default_rng(0)
     orders = [[str(t) for t in rng.permutation(tickers)] for _ in range(ORDERINGS)]
     books = [[str(t) for t in rng.permutation(real)] for _ in range(ORDERINGS)]
-    return {
+    workloads: dict[str, list[tuple[str, str, Any]]] = {
         "allocations": [("POST", "/v1/allocations", {"universe": o, "capital": 1_000_000}) for o in books],
         "signals_per_request": [("GET", f"/v1/signals?tickers={','.join(o)}", None) for o in orders],
     }
+    if texts:
+        draws = [rng.choice(len(texts), size=texts_per_request, replace=False) for _ in range(ORDERINGS)]
+        workloads["sentiment"] = [("POST", "/v1/sentiment", {"texts": [texts[i] for i in d]}) for d in draws]
+    return workloads
+
+
+def _own_sentences(models: list[str]) -> list[str]:
+    """The project's labelled sentences (written for it, no corpus) when a text model is served."""
+    if SENTIMENT_TEXT not in models:
+        return []
+    from training.sentiment.corpus import load_project_corpus
+
+    return [str(t) for t in load_project_corpus().frame["sentence"]]
 
 
 def through_gateway(args: argparse.Namespace) -> dict[str, Any]:
@@ -165,7 +185,8 @@ def through_gateway(args: argparse.Namespace) -> dict[str, Any]:
         with common.stdout_to_stderr(), running(services, data_dir / "logs"):
             keys = {t: bench_key(g.env) for t, g in gateways.items()}
             pids = {s.name: s.process.pid for s in services if s.process is not None}
-            for name, requests in _workloads(tickers, real).items():
+            texts = _own_sentences(models)
+            for name, requests in _workloads(tickers, real, texts, args.texts).items():
                 per = max(50, min(args.requests, len(requests)))
                 rounds: dict[str, list[dict[str, Any]]] = {t: [] for t in TRANSPORTS}
                 for t in TRANSPORTS:  # warm-up: connections, caches, code paths
@@ -186,7 +207,7 @@ def through_gateway(args: argparse.Namespace) -> dict[str, Any]:
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "data": f"{len(real)} REAL tickers (bundled S&P 500 sample) + {max(0, len(tickers) - len(real))} SYNTHETIC "
         f"(scale only): signals name {len(tickers)} tickers, allocations the {len(real)} real ones, "
-        "a new ordering per request",
+        f"a new ordering per request; sentiment: {args.texts} of the project's own labelled sentences per request",
         "models_served": models,
         "concurrency": args.concurrency,
         "rounds": args.rounds,

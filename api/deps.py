@@ -20,25 +20,33 @@ _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API k
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key in X-API-Key.")
 
 
-# The lookups below are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in a worker
-# thread, a thread hop per request and per dependency for what is an attribute read.
-async def get_services(request: Request) -> Services:
+def services_of(request: Request) -> Services:
+    """The gateway's services (set on the app by :func:`api.app.create_app`)."""
     services: Services = request.app.state.services
     return services
+
+
+# The lookups below are ``async def`` on purpose: FastAPI runs a plain ``def`` dependency in a worker
+# thread, a thread hop per request and per dependency for what is an attribute read. They take the
+# request, not ``ServicesDep``: FastAPI solves a sub-dependency's own tree again wherever it appears
+# (before its per-request cache is consulted), so every ``ServicesDep`` inside another dependency
+# was one more pass of its resolver on every request.
+async def get_services(request: Request) -> Services:
+    return services_of(request)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def get_app_settings(services: ServicesDep) -> GatewaySettings:
-    return services.settings
+async def get_app_settings(request: Request) -> GatewaySettings:
+    return services_of(request).settings
 
 
 SettingsDep = Annotated[GatewaySettings, Depends(get_app_settings)]
 
 
-async def get_inference(services: ServicesDep) -> InferenceClient:
-    return services.client()
+async def get_inference(request: Request) -> InferenceClient:
+    return services_of(request).client()
 
 
 InferenceClientDep = Annotated[InferenceClient, Depends(get_inference)]
@@ -46,11 +54,11 @@ InferenceClientDep = Annotated[InferenceClient, Depends(get_inference)]
 
 async def authenticated(
     request: Request,
-    services: ServicesDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header_key: Annotated[str | None, Security(_api_key)],
 ) -> Principal:
     """The caller behind the presented key: a cached key row inline, else a DB read in a thread."""
+    services = services_of(request)
     presented = bearer.credentials if bearer else header_key
     principal = services.auth.cached(presented)
     if principal is None:
@@ -77,17 +85,15 @@ async def _count(request: Request, services: Services, principal: Principal) -> 
     request.state.quota = quota
 
 
-def require(scope: Scope) -> Callable[[Request, ServicesDep, Principal], Awaitable[Principal]]:
+def require(scope: Scope) -> Callable[[Request, Principal], Awaitable[Principal]]:
     """A dependency that admits callers within their quota and holding ``scope``.
 
     Every authenticated request counts, a 403 too, so every answer to a known key can carry the
     quota it leaves.
     """
 
-    async def dependency(
-        request: Request, services: ServicesDep, principal: Annotated[Principal, Depends(authenticated)]
-    ) -> Principal:
-        await _count(request, services, principal)
+    async def dependency(request: Request, principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+        await _count(request, services_of(request), principal)
         if scope not in principal.scopes:
             raise PermissionDeniedError(f"this API key lacks the {scope} scope")
         return principal

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from api.data_quality import Flag
-from api.deps import ServicesDep
+from api.deps import services_of
 from api.features import SERVED_VIEWS, FeatureSnapshot
 from api.market_data import RegimeRead, ReturnWindow
 from api.services import Services
@@ -78,8 +78,8 @@ class Snapshots:
         return await _cached_or_read(market.cached_windows(tickers), lambda: market.return_windows(tickers))
 
 
-async def get_snapshots(services: ServicesDep) -> Snapshots:  # async: no worker thread (see api.deps)
-    return Snapshots(services)
+async def get_snapshots(request: Request) -> Snapshots:  # async, and the request: see api.deps
+    return Snapshots(services_of(request))
 
 
 SnapshotDep = Annotated[Snapshots, Depends(get_snapshots)]

@@ -203,26 +203,8 @@ def allocate_slots(
         ValueError: no ticker column, a repeated ticker, more tickers than slots, or a book that is
             not long-only.
     """
-    if "ticker" not in rows.columns:
-        raise ValueError("the allocator needs a 'ticker' column")
-    names = rows["ticker"].astype(str).tolist()
-    if len(set(names)) != len(names):
-        raise ValueError("a ticker appears twice in the request")
+    names, values, current = _request_inputs(rows, features, max_assets)
     n = len(names)
-    if n > max_assets:
-        raise ValueError(
-            f"the allocator serves at most {max_assets} tickers per request (its policy's width), got {n}: "
-            "send fewer names, e.g. the universe's top members"
-        )
-    values = np.full((1, n, len(features)), np.nan)
-    for j, name in enumerate(features):
-        if name in rows.columns:
-            values[0, :, j] = pd.to_numeric(rows[name], errors="coerce").to_numpy(np.float64)
-    current = np.zeros(n)
-    if "current_weight" in rows.columns:
-        current = np.nan_to_num(pd.to_numeric(rows["current_weight"], errors="coerce").to_numpy(np.float64))
-    if (current < 0).any() or current.sum() > 1.0 + 1e-6:
-        raise ValueError("current_weight must be long-only and sum to at most 1")
     key = values[0, :, features.index(slot_feature)] if slot_feature in features else np.zeros(n)
     everyone = np.ones(n, dtype=bool)
     slots = assign_slots(key, everyone, current > 0.0, max_assets)
@@ -255,6 +237,38 @@ def allocate_slots(
             allow_cash=allow_cash,
         )
     return pd.DataFrame({"ticker": names, "weight": weights}, index=rows.index)
+
+
+def _request_inputs(
+    rows: pd.DataFrame, features: list[str], max_assets: int
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The request's tickers, its feature values ``[1, n, features]`` (NaN where absent) and current weights.
+
+    Raises:
+        ValueError: no ticker column, a repeated ticker, more tickers than slots, or a book that is
+            not long-only.
+    """
+    if "ticker" not in rows.columns:
+        raise ValueError("the allocator needs a 'ticker' column")
+    names = rows["ticker"].astype(str).tolist()
+    if len(set(names)) != len(names):
+        raise ValueError("a ticker appears twice in the request")
+    n = len(names)
+    if n > max_assets:
+        raise ValueError(
+            f"the allocator serves at most {max_assets} tickers per request (its policy's width), got {n}: "
+            "send fewer names, e.g. the universe's top members"
+        )
+    values = np.full((1, n, len(features)), np.nan)
+    for j, name in enumerate(features):
+        if name in rows.columns:
+            values[0, :, j] = pd.to_numeric(rows[name], errors="coerce").to_numpy(np.float64)
+    current = np.zeros(n)
+    if "current_weight" in rows.columns:
+        current = np.nan_to_num(pd.to_numeric(rows["current_weight"], errors="coerce").to_numpy(np.float64))
+    if (current < 0).any() or current.sum() > 1.0 + 1e-6:
+        raise ValueError("current_weight must be long-only and sum to at most 1")
+    return names, values, current
 
 
 def _base_vol(values: np.ndarray, features: list[str], overlay: str) -> np.ndarray:

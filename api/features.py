@@ -86,20 +86,18 @@ class FeatureSnapshot:
         """
         return self._digest
 
-    def subset(self, rows: list[int], views: tuple[str, ...], *, with_values: bool = True) -> FeatureSnapshot:
+    def subset(self, rows: list[int], views: tuple[str, ...]) -> FeatureSnapshot:
         """The snapshot of the tickers at ``rows`` (in that order), for ``views`` only.
 
         Its values, ``as_of`` and digest are exactly those a read of the same tickers and views
         from the same online rows would give (the scored universe answers from such subsets).
-        Without values it still has the event times and digests (all an audit row needs).
         """
         values: dict[str, list[float | None]] = {}
-        if with_values:
-            for view in views:
-                for name in names(FEATURES_BY_VIEW[view]):
-                    column = self.values.get(name)
-                    if column is not None:
-                        values[name] = [column[i] for i in rows]
+        for view in views:
+            for name in names(FEATURES_BY_VIEW[view]):
+                column = self.values.get(name)
+                if column is not None:
+                    values[name] = [column[i] for i in rows]
         return FeatureSnapshot(
             tickers=[self.tickers[i] for i in rows],
             values=values,

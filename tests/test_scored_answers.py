@@ -94,7 +94,7 @@ def test_a_lookups_digest_is_that_of_a_read_of_its_tickers_in_order() -> None:
     for tickers in (["AAA", "BBB", "CCC"], ["CCC", "AAA"], ["BBB"]):
         positions = snapshot.positions(tickers)
         assert positions is not None
-        read = snapshot.features.subset(positions, SERVED_VIEWS, with_values=False)
+        read = snapshot.features.subset(positions, SERVED_VIEWS)
         assert _lookup(snapshot, tickers).digest() == read.digest()
     assert _lookup(snapshot, ["AAA", "BBB"]).digest() != _lookup(snapshot, ["BBB", "AAA"]).digest()
 

@@ -5,7 +5,10 @@ The guarantee (what a B2B client and an auditor can rely on):
 * every answer the gateway sends has its audit row queued before the body goes out, and the row
   is committed within ``commit_interval_s`` (default 20 ms) plus one commit under normal load;
 * a full queue (the store is slower than the traffic) makes requests **wait** for room, up to
-  ``enqueue_timeout_s``: the gateway slows to the store's pace rather than lose rows;
+  ``enqueue_timeout_s``: the gateway slows to the store's pace rather than lose rows. The queue is
+  bounded in rows and in bytes (``queue_bytes``, the answers' size, counted until their commit): a
+  2,400-ticker answer is ~700 KB, so 10,000 such rows would be 7 GB, and faster answers than the
+  store can commit once grew the gateway by 350 MB in an 8-second benchmark level;
 * a commit that fails is retried (``retries``, growing back-off); a batch that still fails for a
   reason other than an unreachable store is written row by row, so one unwritable row costs only
   itself;
@@ -47,13 +50,15 @@ from sqlalchemy import Engine, insert
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from api import audit_partitions
-from api.db import RawJSON, audit_log
+from api.db import RawJSON, audit_log, raw_json
 from api.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
 _STOP: Final = object()
 QUEUE_FULL: Final = "queue_full"
 WRITE_FAILED: Final = "write_failed"
+# What a row holds besides its answer (hashes, versions, the dict around them), roughly, in bytes.
+ROW_OVERHEAD_BYTES: Final = 1024
 
 
 def canonical_hash(payload: Any) -> str:
@@ -73,15 +78,42 @@ class _Flush:
     done: threading.Event = field(default_factory=threading.Event)
 
 
+@dataclass(slots=True)
+class _Row:
+    """One audit row and what it weighs against the byte bound (its answer, nearly all of it)."""
+
+    values: dict[str, Any]
+    size: int
+
+
 @dataclass
 class _Lane:
     """One writer's queue, what wakes it early, and the requests waiting for room in it."""
 
     rows: queue.Queue[Any]
+    max_bytes: int
     wake: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     urgent: int = 0  # flush/stop markers queued and not handled yet: no lingering while one waits
     waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = field(default_factory=list)
+    bytes_held: int = 0  # of the rows queued or in the writer's uncommitted batch
+
+    def try_put(self, row: _Row) -> bool:
+        """Queue ``row`` if both bounds leave room; a row over the byte bound alone fits an empty lane."""
+        with self.lock:
+            if self.bytes_held and self.bytes_held + row.size > self.max_bytes:
+                return False
+            try:
+                self.rows.put_nowait(row)
+            except queue.Full:
+                return False
+            self.bytes_held += row.size
+        return True
+
+    def release(self, size: int) -> None:
+        """The writer is done with ``size`` bytes of rows (committed or dropped): room for new ones."""
+        with self.lock:
+            self.bytes_held -= size
 
     def mark_urgent(self, count: int = 1) -> None:
         with self.lock:
@@ -119,7 +151,9 @@ class AuditLog:
         metrics: GatewayMetrics,
         *,
         queue_rows: int = 10_000,
+        queue_bytes: int = 32 * 2**20,
         batch_rows: int = 256,
+        batch_bytes: int = 8 * 2**20,
         writers: int = 1,
         commit_interval_s: float = 0.02,
         enqueue_timeout_s: float = 5.0,
@@ -131,13 +165,17 @@ class AuditLog:
         self.engine = engine
         self.metrics = metrics
         self.batch_rows = batch_rows
+        self.batch_bytes = batch_bytes
         self.commit_interval_s = commit_interval_s
         self.enqueue_timeout_s = enqueue_timeout_s
         self.retries = retries
         self.retry_backoff_s = retry_backoff_s
         self.clock = clock
         self.sleep = sleep
-        self._lanes = [_Lane(queue.Queue(maxsize=max(1, queue_rows // writers))) for _ in range(writers)]
+        self._lanes = [
+            _Lane(queue.Queue(maxsize=max(1, queue_rows // writers)), max_bytes=max(1, queue_bytes // writers))
+            for _ in range(writers)
+        ]
         self._deal = itertools.count()
         self._writers: list[threading.Thread] = []
         self._start_lock = threading.Lock()
@@ -156,9 +194,11 @@ class AuditLog:
         """Queue one row (no I/O); when the queue is full, wait for room up to ``enqueue_timeout_s``.
 
         ``answer`` may be the body already serialised for the response (:class:`api.db.RawJSON`):
-        the row then keeps exactly the bytes the client got, and the writer does not serialise it again.
+        the row then keeps exactly the bytes the client got. Any other answer is serialised here, once
+        (the writer would have had to), so its size counts against ``queue_bytes`` exactly.
         """
-        row = {
+        body = answer if isinstance(answer, RawJSON) else raw_json(answer)
+        values = {
             "created_at": self.clock(),
             "tenant": tenant,
             "route": route,
@@ -166,16 +206,15 @@ class AuditLog:
             "request_hash": canonical_hash(request),
             "feature_snapshot_hash": feature_snapshot_hash,
             "model_versions": model_versions,
-            "answer": answer,
+            "answer": body,
         }
+        row = _Row(values, len(body) + ROW_OVERHEAD_BYTES)
         self._ensure_writers()
         lane = self._lanes[next(self._deal) % len(self._lanes)]
-        try:
-            lane.rows.put_nowait(row)
-        except queue.Full:
+        if not lane.try_put(row):
             await self._wait_for_room(lane, row)
 
-    async def _wait_for_room(self, lane: _Lane, row: dict[str, Any]) -> None:
+    async def _wait_for_room(self, lane: _Lane, row: _Row) -> None:
         """Back-pressure: the store is slower than the traffic, so this request waits rather than lose its row."""
         self.metrics.audit_waits.inc()
         loop = asyncio.get_running_loop()
@@ -184,11 +223,8 @@ class AuditLog:
             room: asyncio.Future[None] = loop.create_future()
             with lane.lock:  # registered before the retry: room made in between still wakes this request
                 lane.waiting.append((loop, room))
-            try:
-                lane.rows.put_nowait(row)
+            if lane.try_put(row):
                 return
-            except queue.Full:
-                pass
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -198,10 +234,11 @@ class AuditLog:
                 break
         self.metrics.audit_rows_dropped.labels(reason=QUEUE_FULL).inc()
         log.error(
-            "audit queue full (%d rows) for %.1f s: row of request %s dropped",
+            "audit queue full (%d rows or %d bytes) for %.1f s: row of request %s dropped",
             lane.rows.maxsize,
+            lane.max_bytes,
             self.enqueue_timeout_s,
-            row["request_id"],
+            row.values["request_id"],
         )
 
     def flush(self, timeout: float = 30.0) -> bool:
@@ -241,17 +278,25 @@ class AuditLog:
     def _write_forever(self, lane: _Lane) -> None:
         while True:
             first = lane.rows.get()
-            if isinstance(first, dict):
+            if isinstance(first, _Row):
                 self._linger(lane)
             batch = [first]
-            while len(batch) < self.batch_rows:
+            size = first.size if isinstance(first, _Row) else 0
+            while len(batch) < self.batch_rows and size < self.batch_bytes:
                 try:
-                    batch.append(lane.rows.get_nowait())
+                    item = lane.rows.get_nowait()
                 except queue.Empty:
                     break
-            lane.wake_waiting()
-            self._commit([item for item in batch if isinstance(item, dict)])
-            markers = [item for item in batch if not isinstance(item, dict)]
+                batch.append(item)
+                size += item.size if isinstance(item, _Row) else 0
+            lane.wake_waiting()  # room in rows now; in bytes once the batch is committed
+            try:
+                self._commit([item.values for item in batch if isinstance(item, _Row)])
+            finally:
+                if size:
+                    lane.release(size)
+                    lane.wake_waiting()
+            markers = [item for item in batch if not isinstance(item, _Row)]
             lane.mark_urgent(-len(markers))
             for item in markers:
                 if isinstance(item, _Flush):
@@ -266,7 +311,7 @@ class AuditLog:
         lane.wake.clear()  # cleared before ``urgent`` is read: a flush after this line still wakes us
         with lane.lock:
             urgent = lane.urgent
-        if urgent or lane.rows.qsize() >= self.batch_rows - 1:
+        if urgent or lane.rows.qsize() >= self.batch_rows - 1 or lane.bytes_held >= self.batch_bytes:
             return
         lane.wake.wait(self.commit_interval_s)
 

@@ -31,7 +31,17 @@ class AuditSettings(BaseModel):
     queue_rows: int = Field(
         10_000, ge=1, description="Rows waiting for the writer; beyond it requests wait for room (enqueue_timeout_s)."
     )
+    queue_mb: float = Field(
+        32.0,
+        gt=0,
+        le=4096,
+        description="Answer megabytes queued or being committed; beyond it requests wait for room, as for "
+        "queue_rows (a 2,400-ticker answer is ~700 KB: rows alone do not bound the gateway's memory).",
+    )
     batch_rows: int = Field(256, ge=1, le=10_000, description="Most rows one transaction commits.")
+    batch_mb: float = Field(
+        8.0, gt=0, le=1024, description="Most answer megabytes one transaction commits (at least one row)."
+    )
     commit_interval_ms: float = Field(
         20.0,
         ge=0,

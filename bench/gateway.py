@@ -342,6 +342,15 @@ def _level(
     }
 
 
+def peak_rss_mb(pid: int) -> float | None:
+    """The process's resident-memory high-water mark (Linux ``VmHWM``), or None where /proc lacks it."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
 def _run(args: argparse.Namespace, data_dir: Path, models: list[str], universe: list[str]) -> dict[str, Any]:
     tickers = universe[: args.tickers]
     env = {"PORTFOLIO_OS_DATA_DIR": str(data_dir), "PORTFOLIO_OS_MAX_TICKERS": str(max(200, len(universe)))}
@@ -382,6 +391,8 @@ def _run(args: argparse.Namespace, data_dir: Path, models: list[str], universe: 
             common.log(f"all {len(universe)} tickers, concurrency 1: {every_level}")
         gateway_pid = pids["gateway"]
         results["gateway_rss_mb"] = round(psutil.Process(gateway_pid).memory_info().rss / 2**20, 1)
+        # The resident high-water mark over the whole run: the RSS above is one moment after the last level.
+        results["gateway_peak_rss_mb"] = peak_rss_mb(gateway_pid)
     load_after = os.getloadavg()[0]
     baseline = in_process(data_dir, tickers, models, 200)
     return {

@@ -170,6 +170,79 @@ def test_a_row_that_finds_no_room_in_time_is_dropped_and_counted(sqlite_engine: 
         audit.close()
 
 
+def _large(i: int) -> dict[str, Any]:
+    """A row whose answer is ~10 KB of JSON, as a many-ticker answer is much larger than its other fields."""
+    return _fields(i) | {"answer": {"i": i, "synthetic": True, "pad": "x" * 10_000}}
+
+
+LARGE_ROW_BYTES = 10_000 + 1024 + 40  # what _Row.size comes to: the answer's JSON plus the fixed overhead
+
+
+def test_the_queue_is_bounded_in_bytes_so_large_answers_wait_though_rows_have_room(
+    sqlite_engine: Engine, tmp_path
+) -> None:
+    metrics = GatewayMetrics()
+    # Room for 1,000 rows but only two large answers: the one the writer holds and one queued.
+    audit = AuditLog(
+        sqlite_engine,
+        metrics,
+        queue_rows=1000,
+        queue_bytes=int(2.5 * LARGE_ROW_BYTES),
+        batch_rows=1,
+        commit_interval_s=0,
+    )
+    locker = sqlite3.connect(tmp_path / "gateway.db", timeout=1)
+
+    async def scenario() -> None:
+        locker.execute("BEGIN IMMEDIATE")  # the writer gets stuck committing the first row, whose bytes it holds
+        await audit.record(**_large(0))
+        wait_for(lambda: audit._lanes[0].rows.qsize() == 0, 10, "the writer to take the first row")
+        await audit.record(**_large(1))
+        waiting = asyncio.create_task(audit.record(**_large(2)))
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not waiting.done() and metrics.audit_waits._value.get() == 1
+        assert audit._lanes[0].rows.qsize() == 1  # 998 rows of room left: the bytes are what is full
+        locker.rollback()
+        await asyncio.wait_for(waiting, 30)
+
+    try:
+        asyncio.run(scenario())
+        assert audit.flush() and row_count(sqlite_engine) == 3
+        assert audit._lanes[0].bytes_held == 0  # every committed row gave its bytes back
+        assert _dropped(metrics, "queue_full") == 0
+    finally:
+        locker.close()
+        audit.close()
+
+
+def test_a_batch_is_cut_by_bytes_and_an_answer_over_the_whole_bound_still_goes_in_alone(
+    sqlite_engine: Engine,
+) -> None:
+    inserts: list[int] = []
+    event.listen(sqlite_engine, "before_cursor_execute", lambda *a: inserts.append(1) if "INSERT" in a[2] else None)
+    metrics = GatewayMetrics()
+    audit = AuditLog(sqlite_engine, metrics, commit_interval_s=3600, batch_bytes=int(2.5 * LARGE_ROW_BYTES))
+    try:
+        for i in range(6):
+            _record_fields(audit, _large(i))
+        assert audit.flush()
+        assert row_count(sqlite_engine) == 6 and len(inserts) == 2  # three large answers per transaction
+    finally:
+        audit.close()
+    alone = AuditLog(sqlite_engine, metrics, queue_bytes=1000, enqueue_timeout_s=0)
+    try:
+        _record_fields(alone, _large(6))  # larger than the bound, into an empty queue: never waits
+        assert alone.flush() and row_count(sqlite_engine) == 7
+        assert metrics.audit_waits._value.get() == 0 and _dropped(metrics, "queue_full") == 0
+    finally:
+        alone.close()
+
+
+def _record_fields(audit: AuditLog, fields: dict[str, Any]) -> None:
+    asyncio.run(audit.record(**fields))
+
+
 def test_a_failed_commit_is_retried_with_back_off_and_counted(sqlite_engine: Engine) -> None:
     metrics, sleeps = GatewayMetrics(), list[float]()
     audit = AuditLog(sqlite_engine, metrics, commit_interval_s=3600, retries=3, sleep=sleeps.append)

@@ -57,7 +57,6 @@ class DataQualityFlags:
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self.features = features
-        self.cache_seconds = cache_seconds
         self.rows: Cache[str, Flag] = Cache(
             "data_quality", metrics or GatewayMetrics(), ttl=cache_seconds, max_entries=MAX_CACHED_FLAGS, clock=clock
         )

@@ -89,7 +89,6 @@ class MarketData:
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self.features = features
-        self.cache_seconds = cache_seconds
         metrics = metrics or GatewayMetrics()
         self.regimes: Cache[str, RegimeRead] = Cache(
             "market_regime", metrics, ttl=cache_seconds, max_entries=1, clock=clock

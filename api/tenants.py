@@ -67,7 +67,6 @@ class KeyAuthenticator:
     ) -> None:
         self.engine = engine
         self.pepper = pepper
-        self.cache_seconds = cache_seconds
         # No refresh-ahead: a key row is read when its entry expires, so the revocation delay is exact.
         self.rows: Cache[str, _KeyRow] = Cache(
             "api_keys", metrics or GatewayMetrics(), ttl=cache_seconds, max_entries=MAX_CACHED_KEYS, clock=clock

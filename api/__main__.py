@@ -6,11 +6,13 @@ import argparse
 import os
 import sys
 
+from feature_repo.import_costs import skip_typeguard_instrumentation
 from feature_repo.telemetry import telemetry_off
 
 
 def prepare_process() -> None:
-    """Telemetry off, and prometheus_client's values kept in memory; call it before the app is imported.
+    """Telemetry off, prometheus_client's values kept in memory, and Feast's typeguard instrumentation
+    skipped (:mod:`feature_repo.import_costs`); call it before the app is imported.
 
     Importing Feast sets PROMETHEUS_MULTIPROC_DIR (for its own feature server), and a process that
     imported Feast hands it on to the processes it starts (the launcher, the benchmark, the demo).
@@ -21,6 +23,7 @@ def prepare_process() -> None:
     so it drops the variable and loads prometheus_client before anything imports Feast.
     """
     telemetry_off()
+    skip_typeguard_instrumentation()
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     import prometheus_client.values  # noqa: F401 - binds the in-memory value class now
 

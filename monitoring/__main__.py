@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from feature_repo.import_costs import skip_typeguard_instrumentation
 from feature_repo.telemetry import telemetry_off
 from monitoring import reports
 from monitoring.errors import MonitoringError
@@ -374,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
 def _quiet_telemetry() -> None:
     # Evidently and Feast phone home unless told not to; monitoring jobs never do.
     telemetry_off()
+    skip_typeguard_instrumentation()  # before Feast loads: seconds of import (feature_repo.import_costs)
     # Evidently's and litestar's own deprecation notices say nothing about the user's data.
     import warnings
 

@@ -99,6 +99,43 @@ def test_the_gateway_process_runs_without_torch_as_its_image_does(monkeypatch: p
     assert sys.modules["torch"] is loaded
 
 
+# --- Feast's typeguard instrumentation, skipped by every process entry -----------------------------
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "import training.__main__",  # python -m training and portfolio-os: its imports load Feast
+        "from api.__main__ import prepare_process; prepare_process()",
+        "from monitoring.__main__ import _quiet_telemetry; _quiet_telemetry()",
+        "from training.environment import quiet_third_parties; quiet_third_parties()",
+    ],
+)
+def test_each_process_entry_skips_typeguards_instrumentation_before_feast_loads(entry: str) -> None:
+    """typeguard recompiles every @typechecked Feast class at import: seconds per process (import_costs)."""
+    seen = imported_after(
+        f"{entry}\n"
+        "from feature_repo.import_costs import instrumentation_skipped\n"
+        "assert instrumentation_skipped()\n"
+        "import feast.feature_view as fv, typeguard\n"
+        "assert fv.typechecked is typeguard.typechecked  # Feast bound the skipping decorator\n"
+        "from feature_repo.definitions import build_definitions\n"  # the project's repo objects still build
+        "assert build_definitions('/tmp/portfolio-os-probe')"
+    )
+    assert "feast" in {str(m).split(".")[0] for m in seen["modules"]}  # type: ignore[attr-defined]
+
+
+def test_importing_the_import_costs_module_skips_nothing() -> None:
+    seen = imported_after(
+        "import feature_repo.import_costs as costs\n"
+        "assert not costs.instrumentation_skipped()\n"
+        "import typeguard\n"
+        "assert costs._typechecked(len) is len and costs._typechecked()(len) is len  # bare and with options\n"
+        "assert costs.skip_typeguard_instrumentation() and costs.instrumentation_skipped()"
+    )
+    assert seen["changed"] == []
+
+
 # --- telemetry off, defined once -----------------------------------------------------------------
 
 

@@ -6,7 +6,13 @@ portfolio-os features --config configs/demo.yaml
 portfolio-os materialize --mode incremental
 """
 
+# ruff: noqa: E402 - the imports below load Feast, so typeguard is told to skip its instrumentation first
+
 from __future__ import annotations
+
+from feature_repo.import_costs import skip_typeguard_instrumentation
+
+skip_typeguard_instrumentation()  # seconds of Feast's import per process (feature_repo.import_costs)
 
 import argparse
 import sys

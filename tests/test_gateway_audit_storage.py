@@ -17,9 +17,9 @@ from sqlalchemy import Engine, event, select, text
 from sqlalchemy.exc import DBAPIError
 
 from api import audit_partitions
-from api.audit import AuditLog
+from api.audit import ROW_OVERHEAD_BYTES, AuditLog
 from api.audit_storage import apply_retention, row_count
-from api.db import audit_log, init_db, make_engine
+from api.db import audit_log, init_db, make_engine, raw_json
 from api.idempotency import IdempotencyStore
 from api.maintenance import Maintenance
 from api.metrics import GatewayMetrics
@@ -55,18 +55,9 @@ def pg_engine(database_url: str) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _record(audit: AuditLog, i: int) -> None:
-    asyncio.run(
-        audit.record(
-            tenant="synthetic",
-            route="/v1/signals",
-            request_id=f"r{i}",
-            request={"i": i},
-            feature_snapshot_hash="0" * 64,
-            model_versions={"ensemble": "1"},
-            answer={"i": i, "synthetic": True},
-        )
-    )
+def _record(audit: AuditLog, i: int, fields: dict[str, Any] | None = None) -> None:
+    """Record row ``i`` (``fields``, default :func:`_fields`) from a synchronous test."""
+    asyncio.run(audit.record(**(fields or _fields(i))))
 
 
 def _dropped(metrics: GatewayMetrics, reason: str) -> float:
@@ -175,7 +166,8 @@ def _large(i: int) -> dict[str, Any]:
     return _fields(i) | {"answer": {"i": i, "synthetic": True, "pad": "x" * 10_000}}
 
 
-LARGE_ROW_BYTES = 10_000 + 1024 + 40  # what _Row.size comes to: the answer's JSON plus the fixed overhead
+# What a large row weighs against the byte bound: its answer's JSON plus the fixed overhead (i < 10).
+LARGE_ROW_BYTES = len(raw_json(_large(0)["answer"])) + ROW_OVERHEAD_BYTES
 
 
 def test_the_queue_is_bounded_in_bytes_so_large_answers_wait_though_rows_have_room(
@@ -225,22 +217,18 @@ def test_a_batch_is_cut_by_bytes_and_an_answer_over_the_whole_bound_still_goes_i
     audit = AuditLog(sqlite_engine, metrics, commit_interval_s=3600, batch_bytes=int(2.5 * LARGE_ROW_BYTES))
     try:
         for i in range(6):
-            _record_fields(audit, _large(i))
+            _record(audit, i, _large(i))
         assert audit.flush()
         assert row_count(sqlite_engine) == 6 and len(inserts) == 2  # three large answers per transaction
     finally:
         audit.close()
     alone = AuditLog(sqlite_engine, metrics, queue_bytes=1000, enqueue_timeout_s=0)
     try:
-        _record_fields(alone, _large(6))  # larger than the bound, into an empty queue: never waits
+        _record(alone, 6, _large(6))  # larger than the bound, into an empty queue: never waits
         assert alone.flush() and row_count(sqlite_engine) == 7
         assert metrics.audit_waits._value.get() == 0 and _dropped(metrics, "queue_full") == 0
     finally:
         alone.close()
-
-
-def _record_fields(audit: AuditLog, fields: dict[str, Any]) -> None:
-    asyncio.run(audit.record(**fields))
 
 
 def test_a_failed_commit_is_retried_with_back_off_and_counted(sqlite_engine: Engine) -> None:
